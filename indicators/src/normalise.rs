@@ -1,0 +1,292 @@
+//! Canonical text forms for indicator values.
+//!
+//! Lists arrive defanged (`hxxp://evil[.]example`), in mixed case, with trailing dots, IDNs,
+//! IPv4-mapped IPv6 and scheme-less URLs. [`normalise`] detects the kind of a raw value and
+//! returns the one form the matcher compares against, or the reason it cannot be an indicator.
+//!
+//! Canonical forms:
+//! - domain: lower-case ASCII (IDN as punycode), no trailing dot, no leading `*.`;
+//! - ipv4 / ipv6: the standard text form; IPv4-mapped IPv6 becomes ipv4;
+//! - cidr: the network address and prefix (`10.1.0.0/16`); a full-length prefix is an address;
+//! - ip_port: `1.2.3.4:443` or `[2001:db8::1]:443`;
+//! - url: `host[:port]/path?query`, scheme-less, host canonical as above, default port removed;
+//! - ja3: 32 lower-case hex digits; ja4: the JA4 `a_b_c` form, lower-case.
+
+use crate::model::Kind;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use thiserror::Error;
+
+/// A value in canonical form with its detected kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalised {
+    pub kind: Kind,
+    pub value: String,
+}
+
+/// Why a raw value is not an indicator.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RejectReason {
+    #[error("empty value")]
+    Empty,
+    #[error("value longer than {max} bytes")]
+    TooLong { max: usize },
+    #[error("invalid domain name: {0}")]
+    BadDomain(&'static str),
+    #[error("invalid port")]
+    BadPort,
+    #[error("invalid network prefix")]
+    BadCidr,
+    #[error("unsupported URL scheme {0:?}")]
+    BadScheme(String),
+    #[error("not an IP address, network, IP:port, domain, URL, JA3 or JA4")]
+    Unrecognised,
+}
+
+/// The longest value we accept (a URL); longer ones are almost always garbage in a feed.
+pub const MAX_VALUE_LEN: usize = 2048;
+const MAX_DOMAIN_LEN: usize = 253;
+
+/// Detects the kind of `raw` and returns its canonical form.
+pub fn normalise(raw: &str) -> Result<Normalised, RejectReason> {
+    let refanged = refang(raw.trim());
+    let text = refanged.as_str();
+    if text.is_empty() {
+        return Err(RejectReason::Empty);
+    }
+    if text.len() > MAX_VALUE_LEN {
+        return Err(RejectReason::TooLong { max: MAX_VALUE_LEN });
+    }
+    if let Some((scheme, rest)) = text.split_once("://") {
+        return normalise_url(Some(&scheme.to_ascii_lowercase()), rest);
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(address(ip));
+    }
+    if let Ok(sa) = text.parse::<SocketAddr>() {
+        return ip_port(sa.ip(), sa.port());
+    }
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(network(net));
+    }
+    if text.contains('/') {
+        // A '/' that did not make a CIDR: an address-looking prefix with a bad length is a
+        // broken CIDR, anything else a scheme-less URL (Maltrail writes `1.2.3.4/x.exe`).
+        let (head, tail) = text.split_once('/').unwrap_or((text, ""));
+        if head.parse::<IpAddr>().is_ok() && !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RejectReason::BadCidr);
+        }
+        return normalise_url(None, text);
+    }
+    if let Some(fp) = fingerprint(text) {
+        return Ok(fp);
+    }
+    if let Some((host, port)) = text.rsplit_once(':')
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && !host.contains(':')
+    {
+        // `evil.example:8080` — a host with a port is a URL without a path.
+        let port: u16 = port.parse().map_err(|_| RejectReason::BadPort)?;
+        let host = domain(host)?;
+        return Ok(Normalised { kind: Kind::Url, value: format!("{host}:{port}/") });
+    }
+    Ok(Normalised { kind: Kind::Domain, value: domain(text)? })
+}
+
+/// Canonical form of a domain name: lower-case ASCII, punycode for IDNs, no trailing dot, no
+/// leading wildcard label.
+pub fn domain(raw: &str) -> Result<String, RejectReason> {
+    let name = raw.strip_prefix("*.").unwrap_or(raw);
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return Err(RejectReason::BadDomain("empty"));
+    }
+    let ascii = if name.is_ascii() {
+        name.to_ascii_lowercase()
+    } else {
+        idna::domain_to_ascii(name).map_err(|_| RejectReason::BadDomain("invalid IDN"))?
+    };
+    if ascii.len() > MAX_DOMAIN_LEN {
+        return Err(RejectReason::BadDomain("longer than 253 bytes"));
+    }
+    if !ascii.contains('.') {
+        // A single label would match a whole TLD: never what a CERT means.
+        return Err(RejectReason::BadDomain("single label"));
+    }
+    for label in ascii.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(RejectReason::BadDomain("empty label or label longer than 63 bytes"));
+        }
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(RejectReason::BadDomain("character outside letters, digits, '-' and '_'"));
+        }
+    }
+    if ascii.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+        // `1.2.3` and friends: a mangled address, not a name.
+        return Err(RejectReason::BadDomain("numeric top-level label"));
+    }
+    Ok(ascii)
+}
+
+/// Undoes the usual defanging: `hxxp`, `[.]`, `(.)`, `[dot]`, `[:]`.
+fn refang(text: &str) -> String {
+    let mut s = text
+        .replace("[.]", ".")
+        .replace("(.)", ".")
+        .replace("{.}", ".")
+        .replace("[dot]", ".")
+        .replace("[:]", ":")
+        .replace("[://]", "://");
+    for (defanged, scheme) in [("hxxps", "https"), ("hxxp", "http"), ("fxp", "ftp")] {
+        if s.len() >= defanged.len() && s[..defanged.len()].eq_ignore_ascii_case(defanged) {
+            s.replace_range(..defanged.len(), scheme);
+        }
+    }
+    s
+}
+
+fn address(ip: IpAddr) -> Normalised {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => Normalised { kind: Kind::Ipv4, value: v4.to_string() },
+        IpAddr::V6(v6) => Normalised { kind: Kind::Ipv6, value: v6.to_string() },
+    }
+}
+
+fn network(net: IpNet) -> Normalised {
+    if net.prefix_len() == net.max_prefix_len() {
+        return address(net.addr());
+    }
+    Normalised { kind: Kind::Cidr, value: net.trunc().to_string() }
+}
+
+fn ip_port(ip: IpAddr, port: u16) -> Result<Normalised, RejectReason> {
+    if port == 0 {
+        return Err(RejectReason::BadPort);
+    }
+    let value = SocketAddr::new(ip.to_canonical(), port).to_string();
+    Ok(Normalised { kind: Kind::IpPort, value })
+}
+
+/// JA3 is an MD5 in hex; JA4 is `[tqd]NN[di]NNNNaa_<12 hex>_<12 hex>`.
+fn fingerprint(text: &str) -> Option<Normalised> {
+    let lower = text.to_ascii_lowercase();
+    if lower.len() == 32 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(Normalised { kind: Kind::Ja3, value: lower });
+    }
+    let parts: Vec<&str> = lower.split('_').collect();
+    let is_ja4 = parts.len() == 3
+        && parts[0].len() == 10
+        && matches!(parts[0].as_bytes()[0], b't' | b'q' | b'd')
+        && parts[0].bytes().all(|b| b.is_ascii_alphanumeric())
+        && parts[1..].iter().all(|p| p.len() == 12 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    is_ja4.then_some(Normalised { kind: Kind::Ja4, value: lower })
+}
+
+/// `rest` is everything after `scheme://`, or the whole scheme-less value.
+fn normalise_url(scheme: Option<&str>, rest: &str) -> Result<Normalised, RejectReason> {
+    let default_port = match scheme {
+        None | Some("http") => 80,
+        Some("https") => 443,
+        Some("ftp") => 21,
+        Some(other) => return Err(RejectReason::BadScheme(other.to_owned())),
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let (host, port) = split_host_port(authority)?;
+    let host = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(ip) => match ip.to_canonical() {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        },
+        Err(_) => domain(host)?,
+    };
+    let path = match path {
+        "" => "/".to_owned(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_owned(),
+    };
+    if path == "/" && port.is_none_or(|p| p == default_port) && scheme.is_none() {
+        // `evil.example/` in a trail list names the host, not a page on it.
+        return normalise(&host);
+    }
+    let value = match port {
+        Some(p) if p != default_port => format!("{host}:{p}{path}"),
+        _ => format!("{host}{path}"),
+    };
+    Ok(Normalised { kind: Kind::Url, value })
+}
+
+fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), RejectReason> {
+    let port_sep = if authority.starts_with('[') {
+        authority.find("]:").map(|i| i + 1)
+    } else if authority.matches(':').count() == 1 {
+        authority.find(':')
+    } else {
+        None
+    };
+    match port_sep {
+        Some(i) => {
+            let port = authority[i + 1..].parse::<u16>().map_err(|_| RejectReason::BadPort)?;
+            if port == 0 {
+                return Err(RejectReason::BadPort);
+            }
+            Ok((&authority[..i], Some(port)))
+        }
+        None => Ok((authority, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> (Kind, String) {
+        let n = normalise(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+        (n.kind, n.value)
+    }
+
+    #[test]
+    fn detects_and_canonicalises_each_kind() {
+        assert_eq!(ok("Evil.Example."), (Kind::Domain, "evil.example".into()));
+        assert_eq!(ok("*.evil.example"), (Kind::Domain, "evil.example".into()));
+        assert_eq!(ok("evil[.]example"), (Kind::Domain, "evil.example".into()));
+        assert_eq!(ok("bücher.example"), (Kind::Domain, "xn--bcher-kva.example".into()));
+        assert_eq!(ok("203.0.113.7"), (Kind::Ipv4, "203.0.113.7".into()));
+        assert_eq!(ok("::ffff:203.0.113.7"), (Kind::Ipv4, "203.0.113.7".into()));
+        assert_eq!(ok("2001:DB8::1"), (Kind::Ipv6, "2001:db8::1".into()));
+        assert_eq!(ok("10.1.2.3/16"), (Kind::Cidr, "10.1.0.0/16".into()));
+        assert_eq!(ok("10.1.2.3/32"), (Kind::Ipv4, "10.1.2.3".into()));
+        assert_eq!(ok("198.51.100.9:8443"), (Kind::IpPort, "198.51.100.9:8443".into()));
+        assert_eq!(ok("[2001:db8::1]:443"), (Kind::IpPort, "[2001:db8::1]:443".into()));
+        assert_eq!(ok("hxxp://Evil.Example/a/B.exe"), (Kind::Url, "evil.example/a/B.exe".into()));
+        assert_eq!(ok("https://evil.example:443/x"), (Kind::Url, "evil.example/x".into()));
+        assert_eq!(ok("https://evil.example:8443/x"), (Kind::Url, "evil.example:8443/x".into()));
+        assert_eq!(ok("1.2.3.4/x.exe"), (Kind::Url, "1.2.3.4/x.exe".into()));
+        assert_eq!(ok("evil.example/"), (Kind::Domain, "evil.example".into()));
+        assert_eq!(ok("evil.example:8080"), (Kind::Url, "evil.example:8080/".into()));
+        assert_eq!(
+            ok("E7D705A3286E19EA42F587B344EE6865"),
+            (Kind::Ja3, "e7d705a3286e19ea42f587b344ee6865".into())
+        );
+        assert_eq!(
+            ok("t13d1516h2_8daaf6152771_02713d6af862"),
+            (Kind::Ja4, "t13d1516h2_8daaf6152771_02713d6af862".into())
+        );
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_an_indicator() {
+        assert_eq!(normalise("  "), Err(RejectReason::Empty));
+        assert!(matches!(normalise("localhost"), Err(RejectReason::BadDomain(_))));
+        assert!(matches!(normalise("bad name.example"), Err(RejectReason::BadDomain(_))));
+        assert!(matches!(normalise("1.2.3"), Err(RejectReason::BadDomain(_))));
+        assert_eq!(normalise("10.0.0.0/33"), Err(RejectReason::BadCidr));
+        assert_eq!(normalise("1.2.3.4:0"), Err(RejectReason::BadPort));
+        assert_eq!(normalise("evil.example:99999"), Err(RejectReason::BadPort));
+        assert!(matches!(normalise("gopher://evil.example/"), Err(RejectReason::BadScheme(_))));
+        assert!(matches!(normalise(&"a".repeat(3000)), Err(RejectReason::TooLong { .. })));
+    }
+}

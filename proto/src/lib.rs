@@ -1,0 +1,19 @@
+//! The `zdn.v1` gRPC contract, generated from `proto/zdn/v1/*.proto` at build time.
+//!
+//! - [`v1`]: messages, service clients and servers (tonic/prost).
+//! - [`DESCRIPTOR_SET`]: the encoded file descriptors, for gRPC server reflection.
+//! - `convert`: conversions between the wire enums and the shared indicator model
+//!   ([`zdn_indicators::Kind`], [`zdn_indicators::Via`]), so neither side hand-maps them.
+
+mod convert;
+
+pub use convert::{UnknownEnum, kind_from_wire, via_from_wire};
+
+/// Generated code for package `zdn.v1`.
+pub mod v1 {
+    #![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+    tonic::include_proto!("zdn.v1");
+}
+
+/// Encoded `FileDescriptorSet` of every `zdn.v1` file, for `tonic-reflection`.
+pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/zdn_v1_descriptor.bin"));
