@@ -1,0 +1,146 @@
+//! `zdn-agent`: the command line of the sensor.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use ipnet::IpNet;
+use std::io::Write;
+use std::path::PathBuf;
+use zdn_agent::inspect::HomeNet;
+use zdn_agent::pseudonym::Pseudonymiser;
+use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
+use zdn_agent::sighting::Aggregator;
+use zdn_agent::uplink;
+
+#[derive(Parser)]
+#[command(name = "zdn-agent", version, about = "ZDN sensor agent: matches traffic against indicators and reports sightings")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Match the traffic in capture files and print or send the sightings.
+    ///
+    /// Examples:
+    ///   zdn-agent replay --pcap gw.pcap --indicators iocs.txt
+    ///   zdn-agent replay --pcap gw.pcap --indicators iocs.txt --home-net 10.0.0.0/8 \
+    ///       --collector https://collector.example:7443 --identity /etc/zdn/identity
+    #[command(verbatim_doc_comment)]
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Capture file (pcap or pcapng); repeat for several, replayed in order.
+    #[arg(long = "pcap", required = true)]
+    pcaps: Vec<PathBuf>,
+    /// Indicator list (plain text, one value a line); repeat for several.
+    #[arg(long = "indicators", required = true)]
+    indicators: Vec<PathBuf>,
+    /// Internal networks (CIDR, comma-separated or repeated). Without it, every source counts
+    /// as internal and every destination as external.
+    #[arg(long, value_delimiter = ',')]
+    home_net: Vec<IpNet>,
+    /// Aggregation window in seconds of packet time.
+    #[arg(long, default_value_t = 60)]
+    window: u32,
+    /// File holding the pseudonym secret (created if missing). Without it, a throw-away secret
+    /// is used and pseudonyms cannot be resolved later.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Report internal addresses instead of pseudonyms (only if the participant opted in).
+    #[arg(long)]
+    share_internal_addresses: bool,
+    /// Send the sightings to this collector (https://HOST:PORT) instead of printing them.
+    #[arg(long, requires = "identity")]
+    collector: Option<String>,
+    /// Credential directory (cert.pem, key.pem, ca.pem) for the collector.
+    #[arg(long)]
+    identity: Option<PathBuf>,
+    /// Sightings per batch sent to the collector.
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Replay(args) => run_replay(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zdn-agent: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZDN_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run_replay(args: ReplayArgs) -> Result<()> {
+    let (set, reports) = replay::load_indicators(&args.indicators)?;
+    for report in &reports {
+        eprintln!("{report}");
+    }
+    let pseudonyms = match &args.secret_file {
+        Some(path) => Pseudonymiser::load_or_create(path)
+            .with_context(|| format!("pseudonym secret {}", path.display()))?,
+        None => Pseudonymiser::ephemeral(),
+    }
+    .sharing_addresses(args.share_internal_addresses);
+    let aggregator = Aggregator::new(i64::from(args.window) * 1000, AGGREGATE_CAPACITY, pseudonyms);
+    let home = HomeNet::new(args.home_net);
+    let (sightings, stats) = replay::replay(&set, &home, &args.pcaps, aggregator)?;
+    eprintln!(
+        "replayed {} packets ({} undecodable), {} DNS queries ({} malformed), {} hits, {} sightings",
+        stats.packets,
+        stats.undecodable_total(),
+        stats.inspect.dns_queries,
+        stats.inspect.dns_malformed,
+        stats.hits,
+        sightings.len()
+    );
+    let Some(url) = args.collector else {
+        let mut out = std::io::stdout().lock();
+        for s in &sightings {
+            serde_json::to_writer(&mut out, s)?;
+            out.write_all(b"\n")?;
+        }
+        return Ok(out.flush()?);
+    };
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let identity = args.identity.expect("clap requires --identity with --collector");
+    let bundle = zdn_transport::Bundle::load(&identity)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let channel = zdn_transport::client::connect(&url, Some(&bundle)).await?;
+        let delivery = uplink::report(channel.clone(), &sightings, args.batch_size).await?;
+        uplink::heartbeat(channel, stats.heartbeat(&set)).await?;
+        eprintln!(
+            "collector acknowledged {} batches: {} stored, {} already stored, {} rejected",
+            delivery.batches, delivery.stored, delivery.duplicates, delivery.rejected
+        );
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,104 @@
+//! Keyed pseudonyms for internal hosts.
+//!
+//! The collector must be able to tell "the same host hit three indicators" without learning
+//! which host: each internal address becomes `h-` + 16 hex digits of HMAC-SHA256(secret, address).
+//! The secret is generated on first use, kept in a file only the agent can read, and never sent
+//! anywhere, so only the participant can map a pseudonym back (by recomputing it for its own
+//! addresses).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+
+const SECRET_LEN: usize = 32;
+
+pub struct Pseudonymiser {
+    secret: [u8; SECRET_LEN],
+    /// The participant opted in to sharing internal addresses instead of pseudonyms.
+    share_addresses: bool,
+}
+
+impl Pseudonymiser {
+    /// A pseudonymiser with a fresh random secret that lives only as long as the process.
+    pub fn ephemeral() -> Pseudonymiser {
+        Pseudonymiser { secret: rand::random(), share_addresses: false }
+    }
+
+    /// Loads the secret from `path`, creating it (mode 0600) with a fresh random secret if the
+    /// file does not exist.
+    pub fn load_or_create(path: &Path) -> std::io::Result<Pseudonymiser> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let secret: [u8; SECRET_LEN] = bytes.as_slice().try_into().map_err(|_| {
+                    std::io::Error::other(format!(
+                        "{}: pseudonym secret must be exactly {SECRET_LEN} bytes, found {}",
+                        path.display(),
+                        bytes.len()
+                    ))
+                })?;
+                Ok(Pseudonymiser { secret, share_addresses: false })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let secret: [u8; SECRET_LEN] = rand::random();
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path)?;
+                file.write_all(&secret)?;
+                file.sync_all()?;
+                Ok(Pseudonymiser { secret, share_addresses: false })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn sharing_addresses(mut self, share: bool) -> Pseudonymiser {
+        self.share_addresses = share;
+        self
+    }
+
+    /// What leaves the institution in place of `host`.
+    pub fn pseudonym(&self, host: IpAddr) -> String {
+        if self.share_addresses {
+            return host.to_string();
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        match host.to_canonical() {
+            IpAddr::V4(v4) => mac.update(&v4.octets()),
+            IpAddr::V6(v6) => mac.update(&v6.octets()),
+        }
+        format!("h-{}", hex::encode(&mac.finalize().into_bytes()[..8]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudonyms_are_stable_per_secret_and_hide_the_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        let a = Pseudonymiser::load_or_create(&path).unwrap();
+        let b = Pseudonymiser::load_or_create(&path).unwrap();
+        let host: IpAddr = "10.1.2.3".parse().unwrap();
+        let p = a.pseudonym(host);
+        assert_eq!(p, b.pseudonym(host));
+        assert!(p.starts_with("h-") && p.len() == 18 && !p.contains("10.1"));
+        assert_ne!(p, a.pseudonym("10.1.2.4".parse().unwrap()));
+        assert_ne!(p, Pseudonymiser::ephemeral().pseudonym(host));
+        assert_eq!(a.sharing_addresses(true).pseudonym(host), "10.1.2.3");
+    }
+
+    #[test]
+    fn refuses_a_damaged_secret_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, b"short").unwrap();
+        let err = Pseudonymiser::load_or_create(&path).err().unwrap();
+        assert!(err.to_string().contains("exactly 32 bytes"), "{err}");
+    }
+}

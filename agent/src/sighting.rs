@@ -1,0 +1,265 @@
+//! Sightings: what the agent reports, and how repeated hits become one sighting.
+//!
+//! Hits are aggregated per (indicator, internal host, via) over a window of packet time: the
+//! first hit opens a sighting, repeats within the window only raise its count and last-seen
+//! time, and the sighting is emitted when the window has passed (or at the end of the input).
+//! The number of open aggregates is bounded; when it is reached the oldest is emitted early,
+//! so a flood of distinct hits costs reports, never unbounded memory.
+
+use crate::inspect::Hit;
+use crate::pseudonym::Pseudonymiser;
+use serde::{Serialize, Serializer};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use zdn_indicators::{Kind, Via};
+use zdn_proto::v1;
+
+/// One sighting as the agent reports it. Serialises to the JSON-lines contract of the
+/// foundation issue (`indicator`, `kind`, `via`, `observed`, `first_seen`, `last_seen`,
+/// `count`, `src`, `dst_ip`, `dst_port`, `proto`), plus `id` and `indicator_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sighting {
+    pub id: String,
+    pub indicator: String,
+    pub indicator_id: String,
+    pub kind: Kind,
+    pub via: Via,
+    pub observed: String,
+    #[serde(rename = "first_seen", serialize_with = "rfc3339")]
+    pub first_seen_unix_ms: i64,
+    #[serde(rename = "last_seen", serialize_with = "rfc3339")]
+    pub last_seen_unix_ms: i64,
+    pub count: u64,
+    /// Pseudonym of the internal host (or its address if the participant opted in).
+    pub src: String,
+    pub dst_ip: String,
+    pub dst_port: u16,
+    pub proto: String,
+}
+
+fn rfc3339<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_unix_ms(*ms))
+}
+
+/// RFC 3339 in UTC with millisecond precision; out-of-range times print as the epoch.
+pub fn format_unix_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+impl Sighting {
+    pub fn to_proto(&self) -> v1::Sighting {
+        v1::Sighting {
+            id: self.id.clone(),
+            indicator: self.indicator.clone(),
+            kind: v1::IndicatorKind::from(self.kind) as i32,
+            via: v1::Via::from(self.via) as i32,
+            observed: self.observed.clone(),
+            first_seen_unix_ms: self.first_seen_unix_ms,
+            last_seen_unix_ms: self.last_seen_unix_ms,
+            count: self.count,
+            src: self.src.clone(),
+            dst_ip: self.dst_ip.clone(),
+            dst_port: u32::from(self.dst_port),
+            proto: self.proto.clone(),
+            indicator_id: self.indicator_id.clone(),
+        }
+    }
+}
+
+/// Where a hit came from, besides the indicator.
+#[derive(Debug, Clone, Copy)]
+pub struct HitContext<'a> {
+    pub ts_ms: i64,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+    pub proto: &'a str,
+}
+
+type Key = (Kind, String, IpAddr, Via);
+
+struct Open {
+    sighting: Sighting,
+    src: IpAddr,
+}
+
+/// Aggregates hits into sightings.
+pub struct Aggregator {
+    window_ms: i64,
+    capacity: usize,
+    open: HashMap<Key, Open>,
+    /// Emitted sightings, oldest first; drained by the caller.
+    ready: Vec<Sighting>,
+    pseudonyms: Pseudonymiser,
+    /// Packet time at which `advance` next sweeps for closed windows.
+    next_sweep_ms: i64,
+    /// Aggregates emitted early because `capacity` was reached.
+    pub evicted_early: u64,
+}
+
+impl Aggregator {
+    pub fn new(window_ms: i64, capacity: usize, pseudonyms: Pseudonymiser) -> Aggregator {
+        Aggregator {
+            window_ms: window_ms.max(1),
+            capacity: capacity.max(1),
+            open: HashMap::new(),
+            ready: Vec::new(),
+            pseudonyms,
+            next_sweep_ms: i64::MIN,
+            evicted_early: 0,
+        }
+    }
+
+    pub fn add(&mut self, hit: Hit<'_>, ctx: HitContext<'_>) {
+        let key = (hit.indicator.kind, hit.indicator.value.clone(), ctx.src, hit.via);
+        if let Some(open) = self.open.get_mut(&key) {
+            if ctx.ts_ms < open.sighting.first_seen_unix_ms + self.window_ms {
+                open.sighting.count += 1;
+                open.sighting.last_seen_unix_ms = open.sighting.last_seen_unix_ms.max(ctx.ts_ms);
+                return;
+            }
+            let done = self.open.remove(&key).expect("present");
+            self.emit(done);
+        }
+        if self.open.len() >= self.capacity {
+            self.evict_oldest();
+        }
+        let sighting = Sighting {
+            id: uuid::Uuid::now_v7().to_string(),
+            indicator: hit.indicator.value.clone(),
+            indicator_id: hit.indicator.id.clone(),
+            kind: hit.indicator.kind,
+            via: hit.via,
+            observed: hit.observed,
+            first_seen_unix_ms: ctx.ts_ms,
+            last_seen_unix_ms: ctx.ts_ms,
+            count: 1,
+            src: String::new(),
+            dst_ip: ctx.dst.to_string(),
+            dst_port: ctx.dst_port,
+            proto: ctx.proto.to_owned(),
+        };
+        self.open.insert(key, Open { sighting, src: ctx.src });
+    }
+
+    /// Tells the aggregator the packet clock reached `now_ms`. Sweeps for closed windows at
+    /// most four times per window, so the per-packet cost stays constant.
+    pub fn advance(&mut self, now_ms: i64) {
+        if now_ms < self.next_sweep_ms {
+            return;
+        }
+        self.next_sweep_ms = now_ms.saturating_add((self.window_ms / 4).max(1));
+        self.expire(now_ms);
+    }
+
+    /// Emits every aggregate whose window closed before `now_ms`.
+    fn expire(&mut self, now_ms: i64) {
+        let window = self.window_ms;
+        let closed: Vec<Key> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.sighting.first_seen_unix_ms + window <= now_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in closed {
+            let done = self.open.remove(&key).expect("present");
+            self.emit(done);
+        }
+    }
+
+    /// Emits everything still open (end of input, shutdown).
+    pub fn flush(&mut self) {
+        let mut all: Vec<Open> = self.open.drain().map(|(_, o)| o).collect();
+        all.sort_by(|a, b| {
+            (a.sighting.first_seen_unix_ms, &a.sighting.indicator)
+                .cmp(&(b.sighting.first_seen_unix_ms, &b.sighting.indicator))
+        });
+        for open in all {
+            self.emit(open);
+        }
+    }
+
+    /// Takes the sightings emitted so far.
+    pub fn take_ready(&mut self) -> Vec<Sighting> {
+        std::mem::take(&mut self.ready)
+    }
+
+    fn evict_oldest(&mut self) {
+        let oldest = self.open.iter().min_by_key(|(_, o)| o.sighting.first_seen_unix_ms).map(|(k, _)| k.clone());
+        if let Some(key) = oldest {
+            let done = self.open.remove(&key).expect("present");
+            self.evicted_early += 1;
+            self.emit(done);
+        }
+    }
+
+    fn emit(&mut self, mut open: Open) {
+        open.sighting.src = self.pseudonyms.pseudonym(open.src);
+        self.ready.push(open.sighting);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zdn_indicators::Indicator;
+
+    fn ctx(ts_ms: i64, src: &str) -> HitContext<'static> {
+        HitContext { ts_ms, src: src.parse().unwrap(), dst: "203.0.113.9".parse().unwrap(), dst_port: 443, proto: "tcp" }
+    }
+
+    #[test]
+    fn aggregates_per_indicator_host_and_via_within_the_window() {
+        let ind = Indicator::bare(Kind::Ipv4, "203.0.113.9".into(), "t");
+        let hit = || Hit { indicator: &ind, via: Via::IpDst, observed: "203.0.113.9".into() };
+        let mut agg = Aggregator::new(60_000, 100, Pseudonymiser::ephemeral());
+        agg.add(hit(), ctx(1_000, "10.0.0.1"));
+        agg.add(hit(), ctx(2_000, "10.0.0.1"));
+        agg.add(hit(), ctx(2_500, "10.0.0.2"));
+        agg.add(hit(), ctx(61_000, "10.0.0.1")); // window of the first has passed
+        let first = agg.take_ready();
+        assert_eq!(first.len(), 1);
+        assert_eq!((first[0].count, first[0].first_seen_unix_ms, first[0].last_seen_unix_ms), (2, 1_000, 2_000));
+        agg.advance(62_500);
+        assert_eq!(agg.take_ready().len(), 1, "10.0.0.2's window closed at 62.5 s");
+        agg.flush();
+        let last = agg.take_ready();
+        assert_eq!((last.len(), last[0].count), (1, 1));
+        assert_ne!(first[0].id, last[0].id);
+        assert_eq!(first[0].src, last[0].src, "same host, same pseudonym");
+    }
+
+    #[test]
+    fn a_full_table_emits_the_oldest_early() {
+        let ind = Indicator::bare(Kind::Ipv4, "203.0.113.9".into(), "t");
+        let mut agg = Aggregator::new(60_000, 2, Pseudonymiser::ephemeral());
+        for (i, host) in ["10.0.0.1", "10.0.0.2", "10.0.0.3"].into_iter().enumerate() {
+            agg.add(Hit { indicator: &ind, via: Via::IpDst, observed: String::new() }, ctx(i as i64, host));
+        }
+        assert_eq!(agg.evicted_early, 1);
+        assert_eq!(agg.take_ready()[0].first_seen_unix_ms, 0);
+    }
+
+    #[test]
+    fn serialises_to_the_json_line_contract() {
+        let ind = Indicator::bare(Kind::Domain, "evil.example".into(), "t");
+        let mut agg = Aggregator::new(1, 10, Pseudonymiser::ephemeral());
+        agg.add(Hit { indicator: &ind, via: Via::DnsQuery, observed: "a.evil.example".into() }, ctx(1_700_000_000_123, "10.0.0.1"));
+        agg.flush();
+        let json: serde_json::Value = serde_json::to_value(&agg.take_ready()[0]).unwrap();
+        assert_eq!(json["indicator"], "evil.example");
+        assert_eq!(json["kind"], "domain");
+        assert_eq!(json["via"], "dns_query");
+        assert_eq!(json["observed"], "a.evil.example");
+        assert_eq!(json["first_seen"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(json["count"], 1);
+        assert_eq!(json["dst_port"], 443);
+        assert_eq!(json["proto"], "tcp");
+        assert!(json["src"].as_str().unwrap().starts_with("h-"));
+    }
+}
