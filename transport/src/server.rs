@@ -118,6 +118,16 @@ impl AsyncWrite for Conn {
     }
 }
 
+impl Security {
+    /// Mutual TLS with the bundle's certificate and CA, refusing certificates on `crls`.
+    pub fn mutual_tls(
+        bundle: &Bundle,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<Security, ServerTlsError> {
+        Ok(Security::MutualTls(TlsAcceptor::from(Arc::new(server_config(bundle, crls)?))))
+    }
+}
+
 /// Counters of the listener, shared with whoever reports metrics.
 #[derive(Debug, Default)]
 pub struct ListenerStats {

@@ -1,0 +1,139 @@
+//! `zdn demo`: the whole path on one machine, offline, in a few seconds.
+//!
+//! It creates a PKI, starts a collector on the embedded store (real TLS on loopback), runs
+//! three agents as three institutions over the deterministic demo captures
+//! (`zdn_agent::sample`), then queries the collector as a CERT analyst and prints what
+//! correlates — and the `zdn` commands to explore further while it keeps running.
+
+use super::output::{self, Format};
+use super::{correlation_row, sighting_row};
+use crate::config::Config;
+use crate::{pki, server};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use zdn_agent::inspect::HomeNet;
+use zdn_agent::pseudonym::Pseudonymiser;
+use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
+use zdn_agent::sample::{DEMO_INDICATORS, demo_sites};
+use zdn_agent::sighting::Aggregator;
+use zdn_agent::uplink;
+use zdn_proto::v1::{self, analyst_service_client::AnalystServiceClient};
+use zdn_transport::{Bundle, Role};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Keep everything (PKI, captures, database) in this directory; default: a temporary one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Address for the demo collector (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Stop after printing the results instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
+}
+
+/// The CERT's participant id in the demo.
+const CERT: &str = "z-cert";
+
+pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new().prefix("zdn-demo-").tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+    let pki_dir = dir.join("pki");
+    if !pki_dir.join("ca").join("ca.pem").exists() {
+        pki::init(&pki_dir, &[])?;
+    }
+    let indicators = dir.join("indicators.txt");
+    std::fs::write(&indicators, DEMO_INDICATORS)?;
+    let captures = dir.join("captures");
+    std::fs::create_dir_all(&captures)?;
+
+    let config = Config {
+        listen: args.listen,
+        data_dir: dir.join("data"),
+        identity: Some(pki_dir.join("collector")),
+        cert_participant: CERT.to_owned(),
+        ..Config::default()
+    };
+    write_config(&dir.join("collector.toml"), &config)?;
+    let collector = server::start(config, false).await?;
+    let url = format!("https://{}", collector.addr);
+    writeln!(out, "ZDN demo in {}\ncollector listening on {url} (embedded SQLite store)\n", dir.display())?;
+
+    for site in demo_sites() {
+        let pcap = site.write_capture(&captures)?;
+        let bundle_dir = pki::issue(&pki_dir, site.participant, Role::Agent, Some("gateway-1"), None)?;
+        let (set, _) = replay::load_indicators(std::slice::from_ref(&indicators))?;
+        let home = HomeNet::new(vec![site.home_net.parse()?]);
+        let aggregator = Aggregator::new(60_000, AGGREGATE_CAPACITY, Pseudonymiser::ephemeral());
+        let (sightings, stats) = replay::replay(&set, &home, &[&pcap], aggregator)?;
+        let channel = zdn_transport::client::connect(&url, Some(&Bundle::load(&bundle_dir)?)).await?;
+        let delivery = uplink::report(channel.clone(), &sightings, 500).await?;
+        uplink::heartbeat(channel, stats.heartbeat(&set)).await?;
+        writeln!(
+            out,
+            "agent {:<16} replayed {:>2} packets -> {} sightings, {} stored by the collector",
+            site.participant, stats.packets, sightings.len(), delivery.stored
+        )?;
+    }
+
+    let analyst = pki::issue(&pki_dir, CERT, Role::Analyst, None, None)?;
+    let participant_analyst = pki::issue(&pki_dir, "umc-noord", Role::Analyst, Some("soc"), None)?;
+    let mut client = AnalystServiceClient::new(super::connect(&url, Some(&analyst)).await?);
+    let correlations = client
+        .list_correlations(v1::ListCorrelationsRequest::default())
+        .await?
+        .into_inner()
+        .correlations;
+    writeln!(out, "\nCorrelations (indicators seen at >= 2 institutions within 24 h):")?;
+    output::write(out, Format::Table, &correlations.iter().map(correlation_row).collect::<Vec<_>>())?;
+    let mut rows = Vec::new();
+    for c in &correlations {
+        let request = v1::ListSightingsRequest { indicator: c.indicator.clone(), ..Default::default() };
+        let sightings = client.list_sightings(request).await?.into_inner().sightings;
+        rows.extend(sightings.iter().map(|s| {
+            let mut row = sighting_row(s);
+            row.retain(|k, _| ["participant", "indicator", "via", "observed", "first_seen", "count", "src"].contains(&k.as_str()));
+            row
+        }));
+    }
+    writeln!(out, "\nThe sightings behind them (src is the agent's keyed pseudonym of the internal host):")?;
+    output::write(out, Format::Table, &rows)?;
+
+    if args.exit {
+        return collector.stop().await;
+    }
+    let zdn = std::env::current_exe().ok().and_then(|p| p.to_str().map(str::to_owned)).unwrap_or_else(|| "zdn".into());
+    writeln!(out, "\nExplore further (as the CERT's analyst):")?;
+    writeln!(out, "  export ZDN_COLLECTOR={url} ZDN_IDENTITY={}", analyst.display())?;
+    for cmd in ["correlations", "correlations --format json", "sightings", "indicator updates.evil-cdn.example", "fleet", "watch"] {
+        writeln!(out, "  {zdn} {cmd}")?;
+    }
+    writeln!(out, "As umc-noord's own analyst (other institutions are counted, not named):")?;
+    writeln!(out, "  {zdn} --collector {url} --identity {} correlations", participant_analyst.display())?;
+    writeln!(out, "\nThe collector keeps running; press Ctrl-C to stop.")?;
+    out.flush()?;
+    collector.serve_until_signal().await.context("demo collector")
+}
+
+/// Writes the demo's configuration so the collector can be restarted by hand with
+/// `zdn-collector serve --config <dir>/collector.toml`.
+fn write_config(path: &Path, c: &Config) -> Result<()> {
+    let text = format!(
+        "# Written by `zdn demo`.\nlisten = \"127.0.0.1:7443\"\ndata_dir = {:?}\nidentity = {:?}\ncert_participant = {:?}\n",
+        c.data_dir.display().to_string(),
+        c.identity_dir().display().to_string(),
+        c.cert_participant
+    );
+    Ok(std::fs::write(path, text)?)
+}

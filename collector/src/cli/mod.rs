@@ -1,0 +1,289 @@
+//! `zdn`, the analysts' and operators' command line over the collector's gRPC API.
+//!
+//! Every command connects with the caller's own certificate (`--identity DIR`), so the
+//! collector applies the caller's role: what `zdn` prints is what that role may see.
+
+pub mod demo;
+pub mod output;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use output::{Format, Row};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+use tonic::transport::Channel;
+use zdn_agent::sighting::format_unix_ms;
+use zdn_indicators::Kind;
+use zdn_proto::v1::{self, analyst_service_client::AnalystServiceClient};
+use zdn_proto::{kind_from_wire, via_from_wire};
+
+#[derive(Parser)]
+#[command(
+    name = "zdn",
+    version,
+    about = "Query a ZDN collector: correlations, sightings, indicators, fleet",
+    after_help = "Examples:\n  \
+        zdn --identity ~/.zdn/analyst correlations\n  \
+        zdn --identity ~/.zdn/analyst sightings --indicator evil.example --format json\n  \
+        zdn --identity ~/.zdn/analyst indicator evil.example\n  \
+        zdn demo"
+)]
+pub struct Cli {
+    /// Collector address.
+    #[arg(long, env = "ZDN_COLLECTOR", default_value = "https://127.0.0.1:7443", global = true)]
+    pub collector: String,
+    /// Your credential directory (cert.pem, key.pem, ca.pem) from `zdn-collector pki issue`.
+    #[arg(long, env = "ZDN_IDENTITY", global = true)]
+    pub identity: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Indicators seen at several institutions, most recently changed first.
+    Correlations(CorrelationsArgs),
+    /// Stored sightings, newest first.
+    Sightings(SightingsArgs),
+    /// One indicator: who saw it, when, how often, through which mechanisms.
+    Indicator { value: String },
+    /// Agents, their last heartbeat and counters; stale agents may be down.
+    Fleet,
+    /// Print correlations as they open and escalate.
+    Watch {
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Start a collector and three agents over demo captures, and show what correlates.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Args)]
+pub struct CorrelationsArgs {
+    /// Only correlations changed since: RFC 3339 time, or an age like 30m, 24h, 7d.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    min_participants: u32,
+    /// Only indicators of this kind (domain, ipv4, ipv6, cidr, ip_port, url, ja3, ja4).
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+#[derive(Args)]
+pub struct SightingsArgs {
+    #[arg(long)]
+    indicator: Option<String>,
+    #[arg(long)]
+    participant: Option<String>,
+    /// Only sightings last seen since: RFC 3339 time, or an age like 30m, 24h, 7d.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Continue after a previous page (printed on stderr when there is more).
+    #[arg(long)]
+    page_token: Option<String>,
+}
+
+/// Runs a parsed command line, writing results to `out`.
+pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
+    if let Command::Demo(args) = cli.command {
+        return demo::run(args, out).await;
+    }
+    let channel = connect(&cli.collector, cli.identity.as_deref()).await?;
+    let mut client = AnalystServiceClient::new(channel);
+    let rows = match cli.command {
+        Command::Correlations(a) => {
+            let kind = match a.kind.as_deref() {
+                None => 0,
+                Some(k) => v1::IndicatorKind::from(Kind::parse(k).with_context(|| format!("unknown kind {k:?}"))?) as i32,
+            };
+            let request = v1::ListCorrelationsRequest {
+                since_unix_ms: a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0),
+                min_participants: a.min_participants,
+                kind,
+                limit: a.limit,
+            };
+            let response = client.list_correlations(request).await?.into_inner();
+            response.correlations.iter().map(correlation_row).collect()
+        }
+        Command::Sightings(a) => {
+            let request = v1::ListSightingsRequest {
+                indicator: a.indicator.unwrap_or_default(),
+                participant: a.participant.unwrap_or_default(),
+                since_unix_ms: a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0),
+                until_unix_ms: 0,
+                page_size: a.limit,
+                page_token: a.page_token.unwrap_or_default(),
+            };
+            let response = client.list_sightings(request).await?.into_inner();
+            if !response.next_page_token.is_empty() {
+                eprintln!("more: --page-token {}", response.next_page_token);
+            }
+            response.sightings.iter().map(sighting_row).collect()
+        }
+        Command::Indicator { value } => {
+            let detail = client.get_indicator(v1::GetIndicatorRequest { indicator: value }).await?.into_inner();
+            indicator_rows(&detail)
+        }
+        Command::Fleet => {
+            let response = client.fleet_status(v1::FleetStatusRequest {}).await?.into_inner();
+            response.agents.iter().map(agent_row).collect()
+        }
+        Command::Watch { count } => {
+            let mut events = client.watch_correlations(v1::WatchCorrelationsRequest {}).await?.into_inner();
+            let mut seen = 0;
+            while count.is_none_or(|c| seen < c) {
+                let Some(event) = events.message().await? else { break };
+                let change = v1::correlation_event::Change::try_from(event.change)
+                    .map_or("unknown", |c| if c == v1::correlation_event::Change::Opened { "opened" } else { "escalated" });
+                let mut row = Row::new();
+                row.insert("change".into(), json!(change));
+                row.extend(event.correlation.as_ref().map(correlation_row).unwrap_or_default());
+                output::write(out, cli.format, &[row])?;
+                out.flush()?;
+                seen += 1;
+            }
+            return Ok(());
+        }
+        Command::Demo(_) => unreachable!("handled above"),
+    };
+    output::write(out, cli.format, &rows)
+}
+
+/// An error for people: a gRPC status as its code and message, anything else with its causes.
+pub fn describe(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<tonic::Status>() {
+        Some(status) => format!("collector answered {:?}: {}", status.code(), status.message()),
+        None => format!("{e:#}"),
+    }
+}
+
+/// Connects with the caller's bundle (none needed for an `http://` insecure-dev collector).
+pub async fn connect(url: &str, identity: Option<&std::path::Path>) -> Result<Channel> {
+    let bundle = match identity {
+        Some(dir) => Some(zdn_transport::Bundle::load(dir)?),
+        None if url.starts_with("https://") => {
+            bail!("an https:// collector needs your credentials: --identity DIR or ZDN_IDENTITY")
+        }
+        None => None,
+    };
+    Ok(zdn_transport::client::connect(url, bundle.as_ref()).await?)
+}
+
+/// `--since`: an RFC 3339 time, or an age (`30m`, `24h`, `7d`) before now.
+pub fn parse_since(text: &str) -> Result<i64> {
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000)?);
+    }
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = number.parse().with_context(|| format!("--since {text:?}: expected RFC 3339 or an age like 24h"))?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => bail!("--since {text:?}: age unit must be s, m, h or d"),
+    };
+    Ok(crate::service::now_ms() - n.saturating_mul(unit_ms))
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    kind_from_wire(kind).map_or("unknown", Kind::as_str)
+}
+
+fn to_row(value: Value) -> Row {
+    match value {
+        Value::Object(map) => map,
+        _ => Row::new(),
+    }
+}
+
+/// `participants` is the list of ids where the caller may see them, else their count.
+pub fn correlation_row(c: &v1::Correlation) -> Row {
+    let participants = if c.participants.is_empty() { json!(c.participant_count) } else { json!(c.participants) };
+    to_row(json!({
+        "indicator": c.indicator,
+        "kind": kind_name(c.kind),
+        "participants": participants,
+        "participant_count": c.participant_count,
+        "first_seen": format_unix_ms(c.first_seen_unix_ms),
+        "last_seen": format_unix_ms(c.last_seen_unix_ms),
+        "sightings": c.sightings,
+        "opened": format_unix_ms(c.opened_unix_ms),
+    }))
+}
+
+fn sighting_row(s: &v1::StoredSighting) -> Row {
+    let w = s.sighting.clone().unwrap_or_default();
+    to_row(json!({
+        "participant": s.participant,
+        "agent": s.agent,
+        "indicator": w.indicator,
+        "kind": kind_name(w.kind),
+        "via": via_from_wire(w.via).map_or("unknown", |v| v.as_str()),
+        "observed": w.observed,
+        "first_seen": format_unix_ms(w.first_seen_unix_ms),
+        "last_seen": format_unix_ms(w.last_seen_unix_ms),
+        "count": w.count,
+        "src": w.src,
+        "dst_ip": w.dst_ip,
+        "dst_port": w.dst_port,
+        "proto": w.proto,
+        "id": w.id,
+    }))
+}
+
+fn indicator_rows(d: &v1::IndicatorDetail) -> Vec<Row> {
+    d.participants
+        .iter()
+        .map(|p| {
+            let vias: Vec<&str> = p.vias.iter().filter_map(|v| via_from_wire(*v).ok()).map(|v| v.as_str()).collect();
+            let participant = if p.participant.is_empty() { "(another institution)" } else { &p.participant };
+            to_row(json!({
+                "indicator": d.indicator,
+                "participant": participant,
+                "first_seen": format_unix_ms(p.first_seen_unix_ms),
+                "last_seen": format_unix_ms(p.last_seen_unix_ms),
+                "sightings": p.sightings,
+                "vias": vias,
+            }))
+        })
+        .collect()
+}
+
+fn agent_row(a: &v1::AgentStatus) -> Row {
+    to_row(json!({
+        "participant": a.participant,
+        "agent": a.agent,
+        "status": if a.stale { "STALE" } else { "ok" },
+        "last_heartbeat": format_unix_ms(a.last_heartbeat_unix_ms),
+        "version": a.agent_version,
+        "indicators": a.indicator_count,
+        "packets": a.packets_seen,
+        "kernel_drops": a.packets_dropped_kernel,
+        "rss_mb": a.rss_bytes / (1024 * 1024),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_times_and_ages() {
+        assert_eq!(parse_since("2026-01-15T09:00:00Z").unwrap(), 1_768_467_600_000);
+        let age = crate::service::now_ms() - parse_since("2h").unwrap();
+        assert!((7_200_000..7_260_000).contains(&age));
+        assert!(parse_since("2w").is_err());
+        assert!(parse_since("yesterday").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! Rows out: an aligned table for people, JSON (an array) and CSV for programs.
+//!
+//! Every command turns its results into [`Row`]s (ordered JSON objects), so the three formats
+//! show the same fields in the same order and no command formats by hand.
+
+use serde_json::{Map, Value};
+use std::io::Write;
+
+pub type Row = Map<String, Value>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+pub fn write(out: &mut dyn Write, format: Format, rows: &[Row]) -> anyhow::Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, rows)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            if let Some(first) = rows.first() {
+                w.write_record(first.keys())?;
+            }
+            for row in rows {
+                w.write_record(row.values().map(cell))?;
+            }
+            w.flush()?;
+        }
+        Format::Table => table(out, rows)?,
+    }
+    Ok(())
+}
+
+/// A value as one cell: strings bare, arrays comma-joined, null empty.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+fn table(out: &mut dyn Write, rows: &[Row]) -> std::io::Result<()> {
+    let Some(first) = rows.first() else {
+        return writeln!(out, "(none)");
+    };
+    let headers: Vec<&String> = first.keys().collect();
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| r.values().map(cell).collect()).collect();
+    let widths: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| cells.iter().map(|c| c.get(i).map_or(0, |s| s.chars().count())).max().unwrap_or(0).max(h.len()))
+        .collect();
+    let line = |out: &mut dyn Write, values: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = values.zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        writeln!(out, "{}", padded.join("  ").trim_end())
+    };
+    line(out, &mut headers.iter().map(|h| h.to_uppercase()).collect::<Vec<_>>().iter().map(String::as_str))?;
+    for row in &cells {
+        line(out, &mut row.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rows() -> Vec<Row> {
+        let v = json!([{"indicator": "evil.example", "participants": ["a", "b"], "n": 2},
+                       {"indicator": "x,\"y\"", "participants": 3, "n": null}]);
+        v.as_array().unwrap().iter().map(|r| r.as_object().unwrap().clone()).collect()
+    }
+
+    fn render(format: Format) -> String {
+        let mut out = Vec::new();
+        write(&mut out, format, &rows()).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn three_formats_same_fields() {
+        assert_eq!(render(Format::Table), "INDICATOR     PARTICIPANTS  N\nevil.example  a,b           2\nx,\"y\"         3\n");
+        assert_eq!(render(Format::Csv), "indicator,participants,n\nevil.example,\"a,b\",2\n\"x,\"\"y\"\"\",3,\n");
+        let parsed: Value = serde_json::from_str(&render(Format::Json)).unwrap();
+        assert_eq!(parsed[0]["participants"], json!(["a", "b"]));
+        let mut empty = Vec::new();
+        write(&mut empty, Format::Table, &[]).unwrap();
+        assert_eq!(empty, b"(none)\n");
+    }
+}

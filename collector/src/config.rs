@@ -1,0 +1,134 @@
+//! `collector.toml`: every key, its default, and the checks `check-config` runs.
+//!
+//! ```toml
+//! listen = "127.0.0.1:7443"            # address of the gRPC API (agents and analysts)
+//! data_dir = "/var/lib/zdn-collector"  # SQLite database and, by default, the PKI
+//! identity = "<data_dir>/pki/collector" # the collector's own credential bundle
+//! revocation_lists = []                 # CRL files (PEM or DER); revoked certificates are refused
+//! cert_participant = "z-cert"           # participant id of the CERT: its analysts see everything
+//! indicators = []                       # indicator lists published to agents (IndicatorService)
+//! max_batch_sightings = 1000            # a larger SightingBatch is refused
+//! max_message_bytes = 4194304           # largest gRPC message accepted
+//! stale_after_seconds = 300             # an agent without heartbeat for longer is "stale"
+//!
+//! [correlation]
+//! min_participants = 2                  # distinct participants that open a correlation
+//! window_hours = 24                     # ... within this window of packet time
+//! ```
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Defaults to `<data_dir>/pki/collector`.
+    pub identity: Option<PathBuf>,
+    pub revocation_lists: Vec<PathBuf>,
+    pub cert_participant: String,
+    pub indicators: Vec<PathBuf>,
+    pub max_batch_sightings: usize,
+    pub max_message_bytes: usize,
+    pub stale_after_seconds: u64,
+    pub correlation: CorrelationConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelationConfig {
+    pub min_participants: u32,
+    pub window_hours: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:7443".parse().expect("valid literal"),
+            data_dir: PathBuf::from("/var/lib/zdn-collector"),
+            identity: None,
+            revocation_lists: Vec::new(),
+            cert_participant: "z-cert".to_owned(),
+            indicators: Vec::new(),
+            max_batch_sightings: 1000,
+            max_message_bytes: 4 * 1024 * 1024,
+            stale_after_seconds: 300,
+            correlation: CorrelationConfig::default(),
+        }
+    }
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        CorrelationConfig { min_participants: 2, window_hours: 24 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `path`; keys left out keep their defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), source: Box::new(e) })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.correlation.min_participants < 2 {
+            return invalid("correlation.min_participants must be at least 2");
+        }
+        if self.correlation.window_hours == 0 {
+            return invalid("correlation.window_hours must be at least 1");
+        }
+        if self.max_batch_sightings == 0 || self.max_message_bytes < 1024 {
+            return invalid("max_batch_sightings must be >= 1 and max_message_bytes >= 1024");
+        }
+        zdn_transport::identity::validate_participant(&self.cert_participant)
+            .map_err(|e| ConfigError::Invalid(format!("cert_participant: {e}")))
+    }
+
+    pub fn identity_dir(&self) -> PathBuf {
+        self.identity.clone().unwrap_or_else(|| self.data_dir.join("pki").join("collector"))
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("zdn.sqlite")
+    }
+
+    pub fn window_ms(&self) -> i64 {
+        i64::from(self.correlation.window_hours) * 3_600_000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_files_keep_defaults_and_bad_ones_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\n[correlation]\nmin_participants = 3\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!((c.correlation.min_participants, c.correlation.window_hours), (3, 24));
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        assert!(Config::load(&path).unwrap_err().to_string().contains("unknown field `lisen`"));
+        std::fs::write(&path, "[correlation]\nmin_participants = 1\n").unwrap();
+        assert!(matches!(Config::load(&path), Err(ConfigError::Invalid(_))));
+    }
+}

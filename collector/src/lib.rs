@@ -1,0 +1,33 @@
+//! # zdn-collector
+//!
+//! The CERT's side of the ZDN sensor network: it authenticates agents by certificate, stores
+//! their sightings, correlates them across institutions and answers analysts.
+//!
+//! ```text
+//! agents ──mTLS/gRPC──▶ server (TLS listener, Peer identity)
+//!                         ├─ service::sighting  Report ──▶ store.ingest ──▶ correlation ──▶ events
+//!                         ├─ service::fleet     Heartbeat ─▶ store (agents)
+//!                         ├─ service::indicator Sync ◀──── published lists
+//!                         └─ service::analyst   queries, WatchCorrelations ◀── events
+//! analysts (`zdn`) ──mTLS/gRPC──┘
+//! ```
+//!
+//! | module | job |
+//! | --- | --- |
+//! | [`config`] | `collector.toml`, defaults and checks |
+//! | [`pki`] | a small CA: `pki init`, `pki issue` (rcgen) |
+//! | [`server`] | start/stop: store, listener, services, health, reflection |
+//! | [`access`] | roles: who may call what, and the redacted view of participant analysts |
+//! | [`service`] | one file per gRPC service |
+//! | [`store`] | SQLite: sightings, per-indicator aggregates, correlations, agents |
+//! | [`correlation`] | the rule that opens and escalates correlations |
+//! | [`cli`] | the analyst CLI `zdn`: queries, output formats, the demo |
+
+pub mod access;
+pub mod cli;
+pub mod config;
+pub mod correlation;
+pub mod pki;
+pub mod server;
+pub mod service;
+pub mod store;

@@ -1,0 +1,162 @@
+//! A small certificate authority, so nobody needs openssl to start: `zdn-collector pki init`
+//! creates the CA and the collector's server certificate, `pki issue` a certificate for an
+//! agent, analyst or admin, written as a credential bundle (see `zdn_transport::bundle`).
+//!
+//! ```text
+//! <pki>/ca/ca.pem, ca.key            the CA (keep ca.key offline in production)
+//! <pki>/collector/                   the collector's bundle (server certificate)
+//! <pki>/issued/<participant>/<name>/  one bundle per issued certificate (name defaults to the role)
+//! ```
+//!
+//! Keys are ECDSA P-256 (rcgen's default), key files mode 0600.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
+};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+use zdn_transport::bundle::{CA_FILE, CERT_FILE, KEY_FILE};
+use zdn_transport::{Identity, Role};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{0} already holds a CA; refusing to overwrite it")]
+    Exists(PathBuf),
+    #[error("no CA in {0}: run `zdn-collector pki init` first")]
+    NoCa(PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error(transparent)]
+    Identity(#[from] zdn_transport::IdentityError),
+    #[error("bad name {0:?}: use letters, digits, '.', '_' and '-'")]
+    BadName(String),
+}
+
+const CA_VALIDITY_DAYS: i64 = 3650;
+const LEAF_VALIDITY_DAYS: i64 = 397;
+
+/// Creates the CA and the collector's server bundle, valid for `server_names` (DNS names or IP
+/// addresses; `localhost`, `127.0.0.1` and `::1` are always included).
+pub fn init(dir: &Path, server_names: &[String]) -> Result<PathBuf, PkiError> {
+    let ca_dir = dir.join("ca");
+    if ca_dir.join("ca.pem").exists() {
+        return Err(PkiError::Exists(ca_dir));
+    }
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, "ZDN sensor CA");
+    params.distinguished_name.push(DnType::OrganizationName, "ZDN");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    validity(&mut params, CA_VALIDITY_DAYS);
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    write(&ca_dir.join("ca.pem"), cert.pem().as_bytes(), false)?;
+    write(&ca_dir.join("ca.key"), key.serialize_pem().as_bytes(), true)?;
+
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+    names.extend(server_names.iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
+    let mut server = CertificateParams::new(names)?;
+    server.distinguished_name.push(DnType::CommonName, "zdn-collector");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let out = dir.join("collector");
+    sign_into(dir, server, &out)?;
+    Ok(out)
+}
+
+/// Issues a certificate for `participant` in `role` and writes its bundle; returns the bundle
+/// directory (`out`, or `<pki>/issued/<participant>/<name>`; `name` defaults to the role).
+pub fn issue(
+    dir: &Path,
+    participant: &str,
+    role: Role,
+    name: Option<&str>,
+    out: Option<&Path>,
+) -> Result<PathBuf, PkiError> {
+    zdn_transport::identity::validate_participant(participant)?;
+    let name = name.unwrap_or(role.as_str()).to_owned();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(PkiError::BadName(name));
+    }
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name.as_str());
+    params.distinguished_name.push(DnType::OrganizationName, participant);
+    let uri = Identity::uri(participant, role);
+    params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into()?)];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let out = out.map_or_else(|| dir.join("issued").join(participant).join(&name), Path::to_owned);
+    sign_into(dir, params, &out)?;
+    Ok(out)
+}
+
+/// Signs `params` with the CA in `dir` and writes the bundle to `out`.
+fn sign_into(dir: &Path, mut params: CertificateParams, out: &Path) -> Result<(), PkiError> {
+    let ca_pem_path = dir.join("ca").join("ca.pem");
+    let ca_pem = std::fs::read_to_string(&ca_pem_path).map_err(|_| PkiError::NoCa(dir.to_owned()))?;
+    let ca_key_path = dir.join("ca").join("ca.key");
+    let ca_key_pem = std::fs::read_to_string(&ca_key_path).map_err(|source| PkiError::Io { path: ca_key_path, source })?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    validity(&mut params, LEAF_VALIDITY_DAYS);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    write(&out.join(CERT_FILE), cert.pem().as_bytes(), false)?;
+    write(&out.join(KEY_FILE), key.serialize_pem().as_bytes(), true)?;
+    write(&out.join(CA_FILE), ca_pem.as_bytes(), false)?;
+    Ok(())
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = OffsetDateTime::now_utc();
+    // An hour of slack for clocks that run behind.
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(days);
+}
+
+fn write(path: &Path, bytes: &[u8], secret: bool) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io { path: path.to_owned(), source };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zdn_transport::Bundle;
+
+    #[test]
+    fn init_then_issue_gives_bundles_that_carry_the_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = init(dir.path(), &["collector.example".into()]).unwrap();
+        assert!(matches!(init(dir.path(), &[]), Err(PkiError::Exists(_))));
+        Bundle::load(&server).unwrap();
+        let agent = issue(dir.path(), "umc-noord", Role::Agent, Some("gw-1"), None).unwrap();
+        let bundle = Bundle::load(&agent).unwrap();
+        let id = Identity::from_certificate(&bundle.certs[0]).unwrap();
+        assert_eq!((id.participant.as_str(), id.role, id.name.as_str()), ("umc-noord", Role::Agent, "gw-1"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(agent.join(KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(matches!(issue(dir.path(), "Bad Id", Role::Agent, None, None), Err(PkiError::Identity(_))));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(issue(empty.path(), "a", Role::Agent, None, None), Err(PkiError::NoCa(_))));
+    }
+}

@@ -1,0 +1,133 @@
+//! Starting and stopping a collector: store, TLS listener, and the gRPC services with the
+//! standard health and reflection services beside them.
+
+use crate::config::Config;
+use crate::correlation::CorrelationRule;
+use crate::service::analyst::Analyst;
+use crate::service::fleet::Fleet;
+use crate::service::indicator::{Indicators, Published};
+use crate::service::sighting::Ingest;
+use crate::service::{Shared, now_ms};
+use crate::store::Store;
+use anyhow::{Context, Result};
+use rustls::pki_types::CertificateRevocationListDer;
+use rustls::pki_types::pem::PemObject;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, oneshot};
+use zdn_proto::v1::{
+    analyst_service_server::AnalystServiceServer, fleet_service_server::FleetServiceServer,
+    indicator_service_server::IndicatorServiceServer, sighting_service_server::SightingServiceServer,
+};
+use zdn_transport::Bundle;
+use zdn_transport::server::{ListenerStats, Security, incoming};
+
+/// A collector serving in the background.
+pub struct RunningCollector {
+    pub addr: SocketAddr,
+    pub stats: Arc<ListenerStats>,
+    shutdown: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningCollector {
+    /// Stops accepting, lets in-flight calls finish, and waits for the server to end.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.shutdown.send(());
+        Ok(self.task.await??)
+    }
+
+    /// Serves until the process gets SIGINT or SIGTERM, then stops gracefully.
+    pub async fn serve_until_signal(self) -> Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}
+
+/// Events buffered per `WatchCorrelations` subscriber before it counts as lagging.
+const EVENT_BUFFER: usize = 1024;
+
+/// Opens the store, binds the listener and starts serving.
+pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollector> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let rule = CorrelationRule { min_participants: config.correlation.min_participants, window_ms: config.window_ms() };
+    let store = Arc::new(Store::open(&config.database_path(), rule)?);
+
+    let security = if insecure_dev {
+        tracing::warn!("=== INSECURE DEV MODE: plain TCP, no authentication, every caller is admin. Never in production. ===");
+        Security::InsecureDev
+    } else {
+        let identity = config.identity_dir();
+        let bundle = Bundle::load(&identity).with_context(|| {
+            format!("loading the collector's credentials from {} (create them with `zdn-collector pki init`)", identity.display())
+        })?;
+        let crls = load_crls(&config.revocation_lists)?;
+        Security::mutual_tls(&bundle, crls)?
+    };
+
+    let mut indicators = Vec::new();
+    for path in &config.indicators {
+        let loaded = zdn_indicators::load_plain(path)?;
+        tracing::info!(report = %loaded.report, "indicator list loaded for publishing");
+        indicators.extend(loaded.indicators);
+    }
+    // Versions must only grow, also across restarts: the load time in seconds does that.
+    let published = Arc::new(Published::new(u64::try_from(now_ms() / 1000).unwrap_or(1), &indicators));
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let stats = Arc::new(ListenerStats::default());
+    let max_message = config.max_message_bytes;
+    let shared = Shared { store, config: Arc::new(config), events: broadcast::channel(EVENT_BUFFER).0 };
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<SightingServiceServer<Ingest>>().await;
+    health_reporter.set_serving::<AnalystServiceServer<Analyst>>().await;
+    health_reporter.set_serving::<FleetServiceServer<Fleet>>().await;
+    health_reporter.set_serving::<IndicatorServiceServer<Indicators>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(zdn_proto::DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(SightingServiceServer::new(Ingest { shared: shared.clone() }).max_decoding_message_size(max_message))
+        .add_service(AnalystServiceServer::new(Analyst { shared: shared.clone() }).max_decoding_message_size(max_message))
+        .add_service(FleetServiceServer::new(Fleet { shared: shared.clone() }).max_decoding_message_size(max_message))
+        .add_service(IndicatorServiceServer::new(Indicators { published }).max_decoding_message_size(max_message));
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let conns = incoming(listener, security, stats.clone());
+    let task = tokio::spawn(router.serve_with_incoming_shutdown(conns, async {
+        let _ = signal.await;
+    }));
+    tracing::info!(%addr, "collector listening");
+    Ok(RunningCollector { addr, stats, shutdown, task })
+}
+
+/// Reads revocation lists, PEM (one or more) or DER.
+fn load_crls(paths: &[impl AsRef<Path>]) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let mut crls = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).with_context(|| format!("reading revocation list {}", path.display()))?;
+        if bytes.starts_with(b"-----BEGIN") {
+            for crl in CertificateRevocationListDer::pem_slice_iter(&bytes) {
+                crls.push(crl.with_context(|| format!("revocation list {}", path.display()))?);
+            }
+        } else {
+            crls.push(CertificateRevocationListDer::from(bytes));
+        }
+    }
+    Ok(crls)
+}

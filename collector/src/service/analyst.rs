@@ -1,0 +1,154 @@
+//! `AnalystService`: what analysts ask, answered through their role's view.
+
+use super::{Shared, blocking, now_ms};
+use crate::access::{View, authorise, view};
+use crate::store::{CorrelationFilter, SightingFilter};
+use futures::Stream;
+use std::pin::Pin;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tonic::{Request, Response, Status};
+use zdn_proto::kind_from_wire;
+use zdn_proto::v1::{self, analyst_service_server::AnalystService};
+use zdn_transport::Role;
+
+pub struct Analyst {
+    pub shared: Shared,
+}
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+fn limit(requested: u32) -> u32 {
+    match requested {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn non_zero(ms: i64) -> Option<i64> {
+    (ms != 0).then_some(ms)
+}
+
+impl Analyst {
+    fn view<T>(&self, request: &Request<T>) -> Result<View, Status> {
+        let peer = authorise(request, Role::Analyst)?;
+        tracing::info!(caller = %peer.identity, "analyst query");
+        Ok(view(&peer, &self.shared.config.cert_participant))
+    }
+}
+
+#[tonic::async_trait]
+impl AnalystService for Analyst {
+    async fn list_correlations(
+        &self,
+        request: Request<v1::ListCorrelationsRequest>,
+    ) -> Result<Response<v1::ListCorrelationsResponse>, Status> {
+        let view = self.view(&request)?;
+        let r = request.into_inner();
+        let kind = match r.kind {
+            0 => None,
+            k => Some(kind_from_wire(k).map_err(|e| Status::invalid_argument(e.to_string()))?),
+        };
+        let filter =
+            CorrelationFilter { since_ms: non_zero(r.since_unix_ms), min_participants: r.min_participants, kind, limit: limit(r.limit) };
+        let store = self.shared.store.clone();
+        let mut correlations = blocking(move || store.correlations(&filter)).await?;
+        for c in &mut correlations {
+            view.redact_correlation(c);
+        }
+        Ok(Response::new(v1::ListCorrelationsResponse { correlations }))
+    }
+
+    async fn list_sightings(
+        &self,
+        request: Request<v1::ListSightingsRequest>,
+    ) -> Result<Response<v1::ListSightingsResponse>, Status> {
+        let view = self.view(&request)?;
+        let r = request.into_inner();
+        let participant = match (&view, non_empty(&r.participant)) {
+            (View::All, p) => p.map(str::to_owned),
+            (View::Own(me), None) => Some(me.clone()),
+            (View::Own(me), Some(p)) if p == me => Some(me.clone()),
+            (View::Own(_), Some(_)) => {
+                return Err(Status::permission_denied("participant analysts see only their own sightings"));
+            }
+        };
+        let before_row = match non_empty(&r.page_token) {
+            None => None,
+            Some(t) => Some(t.parse::<i64>().map_err(|_| Status::invalid_argument("bad page_token"))?),
+        };
+        let store = self.shared.store.clone();
+        let (sightings, next) = blocking(move || {
+            store.sightings(&SightingFilter {
+                indicator: non_empty(&r.indicator),
+                participant: participant.as_deref(),
+                since_ms: non_zero(r.since_unix_ms),
+                until_ms: non_zero(r.until_unix_ms),
+                before_row,
+                limit: limit(r.page_size),
+            })
+        })
+        .await?;
+        Ok(Response::new(v1::ListSightingsResponse {
+            sightings,
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_indicator(
+        &self,
+        request: Request<v1::GetIndicatorRequest>,
+    ) -> Result<Response<v1::IndicatorDetail>, Status> {
+        let view = self.view(&request)?;
+        let indicator = request.into_inner().indicator;
+        let store = self.shared.store.clone();
+        let key = indicator.clone();
+        let mut detail = blocking(move || store.indicator(&key))
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no sightings of {indicator:?}")))?;
+        view.redact_indicator(&mut detail);
+        Ok(Response::new(detail))
+    }
+
+    async fn fleet_status(
+        &self,
+        request: Request<v1::FleetStatusRequest>,
+    ) -> Result<Response<v1::FleetStatusResponse>, Status> {
+        let view = self.view(&request)?;
+        let store = self.shared.store.clone();
+        let stale_ms = i64::try_from(self.shared.config.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let mut agents = blocking(move || store.fleet(now_ms(), stale_ms)).await?;
+        if let View::Own(me) = &view {
+            agents.retain(|a| &a.participant == me);
+        }
+        Ok(Response::new(v1::FleetStatusResponse { agents }))
+    }
+
+    type WatchCorrelationsStream = Pin<Box<dyn Stream<Item = Result<v1::CorrelationEvent, Status>> + Send>>;
+
+    async fn watch_correlations(
+        &self,
+        request: Request<v1::WatchCorrelationsRequest>,
+    ) -> Result<Response<Self::WatchCorrelationsStream>, Status> {
+        let view = self.view(&request)?;
+        let events = BroadcastStream::new(self.shared.events.subscribe()).map(move |event| match event {
+            Ok(mut event) => {
+                if let Some(c) = &mut event.correlation {
+                    view.redact_correlation(c);
+                }
+                Ok(event)
+            }
+            // A subscriber too slow to keep up is told so, not silently skipped.
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                Err(Status::resource_exhausted(format!("watcher fell behind by {n} events; list correlations to catch up")))
+            }
+        });
+        Ok(Response::new(Box::pin(events)))
+    }
+}

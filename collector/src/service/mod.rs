@@ -1,0 +1,46 @@
+//! The gRPC services of `zdn.v1`, one file each, over one [`Shared`] state.
+
+pub mod analyst;
+pub mod fleet;
+pub mod indicator;
+pub mod sighting;
+
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use tonic::Status;
+use zdn_proto::v1;
+
+/// What every service needs.
+#[derive(Clone)]
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub config: Arc<Config>,
+    /// Correlation openings and escalations, for `WatchCorrelations` subscribers.
+    pub events: broadcast::Sender<v1::CorrelationEvent>,
+}
+
+/// Runs blocking store work off the async threads; a store failure becomes `UNAVAILABLE` (the
+/// client may retry; details go to the log, not to the client).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "store operation failed");
+            Err(Status::unavailable("store unavailable; retry later"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store task failed");
+            Err(Status::internal("store task failed"))
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
