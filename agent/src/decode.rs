@@ -216,7 +216,11 @@ fn transport(src: IpAddr, dst: IpAddr, proto: u8, data: &[u8]) -> Result<Decoded
             let udp = UdpPacket::new(data).ok_or(DecodeError::Truncated("udp"))?;
             let len = usize::from(udp.get_length());
             let end = if (8..=data.len()).contains(&len) { len } else { data.len() };
-            Transport::Udp { src_port: udp.get_source(), dst_port: udp.get_destination(), payload: &data[8..end] }
+            Transport::Udp {
+                src_port: udp.get_source(),
+                dst_port: udp.get_destination(),
+                payload: &data[8..end],
+            }
         }
         1 | 58 => Transport::Icmp,
         other => Transport::Other(other),

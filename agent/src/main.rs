@@ -12,7 +12,11 @@ use zdn_agent::sighting::Aggregator;
 use zdn_agent::uplink;
 
 #[derive(Parser)]
-#[command(name = "zdn-agent", version, about = "ZDN sensor agent: matches traffic against indicators and reports sightings")]
+#[command(
+    name = "zdn-agent",
+    version,
+    about = "ZDN sensor agent: matches traffic against indicators and reports sightings"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]

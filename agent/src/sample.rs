@@ -102,9 +102,16 @@ impl DemoSite {
         let mut writer = PcapWriter::new(file).map_err(std::io::Error::other)?;
         for (i, event) in self.events.iter().enumerate() {
             let (at_s, frame) = match *event {
-                Event::Dns { at_s, host, name } => {
-                    (at_s, udp_frame(self.host_ip(host), self.resolver(), 40_000 + i as u16, 53, &dns_query(i as u16, name)))
-                }
+                Event::Dns { at_s, host, name } => (
+                    at_s,
+                    udp_frame(
+                        self.host_ip(host),
+                        self.resolver(),
+                        40_000 + i as u16,
+                        53,
+                        &dns_query(i as u16, name),
+                    ),
+                ),
                 Event::Syn { at_s, host, dst, port } => {
                     (at_s, syn_frame(self.host_ip(host), Ipv4Addr::from(dst), 50_000 + i as u16, port))
                 }

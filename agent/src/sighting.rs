@@ -190,7 +190,8 @@ impl Aggregator {
     }
 
     fn evict_oldest(&mut self) {
-        let oldest = self.open.iter().min_by_key(|(_, o)| o.sighting.first_seen_unix_ms).map(|(k, _)| k.clone());
+        let oldest =
+            self.open.iter().min_by_key(|(_, o)| o.sighting.first_seen_unix_ms).map(|(k, _)| k.clone());
         if let Some(key) = oldest {
             let done = self.open.remove(&key).expect("present");
             self.evicted_early += 1;
@@ -210,7 +211,13 @@ mod tests {
     use zdn_indicators::Indicator;
 
     fn ctx(ts_ms: i64, src: &str) -> HitContext<'static> {
-        HitContext { ts_ms, src: src.parse().unwrap(), dst: "203.0.113.9".parse().unwrap(), dst_port: 443, proto: "tcp" }
+        HitContext {
+            ts_ms,
+            src: src.parse().unwrap(),
+            dst: "203.0.113.9".parse().unwrap(),
+            dst_port: 443,
+            proto: "tcp",
+        }
     }
 
     #[test]
@@ -224,7 +231,10 @@ mod tests {
         agg.add(hit(), ctx(61_000, "10.0.0.1")); // window of the first has passed
         let first = agg.take_ready();
         assert_eq!(first.len(), 1);
-        assert_eq!((first[0].count, first[0].first_seen_unix_ms, first[0].last_seen_unix_ms), (2, 1_000, 2_000));
+        assert_eq!(
+            (first[0].count, first[0].first_seen_unix_ms, first[0].last_seen_unix_ms),
+            (2, 1_000, 2_000)
+        );
         agg.advance(62_500);
         assert_eq!(agg.take_ready().len(), 1, "10.0.0.2's window closed at 62.5 s");
         agg.flush();
@@ -249,7 +259,10 @@ mod tests {
     fn serialises_to_the_json_line_contract() {
         let ind = Indicator::bare(Kind::Domain, "evil.example".into(), "t");
         let mut agg = Aggregator::new(1, 10, Pseudonymiser::ephemeral());
-        agg.add(Hit { indicator: &ind, via: Via::DnsQuery, observed: "a.evil.example".into() }, ctx(1_700_000_000_123, "10.0.0.1"));
+        agg.add(
+            Hit { indicator: &ind, via: Via::DnsQuery, observed: "a.evil.example".into() },
+            ctx(1_700_000_000_123, "10.0.0.1"),
+        );
         agg.flush();
         let json: serde_json::Value = serde_json::to_value(&agg.take_ready()[0]).unwrap();
         assert_eq!(json["indicator"], "evil.example");

@@ -9,8 +9,8 @@
 use crate::sighting::Sighting;
 use thiserror::Error;
 use tonic::transport::Channel;
-use zdn_proto::v1::{self, fleet_service_client::FleetServiceClient};
 use zdn_proto::v1::sighting_service_client::SightingServiceClient;
+use zdn_proto::v1::{self, fleet_service_client::FleetServiceClient};
 
 #[derive(Debug, Error)]
 pub enum UplinkError {
@@ -36,7 +36,11 @@ pub struct Delivery {
 }
 
 /// Sends `sightings` in batches of at most `batch_size` and waits until each is acknowledged.
-pub async fn report(channel: Channel, sightings: &[Sighting], batch_size: usize) -> Result<Delivery, UplinkError> {
+pub async fn report(
+    channel: Channel,
+    sightings: &[Sighting],
+    batch_size: usize,
+) -> Result<Delivery, UplinkError> {
     let batches: Vec<v1::SightingBatch> = sightings
         .chunks(batch_size.max(1))
         .zip(1u64..)
@@ -47,7 +51,8 @@ pub async fn report(channel: Channel, sightings: &[Sighting], batch_size: usize)
         .collect();
     let sent = batches.len() as u64;
     let mut client = SightingServiceClient::new(channel);
-    let mut acks = client.report(tokio_stream::iter(batches)).await.map_err(UplinkError::Refused)?.into_inner();
+    let mut acks =
+        client.report(tokio_stream::iter(batches)).await.map_err(UplinkError::Refused)?.into_inner();
     let mut delivery = Delivery::default();
     while delivery.batches < sent {
         let ack = match acks.message().await {
@@ -71,7 +76,10 @@ pub async fn report(channel: Channel, sightings: &[Sighting], batch_size: usize)
 }
 
 /// Sends one heartbeat.
-pub async fn heartbeat(channel: Channel, beat: v1::HeartbeatRequest) -> Result<v1::HeartbeatResponse, UplinkError> {
+pub async fn heartbeat(
+    channel: Channel,
+    beat: v1::HeartbeatRequest,
+) -> Result<v1::HeartbeatResponse, UplinkError> {
     let mut client = FleetServiceClient::new(channel);
     client.heartbeat(beat).await.map(tonic::Response::into_inner).map_err(UplinkError::Heartbeat)
 }
@@ -80,7 +88,11 @@ pub async fn heartbeat(channel: Channel, beat: v1::HeartbeatRequest) -> Result<v
 pub fn host_stats() -> (f32, u64, f32) {
     use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
     let (Ok(mut sys), Ok(pid)) = (System::new(), sysinfo::get_current_pid()) else { return (0.0, 0, 0.0) };
-    sys.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, ProcessRefreshKind::nothing().with_cpu().with_memory());
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        true,
+        ProcessRefreshKind::nothing().with_cpu().with_memory(),
+    );
     let (cpu, rss) = sys.process(pid).map_or((0.0, 0), |p| (p.cpu_usage(), p.memory()));
     (cpu, rss, System::load_average().map_or(0.0, |l| l.one as f32))
 }

@@ -28,10 +28,7 @@ pub fn authorise<T>(request: &Request<T>, role: Role) -> Result<Peer, Status> {
         .cloned()
         .ok_or_else(|| Status::unauthenticated("no authenticated peer on this connection"))?;
     if !peer.may(role) {
-        return Err(Status::permission_denied(format!(
-            "{} may not act as {role}",
-            peer.identity
-        )));
+        return Err(Status::permission_denied(format!("{} may not act as {role}", peer.identity)));
     }
     Ok(peer)
 }
@@ -96,7 +93,11 @@ mod tests {
 
     #[test]
     fn participant_views_lose_other_names() {
-        let mut c = v1::Correlation { participants: vec!["a".into(), "b".into()], participant_count: 2, ..Default::default() };
+        let mut c = v1::Correlation {
+            participants: vec!["a".into(), "b".into()],
+            participant_count: 2,
+            ..Default::default()
+        };
         View::Own("b".into()).redact_correlation(&mut c);
         assert!(c.participants.is_empty() && c.includes_caller && c.participant_count == 2);
         let mut d = v1::IndicatorDetail {

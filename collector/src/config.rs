@@ -79,9 +79,10 @@ pub enum ConfigError {
 impl Config {
     /// Reads `path`; keys left out keep their defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
-        let config: Config =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), source: Box::new(e) })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), source: Box::new(e) })?;
         config.validate()?;
         Ok(config)
     }

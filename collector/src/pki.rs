@@ -11,8 +11,8 @@
 //! Keys are ECDSA P-256 (rcgen's default), key files mode 0600.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,7 +50,8 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<PathBuf, PkiError> {
     params.distinguished_name.push(DnType::CommonName, "ZDN sensor CA");
     params.distinguished_name.push(DnType::OrganizationName, "ZDN");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     validity(&mut params, CA_VALIDITY_DAYS);
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
@@ -78,7 +79,8 @@ pub fn issue(
 ) -> Result<PathBuf, PkiError> {
     zdn_transport::identity::validate_participant(participant)?;
     let name = name.unwrap_or(role.as_str()).to_owned();
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return Err(PkiError::BadName(name));
     }
     let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -97,7 +99,8 @@ fn sign_into(dir: &Path, mut params: CertificateParams, out: &Path) -> Result<()
     let ca_pem_path = dir.join("ca").join("ca.pem");
     let ca_pem = std::fs::read_to_string(&ca_pem_path).map_err(|_| PkiError::NoCa(dir.to_owned()))?;
     let ca_key_path = dir.join("ca").join("ca.key");
-    let ca_key_pem = std::fs::read_to_string(&ca_key_path).map_err(|source| PkiError::Io { path: ca_key_path, source })?;
+    let ca_key_pem =
+        std::fs::read_to_string(&ca_key_path).map_err(|source| PkiError::Io { path: ca_key_path, source })?;
     let ca_key = KeyPair::from_pem(&ca_key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

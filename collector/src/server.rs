@@ -59,16 +59,24 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let rule = CorrelationRule { min_participants: config.correlation.min_participants, window_ms: config.window_ms() };
+    let rule = CorrelationRule {
+        min_participants: config.correlation.min_participants,
+        window_ms: config.window_ms(),
+    };
     let store = Arc::new(Store::open(&config.database_path(), rule)?);
 
     let security = if insecure_dev {
-        tracing::warn!("=== INSECURE DEV MODE: plain TCP, no authentication, every caller is admin. Never in production. ===");
+        tracing::warn!(
+            "=== INSECURE DEV MODE: plain TCP, no authentication, every caller is admin. Never in production. ==="
+        );
         Security::InsecureDev
     } else {
         let identity = config.identity_dir();
         let bundle = Bundle::load(&identity).with_context(|| {
-            format!("loading the collector's credentials from {} (create them with `zdn-collector pki init`)", identity.display())
+            format!(
+                "loading the collector's credentials from {} (create them with `zdn-collector pki init`)",
+                identity.display()
+            )
         })?;
         let crls = load_crls(&config.revocation_lists)?;
         Security::mutual_tls(&bundle, crls)?
@@ -83,7 +91,8 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     // Versions must only grow, also across restarts: the load time in seconds does that.
     let published = Arc::new(Published::new(u64::try_from(now_ms() / 1000).unwrap_or(1), &indicators));
 
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let stats = Arc::new(ListenerStats::default());
     let max_message = config.max_message_bytes;
@@ -102,10 +111,20 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
-        .add_service(SightingServiceServer::new(Ingest { shared: shared.clone() }).max_decoding_message_size(max_message))
-        .add_service(AnalystServiceServer::new(Analyst { shared: shared.clone() }).max_decoding_message_size(max_message))
-        .add_service(FleetServiceServer::new(Fleet { shared: shared.clone() }).max_decoding_message_size(max_message))
-        .add_service(IndicatorServiceServer::new(Indicators { published }).max_decoding_message_size(max_message));
+        .add_service(
+            SightingServiceServer::new(Ingest { shared: shared.clone() })
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            AnalystServiceServer::new(Analyst { shared: shared.clone() })
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            FleetServiceServer::new(Fleet { shared: shared.clone() }).max_decoding_message_size(max_message),
+        )
+        .add_service(
+            IndicatorServiceServer::new(Indicators { published }).max_decoding_message_size(max_message),
+        );
     let (shutdown, signal) = oneshot::channel::<()>();
     let conns = incoming(listener, security, stats.clone());
     let task = tokio::spawn(router.serve_with_incoming_shutdown(conns, async {
@@ -120,7 +139,8 @@ fn load_crls(paths: &[impl AsRef<Path>]) -> Result<Vec<CertificateRevocationList
     let mut crls = Vec::new();
     for path in paths {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).with_context(|| format!("reading revocation list {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading revocation list {}", path.display()))?;
         if bytes.starts_with(b"-----BEGIN") {
             for crl in CertificateRevocationListDer::pem_slice_iter(&bytes) {
                 crls.push(crl.with_context(|| format!("revocation list {}", path.display()))?);

@@ -130,7 +130,8 @@ pub struct Store {
 impl Store {
     pub fn open(path: &Path, rule: CorrelationRule) -> Result<Store, StoreError> {
         let open = |p: &Path| {
-            let conn = Connection::open(p).map_err(|source| StoreError::Open { path: p.display().to_string(), source })?;
+            let conn = Connection::open(p)
+                .map_err(|source| StoreError::Open { path: p.display().to_string(), source })?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
@@ -242,11 +243,15 @@ impl Store {
              WHERE indicator = ?1 AND last_seen >= ?2 ORDER BY first_seen, participant",
         )?;
         let rows: Vec<(String, i64, i64, i64)> = stmt
-            .query_map(params![indicator, window_start], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .query_map(params![indicator, window_start], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
             .collect::<Result<_, _>>()?;
         let count = rows.len() as u32;
         let before: Option<u32> = tx
-            .query_row("SELECT participant_count FROM correlations WHERE indicator = ?1", [indicator], |r| r.get(0))
+            .query_row("SELECT participant_count FROM correlations WHERE indicator = ?1", [indicator], |r| {
+                r.get(0)
+            })
             .optional()?;
         let change = self.rule.change(before, count);
         if before.is_none() && change.is_none() {
@@ -272,7 +277,11 @@ impl Store {
             params![indicator, kind.as_str(), participants.join(","), count, first_seen, latest, sightings, now_ms],
         )?;
         let Some(change) = change else { return Ok(None) };
-        let correlation = tx.query_row(&format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"), [indicator], correlation_row)?;
+        let correlation = tx.query_row(
+            &format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"),
+            [indicator],
+            correlation_row,
+        )?;
         Ok(Some(v1::CorrelationEvent { change: change as i32, correlation: Some(correlation) }))
     }
 
@@ -291,7 +300,10 @@ impl Store {
     }
 
     /// A page of sightings, newest first, and the token of the next page.
-    pub fn sightings(&self, f: &SightingFilter<'_>) -> Result<(Vec<v1::StoredSighting>, Option<i64>), StoreError> {
+    pub fn sightings(
+        &self,
+        f: &SightingFilter<'_>,
+    ) -> Result<(Vec<v1::StoredSighting>, Option<i64>), StoreError> {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
             "SELECT rowid, id, participant, agent, indicator, kind, via, observed, indicator_id, first_seen, last_seen,
@@ -435,7 +447,8 @@ impl Store {
     }
 }
 
-const CORRELATION_COLUMNS: &str = "SELECT indicator, kind, participants, participant_count, first_seen, last_seen,
+const CORRELATION_COLUMNS: &str =
+    "SELECT indicator, kind, participants, participant_count, first_seen, last_seen,
     sightings, opened, updated FROM correlations";
 
 fn correlation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Correlation> {

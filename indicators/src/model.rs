@@ -23,16 +23,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
-        Kind::Domain,
-        Kind::Ipv4,
-        Kind::Ipv6,
-        Kind::Cidr,
-        Kind::IpPort,
-        Kind::Url,
-        Kind::Ja3,
-        Kind::Ja4,
-    ];
+    pub const ALL: [Kind; 8] =
+        [Kind::Domain, Kind::Ipv4, Kind::Ipv6, Kind::Cidr, Kind::IpPort, Kind::Url, Kind::Ja3, Kind::Ja4];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -140,7 +140,9 @@ mod tests {
 
     #[test]
     fn matches_every_kind_and_nothing_else() {
-        let s = set("evil.example\n203.0.113.9\n10.0.0.0/8\n10.1.0.0/16\n198.51.100.1:8443\n2001:db8::1\nevil.example/x.exe\n");
+        let s = set(
+            "evil.example\n203.0.113.9\n10.0.0.0/8\n10.1.0.0/16\n198.51.100.1:8443\n2001:db8::1\nevil.example/x.exe\n",
+        );
         assert_eq!(s.len(), 7);
         assert_eq!(s.match_domain("evil.example").unwrap().value, "evil.example");
         assert_eq!(s.match_domain("a.b.evil.example").unwrap().value, "evil.example");

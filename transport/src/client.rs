@@ -41,7 +41,8 @@ pub fn client_config(bundle: &Bundle) -> Result<rustls::ClientConfig, ConnectErr
 pub async fn connect(url: &str, bundle: Option<&Bundle>) -> Result<Channel, ConnectError> {
     let bad = |reason: &str| ConnectError::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
     let uri: Uri = url.parse().map_err(|e: tonic::codegen::http::uri::InvalidUri| bad(&e.to_string()))?;
-    let host = uri.host().ok_or_else(|| bad("no host"))?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host =
+        uri.host().ok_or_else(|| bad("no host"))?.trim_start_matches('[').trim_end_matches(']').to_owned();
     let endpoint = Endpoint::from(uri.clone())
         .connect_timeout(Duration::from_secs(10))
         .http2_keep_alive_interval(Duration::from_secs(30))

@@ -83,7 +83,8 @@ impl Identity {
 
     /// Reads the identity from a DER certificate (already verified by the TLS layer).
     pub fn from_certificate(der: &[u8]) -> Result<Identity, IdentityError> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
         let name = cert
             .subject()
             .iter_common_name()
@@ -92,13 +93,10 @@ impl Identity {
             .unwrap_or_default()
             .to_owned();
         let san = cert.subject_alternative_name().map_err(|e| IdentityError::Unparsable(e.to_string()))?;
-        let mut uris = san
-            .iter()
-            .flat_map(|ext| ext.value.general_names.iter())
-            .filter_map(|gn| match gn {
-                GeneralName::URI(uri) if uri.starts_with("zdn://") => Some(*uri),
-                _ => None,
-            });
+        let mut uris = san.iter().flat_map(|ext| ext.value.general_names.iter()).filter_map(|gn| match gn {
+            GeneralName::URI(uri) if uri.starts_with("zdn://") => Some(*uri),
+            _ => None,
+        });
         let uri = uris.next().ok_or(IdentityError::Missing)?;
         if uris.next().is_some() {
             return Err(IdentityError::Ambiguous);
@@ -118,7 +116,9 @@ pub fn validate_participant(id: &str) -> Result<(), IdentityError> {
     let ok = !id.is_empty()
         && id.len() <= 63
         && id.as_bytes()[0].is_ascii_alphanumeric()
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
     if ok { Ok(()) } else { Err(IdentityError::BadParticipant(id.to_owned())) }
 }
 

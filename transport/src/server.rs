@@ -89,7 +89,11 @@ impl Connected for Conn {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Conn::Plain(s, _) => Pin::new(s).poll_read(cx, buf),
@@ -207,12 +211,8 @@ async fn authenticate(tcp: TcpStream, addr: SocketAddr, security: Security) -> R
         .await
         .map_err(|_| "TLS handshake timed out".to_owned())?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let leaf = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-        .ok_or("no client certificate")?;
+    let leaf =
+        tls.get_ref().1.peer_certificates().and_then(|certs| certs.first()).ok_or("no client certificate")?;
     let identity = Identity::from_certificate(leaf).map_err(|e| e.to_string())?;
     tracing::debug!(peer = %addr, %identity, "authenticated");
     Ok(Conn::Tls(Box::new(tls), Peer { addr, identity: Arc::new(identity), insecure: false }))

@@ -11,7 +11,11 @@ use zdn_transport::Role;
 const DEFAULT_CONFIG: &str = "/etc/zdn/collector.toml";
 
 #[derive(Parser)]
-#[command(name = "zdn-collector", version, about = "ZDN collector: stores and correlates sightings from ZDN agents")]
+#[command(
+    name = "zdn-collector",
+    version,
+    about = "ZDN collector: stores and correlates sightings from ZDN agents"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -144,7 +148,11 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Pki(PkiCommand::Init { dir, san }) => {
             let server = pki::init(&dir, &san)?;
-            println!("CA created in {}\ncollector credentials in {}", dir.join("ca").display(), server.display());
+            println!(
+                "CA created in {}\ncollector credentials in {}",
+                dir.join("ca").display(),
+                server.display()
+            );
             Ok(())
         }
         Command::Pki(PkiCommand::Issue { dir, participant, role, name, out }) => {

@@ -83,18 +83,18 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         writeln!(
             out,
             "agent {:<16} replayed {:>2} packets -> {} sightings, {} stored by the collector",
-            site.participant, stats.packets, sightings.len(), delivery.stored
+            site.participant,
+            stats.packets,
+            sightings.len(),
+            delivery.stored
         )?;
     }
 
     let analyst = pki::issue(&pki_dir, CERT, Role::Analyst, None, None)?;
     let participant_analyst = pki::issue(&pki_dir, "umc-noord", Role::Analyst, Some("soc"), None)?;
     let mut client = AnalystServiceClient::new(super::connect(&url, Some(&analyst)).await?);
-    let correlations = client
-        .list_correlations(v1::ListCorrelationsRequest::default())
-        .await?
-        .into_inner()
-        .correlations;
+    let correlations =
+        client.list_correlations(v1::ListCorrelationsRequest::default()).await?.into_inner().correlations;
     writeln!(out, "\nCorrelations (indicators seen at >= 2 institutions within 24 h):")?;
     output::write(out, Format::Table, &correlations.iter().map(correlation_row).collect::<Vec<_>>())?;
     let mut rows = Vec::new();
@@ -103,7 +103,10 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         let sightings = client.list_sightings(request).await?.into_inner().sightings;
         rows.extend(sightings.iter().map(|s| {
             let mut row = sighting_row(s);
-            row.retain(|k, _| ["participant", "indicator", "via", "observed", "first_seen", "count", "src"].contains(&k.as_str()));
+            row.retain(|k, _| {
+                ["participant", "indicator", "via", "observed", "first_seen", "count", "src"]
+                    .contains(&k.as_str())
+            });
             row
         }));
     }
@@ -113,10 +116,20 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     if args.exit {
         return collector.stop().await;
     }
-    let zdn = std::env::current_exe().ok().and_then(|p| p.to_str().map(str::to_owned)).unwrap_or_else(|| "zdn".into());
+    let zdn = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_owned))
+        .unwrap_or_else(|| "zdn".into());
     writeln!(out, "\nExplore further (as the CERT's analyst):")?;
     writeln!(out, "  export ZDN_COLLECTOR={url} ZDN_IDENTITY={}", analyst.display())?;
-    for cmd in ["correlations", "correlations --format json", "sightings", "indicator updates.evil-cdn.example", "fleet", "watch"] {
+    for cmd in [
+        "correlations",
+        "correlations --format json",
+        "sightings",
+        "indicator updates.evil-cdn.example",
+        "fleet",
+        "watch",
+    ] {
         writeln!(out, "  {zdn} {cmd}")?;
     }
     writeln!(out, "As umc-noord's own analyst (other institutions are counted, not named):")?;

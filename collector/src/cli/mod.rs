@@ -104,7 +104,10 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
         Command::Correlations(a) => {
             let kind = match a.kind.as_deref() {
                 None => 0,
-                Some(k) => v1::IndicatorKind::from(Kind::parse(k).with_context(|| format!("unknown kind {k:?}"))?) as i32,
+                Some(k) => {
+                    v1::IndicatorKind::from(Kind::parse(k).with_context(|| format!("unknown kind {k:?}"))?)
+                        as i32
+                }
             };
             let request = v1::ListCorrelationsRequest {
                 since_unix_ms: a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0),
@@ -131,7 +134,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             response.sightings.iter().map(sighting_row).collect()
         }
         Command::Indicator { value } => {
-            let detail = client.get_indicator(v1::GetIndicatorRequest { indicator: value }).await?.into_inner();
+            let detail =
+                client.get_indicator(v1::GetIndicatorRequest { indicator: value }).await?.into_inner();
             indicator_rows(&detail)
         }
         Command::Fleet => {
@@ -143,8 +147,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             let mut seen = 0;
             while count.is_none_or(|c| seen < c) {
                 let Some(event) = events.message().await? else { break };
-                let change = v1::correlation_event::Change::try_from(event.change)
-                    .map_or("unknown", |c| if c == v1::correlation_event::Change::Opened { "opened" } else { "escalated" });
+                let change = v1::correlation_event::Change::try_from(event.change).map_or("unknown", |c| {
+                    if c == v1::correlation_event::Change::Opened { "opened" } else { "escalated" }
+                });
                 let mut row = Row::new();
                 row.insert("change".into(), json!(change));
                 row.extend(event.correlation.as_ref().map(correlation_row).unwrap_or_default());
@@ -185,7 +190,8 @@ pub fn parse_since(text: &str) -> Result<i64> {
         return Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000)?);
     }
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: i64 = number.parse().with_context(|| format!("--since {text:?}: expected RFC 3339 or an age like 24h"))?;
+    let n: i64 =
+        number.parse().with_context(|| format!("--since {text:?}: expected RFC 3339 or an age like 24h"))?;
     let unit_ms = match unit {
         "s" => 1_000,
         "m" => 60_000,
@@ -209,7 +215,8 @@ fn to_row(value: Value) -> Row {
 
 /// `participants` is the list of ids where the caller may see them, else their count.
 pub fn correlation_row(c: &v1::Correlation) -> Row {
-    let participants = if c.participants.is_empty() { json!(c.participant_count) } else { json!(c.participants) };
+    let participants =
+        if c.participants.is_empty() { json!(c.participant_count) } else { json!(c.participants) };
     to_row(json!({
         "indicator": c.indicator,
         "kind": kind_name(c.kind),
@@ -246,7 +253,8 @@ fn indicator_rows(d: &v1::IndicatorDetail) -> Vec<Row> {
     d.participants
         .iter()
         .map(|p| {
-            let vias: Vec<&str> = p.vias.iter().filter_map(|v| via_from_wire(*v).ok()).map(|v| v.as_str()).collect();
+            let vias: Vec<&str> =
+                p.vias.iter().filter_map(|v| via_from_wire(*v).ok()).map(|v| v.as_str()).collect();
             let participant = if p.participant.is_empty() { "(another institution)" } else { &p.participant };
             to_row(json!({
                 "indicator": d.indicator,

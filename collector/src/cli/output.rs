@@ -55,7 +55,9 @@ fn table(out: &mut dyn Write, rows: &[Row]) -> std::io::Result<()> {
     let widths: Vec<usize> = headers
         .iter()
         .enumerate()
-        .map(|(i, h)| cells.iter().map(|c| c.get(i).map_or(0, |s| s.chars().count())).max().unwrap_or(0).max(h.len()))
+        .map(|(i, h)| {
+            cells.iter().map(|c| c.get(i).map_or(0, |s| s.chars().count())).max().unwrap_or(0).max(h.len())
+        })
         .collect();
     let line = |out: &mut dyn Write, values: &mut dyn Iterator<Item = &str>| {
         let padded: Vec<String> = values.zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
@@ -87,8 +89,14 @@ mod tests {
 
     #[test]
     fn three_formats_same_fields() {
-        assert_eq!(render(Format::Table), "INDICATOR     PARTICIPANTS  N\nevil.example  a,b           2\nx,\"y\"         3\n");
-        assert_eq!(render(Format::Csv), "indicator,participants,n\nevil.example,\"a,b\",2\n\"x,\"\"y\"\"\",3,\n");
+        assert_eq!(
+            render(Format::Table),
+            "INDICATOR     PARTICIPANTS  N\nevil.example  a,b           2\nx,\"y\"         3\n"
+        );
+        assert_eq!(
+            render(Format::Csv),
+            "indicator,participants,n\nevil.example,\"a,b\",2\n\"x,\"\"y\"\"\",3,\n"
+        );
         let parsed: Value = serde_json::from_str(&render(Format::Json)).unwrap();
         assert_eq!(parsed[0]["participants"], json!(["a", "b"]));
         let mut empty = Vec::new();

@@ -55,8 +55,12 @@ impl AnalystService for Analyst {
             0 => None,
             k => Some(kind_from_wire(k).map_err(|e| Status::invalid_argument(e.to_string()))?),
         };
-        let filter =
-            CorrelationFilter { since_ms: non_zero(r.since_unix_ms), min_participants: r.min_participants, kind, limit: limit(r.limit) };
+        let filter = CorrelationFilter {
+            since_ms: non_zero(r.since_unix_ms),
+            min_participants: r.min_participants,
+            kind,
+            limit: limit(r.limit),
+        };
         let store = self.shared.store.clone();
         let mut correlations = blocking(move || store.correlations(&filter)).await?;
         for c in &mut correlations {
@@ -122,7 +126,8 @@ impl AnalystService for Analyst {
     ) -> Result<Response<v1::FleetStatusResponse>, Status> {
         let view = self.view(&request)?;
         let store = self.shared.store.clone();
-        let stale_ms = i64::try_from(self.shared.config.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let stale_ms =
+            i64::try_from(self.shared.config.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
         let mut agents = blocking(move || store.fleet(now_ms(), stale_ms)).await?;
         if let View::Own(me) = &view {
             agents.retain(|a| &a.participant == me);
@@ -145,9 +150,9 @@ impl AnalystService for Analyst {
                 Ok(event)
             }
             // A subscriber too slow to keep up is told so, not silently skipped.
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                Err(Status::resource_exhausted(format!("watcher fell behind by {n} events; list correlations to catch up")))
-            }
+            Err(BroadcastStreamRecvError::Lagged(n)) => Err(Status::resource_exhausted(format!(
+                "watcher fell behind by {n} events; list correlations to catch up"
+            ))),
         });
         Ok(Response::new(Box::pin(events)))
     }

@@ -30,7 +30,8 @@ impl FleetService for Fleet {
         }
         let store = self.shared.store.clone();
         let now = now_ms();
-        blocking(move || store.record_heartbeat(&peer.identity.participant, &peer.identity.name, &beat, now)).await?;
+        blocking(move || store.record_heartbeat(&peer.identity.participant, &peer.identity.name, &beat, now))
+            .await?;
         Ok(Response::new(v1::HeartbeatResponse {
             server_time_unix_ms: now,
             next_heartbeat_seconds: next_heartbeat_seconds(self.shared.config.stale_after_seconds),

@@ -27,13 +27,22 @@ pub fn validate(s: &v1::Sighting) -> Result<NewSighting<'_>, String> {
     let kind = kind_from_wire(s.kind).map_err(|e| format!("sighting {}: {e}", s.id))?;
     let via = via_from_wire(s.via).map_err(|e| format!("sighting {}: {e}", s.id))?;
     if s.indicator.is_empty() || s.indicator.len() > MAX_VALUE || s.observed.len() > MAX_VALUE {
-        return Err(format!("sighting {}: indicator must be 1-{MAX_VALUE} bytes, observed at most {MAX_VALUE}", s.id));
+        return Err(format!(
+            "sighting {}: indicator must be 1-{MAX_VALUE} bytes, observed at most {MAX_VALUE}",
+            s.id
+        ));
     }
     if [&s.src, &s.dst_ip, &s.proto, &s.indicator_id].iter().any(|f| f.len() > MAX_SHORT) {
-        return Err(format!("sighting {}: src, dst_ip, proto and indicator_id are limited to {MAX_SHORT} bytes", s.id));
+        return Err(format!(
+            "sighting {}: src, dst_ip, proto and indicator_id are limited to {MAX_SHORT} bytes",
+            s.id
+        ));
     }
     if s.count == 0 || s.first_seen_unix_ms > s.last_seen_unix_ms || s.dst_port > 65_535 {
-        return Err(format!("sighting {}: count must be >= 1, first_seen <= last_seen, dst_port <= 65535", s.id));
+        return Err(format!(
+            "sighting {}: count must be >= 1, first_seen <= last_seen, dst_port <= 65535",
+            s.id
+        ));
     }
     Ok(NewSighting { wire: s, kind, via })
 }

@@ -1,0 +1,130 @@
+//! Identity comes from the certificate, and only from a certificate of our CA.
+
+use std::sync::atomic::Ordering;
+use unauthenticated::no_client_cert_channel;
+use zdn_agent::uplink::UplinkError;
+use zdn_integration_tests::{CERT, Network, site};
+use zdn_proto::v1;
+use zdn_transport::Role;
+
+fn code(err: &UplinkError) -> Option<tonic::Code> {
+    match err {
+        UplinkError::Refused(s) | UplinkError::Broken { status: s, .. } => Some(s.code()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn an_agent_with_a_certificate_from_another_ca_is_refused() {
+    let net = Network::start().await.unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    zdn_collector::pki::init(elsewhere.path(), &[]).unwrap();
+    let rogue = zdn_collector::pki::issue(elsewhere.path(), "umc-noord", Role::Agent, None, None).unwrap();
+    // The rogue bundle trusts its own CA, so give it ours to get past server verification: the
+    // collector must still refuse the client certificate.
+    std::fs::copy(net.pki.join("ca/ca.pem"), rogue.join("ca.pem")).unwrap();
+    let sightings = net.sightings_of(&site("umc-noord")).unwrap();
+    assert!(net.send(&rogue, &sightings).await.is_err(), "rogue agent was accepted");
+    assert!(net.collector.stats.refused.load(Ordering::Relaxed) >= 1);
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    assert_eq!(net.zdn_json(&analyst, &["sightings"]).await.unwrap(), serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused() {
+    let net = Network::start().await.unwrap();
+    let channel = no_client_cert_channel(&net).await;
+    let result = match channel {
+        Ok(ch) => v1::analyst_service_client::AnalystServiceClient::new(ch)
+            .list_correlations(v1::ListCorrelationsRequest::default())
+            .await
+            .map(|_| ()),
+        Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+    };
+    assert!(result.is_err(), "unauthenticated analyst got an answer");
+    // The zdn CLI does not even try without credentials.
+    let err = net.zdn(None, &["correlations"]).await.unwrap_err();
+    assert!(err.to_string().contains("--identity"), "{err}");
+}
+
+#[tokio::test]
+async fn roles_are_enforced_per_service() {
+    let net = Network::start().await.unwrap();
+    let agent = net.issue("umc-noord", Role::Agent, "gw-1");
+    let err = net.zdn(Some(&agent), &["correlations"]).await.unwrap_err();
+    assert_eq!(err.downcast_ref::<tonic::Status>().unwrap().code(), tonic::Code::PermissionDenied);
+    let analyst = net.issue("umc-noord", Role::Analyst, "soc");
+    let sightings = net.sightings_of(&site("umc-noord")).unwrap();
+    let err = net.send(&analyst, &sightings).await.unwrap_err();
+    let err = err.downcast::<UplinkError>().unwrap();
+    assert_eq!(code(&err), Some(tonic::Code::PermissionDenied), "{err}");
+}
+
+#[tokio::test]
+async fn the_participant_is_the_certificates_not_the_messages() {
+    // A sighting has no participant field to forge; whatever an agent sends is filed under the
+    // participant of its certificate.
+    let net = Network::start().await.unwrap();
+    let sightings = net.sightings_of(&site("ggz-oost")).unwrap();
+    net.send(&net.issue("umc-noord", Role::Agent, "gw-1"), &sightings).await.unwrap();
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    let stored = net.zdn_json(&analyst, &["sightings"]).await.unwrap();
+    let participants: Vec<&str> =
+        stored.as_array().unwrap().iter().map(|s| s["participant"].as_str().unwrap()).collect();
+    assert_eq!(participants, ["umc-noord"]);
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_input_is_rejected_and_counted() {
+    let net = Network::start().await.unwrap();
+    let agent = net.issue("umc-noord", Role::Agent, "gw-1");
+    let mut sightings = net.sightings_of(&site("umc-noord")).unwrap();
+    sightings[0].count = 0;
+    let delivery = net.send(&agent, &sightings).await.unwrap();
+    assert_eq!((delivery.stored, delivery.rejected), (sightings.len() as u64 - 1, 1));
+
+    let many: Vec<_> = (0..1001)
+        .map(|i| {
+            let mut s = sightings[1].clone();
+            s.id = format!("bulk-{i}");
+            s
+        })
+        .collect();
+    let channel =
+        zdn_transport::client::connect(&net.url, Some(&zdn_transport::Bundle::load(&agent).unwrap()))
+            .await
+            .unwrap();
+    let err = zdn_agent::uplink::report(channel, &many, 1001).await.unwrap_err();
+    assert_eq!(code(&err), Some(tonic::Code::InvalidArgument), "{err}");
+}
+
+/// A TLS client that trusts the collector but presents no certificate.
+mod unauthenticated {
+    use super::Network;
+    use std::sync::Arc;
+    use tonic::transport::{Channel, Endpoint, Uri};
+
+    pub async fn no_client_cert_channel(net: &Network) -> Result<Channel, tonic::transport::Error> {
+        let bundle = zdn_transport::Bundle::load(&net.pki.join("collector")).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(zdn_transport::crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(bundle.roots().unwrap())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let addr = net.collector.addr;
+        Endpoint::from_shared(net.url.clone())
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let connector = connector.clone();
+                async move {
+                    let tcp = tokio::net::TcpStream::connect(addr).await?;
+                    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                    let tls = connector.connect(name, tcp).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                }
+            }))
+            .await
+    }
+}

@@ -1,0 +1,106 @@
+//! Test harness: a real collector on loopback with its own PKI, agents that replay the demo
+//! captures through the real uplink, and the real `zdn` CLI run in-process.
+
+use anyhow::Result;
+use clap::Parser;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+use zdn_agent::inspect::HomeNet;
+use zdn_agent::pseudonym::Pseudonymiser;
+use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
+use zdn_agent::sample::{DEMO_INDICATORS, DemoSite, demo_sites};
+use zdn_agent::sighting::{Aggregator, Sighting};
+use zdn_agent::uplink::{self, Delivery};
+use zdn_collector::config::Config;
+use zdn_collector::pki;
+use zdn_collector::server::{self, RunningCollector};
+use zdn_transport::{Bundle, Role};
+
+/// One collector with its PKI in a temporary directory.
+pub struct Network {
+    pub dir: TempDir,
+    pub pki: PathBuf,
+    pub collector: RunningCollector,
+    pub url: String,
+}
+
+pub const CERT: &str = "z-cert";
+
+impl Network {
+    pub async fn start() -> Result<Network> {
+        Network::start_with(false).await
+    }
+
+    pub async fn start_with(insecure_dev: bool) -> Result<Network> {
+        let dir = tempfile::tempdir()?;
+        let pki = dir.path().join("pki");
+        pki::init(&pki, &[])?;
+        let config = Config {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir: dir.path().join("data"),
+            identity: Some(pki.join("collector")),
+            cert_participant: CERT.into(),
+            ..Config::default()
+        };
+        let collector = server::start(config, insecure_dev).await?;
+        let scheme = if insecure_dev { "http" } else { "https" };
+        let url = format!("{scheme}://{}", collector.addr);
+        Ok(Network { dir, pki, collector, url })
+    }
+
+    pub fn issue(&self, participant: &str, role: Role, name: &str) -> PathBuf {
+        pki::issue(&self.pki, participant, role, Some(name), None).expect("issue certificate")
+    }
+
+    /// The demo site's capture replayed into sightings (not sent).
+    pub fn sightings_of(&self, site: &DemoSite) -> Result<Vec<Sighting>> {
+        let pcap = site.write_capture(self.dir.path())?;
+        let list = self.dir.path().join("indicators.txt");
+        std::fs::write(&list, DEMO_INDICATORS)?;
+        let (set, _) = replay::load_indicators(&[list])?;
+        let home = HomeNet::new(vec![site.home_net.parse()?]);
+        let aggregator = Aggregator::new(60_000, AGGREGATE_CAPACITY, Pseudonymiser::ephemeral());
+        Ok(replay::replay(&set, &home, &[pcap], aggregator)?.0)
+    }
+
+    /// Sends sightings with the credentials in `bundle`.
+    pub async fn send(&self, bundle: &Path, sightings: &[Sighting]) -> Result<Delivery> {
+        let channel = zdn_transport::client::connect(&self.url, Some(&Bundle::load(bundle)?)).await?;
+        Ok(uplink::report(channel, sightings, 2).await?)
+    }
+
+    /// Every demo site reports its capture as its own participant.
+    pub async fn run_demo_agents(&self) -> Result<()> {
+        for site in demo_sites() {
+            let bundle = self.issue(site.participant, Role::Agent, "gw-1");
+            let sightings = self.sightings_of(&site)?;
+            let delivery = self.send(&bundle, &sightings).await?;
+            assert_eq!(delivery.stored, sightings.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Runs `zdn <args>` in-process against this collector and returns its stdout.
+    pub async fn zdn(&self, identity: Option<&Path>, args: &[&str]) -> Result<String> {
+        let mut argv = vec!["zdn".to_owned(), "--collector".into(), self.url.clone()];
+        if let Some(id) = identity {
+            argv.extend(["--identity".into(), id.display().to_string()]);
+        }
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let cli = zdn_collector::cli::Cli::try_parse_from(argv)?;
+        let mut out = Vec::new();
+        zdn_collector::cli::run(cli, &mut out).await?;
+        Ok(String::from_utf8(out)?)
+    }
+
+    /// `zdn ... --format json` parsed.
+    pub async fn zdn_json(&self, identity: &Path, args: &[&str]) -> Result<serde_json::Value> {
+        let mut args = args.to_vec();
+        args.extend(["--format", "json"]);
+        Ok(serde_json::from_str(&self.zdn(Some(identity), &args).await?)?)
+    }
+}
+
+pub fn site(participant: &str) -> DemoSite {
+    demo_sites().into_iter().find(|s| s.participant == participant).expect("demo site")
+}

@@ -1,0 +1,186 @@
+//! pcap → agent → collector → `zdn`: the foundation's promise, over real mTLS on loopback.
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use zdn_integration_tests::{CERT, Network, site};
+use zdn_transport::Role;
+
+/// indicator → sorted participants, from `zdn correlations --format json`.
+fn correlations(v: &Value) -> BTreeMap<String, Value> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|c| (c["indicator"].as_str().unwrap().to_owned(), c["participants"].clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn pcaps_become_correlations_with_the_right_participants() {
+    let net = Network::start().await.unwrap();
+    net.run_demo_agents().await.unwrap();
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+
+    let found = correlations(&net.zdn_json(&analyst, &["correlations"]).await.unwrap());
+    let expected = BTreeMap::from([
+        ("203.0.113.66".to_owned(), json!(["umc-noord", "ggz-oost"])),
+        ("updates.evil-cdn.example".to_owned(), json!(["umc-noord", "ziekenhuis-zuid"])),
+    ]);
+    assert_eq!(found, expected, "198.51.100.23:8443 was seen at one institution only");
+
+    let all = net.zdn_json(&analyst, &["correlations"]).await.unwrap();
+    let domain = all.as_array().unwrap().iter().find(|c| c["kind"] == "domain").unwrap();
+    assert_eq!(domain["sightings"], 3, "two queries at umc-noord (aggregated) + one at ziekenhuis-zuid");
+    assert_eq!(domain["first_seen"], "2026-01-15T09:01:00.000Z");
+    assert_eq!(domain["last_seen"], "2026-01-15T09:30:30.000Z");
+
+    let sightings = net.zdn_json(&analyst, &["sightings"]).await.unwrap();
+    let mut rows: Vec<(String, String, String)> = sightings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["participant"].as_str().unwrap().into(),
+                s["indicator"].as_str().unwrap().into(),
+                s["via"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("ggz-oost".into(), "203.0.113.66".into(), "ip_dst".into()),
+            ("umc-noord".into(), "203.0.113.66".into(), "ip_dst".into()),
+            ("umc-noord".into(), "updates.evil-cdn.example".into(), "dns_query".into()),
+            ("ziekenhuis-zuid".into(), "198.51.100.23:8443".into(), "ip_dst".into()),
+            ("ziekenhuis-zuid".into(), "updates.evil-cdn.example".into(), "dns_query".into()),
+        ]
+    );
+    for s in sightings.as_array().unwrap() {
+        let src = s["src"].as_str().unwrap();
+        assert!(src.starts_with("h-") && !src.contains("10."), "internal address leaked: {src}");
+    }
+
+    let table = net.zdn(Some(&analyst), &["correlations"]).await.unwrap();
+    assert!(table.starts_with("INDICATOR") && table.contains("umc-noord,ziekenhuis-zuid"), "{table}");
+    net.collector.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn retried_batches_are_stored_once() {
+    let net = Network::start().await.unwrap();
+    let bundle = net.issue("umc-noord", Role::Agent, "gw-1");
+    let sightings = net.sightings_of(&site("umc-noord")).unwrap();
+    let first = net.send(&bundle, &sightings).await.unwrap();
+    let again = net.send(&bundle, &sightings).await.unwrap();
+    assert_eq!((first.stored, first.duplicates), (sightings.len() as u64, 0));
+    assert_eq!((again.stored, again.duplicates), (0, sightings.len() as u64));
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    let stored = net.zdn_json(&analyst, &["sightings"]).await.unwrap();
+    assert_eq!(stored.as_array().unwrap().len(), sightings.len());
+}
+
+#[tokio::test]
+async fn one_participant_with_two_agents_is_not_a_correlation() {
+    let net = Network::start().await.unwrap();
+    let sightings = net.sightings_of(&site("umc-noord")).unwrap();
+    let mut other = sightings.clone();
+    for s in &mut other {
+        s.id = format!("{}-b", s.id);
+    }
+    net.send(&net.issue("umc-noord", Role::Agent, "gw-1"), &sightings).await.unwrap();
+    net.send(&net.issue("umc-noord", Role::Agent, "gw-2"), &other).await.unwrap();
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    assert_eq!(net.zdn_json(&analyst, &["correlations"]).await.unwrap(), json!([]));
+    let agents: Vec<Value> =
+        net.zdn_json(&analyst, &["sightings"]).await.unwrap().as_array().unwrap().clone();
+    assert_eq!(agents.len(), sightings.len() * 2);
+    assert!(agents.iter().all(|s| s["participant"] == "umc-noord"));
+}
+
+#[tokio::test]
+async fn participant_analysts_see_counts_not_names() {
+    let net = Network::start().await.unwrap();
+    net.run_demo_agents().await.unwrap();
+    let soc = net.issue("umc-noord", Role::Analyst, "soc");
+
+    let list = net.zdn_json(&soc, &["correlations"]).await.unwrap();
+    for c in list.as_array().unwrap() {
+        assert_eq!(c["participants"], json!(2), "a count, not names: {c}");
+    }
+    let text = list.to_string();
+    for other in ["ggz-oost", "ziekenhuis-zuid"] {
+        assert!(!text.contains(other), "{other} leaked to umc-noord: {text}");
+    }
+    let own = net.zdn_json(&soc, &["sightings"]).await.unwrap();
+    assert_eq!(own.as_array().unwrap().len(), 2);
+    assert!(own.as_array().unwrap().iter().all(|s| s["participant"] == "umc-noord"));
+    let err = net.zdn(Some(&soc), &["sightings", "--participant", "ggz-oost"]).await.unwrap_err();
+    assert_eq!(err.downcast_ref::<tonic::Status>().unwrap().code(), tonic::Code::PermissionDenied);
+    let detail = net.zdn_json(&soc, &["indicator", "203.0.113.66"]).await.unwrap();
+    let names: Vec<&str> =
+        detail.as_array().unwrap().iter().map(|r| r["participant"].as_str().unwrap()).collect();
+    assert_eq!(names, ["umc-noord", "(another institution)"]);
+}
+
+#[tokio::test]
+async fn fleet_shows_heartbeats_and_watch_streams_openings() {
+    let net = Network::start().await.unwrap();
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    let watch = {
+        let (url, analyst) = (net.url.clone(), analyst.clone());
+        tokio::spawn(async move {
+            let argv = [
+                "zdn",
+                "--collector",
+                &url,
+                "--identity",
+                analyst.to_str().unwrap(),
+                "--format",
+                "json",
+                "watch",
+                "--count",
+                "2",
+            ];
+            let cli = <zdn_collector::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+            let mut out = Vec::new();
+            zdn_collector::cli::run(cli, &mut out).await.unwrap();
+            String::from_utf8(out).unwrap()
+        })
+    };
+    // Let the watcher subscribe before anything happens.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    net.run_demo_agents().await.unwrap();
+    let events = tokio::time::timeout(std::time::Duration::from_secs(10), watch).await.unwrap().unwrap();
+    assert_eq!(events.matches("\"change\": \"opened\"").count(), 2, "{events}");
+
+    let bundle = net.issue("ggz-oost", Role::Agent, "gw-9");
+    let channel =
+        zdn_transport::client::connect(&net.url, Some(&zdn_transport::Bundle::load(&bundle).unwrap()))
+            .await
+            .unwrap();
+    let beat = zdn_proto::v1::HeartbeatRequest {
+        agent_version: "9.9.9".into(),
+        packets_seen: 42,
+        ..Default::default()
+    };
+    zdn_agent::uplink::heartbeat(channel, beat).await.unwrap();
+    let fleet = net.zdn_json(&analyst, &["fleet"]).await.unwrap();
+    let gw9 = fleet.as_array().unwrap().iter().find(|a| a["agent"] == "gw-9").expect("gw-9 in fleet");
+    assert_eq!(
+        (gw9["participant"].as_str(), gw9["packets"].as_u64(), gw9["status"].as_str()),
+        (Some("ggz-oost"), Some(42), Some("ok"))
+    );
+}
+
+#[tokio::test]
+async fn insecure_dev_mode_serves_plain_http2() {
+    let net = Network::start_with(true).await.unwrap();
+    let sightings = net.sightings_of(&site("ggz-oost")).unwrap();
+    let channel = zdn_transport::client::connect(&net.url, None).await.unwrap();
+    let delivery = zdn_agent::uplink::report(channel, &sightings, 10).await.unwrap();
+    assert_eq!(delivery.stored, 1);
+    let out = net.zdn(None, &["sightings", "--format", "json"]).await.unwrap();
+    assert!(out.contains("\"participant\": \"insecure-dev\""), "{out}");
+}
