@@ -4,7 +4,7 @@
 //! checked here before slicing, so no input can make decoding panic or read out of bounds.
 //! Decoding borrows from the frame and allocates nothing.
 //!
-//! Covered now: Ethernet, 802.1Q / QinQ, Linux SLL and SLL2, raw IP; IPv4 (with options),
+//! Covered now: Ethernet, 802.1Q / QinQ, Linux SLL and SLL2, raw IP, BSD loopback, PPP, Cisco HDLC; IPv4 (with options),
 //! IPv6 with hop-by-hop / routing / destination-options / fragment headers; TCP, UDP, ICMP.
 //! Non-first fragments are reported as [`DecodeError::Fragment`] (reassembly is issue 3).
 
@@ -27,6 +27,11 @@ pub enum LinkType {
     LinuxSll2,
     /// Raw IPv4 or IPv6, version from the first nibble (LINKTYPE_RAW, _IPV4, _IPV6).
     RawIp,
+    /// BSD loopback: a 4-byte address family in the capturing host's byte order (NULL, LOOP).
+    Loopback,
+    /// PPP in HDLC-like framing and Cisco HDLC: address, control, then a 2-byte protocol.
+    Ppp,
+    CiscoHdlc,
 }
 
 impl LinkType {
@@ -36,6 +41,9 @@ impl LinkType {
             113 => Some(LinkType::LinuxSll),
             276 => Some(LinkType::LinuxSll2),
             12 | 14 | 101 | 228 | 229 => Some(LinkType::RawIp),
+            0 | 108 => Some(LinkType::Loopback),
+            9 => Some(LinkType::Ppp),
+            104 => Some(LinkType::CiscoHdlc),
             _ => None,
         }
     }
@@ -105,6 +113,8 @@ impl DecodeError {
     }
 }
 
+const SLL_LEN: usize = 16;
+const SLL2_LEN: usize = 20;
 /// VLAN tags we peel before giving up (QinQ is two).
 const MAX_VLAN_TAGS: usize = 4;
 /// IPv6 extension headers we walk before giving up.
@@ -116,20 +126,48 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeError> 
             let eth = EthernetPacket::new(frame).ok_or(DecodeError::Truncated("ethernet"))?;
             ethertype(eth.get_ethertype().0, &frame[EthernetPacket::minimum_packet_size()..])
         }
+        // pnet's SLL views under-report their minimum size (found by the robustness test), so
+        // the header lengths are checked here before a view is made.
         LinkType::LinuxSll => {
-            let sll = SLLPacket::new(frame).ok_or(DecodeError::Truncated("sll"))?;
-            ethertype(sll.get_protocol().0, &frame[SLLPacket::minimum_packet_size()..])
+            let header = frame.get(..SLL_LEN).ok_or(DecodeError::Truncated("sll"))?;
+            let sll = SLLPacket::new(header).ok_or(DecodeError::Truncated("sll"))?;
+            ethertype(sll.get_protocol().0, &frame[SLL_LEN..])
         }
         LinkType::LinuxSll2 => {
-            let sll = SLL2Packet::new(frame).ok_or(DecodeError::Truncated("sll2"))?;
-            ethertype(sll.get_protocol_type().0, &frame[SLL2Packet::minimum_packet_size()..])
+            let header = frame.get(..SLL2_LEN).ok_or(DecodeError::Truncated("sll2"))?;
+            let sll = SLL2Packet::new(header).ok_or(DecodeError::Truncated("sll2"))?;
+            ethertype(sll.get_protocol_type().0, &frame[SLL2_LEN..])
         }
-        LinkType::RawIp => match frame.first().map(|b| b >> 4) {
-            Some(4) => ipv4(frame),
-            Some(6) => ipv6(frame),
-            Some(_) => Err(DecodeError::BadIp),
-            None => Err(DecodeError::Truncated("ip")),
-        },
+        LinkType::RawIp => raw_ip(frame),
+        LinkType::Loopback => {
+            // The family is 2 for IPv4 and 24, 28 or 30 for IPv6 depending on the BSD; the IP
+            // version nibble decides, which also covers either byte order.
+            let payload = frame.get(4..).ok_or(DecodeError::Truncated("loopback"))?;
+            raw_ip(payload)
+        }
+        LinkType::Ppp => {
+            // Address/control (0xff 0x03) may be compressed away; the protocol follows.
+            let rest = frame.strip_prefix(&[0xff, 0x03]).unwrap_or(frame);
+            let [hi, lo, ..] = *rest else { return Err(DecodeError::Truncated("ppp")) };
+            match u16::from_be_bytes([hi, lo]) {
+                0x0021 => ipv4(&rest[2..]),
+                0x0057 => ipv6(&rest[2..]),
+                other => Err(DecodeError::NotIp(other)),
+            }
+        }
+        LinkType::CiscoHdlc => {
+            let [_, _, hi, lo, ..] = *frame else { return Err(DecodeError::Truncated("c-hdlc")) };
+            ethertype(u16::from_be_bytes([hi, lo]), &frame[4..])
+        }
+    }
+}
+
+fn raw_ip(frame: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+    match frame.first().map(|b| b >> 4) {
+        Some(4) => ipv4(frame),
+        Some(6) => ipv6(frame),
+        Some(_) => Err(DecodeError::BadIp),
+        None => Err(DecodeError::Truncated("ip")),
     }
 }
 

@@ -132,4 +132,11 @@ mod tests {
         std::fs::write(&path, "[correlation]\nmin_participants = 1\n").unwrap();
         assert!(matches!(Config::load(&path), Err(ConfigError::Invalid(_))));
     }
+
+    #[test]
+    fn the_packaged_reference_file_states_the_real_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/collector.toml");
+        let packaged = Config::load(&path).unwrap();
+        assert_eq!(format!("{packaged:?}"), format!("{:?}", Config::default()));
+    }
 }

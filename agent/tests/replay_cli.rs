@@ -1,0 +1,100 @@
+//! The `zdn-agent replay` binary on real captures from Suricata's verification suite.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(rel)
+}
+
+fn agent(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zdn-agent")).args(args).output().expect("run zdn-agent")
+}
+
+fn list(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("iocs.txt");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn prints_a_json_line_per_sighting() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = data("pcap/suricata-verify/cond-log-dns-dig/input.pcap");
+    // tshark -r input.pcap -T fields -e ip.src -e dns.qry.name  →  10.16.1.11  www.suricata-ids.org
+    let out = agent(&[
+        "replay",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--indicators",
+        &list(&dir, "SURICATA-IDS.org.\n10.16.1.1\n"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let dns = lines.iter().find(|l| l["via"] == "dns_query").expect("dns sighting");
+    assert_eq!(dns["indicator"], "suricata-ids.org");
+    assert_eq!(dns["kind"], "domain");
+    assert_eq!(dns["observed"], "www.suricata-ids.org");
+    assert_eq!(dns["first_seen"], "2017-04-20T21:15:58.732Z");
+    assert_eq!(
+        (dns["count"].as_u64(), dns["dst_port"].as_u64(), dns["proto"].as_str()),
+        (Some(1), Some(53), Some("udp"))
+    );
+    let ip = lines.iter().find(|l| l["via"] == "ip_dst").expect("resolver address sighting");
+    assert_eq!((ip["indicator"].as_str(), ip["kind"].as_str()), (Some("10.16.1.1"), Some("ipv4")));
+    // With home_net covering the resolver, it is internal: no ip_dst sighting, DNS still seen.
+    let out = agent(&[
+        "replay",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--indicators",
+        &list(&dir, "suricata-ids.org\n10.16.1.1\n"),
+        "--home-net",
+        "10.16.1.0/24",
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("\"via\":\"dns_query\""));
+}
+
+#[test]
+fn bad_inputs_fail_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = data("pcap/suricata-verify/cond-log-dns-dig/input.pcap");
+    let pcap = pcap.to_str().unwrap();
+
+    let out = agent(&["replay", "--pcap", pcap, "--indicators", &list(&dir, "# only junk\nnot a domain\n")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("holds no indicators") && err.contains("iocs.txt:2"),
+        "{err}"
+    );
+
+    let not_pcap = list(&dir, "evil.example\n");
+    let out = agent(&["replay", "--pcap", &not_pcap, "--indicators", &not_pcap]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("neither a pcap nor a pcapng"), "{err}");
+
+    let truncated = dir.path().join("cut.pcap");
+    let bytes = std::fs::read(pcap).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 10]).unwrap();
+    let out = agent(&["replay", "--pcap", truncated.to_str().unwrap(), "--indicators", &not_pcap]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("corrupt record at byte"), "{err}");
+
+    let out = agent(&[
+        "replay",
+        "--pcap",
+        pcap,
+        "--indicators",
+        &not_pcap,
+        "--collector",
+        "https://127.0.0.1:1",
+        "--identity",
+        "/nonexistent",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("/nonexistent/cert.pem"), "{err}");
+}
