@@ -15,8 +15,9 @@ use rustls::pki_types::pem::PemObject;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, watch};
 use zdn_proto::v1::{
     analyst_service_server::AnalystServiceServer, fleet_service_server::FleetServiceServer,
     indicator_service_server::IndicatorServiceServer, sighting_service_server::SightingServiceServer,
@@ -28,15 +29,25 @@ use zdn_transport::server::{ListenerStats, Security, incoming};
 pub struct RunningCollector {
     pub addr: SocketAddr,
     pub stats: Arc<ListenerStats>,
-    shutdown: oneshot::Sender<()>,
+    shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
+/// How long a stop waits for in-flight calls before it cuts them off.
+const GRACE: Duration = Duration::from_secs(10);
+
 impl RunningCollector {
     /// Stops accepting, lets in-flight calls finish, and waits for the server to end.
-    pub async fn stop(self) -> Result<()> {
-        let _ = self.shutdown.send(());
-        Ok(self.task.await??)
+    pub async fn stop(mut self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        match tokio::time::timeout(GRACE, &mut self.task).await {
+            Ok(joined) => Ok(joined??),
+            Err(_) => {
+                tracing::warn!("calls still running after {GRACE:?}; closing them");
+                self.task.abort();
+                Ok(())
+            }
+        }
     }
 
     /// Serves until the process gets SIGINT or SIGTERM, then stops gracefully.
@@ -96,7 +107,13 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     let addr = listener.local_addr()?;
     let stats = Arc::new(ListenerStats::default());
     let max_message = config.max_message_bytes;
-    let shared = Shared { store, config: Arc::new(config), events: broadcast::channel(EVENT_BUFFER).0 };
+    let (shutdown, stop_signal) = watch::channel(false);
+    let shared = Shared {
+        store,
+        config: Arc::new(config),
+        events: broadcast::channel(EVENT_BUFFER).0,
+        shutdown: stop_signal.clone(),
+    };
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<SightingServiceServer<Ingest>>().await;
@@ -123,13 +140,12 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
             FleetServiceServer::new(Fleet { shared: shared.clone() }).max_decoding_message_size(max_message),
         )
         .add_service(
-            IndicatorServiceServer::new(Indicators { published }).max_decoding_message_size(max_message),
+            IndicatorServiceServer::new(Indicators { published, shutdown: stop_signal.clone() })
+                .max_decoding_message_size(max_message),
         );
-    let (shutdown, signal) = oneshot::channel::<()>();
     let conns = incoming(listener, security, stats.clone());
-    let task = tokio::spawn(router.serve_with_incoming_shutdown(conns, async {
-        let _ = signal.await;
-    }));
+    let task =
+        tokio::spawn(router.serve_with_incoming_shutdown(conns, crate::service::stopping(stop_signal)));
     tracing::info!(%addr, "collector listening");
     Ok(RunningCollector { addr, stats, shutdown, task })
 }

@@ -9,6 +9,8 @@ async fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("ZDN_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr (journald restarting, a reader gone) must not panic the process.
+        .log_internal_errors(false)
         .init();
     let cli = zdn_collector::cli::Cli::parse();
     let mut stdout = std::io::stdout();

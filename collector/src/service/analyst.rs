@@ -1,6 +1,6 @@
 //! `AnalystService`: what analysts ask, answered through their role's view.
 
-use super::{Shared, blocking, now_ms};
+use super::{Shared, blocking, now_ms, stopping};
 use crate::access::{View, authorise, view};
 use crate::store::{CorrelationFilter, SightingFilter};
 use futures::Stream;
@@ -154,6 +154,7 @@ impl AnalystService for Analyst {
                 "watcher fell behind by {n} events; list correlations to catch up"
             ))),
         });
+        let events = futures::StreamExt::take_until(events, stopping(self.shared.shutdown.clone()));
         Ok(Response::new(Box::pin(events)))
     }
 }

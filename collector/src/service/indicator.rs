@@ -45,6 +45,7 @@ impl Published {
 
 pub struct Indicators {
     pub published: Arc<Published>,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 #[tonic::async_trait]
@@ -65,8 +66,10 @@ impl IndicatorService for Indicators {
                 key_id: String::new(),
             })
         });
-        // Keep the stream open: later versions will be pushed on it.
-        let stream = futures::stream::iter(first).chain(futures::stream::pending());
+        // Keep the stream open (later versions will be pushed on it) until the collector stops.
+        let stream = futures::stream::iter(first)
+            .chain(futures::stream::pending())
+            .take_until(super::stopping(self.shutdown.clone()));
         Ok(Response::new(Box::pin(stream)))
     }
 }

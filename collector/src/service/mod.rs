@@ -8,7 +8,7 @@ pub mod sighting;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tonic::Status;
 use zdn_proto::v1;
 
@@ -19,6 +19,15 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Correlation openings and escalations, for `WatchCorrelations` subscribers.
     pub events: broadcast::Sender<v1::CorrelationEvent>,
+    /// Becomes `true` when the collector stops; long-lived streams end then, so a graceful
+    /// shutdown does not wait for clients that never hang up.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Resolves once the collector is stopping.
+pub async fn stopping(mut shutdown: watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means the collector is stopping.
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Runs blocking store work off the async threads; a store failure becomes `UNAVAILABLE` (the

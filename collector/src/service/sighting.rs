@@ -1,6 +1,6 @@
 //! `SightingService.Report`: agents' batches in, acknowledgements out after a durable commit.
 
-use super::{Shared, blocking, now_ms};
+use super::{Shared, blocking, now_ms, stopping};
 use crate::access::authorise;
 use crate::store::NewSighting;
 use tokio::sync::mpsc;
@@ -62,7 +62,11 @@ impl SightingService for Ingest {
         tokio::spawn(async move {
             let mut last_sequence = 0;
             loop {
-                let batch = match inbound.message().await {
+                let next = tokio::select! {
+                    next = inbound.message() => next,
+                    () = stopping(shared.shutdown.clone()) => break,
+                };
+                let batch = match next {
                     Ok(Some(batch)) => batch,
                     Ok(None) => break,
                     Err(status) => {

@@ -1,0 +1,146 @@
+//! The installed programs as an operator uses them: `zdn-collector pki`, `serve` from a config
+//! file, `check-config`, and the `zdn` binary against the running process — plus the standard
+//! gRPC health service and indicator sync on the same listener.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use zdn_proto::v1::{self, indicator_service_client::IndicatorServiceClient};
+use zdn_transport::Bundle;
+
+fn collector(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zdn-collector")).args(args).output().unwrap()
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A `zdn-collector serve` process, killed if the test fails before stopping it, and its log.
+struct Served(Child, Arc<Mutex<Vec<String>>>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `zdn-collector serve` and returns it with the address it logged. Its log keeps being
+/// copied to the test's stderr.
+fn serve(config: &Path) -> (Served, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zdn-collector"))
+        .args(["--log-format", "json", "serve", "--config", config.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let served = Served(child, log.clone());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        eprintln!("collector: {line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["fields"]["message"] == "collector listening" {
+            let addr = v["fields"]["addr"].as_str().unwrap().to_owned();
+            std::thread::spawn(move || {
+                for l in lines.map_while(Result::ok) {
+                    eprintln!("collector: {l}");
+                    log.lock().unwrap().push(l);
+                }
+            });
+            return (served, addr);
+        }
+    }
+    panic!("collector exited without listening");
+}
+
+#[tokio::test]
+async fn operator_workflow_with_the_real_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let pki_s = pki.to_str().unwrap();
+    ok(collector(&["pki", "init", "--dir", pki_s, "--san", "collector.example"]));
+    let refused = collector(&["pki", "init", "--dir", pki_s]);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("refusing to overwrite")
+    );
+    let agent = ok(collector(&[
+        "pki",
+        "issue",
+        "--dir",
+        pki_s,
+        "--participant",
+        "umc-noord",
+        "--role",
+        "agent",
+        "--name",
+        "gw-1",
+    ]));
+    let analyst =
+        ok(collector(&["pki", "issue", "--dir", pki_s, "--participant", "z-cert", "--role", "analyst"]));
+    let bad = collector(&["pki", "issue", "--dir", pki_s, "--participant", "UMC Noord", "--role", "agent"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("bad participant id"));
+
+    let iocs = dir.path().join("iocs.txt");
+    std::fs::write(&iocs, "evil.example\n203.0.113.66\n").unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nidentity = {:?}\nindicators = [{:?}]\n",
+            dir.path().join("data"),
+            pki.join("collector"),
+            iocs
+        ),
+    )
+    .unwrap();
+    let checked = ok(collector(&["check-config", "--config", config.to_str().unwrap()]));
+    assert!(checked.contains("2 indicators") && checked.contains("configuration OK"), "{checked}");
+    std::fs::write(dir.path().join("typo.toml"), "listen = 7443\n").unwrap();
+    let typo = collector(&["check-config", "--config", dir.path().join("typo.toml").to_str().unwrap()]);
+    assert!(!typo.status.success() && String::from_utf8_lossy(&typo.stderr).contains("typo.toml"));
+
+    let (child, addr) = serve(&config);
+    let url = format!("https://{addr}");
+
+    let zdn = Command::new(env!("CARGO_BIN_EXE_zdn"))
+        .args(["--collector", &url, "--identity", analyst.trim(), "fleet", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(ok(zdn).trim(), "[]");
+
+    let channel = zdn_transport::client::connect(&url, Some(&Bundle::load(Path::new(agent.trim())).unwrap()))
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let request = tonic_health::pb::HealthCheckRequest { service: "zdn.v1.SightingService".into() };
+    let status = health.check(request).await.unwrap().into_inner().status;
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    let mut sync = IndicatorServiceClient::new(channel)
+        .sync(v1::SyncRequest { current_version: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let update = sync.message().await.unwrap().unwrap();
+    let mut values: Vec<String> = update.added.iter().map(|i| i.value.clone()).collect();
+    values.sort();
+    assert_eq!(values, ["203.0.113.66", "evil.example"]);
+    assert!(update.version > 0 && update.base_version == 0);
+
+    // SIGTERM: a graceful stop with exit status 0, which ends the open Sync stream rather than
+    // waiting for the agent to hang up (the client stays alive and polled meanwhile).
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), sync.message()).await.unwrap();
+    assert!(matches!(ended, Ok(None) | Err(_)), "sync stream still open: {ended:?}");
+    let mut served = child;
+    let status = tokio::task::spawn_blocking(move || (served.0.wait().unwrap(), served)).await.unwrap();
+    assert!(status.0.success(), "collector exited with {}", status.0);
+    let log = status.1.1.lock().unwrap().join("\n");
+    assert!(!log.contains("calls still running"), "graceful stop had to cut calls off:\n{log}");
+}
