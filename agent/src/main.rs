@@ -41,6 +41,23 @@ enum Command {
     ///       --collector https://collector.example:7443 --identity /etc/zdn/identity
     #[command(verbatim_doc_comment)]
     Replay(ReplayArgs),
+    /// Load indicator sources and allowlists and print the load report: what was accepted,
+    /// rejected (with file and line), skipped and suppressed.
+    ///
+    /// Example: zdn-agent check-indicators --indicators feeds/ --allowlist misp-warninglists/lists
+    #[command(verbatim_doc_comment)]
+    CheckIndicators(IndicatorArgs),
+}
+
+#[derive(clap::Args)]
+struct IndicatorArgs {
+    /// Indicator source: a file or directory in any supported format (plain or trail lists,
+    /// CSV, Zeek Intel, MISP feed or event, STIX 2.1 bundle); repeat for several.
+    #[arg(long = "indicators", required = true)]
+    indicators: Vec<PathBuf>,
+    /// MISP warninglist (list.json or a directory of them): indicators it covers never match.
+    #[arg(long = "allowlist")]
+    allowlists: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -48,9 +65,8 @@ struct ReplayArgs {
     /// Capture file (pcap or pcapng); repeat for several, replayed in order.
     #[arg(long = "pcap", required = true)]
     pcaps: Vec<PathBuf>,
-    /// Indicator list (plain text, one value a line); repeat for several.
-    #[arg(long = "indicators", required = true)]
-    indicators: Vec<PathBuf>,
+    #[command(flatten)]
+    sources: IndicatorArgs,
     /// Internal networks (CIDR, comma-separated or repeated). Without it, every source counts
     /// as internal and every destination as external.
     #[arg(long, value_delimiter = ',')]
@@ -81,6 +97,9 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),
+        Command::CheckIndicators(args) => zdn_indicators::build_set(&args.indicators, &args.allowlists)
+            .map(|built| println!("{}", built.summary()))
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -105,10 +124,9 @@ fn init_logging(format: LogFormat) {
 }
 
 fn run_replay(args: ReplayArgs) -> Result<()> {
-    let (set, reports) = replay::load_indicators(&args.indicators)?;
-    for report in &reports {
-        eprintln!("{report}");
-    }
+    let built = zdn_indicators::build_set(&args.sources.indicators, &args.sources.allowlists)?;
+    eprintln!("{}", built.summary());
+    let set = built.set;
     let pseudonyms = match &args.secret_file {
         Some(path) => Pseudonymiser::load_or_create(path)
             .with_context(|| format!("pseudonym secret {}", path.display()))?,

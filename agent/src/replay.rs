@@ -6,8 +6,8 @@ use crate::decode::decode;
 use crate::inspect::{HomeNet, InspectStats, inspect};
 use crate::sighting::{Aggregator, HitContext, Sighting};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use zdn_indicators::{IndicatorSet, LoadError, LoadReport, load_plain};
+use std::path::Path;
+use zdn_indicators::IndicatorSet;
 use zdn_proto::v1;
 
 /// Open aggregates kept at once (see [`Aggregator`]).
@@ -46,18 +46,6 @@ impl ReplayStats {
             ..Default::default()
         }
     }
-}
-
-/// Loads and merges indicator lists; every list's report is returned for display.
-pub fn load_indicators(paths: &[PathBuf]) -> Result<(IndicatorSet, Vec<LoadReport>), LoadError> {
-    let mut all = Vec::new();
-    let mut reports = Vec::new();
-    for path in paths {
-        let loaded = load_plain(path)?;
-        all.extend(loaded.indicators);
-        reports.push(loaded.report);
-    }
-    Ok((IndicatorSet::new(all), reports))
 }
 
 /// Replays captures in order and returns the sightings they produce.

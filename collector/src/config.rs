@@ -6,7 +6,8 @@
 //! identity = "<data_dir>/pki/collector" # the collector's own credential bundle
 //! revocation_lists = []                 # CRL files (PEM or DER); revoked certificates are refused
 //! cert_participant = "z-cert"           # participant id of the CERT: its analysts see everything
-//! indicators = []                       # indicator lists published to agents (IndicatorService)
+//! indicators = []                       # indicator sources published to agents (any format, files or directories)
+//! allowlists = []                       # MISP warninglists: covered indicators are withheld
 //! max_batch_sightings = 1000            # a larger SightingBatch is refused
 //! max_message_bytes = 4194304           # largest gRPC message accepted
 //! stale_after_seconds = 300             # an agent without heartbeat for longer is "stale"
@@ -30,6 +31,7 @@ pub struct Config {
     pub revocation_lists: Vec<PathBuf>,
     pub cert_participant: String,
     pub indicators: Vec<PathBuf>,
+    pub allowlists: Vec<PathBuf>,
     pub max_batch_sightings: usize,
     pub max_message_bytes: usize,
     pub stale_after_seconds: u64,
@@ -52,6 +54,7 @@ impl Default for Config {
             revocation_lists: Vec::new(),
             cert_participant: "z-cert".to_owned(),
             indicators: Vec::new(),
+            allowlists: Vec::new(),
             max_batch_sightings: 1000,
             max_message_bytes: 4 * 1024 * 1024,
             stale_after_seconds: 300,

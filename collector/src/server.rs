@@ -93,12 +93,9 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         Security::mutual_tls(&bundle, crls)?
     };
 
-    let mut indicators = Vec::new();
-    for path in &config.indicators {
-        let loaded = zdn_indicators::load_plain(path)?;
-        tracing::info!(report = %loaded.report, "indicator list loaded for publishing");
-        indicators.extend(loaded.indicators);
-    }
+    let built = zdn_indicators::build_set(&config.indicators, &config.allowlists)?;
+    tracing::info!(summary = %built.summary(), "indicators loaded for publishing");
+    let indicators: Vec<_> = built.set.iter().cloned().collect();
     // Versions must only grow, also across restarts: the load time in seconds does that.
     let published = Arc::new(Published::new(u64::try_from(now_ms() / 1000).unwrap_or(1), &indicators));
 

@@ -7,18 +7,27 @@
 //! | --- | --- |
 //! | [`model`] | [`Indicator`], its [`Kind`], and the [`Via`] through which traffic matched it |
 //! | [`normalise`] | one canonical text form per indicator value: refanging, case, IDN, ports |
-//! | [`plain`] | the plain-text list format (one value a line, `#` comments), with a load report |
-//! | [`set`] | [`IndicatorSet`], the immutable matcher: exact IPs, CIDRs, IP:port, domains |
+//! | [`report`] | [`Loaded`] and [`LoadReport`]: what a load produced, every rejected entry with its place |
+//! | [`formats`] | format detection and one loader per format: plain/trails, CSV, Zeek Intel, MISP feeds and events, STIX 2.1 |
+//! | [`allowlist`] | MISP warninglists as allowlists, applied when a set is built |
+//! | [`sources`] | configured paths and allowlists into one [`IndicatorSet`] with its reports |
+//! | [`set`] | [`IndicatorSet`], the immutable matcher: exact IPs, CIDRs, IP:port, domains, URLs, JA3/JA4 |
 //!
 //! Why normalise on load: the agent then compares canonical forms only, so the per-packet path
 //! never refangs, lower-cases indicator values or parses URLs of the list again.
 
+pub mod allowlist;
+pub mod formats;
 pub mod model;
 pub mod normalise;
-pub mod plain;
+pub mod report;
 pub mod set;
+pub mod sources;
 
+pub use allowlist::Allowlist;
+pub use formats::{load, parse_plain};
 pub use model::{Indicator, Kind, Via};
 pub use normalise::{Normalised, RejectReason, normalise};
-pub use plain::{LoadError, LoadReport, Loaded, Rejected, load_plain, parse_plain};
+pub use report::{LoadError, LoadReport, Loaded, Rejected};
 pub use set::IndicatorSet;
+pub use sources::{BuiltSet, build_set};

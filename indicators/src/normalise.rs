@@ -10,6 +10,7 @@
 //! - cidr: the network address and prefix (`10.1.0.0/16`); a full-length prefix is an address;
 //! - ip_port: `1.2.3.4:443` or `[2001:db8::1]:443`;
 //! - url: `host[:port]/path?query`, scheme-less, host canonical as above, default port removed;
+//!   or a bare `/path` that matches on any host;
 //! - ja3: 32 lower-case hex digits; ja4: the JA4 `a_b_c` form, lower-case.
 
 use crate::model::Kind;
@@ -41,6 +42,8 @@ pub enum RejectReason {
     BadScheme(String),
     #[error("not an IP address, network, IP:port, domain, URL, JA3 or JA4")]
     Unrecognised,
+    #[error("{0}")]
+    Format(String),
 }
 
 /// The longest value we accept (a URL); longer ones are almost always garbage in a feed.
@@ -56,6 +59,9 @@ pub fn normalise(raw: &str) -> Result<Normalised, RejectReason> {
     }
     if text.len() > MAX_VALUE_LEN {
         return Err(RejectReason::TooLong { max: MAX_VALUE_LEN });
+    }
+    if text.starts_with('/') {
+        return path_only_url(text);
     }
     if let Some((scheme, rest)) = text.split_once("://") {
         return normalise_url(Some(&scheme.to_ascii_lowercase()), rest);
@@ -194,6 +200,10 @@ fn normalise_url(scheme: Option<&str>, rest: &str) -> Result<Normalised, RejectR
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
+    if authority.is_empty() && !path.is_empty() {
+        // `http:///gate.php`: feeds write host-less paths this way.
+        return path_only_url(path);
+    }
     let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     let (host, port) = split_host_port(authority)?;
     let host = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
@@ -217,6 +227,15 @@ fn normalise_url(scheme: Option<&str>, rest: &str) -> Result<Normalised, RejectR
         _ => format!("{host}{path}"),
     };
     Ok(Normalised { kind: Kind::Url, value })
+}
+
+/// A URL path without a host (`/gate.php`): Maltrail and MISP carry these for panels that move
+/// between hosts; it matches that path on any host.
+fn path_only_url(text: &str) -> Result<Normalised, RejectReason> {
+    if text.len() < 2 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(RejectReason::Format("a URL path must be printable ASCII without spaces".into()));
+    }
+    Ok(Normalised { kind: Kind::Url, value: text.to_owned() })
 }
 
 fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), RejectReason> {
@@ -267,6 +286,9 @@ mod tests {
         assert_eq!(ok("1.2.3.4/x.exe"), (Kind::Url, "1.2.3.4/x.exe".into()));
         assert_eq!(ok("evil.example/"), (Kind::Domain, "evil.example".into()));
         assert_eq!(ok("evil.example:8080"), (Kind::Url, "evil.example:8080/".into()));
+        assert_eq!(ok("/gate/index.php"), (Kind::Url, "/gate/index.php".into()));
+        assert_eq!(ok("http:///gate/index.php"), (Kind::Url, "/gate/index.php".into()));
+        assert_eq!(ok("http://62.109.4.68"), (Kind::Url, "62.109.4.68/".into()));
         assert_eq!(
             ok("E7D705A3286E19EA42F587B344EE6865"),
             (Kind::Ja3, "e7d705a3286e19ea42f587b344ee6865".into())

@@ -132,7 +132,7 @@ fn insert_new<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K, idx: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plain::parse_plain;
+    use crate::formats::parse_plain;
 
     fn set(text: &str) -> IndicatorSet {
         IndicatorSet::new(parse_plain("test", text).indicators)

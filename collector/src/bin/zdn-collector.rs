@@ -144,8 +144,8 @@ async fn run(command: Command) -> Result<()> {
             let config = load_config(&config)?;
             zdn_transport::Bundle::load(&config.identity_dir())
                 .with_context(|| format!("credentials in {}", config.identity_dir().display()))?;
-            for list in &config.indicators {
-                println!("{}", zdn_indicators::load_plain(list)?.report);
+            if !config.indicators.is_empty() {
+                println!("{}", zdn_indicators::build_set(&config.indicators, &config.allowlists)?.summary());
             }
             println!("configuration OK: listen {}, data in {}", config.listen, config.data_dir.display());
             Ok(())
