@@ -13,7 +13,8 @@ use crate::decode::{Decoded, Transport};
 use crate::dns;
 use ipnet::IpNet;
 use std::net::IpAddr;
-use zdn_indicators::{Indicator, IndicatorSet, Via};
+use zdn_indicators::set::Match;
+use zdn_indicators::{IndicatorSet, Via};
 
 /// The participant's own networks.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +37,7 @@ impl HomeNet {
 /// One indicator matched by one packet.
 #[derive(Debug, Clone)]
 pub struct Hit<'s> {
-    pub indicator: &'s Indicator,
+    pub indicator: Match<'s>,
     pub via: Via,
     /// What was seen: the address, `address:port`, or the full query name.
     pub observed: String,

@@ -116,7 +116,7 @@ impl Aggregator {
     }
 
     pub fn add(&mut self, hit: Hit<'_>, ctx: HitContext<'_>) {
-        let key = (hit.indicator.kind, hit.indicator.value.clone(), ctx.src, hit.via);
+        let key = (hit.indicator.kind(), hit.indicator.value().into_owned(), ctx.src, hit.via);
         if let Some(open) = self.open.get_mut(&key) {
             if ctx.ts_ms < open.sighting.first_seen_unix_ms + self.window_ms {
                 open.sighting.count += 1;
@@ -131,9 +131,9 @@ impl Aggregator {
         }
         let sighting = Sighting {
             id: uuid::Uuid::now_v7().to_string(),
-            indicator: hit.indicator.value.clone(),
-            indicator_id: hit.indicator.id.clone(),
-            kind: hit.indicator.kind,
+            indicator: hit.indicator.value().into_owned(),
+            indicator_id: hit.indicator.id().into_owned(),
+            kind: hit.indicator.kind(),
             via: hit.via,
             observed: hit.observed,
             first_seen_unix_ms: ctx.ts_ms,
@@ -208,7 +208,11 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zdn_indicators::Indicator;
+    use zdn_indicators::{IndicatorSet, parse_plain};
+
+    fn one(text: &str) -> IndicatorSet {
+        IndicatorSet::new(parse_plain("t", text).indicators)
+    }
 
     fn ctx(ts_ms: i64, src: &str) -> HitContext<'static> {
         HitContext {
@@ -222,8 +226,9 @@ mod tests {
 
     #[test]
     fn aggregates_per_indicator_host_and_via_within_the_window() {
-        let ind = Indicator::bare(Kind::Ipv4, "203.0.113.9".into(), "t");
-        let hit = || Hit { indicator: &ind, via: Via::IpDst, observed: "203.0.113.9".into() };
+        let set = one("203.0.113.9");
+        let hit =
+            || Hit { indicator: set.iter().next().unwrap(), via: Via::IpDst, observed: "203.0.113.9".into() };
         let mut agg = Aggregator::new(60_000, 100, Pseudonymiser::ephemeral());
         agg.add(hit(), ctx(1_000, "10.0.0.1"));
         agg.add(hit(), ctx(2_000, "10.0.0.1"));
@@ -246,10 +251,11 @@ mod tests {
 
     #[test]
     fn a_full_table_emits_the_oldest_early() {
-        let ind = Indicator::bare(Kind::Ipv4, "203.0.113.9".into(), "t");
+        let set = one("203.0.113.9");
+        let ind = set.iter().next().unwrap();
         let mut agg = Aggregator::new(60_000, 2, Pseudonymiser::ephemeral());
         for (i, host) in ["10.0.0.1", "10.0.0.2", "10.0.0.3"].into_iter().enumerate() {
-            agg.add(Hit { indicator: &ind, via: Via::IpDst, observed: String::new() }, ctx(i as i64, host));
+            agg.add(Hit { indicator: ind, via: Via::IpDst, observed: String::new() }, ctx(i as i64, host));
         }
         assert_eq!(agg.evicted_early, 1);
         assert_eq!(agg.take_ready()[0].first_seen_unix_ms, 0);
@@ -257,10 +263,14 @@ mod tests {
 
     #[test]
     fn serialises_to_the_json_line_contract() {
-        let ind = Indicator::bare(Kind::Domain, "evil.example".into(), "t");
+        let set = one("evil.example");
         let mut agg = Aggregator::new(1, 10, Pseudonymiser::ephemeral());
         agg.add(
-            Hit { indicator: &ind, via: Via::DnsQuery, observed: "a.evil.example".into() },
+            Hit {
+                indicator: set.iter().next().unwrap(),
+                via: Via::DnsQuery,
+                observed: "a.evil.example".into(),
+            },
             ctx(1_700_000_000_123, "10.0.0.1"),
         );
         agg.flush();

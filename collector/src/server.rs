@@ -95,7 +95,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
 
     let built = zdn_indicators::build_set(&config.indicators, &config.allowlists)?;
     tracing::info!(summary = %built.summary(), "indicators loaded for publishing");
-    let indicators: Vec<_> = built.set.iter().cloned().collect();
+    let indicators: Vec<_> = built.set.iter().map(|m| m.to_indicator()).collect();
     // Versions must only grow, also across restarts: the load time in seconds does that.
     let published = Arc::new(Published::new(u64::try_from(now_ms() / 1000).unwrap_or(1), &indicators));
 

@@ -53,7 +53,7 @@ const MAX_DOMAIN_LEN: usize = 253;
 /// Detects the kind of `raw` and returns its canonical form.
 pub fn normalise(raw: &str) -> Result<Normalised, RejectReason> {
     let refanged = refang(raw.trim());
-    let text = refanged.as_str();
+    let text = refanged.as_ref();
     if text.is_empty() {
         return Err(RejectReason::Empty);
     }
@@ -92,9 +92,7 @@ pub fn normalise(raw: &str) -> Result<Normalised, RejectReason> {
         && !host.contains(':')
     {
         // `evil.example:8080` — a host with a port is a URL without a path.
-        let port: u16 = port.parse().map_err(|_| RejectReason::BadPort)?;
-        let host = domain(host)?;
-        return Ok(Normalised { kind: Kind::Url, value: format!("{host}:{port}/") });
+        return normalise_url(None, text);
     }
     Ok(Normalised { kind: Kind::Domain, value: domain(text)? })
 }
@@ -134,8 +132,17 @@ pub fn domain(raw: &str) -> Result<String, RejectReason> {
     Ok(ascii)
 }
 
-/// Undoes the usual defanging: `hxxp`, `[.]`, `(.)`, `[dot]`, `[:]`.
-fn refang(text: &str) -> String {
+/// Undoes the usual defanging: `hxxp`, `[.]`, `(.)`, `[dot]`, `[:]`. Most values are not
+/// defanged; they pass through without a copy.
+fn refang(text: &str) -> std::borrow::Cow<'_, str> {
+    let bracketed = text.bytes().any(|b| matches!(b, b'[' | b'(' | b'{'));
+    let head = text.get(..4).unwrap_or("");
+    if !bracketed
+        && !head.eq_ignore_ascii_case("hxxp")
+        && !head.get(..3).is_some_and(|h| h.eq_ignore_ascii_case("fxp"))
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
     let mut s = text
         .replace("[.]", ".")
         .replace("(.)", ".")
@@ -144,11 +151,11 @@ fn refang(text: &str) -> String {
         .replace("[:]", ":")
         .replace("[://]", "://");
     for (defanged, scheme) in [("hxxps", "https"), ("hxxp", "http"), ("fxp", "ftp")] {
-        if s.len() >= defanged.len() && s[..defanged.len()].eq_ignore_ascii_case(defanged) {
+        if s.get(..defanged.len()).is_some_and(|head| head.eq_ignore_ascii_case(defanged)) {
             s.replace_range(..defanged.len(), scheme);
         }
     }
-    s
+    std::borrow::Cow::Owned(s)
 }
 
 fn address(ip: IpAddr) -> Normalised {
@@ -175,6 +182,9 @@ fn ip_port(ip: IpAddr, port: u16) -> Result<Normalised, RejectReason> {
 
 /// JA3 is an MD5 in hex; JA4 is `[tqd]NN[di]NNNNaa_<12 hex>_<12 hex>`.
 fn fingerprint(text: &str) -> Option<Normalised> {
+    if text.len() != 32 && text.len() != 36 {
+        return None;
+    }
     let lower = text.to_ascii_lowercase();
     if lower.len() == 32 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Some(Normalised { kind: Kind::Ja3, value: lower });
@@ -215,8 +225,8 @@ fn normalise_url(scheme: Option<&str>, rest: &str) -> Result<Normalised, RejectR
     };
     let path = match path {
         "" => "/".to_owned(),
-        p if p.starts_with('?') => format!("/{p}"),
-        p => p.to_owned(),
+        p if p.starts_with('?') => format!("/{}", canonical_path(p)),
+        p => canonical_path(p),
     };
     if path == "/" && port.is_none_or(|p| p == default_port) && scheme.is_none() {
         // `evil.example/` in a trail list names the host, not a page on it.
@@ -232,10 +242,46 @@ fn normalise_url(scheme: Option<&str>, rest: &str) -> Result<Normalised, RejectR
 /// A URL path without a host (`/gate.php`): Maltrail and MISP carry these for panels that move
 /// between hosts; it matches that path on any host.
 fn path_only_url(text: &str) -> Result<Normalised, RejectReason> {
-    if text.len() < 2 || !text.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(RejectReason::Format("a URL path must be printable ASCII without spaces".into()));
+    if text.len() < 2 {
+        return Err(RejectReason::Format("a URL path needs more than '/'".into()));
     }
-    Ok(Normalised { kind: Kind::Url, value: text.to_owned() })
+    Ok(Normalised { kind: Kind::Url, value: canonical_path(text) })
+}
+
+/// The path and query as they travel in an HTTP request line: bytes outside printable ASCII
+/// percent-encoded, escapes of unreserved characters decoded, hex digits upper-case. The
+/// agent canonicalises what it sees the same way, so `/a%7Eb`, `/a~b` and `/ä` compare right.
+pub fn canonical_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let escaped = (b == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {
+                out.push(char::from(c));
+                i += 3;
+            }
+            Some(c) => {
+                out.push_str(&format!("%{c:02X}"));
+                i += 3;
+            }
+            None if b.is_ascii_graphic() => {
+                out.push(char::from(b));
+                i += 1;
+            }
+            None => {
+                out.push_str(&format!("%{b:02X}"));
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), RejectReason> {
@@ -288,6 +334,8 @@ mod tests {
         assert_eq!(ok("evil.example:8080"), (Kind::Url, "evil.example:8080/".into()));
         assert_eq!(ok("/gate/index.php"), (Kind::Url, "/gate/index.php".into()));
         assert_eq!(ok("http:///gate/index.php"), (Kind::Url, "/gate/index.php".into()));
+        assert_eq!(ok("/ELVİN.apk"), (Kind::Url, "/ELV%C4%B0N.apk".into()));
+        assert_eq!(ok("evil.example/a%7eb%2f c"), (Kind::Url, "evil.example/a~b%2F%20c".into()));
         assert_eq!(ok("http://62.109.4.68"), (Kind::Url, "62.109.4.68/".into()));
         assert_eq!(
             ok("E7D705A3286E19EA42F587B344EE6865"),
@@ -310,5 +358,7 @@ mod tests {
         assert_eq!(normalise("evil.example:99999"), Err(RejectReason::BadPort));
         assert!(matches!(normalise("gopher://evil.example/"), Err(RejectReason::BadScheme(_))));
         assert!(matches!(normalise(&"a".repeat(3000)), Err(RejectReason::TooLong { .. })));
+        // Non-ASCII where the defang check looks (found in the real trails).
+        assert!(normalise("hxxİ").is_err());
     }
 }

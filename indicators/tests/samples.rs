@@ -37,7 +37,7 @@ fn matches(set: &IndicatorSet, raw: &str) -> bool {
 /// Whether exactly this value is an indicator of the set (not merely covered by a parent).
 fn holds(set: &IndicatorSet, raw: &str) -> bool {
     let n = normalise(raw).unwrap();
-    set.iter().any(|i| i.kind == n.kind && i.value == n.value)
+    set.contains(n.kind, &n.value)
 }
 
 fn check(path: &Path, section: &str) {
@@ -88,8 +88,8 @@ fn zeek_and_plain_samples_hold_the_same_values() {
     // Zeek's Intel framework has no IP:port type; everything else is the same list.
     let values = |s: &IndicatorSet| {
         s.iter()
-            .filter(|i| i.kind != Kind::IpPort)
-            .map(|i| (i.kind, i.value.clone()))
+            .filter(|i| i.kind() != Kind::IpPort)
+            .map(|i| (i.kind(), i.value().into_owned()))
             .collect::<std::collections::BTreeSet<_>>()
     };
     let (z, p) = (values(&zeek.set), values(&plain.set));

@@ -56,17 +56,15 @@ fn load_into(path: &Path, in_directory: bool, out: &mut Vec<Loaded>) -> Result<(
         let mut entries: Vec<_> =
             std::fs::read_dir(path).map_err(io)?.filter_map(Result::ok).map(|e| e.path()).collect();
         entries.sort();
-        for entry in entries {
+        entries.retain(|entry| {
             let file_name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let wanted = entry.is_dir()
                 || ["txt", "csv", "json", "intel", "dat", "list"]
                     .iter()
                     .any(|e| file_name.ends_with(&format!(".{e}")));
-            if !file_name.starts_with('.') && wanted {
-                load_into(&entry, true, out)?;
-            }
-        }
-        return Ok(());
+            !file_name.starts_with('.') && wanted
+        });
+        return load_parallel(&entries, out);
     }
     if path.file_name().is_some_and(|n| n == "manifest.json") {
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -102,6 +100,31 @@ fn load_into(path: &Path, in_directory: bool, out: &mut Vec<Loaded>) -> Result<(
         out.push(plain::parse(&name, "trails", text, &Meta { event: family, ..Meta::default() }));
     } else {
         out.push(parse_plain(&name, text));
+    }
+    Ok(())
+}
+
+/// Loads directory entries on every core, keeping their order (and so which duplicate wins).
+fn load_parallel(entries: &[std::path::PathBuf], out: &mut Vec<Loaded>) -> Result<(), LoadError> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(entries.len().max(1));
+    let chunk = entries.len().div_ceil(workers).max(1);
+    let results: Vec<Result<Vec<Loaded>, LoadError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    for entry in part {
+                        load_into(entry, true, &mut mine)?;
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("loader thread panicked")).collect()
+    });
+    for result in results {
+        out.extend(result?);
     }
     Ok(())
 }

@@ -1,0 +1,92 @@
+//! Building an [`IndicatorSet`] from loaded indicators.
+
+use super::{Entry, IndicatorSet, KIND_V4_PORT, KIND_V6_PORT, Meta, ipv6, kind_to_u8, socket};
+use crate::model::{Indicator, Kind};
+use ipnet::IpNet;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+impl IndicatorSet {
+    /// Builds the matcher. Values must be canonical (as [`crate::normalise`] returns them);
+    /// when two indicators have the same kind and value, the first is kept.
+    pub fn new(indicators: Vec<Indicator>) -> IndicatorSet {
+        let mut set = IndicatorSet::default();
+        set.entries.reserve_exact(indicators.len());
+        let mut seen: HashSet<(Kind, &str)> = HashSet::with_capacity(indicators.len());
+        let mut metas: HashMap<Meta, u32> = HashMap::new();
+        let mut last_meta: Option<(&Indicator, u32)> = None;
+        for ind in &indicators {
+            if !seen.insert((ind.kind, ind.value.as_str())) {
+                continue;
+            }
+            let Some((kind, a, b)) = set.place(ind) else { continue };
+            // Neighbouring indicators nearly always share their metadata (same file, same
+            // event): compare with the previous one before hashing a new Meta.
+            let meta = match last_meta {
+                Some((prev, m)) if same_meta(prev, ind) => m,
+                _ => {
+                    let meta = Meta {
+                        source: ind.source.clone(),
+                        event: ind.event.clone(),
+                        tlp: ind.tlp.clone(),
+                        confidence: ind.confidence,
+                        valid_from_unix_ms: ind.valid_from_unix_ms,
+                        valid_until_unix_ms: ind.valid_until_unix_ms,
+                        tags: ind.tags.clone(),
+                    };
+                    let next = metas.len() as u32;
+                    *metas.entry(meta).or_insert(next)
+                }
+            };
+            last_meta = Some((ind, meta));
+            let index = set.entries.len() as u32;
+            set.entries.push(Entry { a, b, kind, exact_only: u8::from(ind.exact_only), meta });
+            if ind.id != ind.value {
+                set.ids.insert(index, ind.id.as_str().into());
+            }
+        }
+        set.metas = vec![Meta::default(); metas.len()];
+        for (meta, i) in metas {
+            set.metas[i as usize] = meta;
+        }
+        set.text.shrink_to_fit();
+        set.index();
+        set
+    }
+
+    /// Where an indicator's value goes: (entry kind, a, b), or `None` if the value is not the
+    /// canonical form of its kind.
+    fn place(&mut self, ind: &Indicator) -> Option<(u8, u32, u16)> {
+        let wide = |set: &mut IndicatorSet, net: IpNet| {
+            set.wide.push(net);
+            (set.wide.len() - 1) as u32
+        };
+        Some(match ind.kind {
+            Kind::Ipv4 => (kind_to_u8(Kind::Ipv4), u32::from(ind.value.parse::<Ipv4Addr>().ok()?), 0),
+            Kind::Ipv6 => (kind_to_u8(Kind::Ipv6), wide(self, IpNet::from(IpAddr::V6(ipv6(&ind.value)?))), 0),
+            Kind::Cidr => (kind_to_u8(Kind::Cidr), wide(self, ind.value.parse::<IpNet>().ok()?), 0),
+            Kind::IpPort => match socket(&ind.value)? {
+                std::net::SocketAddr::V4(sa) => (KIND_V4_PORT, u32::from(*sa.ip()), sa.port()),
+                std::net::SocketAddr::V6(sa) => {
+                    (KIND_V6_PORT, wide(self, IpNet::from(IpAddr::V6(*sa.ip()))), sa.port())
+                }
+            },
+            Kind::Domain | Kind::Url | Kind::Ja3 | Kind::Ja4 => {
+                let len = u16::try_from(ind.value.len()).ok()?;
+                let start = u32::try_from(self.text.len()).ok()?;
+                self.text.push_str(&ind.value);
+                (kind_to_u8(ind.kind), start, len)
+            }
+        })
+    }
+}
+
+fn same_meta(a: &Indicator, b: &Indicator) -> bool {
+    a.source == b.source
+        && a.event == b.event
+        && a.tlp == b.tlp
+        && a.confidence == b.confidence
+        && a.valid_from_unix_ms == b.valid_from_unix_ms
+        && a.valid_until_unix_ms == b.valid_until_unix_ms
+        && a.tags == b.tags
+}

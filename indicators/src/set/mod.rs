@@ -1,0 +1,377 @@
+//! [`IndicatorSet`]: the immutable matcher the agent consults for every observable.
+//!
+//! Layout, chosen for memory (1.85M real indicators must stay small) and for lookups that hash
+//! once and never allocate:
+//! - `entries`: one 12-byte [`Entry`] per indicator — kind, flags, metadata index, and either
+//!   the address (IPs, IP:port: the value is rebuilt from it when asked) or the place of its
+//!   canonical text in `text` (domains, URLs, JA3, JA4);
+//! - `text`: every text value back to back, no per-value allocation;
+//! - one hash table per kind holding only `u32` entry indexes (hashbrown's `HashTable`), keyed
+//!   by the address or by the hash of the text, which is compared in `text` on a hit;
+//! - `metas`: metadata interned per distinct (source, event, TLP, ...) — thousands, not millions;
+//! - `ids`: only the ids that differ from the value (MISP uuids, STIX ids).
+//!
+//! Domains are matched with a parent walk: `a.b.evil.example` tries itself, then
+//! `b.evil.example`, then `evil.example`, stopping at the first hit. CIDRs are few (hundreds):
+//! longest prefix first, linear. The set is built once and shared read-only behind an `Arc`, so
+//! swapping in a new one never blocks a reader.
+
+mod build;
+pub mod compiled;
+
+use crate::model::{Indicator, Kind};
+use foldhash::fast::FixedState;
+use hashbrown::{HashMap, HashTable};
+use ipnet::IpNet;
+use std::borrow::Cow;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Metadata shared by many indicators (one per source file, event, TLP, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Meta {
+    pub source: String,
+    pub event: String,
+    pub tlp: String,
+    pub confidence: u8,
+    pub valid_from_unix_ms: Option<i64>,
+    pub valid_until_unix_ms: Option<i64>,
+    pub tags: Vec<String>,
+}
+
+/// One indicator: 12 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct Entry {
+    /// Text kinds: offset into `text`. IPv4 and IPv4:port: the address. IPv6 and CIDR: index
+    /// into `wide`.
+    a: u32,
+    /// Text kinds: length. IP:port: the port.
+    b: u16,
+    kind: u8,
+    exact_only: u8,
+    meta: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 12);
+
+/// The hasher: fixed seed, so a compiled set hashes the same in every process.
+pub(crate) const HASH: FixedState = FixedState::with_seed(0x7a64_6e5f_7365_7421);
+
+#[derive(Debug, Default)]
+pub struct IndicatorSet {
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) text: String,
+    /// IPv6 addresses and CIDR networks, which do not fit an entry.
+    pub(crate) wide: Vec<IpNet>,
+    pub(crate) metas: Vec<Meta>,
+    pub(crate) ids: HashMap<u32, Box<str>>,
+    v4: HashTable<u32>,
+    v6: HashTable<u32>,
+    v4_ports: HashTable<u32>,
+    v6_ports: HashTable<u32>,
+    /// (network, entry), longest prefix first.
+    networks: Vec<(IpNet, u32)>,
+    domains: HashTable<u32>,
+    urls: HashTable<u32>,
+    ja3: HashTable<u32>,
+    ja4: HashTable<u32>,
+}
+
+/// A matched (or iterated) indicator, borrowed from its set.
+#[derive(Debug, Clone, Copy)]
+pub struct Match<'s> {
+    set: &'s IndicatorSet,
+    index: u32,
+}
+
+impl<'s> Match<'s> {
+    fn entry(&self) -> Entry {
+        self.set.entries[self.index as usize]
+    }
+
+    pub fn kind(&self) -> Kind {
+        kind_from_u8(self.entry().kind)
+    }
+
+    /// The canonical value.
+    pub fn value(&self) -> Cow<'s, str> {
+        let e = self.entry();
+        match self.kind() {
+            Kind::Ipv4 => Cow::Owned(Ipv4Addr::from(e.a).to_string()),
+            Kind::IpPort if e.kind == KIND_V4_PORT => Cow::Owned(format!("{}:{}", Ipv4Addr::from(e.a), e.b)),
+            Kind::IpPort => Cow::Owned(format!("[{}]:{}", self.set.wide[e.a as usize].addr(), e.b)),
+            Kind::Ipv6 => Cow::Owned(self.set.wide[e.a as usize].addr().to_string()),
+            Kind::Cidr => Cow::Owned(self.set.wide[e.a as usize].to_string()),
+            _ => Cow::Borrowed(&self.set.text[e.a as usize..e.a as usize + e.b as usize]),
+        }
+    }
+
+    /// The id from the source, or the value when the source has none.
+    pub fn id(&self) -> Cow<'s, str> {
+        match self.set.ids.get(&self.index) {
+            Some(id) => Cow::Borrowed(id),
+            None => self.value(),
+        }
+    }
+
+    pub fn meta(&self) -> &'s Meta {
+        &self.set.metas[self.entry().meta as usize]
+    }
+
+    pub fn exact_only(&self) -> bool {
+        self.entry().exact_only != 0
+    }
+
+    /// The whole indicator, for publishing and display.
+    pub fn to_indicator(&self) -> Indicator {
+        let m = self.meta();
+        Indicator {
+            id: self.id().into_owned(),
+            kind: self.kind(),
+            value: self.value().into_owned(),
+            source: m.source.clone(),
+            event: m.event.clone(),
+            tlp: m.tlp.clone(),
+            confidence: m.confidence,
+            valid_from_unix_ms: m.valid_from_unix_ms,
+            valid_until_unix_ms: m.valid_until_unix_ms,
+            tags: m.tags.clone(),
+            exact_only: self.exact_only(),
+        }
+    }
+}
+
+/// Entry kinds: the model's kinds, with IPv4:port and IPv6:port told apart.
+const KIND_V4_PORT: u8 = 8;
+const KIND_V6_PORT: u8 = 9;
+
+fn kind_to_u8(kind: Kind) -> u8 {
+    Kind::ALL.iter().position(|k| *k == kind).expect("every kind is in ALL") as u8
+}
+
+fn kind_from_u8(k: u8) -> Kind {
+    match k {
+        KIND_V4_PORT | KIND_V6_PORT => Kind::IpPort,
+        k => Kind::ALL.get(usize::from(k)).copied().unwrap_or(Kind::Domain),
+    }
+}
+
+fn hash_v4(ip: u32) -> u64 {
+    HASH.hash_one(ip)
+}
+
+fn hash_v6(ip: u128) -> u64 {
+    HASH.hash_one(ip)
+}
+
+fn hash_v4_port(ip: u32, port: u16) -> u64 {
+    HASH.hash_one((u64::from(ip) << 16) | u64::from(port))
+}
+
+fn hash_v6_port(ip: u128, port: u16) -> u64 {
+    HASH.hash_one((ip, port))
+}
+
+fn hash_text(text: &str) -> u64 {
+    HASH.hash_one(text)
+}
+
+impl IndicatorSet {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Match<'_>> {
+        (0..self.entries.len() as u32).map(move |index| Match { set: self, index })
+    }
+
+    fn at(&self, index: u32) -> Match<'_> {
+        Match { set: self, index }
+    }
+
+    fn text_of(&self, index: u32) -> &str {
+        let e = self.entries[index as usize];
+        &self.text[e.a as usize..e.a as usize + e.b as usize]
+    }
+
+    fn wide_addr(&self, index: u32) -> IpAddr {
+        self.wide[self.entries[index as usize].a as usize].addr()
+    }
+
+    /// An exact address indicator, else the most specific network containing `ip`.
+    pub fn match_ip(&self, ip: IpAddr) -> Option<Match<'_>> {
+        let found = match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                let key = u32::from(v4);
+                self.v4.find(hash_v4(key), |&i| self.entries[i as usize].a == key)
+            }
+            IpAddr::V6(v6) => self.v6.find(hash_v6(u128::from(v6)), |&i| self.wide_addr(i) == IpAddr::V6(v6)),
+        };
+        if let Some(&i) = found {
+            return Some(self.at(i));
+        }
+        if self.networks.is_empty() {
+            return None;
+        }
+        let ip = ip.to_canonical();
+        self.networks.iter().find(|(net, _)| net.contains(&ip)).map(|&(_, i)| self.at(i))
+    }
+
+    pub fn match_ip_port(&self, ip: IpAddr, port: u16) -> Option<Match<'_>> {
+        let found = match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                let key = u32::from(v4);
+                self.v4_ports.find(hash_v4_port(key, port), |&i| {
+                    let e = self.entries[i as usize];
+                    e.a == key && e.b == port
+                })
+            }
+            IpAddr::V6(v6) => self.v6_ports.find(hash_v6_port(u128::from(v6), port), |&i| {
+                self.entries[i as usize].b == port && self.wide_addr(i) == IpAddr::V6(v6)
+            }),
+        };
+        found.map(|&i| self.at(i))
+    }
+
+    /// `name` must be lower-case without a trailing dot (as the agent's extractors give it).
+    /// Matches the name itself, else its closest parent domain that is not exact-only.
+    pub fn match_domain(&self, name: &str) -> Option<Match<'_>> {
+        if self.domains.is_empty() {
+            return None;
+        }
+        let mut rest = name;
+        let mut exact = true;
+        loop {
+            if let Some(&i) = self.domains.find(hash_text(rest), |&i| self.text_of(i) == rest) {
+                let m = self.at(i);
+                if exact || !m.exact_only() {
+                    return Some(m);
+                }
+            }
+            let dot = rest.find('.')?;
+            rest = &rest[dot + 1..];
+            exact = false;
+        }
+    }
+
+    /// URL (canonical `host/path`, or a bare `/path`), JA3 or JA4 by exact canonical text.
+    /// Other kinds never match by text and return `None`.
+    pub fn match_text(&self, kind: Kind, value: &str) -> Option<Match<'_>> {
+        let table = match kind {
+            Kind::Url => &self.urls,
+            Kind::Ja3 => &self.ja3,
+            Kind::Ja4 => &self.ja4,
+            _ => return None,
+        };
+        table.find(hash_text(value), |&i| self.text_of(i) == value).map(|&i| self.at(i))
+    }
+
+    /// Whether exactly this canonical value is in the set (no parent walk, no networks).
+    pub fn contains(&self, kind: Kind, value: &str) -> bool {
+        match kind {
+            Kind::Domain => self.domains.find(hash_text(value), |&i| self.text_of(i) == value).is_some(),
+            Kind::Url | Kind::Ja3 | Kind::Ja4 => self.match_text(kind, value).is_some(),
+            _ => self.iter().any(|m| m.kind() == kind && m.value() == value),
+        }
+    }
+
+    /// Bytes this set holds in memory (tables at their allocated capacity).
+    pub fn heap_bytes(&self) -> usize {
+        let table = |t: &HashTable<u32>| t.capacity() * (4 + 1);
+        self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.text.capacity()
+            + self.wide.capacity() * std::mem::size_of::<IpNet>()
+            + self.ids.iter().map(|(_, v)| 4 + 8 + 16 + v.len()).sum::<usize>()
+            + [
+                &self.v4,
+                &self.v6,
+                &self.v4_ports,
+                &self.v6_ports,
+                &self.domains,
+                &self.urls,
+                &self.ja3,
+                &self.ja4,
+            ]
+            .into_iter()
+            .map(table)
+            .sum::<usize>()
+            + self.networks.capacity() * std::mem::size_of::<(IpNet, u32)>()
+    }
+
+    /// Rebuilds every lookup table from `entries` (after building or loading a compiled set).
+    fn index(&mut self) {
+        let n = self.entries.len();
+        let count = |k: u8| self.entries.iter().filter(|e| e.kind == k).count();
+        let mut v4 = HashTable::with_capacity(count(kind_to_u8(Kind::Ipv4)));
+        let mut v6 = HashTable::with_capacity(count(kind_to_u8(Kind::Ipv6)));
+        let mut v4_ports = HashTable::with_capacity(count(KIND_V4_PORT));
+        let mut v6_ports = HashTable::with_capacity(count(KIND_V6_PORT));
+        let mut domains = HashTable::with_capacity(count(kind_to_u8(Kind::Domain)));
+        let mut urls = HashTable::with_capacity(count(kind_to_u8(Kind::Url)));
+        let (mut ja3, mut ja4, mut networks) = (HashTable::new(), HashTable::new(), Vec::new());
+        for i in 0..n as u32 {
+            let e = self.entries[i as usize];
+            let text_hash = || hash_text(&self.text[e.a as usize..e.a as usize + e.b as usize]);
+            let wide = |e: Entry| self.wide[e.a as usize];
+            match e.kind {
+                KIND_V4_PORT => v4_ports.insert_unique(hash_v4_port(e.a, e.b), i, |&j| self.rehash(j)),
+                KIND_V6_PORT => {
+                    v6_ports.insert_unique(hash_v6_port(v6_bits(wide(e).addr()), e.b), i, |&j| self.rehash(j))
+                }
+                k if k == kind_to_u8(Kind::Ipv4) => v4.insert_unique(hash_v4(e.a), i, |&j| self.rehash(j)),
+                k if k == kind_to_u8(Kind::Ipv6) => {
+                    v6.insert_unique(hash_v6(v6_bits(wide(e).addr())), i, |&j| self.rehash(j))
+                }
+                k if k == kind_to_u8(Kind::Cidr) => {
+                    networks.push((wide(e), i));
+                    continue;
+                }
+                k if k == kind_to_u8(Kind::Domain) => {
+                    domains.insert_unique(text_hash(), i, |&j| self.rehash(j))
+                }
+                k if k == kind_to_u8(Kind::Url) => urls.insert_unique(text_hash(), i, |&j| self.rehash(j)),
+                k if k == kind_to_u8(Kind::Ja3) => ja3.insert_unique(text_hash(), i, |&j| self.rehash(j)),
+                _ => ja4.insert_unique(text_hash(), i, |&j| self.rehash(j)),
+            };
+        }
+        networks.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        (self.v4, self.v6, self.v4_ports, self.v6_ports) = (v4, v6, v4_ports, v6_ports);
+        (self.domains, self.urls, self.ja3, self.ja4, self.networks) = (domains, urls, ja3, ja4, networks);
+    }
+
+    /// The hash of entry `i` under its own table's key (for table growth).
+    fn rehash(&self, i: u32) -> u64 {
+        let e = self.entries[i as usize];
+        match e.kind {
+            KIND_V4_PORT => hash_v4_port(e.a, e.b),
+            KIND_V6_PORT => hash_v6_port(v6_bits(self.wide_addr(i)), e.b),
+            k if k == kind_to_u8(Kind::Ipv4) => hash_v4(e.a),
+            k if k == kind_to_u8(Kind::Ipv6) => hash_v6(v6_bits(self.wide_addr(i))),
+            _ => hash_text(self.text_of(i)),
+        }
+    }
+}
+
+fn v6_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V6(v6) => u128::from(v6),
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+    }
+}
+
+/// Parses the canonical value of an address kind (used when building).
+fn socket(value: &str) -> Option<SocketAddr> {
+    value.parse().ok()
+}
+
+fn ipv6(value: &str) -> Option<Ipv6Addr> {
+    value.parse().ok()
+}
+
+#[cfg(test)]
+mod tests;
