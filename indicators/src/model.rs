@@ -113,8 +113,9 @@ pub struct Indicator {
     pub id: String,
     pub kind: Kind,
     pub value: String,
-    /// Where it came from: the file or feed name.
-    pub source: String,
+    /// Where it came from: the file or feed name. Shared by every indicator of the source
+    /// (one allocation per file, not per indicator).
+    pub source: std::sync::Arc<str>,
     /// Event, campaign or family ("" when the source gives none).
     pub event: String,
     /// TLP label ("" when the source gives none).
@@ -136,7 +137,7 @@ impl Indicator {
             id: value.clone(),
             kind,
             value,
-            source: source.to_owned(),
+            source: source.into(),
             event: String::new(),
             tlp: String::new(),
             confidence: 0,

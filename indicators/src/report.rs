@@ -6,7 +6,11 @@
 
 use crate::model::{Indicator, Kind};
 use crate::normalise::{RejectReason, normalise};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+
+/// Hashing for de-duplication: fast, and no DoS concern (the input is the operator's own lists).
+const HASH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(1);
 use std::fmt;
 use thiserror::Error;
 
@@ -88,8 +92,10 @@ pub struct Meta {
 
 /// Accumulates a source's indicators and report.
 pub struct ListBuilder {
-    source: String,
-    seen: HashSet<(Kind, String)>,
+    source: std::sync::Arc<str>,
+    /// Indexes into `indicators`, keyed by the hash of (kind, value): duplicates are found
+    /// without keeping a second copy of every value.
+    seen: hashbrown::HashTable<u32>,
     indicators: Vec<Indicator>,
     report: LoadReport,
 }
@@ -100,8 +106,8 @@ const MAX_ENTRY: usize = 4096;
 impl ListBuilder {
     pub fn new(source: &str, format: &str) -> ListBuilder {
         ListBuilder {
-            source: source.to_owned(),
-            seen: HashSet::new(),
+            source: source.into(),
+            seen: hashbrown::HashTable::new(),
             indicators: Vec::new(),
             report: LoadReport {
                 source: source.to_owned(),
@@ -141,10 +147,16 @@ impl ListBuilder {
     }
 
     fn add_normalised(&mut self, kind: Kind, value: String, meta: &Meta) {
-        if !self.seen.insert((kind, value.clone())) {
+        let hash = HASH.hash_one((kind, value.as_str()));
+        let indicators = &self.indicators;
+        let same = |&i: &u32| indicators[i as usize].kind == kind && indicators[i as usize].value == value;
+        if self.seen.find(hash, same).is_some() {
             self.report.duplicates += 1;
             return;
         }
+        let rehash =
+            |&i: &u32| HASH.hash_one((indicators[i as usize].kind, indicators[i as usize].value.as_str()));
+        self.seen.insert_unique(hash, self.indicators.len() as u32, rehash);
         self.indicators.push(Indicator {
             id: meta.id.clone().unwrap_or_else(|| value.clone()),
             kind,

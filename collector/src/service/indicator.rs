@@ -29,7 +29,7 @@ impl Published {
                 id: i.id.clone(),
                 kind: v1::IndicatorKind::from(i.kind) as i32,
                 value: i.value.clone(),
-                source: i.source.clone(),
+                source: i.source.to_string(),
                 event: i.event.clone(),
                 tlp: i.tlp.clone(),
                 confidence: u32::from(i.confidence),

@@ -12,7 +12,8 @@ impl IndicatorSet {
     pub fn new(indicators: Vec<Indicator>) -> IndicatorSet {
         let mut set = IndicatorSet::default();
         set.entries.reserve_exact(indicators.len());
-        let mut seen: HashSet<(Kind, &str)> = HashSet::with_capacity(indicators.len());
+        let mut seen: HashSet<(Kind, &str), foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(indicators.len(), foldhash::fast::RandomState::default());
         let mut metas: HashMap<Meta, u32> = HashMap::new();
         let mut last_meta: Option<(&Indicator, u32)> = None;
         for ind in &indicators {
@@ -26,7 +27,7 @@ impl IndicatorSet {
                 Some((prev, m)) if same_meta(prev, ind) => m,
                 _ => {
                     let meta = Meta {
-                        source: ind.source.clone(),
+                        source: ind.source.to_string(),
                         event: ind.event.clone(),
                         tlp: ind.tlp.clone(),
                         confidence: ind.confidence,
@@ -40,7 +41,10 @@ impl IndicatorSet {
             };
             last_meta = Some((ind, meta));
             let index = set.entries.len() as u32;
-            set.entries.push(Entry { a, b, kind, exact_only: u8::from(ind.exact_only), meta });
+            if set.meta_runs.last().is_none_or(|&(_, m)| m != meta) {
+                set.meta_runs.push((index, meta));
+            }
+            set.entries.push(Entry { a, b, kind, exact_only: u8::from(ind.exact_only) });
             if ind.id != ind.value {
                 set.ids.insert(index, ind.id.as_str().into());
             }
@@ -50,6 +54,7 @@ impl IndicatorSet {
             set.metas[i as usize] = meta;
         }
         set.text.shrink_to_fit();
+        set.meta_runs.shrink_to_fit();
         set.index();
         set
     }
@@ -82,7 +87,7 @@ impl IndicatorSet {
 }
 
 fn same_meta(a: &Indicator, b: &Indicator) -> bool {
-    a.source == b.source
+    (std::sync::Arc::ptr_eq(&a.source, &b.source) || a.source == b.source)
         && a.event == b.event
         && a.tlp == b.tlp
         && a.confidence == b.confidence

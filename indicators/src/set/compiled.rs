@@ -2,8 +2,9 @@
 //! agent maps at start instead of parsing 1.85M text lines again.
 //!
 //! ```text
-//! magic "ZDNSET\0\1" | version u64 | entries u32 | text bytes u32 | wide u32 | metas bytes u32 | ids bytes u32
-//! entries   12 bytes each: a u32, b u16, kind u8, exact_only u8, meta u32 (little endian)
+//! magic "ZDNSET\0\2" | version u64 | entries u32 | text bytes u32 | wide u32 | runs u32 | metas bytes u32 | ids bytes u32
+//! entries   8 bytes each: a u32, b u16, kind u8, exact_only u8 (little endian)
+//! runs      8 bytes each: first entry u32, meta u32
 //! text      every text value back to back (UTF-8)
 //! wide      18 bytes each: address as IPv6 bits u128, prefix u8, is_ipv4 u8
 //! metas     JSON array of metadata records
@@ -23,8 +24,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use thiserror::Error;
 
-const MAGIC: &[u8; 8] = b"ZDNSET\x00\x01";
-const HEADER: usize = 8 + 8 + 4 * 5;
+const MAGIC: &[u8; 8] = b"ZDNSET\x00\x02";
+const HEADER: usize = 8 + 8 + 4 * 6;
 
 #[derive(Debug, Error)]
 pub enum CompiledError {
@@ -46,14 +47,18 @@ pub fn encode(set: &IndicatorSet, version: u64) -> Vec<u8> {
         Vec::with_capacity(HEADER + set.entries.len() * 12 + set.text.len() + metas.len() + ids.len() + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&version.to_le_bytes());
-    for n in [set.entries.len(), set.text.len(), set.wide.len(), metas.len(), ids.len()] {
+    for n in [set.entries.len(), set.text.len(), set.wide.len(), set.meta_runs.len(), metas.len(), ids.len()]
+    {
         out.extend_from_slice(&(n as u32).to_le_bytes());
     }
     for e in &set.entries {
         out.extend_from_slice(&e.a.to_le_bytes());
         out.extend_from_slice(&e.b.to_le_bytes());
         out.extend_from_slice(&[e.kind, e.exact_only]);
-        out.extend_from_slice(&e.meta.to_le_bytes());
+    }
+    for &(first, meta) in &set.meta_runs {
+        out.extend_from_slice(&first.to_le_bytes());
+        out.extend_from_slice(&meta.to_le_bytes());
     }
     out.extend_from_slice(set.text.as_bytes());
     for net in &set.wide {
@@ -103,10 +108,11 @@ pub fn decode(bytes: &[u8]) -> Result<(IndicatorSet, u64), CompiledError> {
     }
     let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes")) as usize;
     let version = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
-    let (n_entries, text_len, n_wide, metas_len, ids_len) =
-        (u32_at(16), u32_at(20), u32_at(24), u32_at(28), u32_at(32));
+    let (n_entries, text_len, n_wide) = (u32_at(16), u32_at(20), u32_at(24));
+    let (n_runs, metas_len, ids_len) = (u32_at(28), u32_at(32), u32_at(36));
     let mut reader = Reader { bytes: body, at: HEADER };
-    let entry_bytes = reader.take(n_entries.checked_mul(12).ok_or(Damaged("entry count"))?)?;
+    let entry_bytes = reader.take(n_entries.checked_mul(8).ok_or(Damaged("entry count"))?)?;
+    let run_bytes = reader.take(n_runs.checked_mul(8).ok_or(Damaged("run count"))?)?;
     let text = std::str::from_utf8(reader.take(text_len)?).map_err(|_| Damaged("text is not UTF-8"))?;
     let wide_bytes = reader.take(n_wide.checked_mul(18).ok_or(Damaged("network count"))?)?;
     let metas: Vec<Meta> =
@@ -129,16 +135,31 @@ pub fn decode(bytes: &[u8]) -> Result<(IndicatorSet, u64), CompiledError> {
         })
         .collect::<Result<_, _>>()?;
     let mut entries = Vec::with_capacity(n_entries);
-    for c in entry_bytes.chunks_exact(12) {
+    for c in entry_bytes.chunks_exact(8) {
         let e = Entry {
             a: u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
             b: u16::from_le_bytes(c[4..6].try_into().expect("2 bytes")),
             kind: c[6],
             exact_only: c[7],
-            meta: u32::from_le_bytes(c[8..12].try_into().expect("4 bytes")),
         };
-        check_entry(&e, text, &wide, metas.len())?;
+        check_entry(&e, text, &wide)?;
         entries.push(e);
+    }
+    let meta_runs: Vec<(u32, u32)> = run_bytes
+        .chunks_exact(8)
+        .map(|c| {
+            (
+                u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
+                u32::from_le_bytes(c[4..].try_into().expect("4 bytes")),
+            )
+        })
+        .collect();
+    let ordered = meta_runs.windows(2).all(|w| w[0].0 < w[1].0);
+    let in_range =
+        meta_runs.iter().all(|&(first, m)| (first as usize) < entries.len() && (m as usize) < metas.len());
+    let starts_at_zero = entries.is_empty() || meta_runs.first().is_some_and(|&(first, _)| first == 0);
+    if !ordered || !in_range || !starts_at_zero {
+        return Err(Damaged("metadata runs"));
     }
     if ids.iter().any(|(i, _)| *i as usize >= entries.len()) {
         return Err(Damaged("id of a missing entry"));
@@ -148,6 +169,7 @@ pub fn decode(bytes: &[u8]) -> Result<(IndicatorSet, u64), CompiledError> {
         text: text.to_owned(),
         wide,
         metas,
+        meta_runs,
         ids: ids.into_iter().collect(),
         ..IndicatorSet::default()
     };
@@ -156,10 +178,10 @@ pub fn decode(bytes: &[u8]) -> Result<(IndicatorSet, u64), CompiledError> {
 }
 
 /// Every index and range of an entry must point inside the file.
-fn check_entry(e: &Entry, text: &str, wide: &[IpNet], metas: usize) -> Result<(), CompiledError> {
+fn check_entry(e: &Entry, text: &str, wide: &[IpNet]) -> Result<(), CompiledError> {
     use CompiledError::Damaged;
-    if e.meta as usize >= metas || e.kind > KIND_V6_PORT {
-        return Err(Damaged("entry kind or metadata index"));
+    if e.kind > KIND_V6_PORT {
+        return Err(Damaged("entry kind"));
     }
     let kind = super::kind_from_u8(e.kind);
     let uses_wide =
@@ -240,7 +262,8 @@ mod tests {
         assert!(matches!(decode(&flipped), Err(CompiledError::Damaged("checksum mismatch"))));
         // A well-formed checksum over hostile content: indexes are checked one by one.
         let mut hostile = bytes[..bytes.len() - 4].to_vec();
-        hostile[HEADER + 8..HEADER + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+        hostile[HEADER..HEADER + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        hostile[HEADER + 6] = 5; // a URL whose text lies far outside the file
         let crc = crc32fast::hash(&hostile);
         hostile.extend_from_slice(&crc.to_le_bytes());
         assert!(matches!(decode(&hostile), Err(CompiledError::Damaged(_))));

@@ -2,9 +2,11 @@
 //!
 //! Layout, chosen for memory (1.85M real indicators must stay small) and for lookups that hash
 //! once and never allocate:
-//! - `entries`: one 12-byte [`Entry`] per indicator — kind, flags, metadata index, and either
-//!   the address (IPs, IP:port: the value is rebuilt from it when asked) or the place of its
-//!   canonical text in `text` (domains, URLs, JA3, JA4);
+//! - `entries`: one 8-byte [`Entry`] per indicator — kind, flags, and either the address
+//!   (IPv4, IPv4:port: the value is rebuilt from it when asked) or the place of its canonical
+//!   text in `text` (domains, URLs, JA3, JA4) or of its address in `wide` (IPv6, CIDR);
+//! - `meta_runs`: metadata by runs of entries (neighbours share a file or event), found by
+//!   binary search only when a hit is reported;
 //! - `text`: every text value back to back, no per-value allocation;
 //! - one hash table per kind holding only `u32` entry indexes (hashbrown's `HashTable`), keyed
 //!   by the address or by the hash of the text, which is compared in `text` on a hit;
@@ -39,7 +41,7 @@ pub struct Meta {
     pub tags: Vec<String>,
 }
 
-/// One indicator: 12 bytes.
+/// One indicator: 8 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct Entry {
@@ -50,10 +52,9 @@ pub(crate) struct Entry {
     b: u16,
     kind: u8,
     exact_only: u8,
-    meta: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 12);
+const _: () = assert!(std::mem::size_of::<Entry>() == 8);
 
 /// The hasher: fixed seed, so a compiled set hashes the same in every process.
 pub(crate) const HASH: FixedState = FixedState::with_seed(0x7a64_6e5f_7365_7421);
@@ -65,6 +66,8 @@ pub struct IndicatorSet {
     /// IPv6 addresses and CIDR networks, which do not fit an entry.
     pub(crate) wide: Vec<IpNet>,
     pub(crate) metas: Vec<Meta>,
+    /// (first entry, meta index) at each change of metadata, in entry order.
+    pub(crate) meta_runs: Vec<(u32, u32)>,
     pub(crate) ids: HashMap<u32, Box<str>>,
     v4: HashTable<u32>,
     v6: HashTable<u32>,
@@ -116,7 +119,9 @@ impl<'s> Match<'s> {
     }
 
     pub fn meta(&self) -> &'s Meta {
-        &self.set.metas[self.entry().meta as usize]
+        let runs = &self.set.meta_runs;
+        let run = runs.partition_point(|&(first, _)| first <= self.index).saturating_sub(1);
+        &self.set.metas[runs.get(run).map_or(0, |&(_, m)| m as usize)]
     }
 
     pub fn exact_only(&self) -> bool {
@@ -130,7 +135,7 @@ impl<'s> Match<'s> {
             id: self.id().into_owned(),
             kind: self.kind(),
             value: self.value().into_owned(),
-            source: m.source.clone(),
+            source: m.source.as_str().into(),
             event: m.event.clone(),
             tlp: m.tlp.clone(),
             confidence: m.confidence,
@@ -282,8 +287,14 @@ impl IndicatorSet {
 
     /// Bytes this set holds in memory (tables at their allocated capacity).
     pub fn heap_bytes(&self) -> usize {
-        let table = |t: &HashTable<u32>| t.capacity() * (4 + 1);
+        // hashbrown keeps a power-of-two number of buckets at most 7/8 full: four bytes of
+        // entry index and one control byte each, plus one group of control bytes.
+        let table = |t: &HashTable<u32>| match t.capacity() {
+            0 => 0,
+            cap => (cap * 8 / 7).next_power_of_two() * 5 + 16,
+        };
         self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.meta_runs.capacity() * 8
             + self.text.capacity()
             + self.wide.capacity() * std::mem::size_of::<IpNet>()
             + self.ids.iter().map(|(_, v)| 4 + 8 + 16 + v.len()).sum::<usize>()
