@@ -14,12 +14,13 @@
 //! - `ids`: only the ids that differ from the value (MISP uuids, STIX ids).
 //!
 //! Domains are matched with a parent walk: `a.b.evil.example` tries itself, then
-//! `b.evil.example`, then `evil.example`, stopping at the first hit. CIDRs are few (hundreds):
-//! longest prefix first, linear. The set is built once and shared read-only behind an `Arc`, so
-//! swapping in a new one never blocks a reader.
+//! `b.evil.example`, then `evil.example`, stopping at the first hit. CIDRs go through a /16
+//! gate and one hash map per prefix length (`networks`). The set is built once and shared
+//! read-only behind an `Arc`, so swapping in a new one never blocks a reader.
 
 mod build;
 pub mod compiled;
+mod networks;
 
 use crate::model::{Indicator, Kind};
 use foldhash::fast::FixedState;
@@ -73,8 +74,7 @@ pub struct IndicatorSet {
     v6: HashTable<u32>,
     v4_ports: HashTable<u32>,
     v6_ports: HashTable<u32>,
-    /// (network, entry), longest prefix first.
-    networks: Vec<(IpNet, u32)>,
+    networks: networks::NetworkTable,
     domains: HashTable<u32>,
     urls: HashTable<u32>,
     ja3: HashTable<u32>,
@@ -220,11 +220,7 @@ impl IndicatorSet {
         if let Some(&i) = found {
             return Some(self.at(i));
         }
-        if self.networks.is_empty() {
-            return None;
-        }
-        let ip = ip.to_canonical();
-        self.networks.iter().find(|(net, _)| net.contains(&ip)).map(|&(_, i)| self.at(i))
+        self.networks.lookup(ip.to_canonical()).map(|i| self.at(i))
     }
 
     pub fn match_ip_port(&self, ip: IpAddr, port: u16) -> Option<Match<'_>> {
@@ -249,18 +245,25 @@ impl IndicatorSet {
         if self.domains.is_empty() {
             return None;
         }
-        let mut rest = name;
-        let mut exact = true;
+        // A single label is never a domain indicator (normalisation refuses them), so the walk
+        // stops before the top-level domain. Dots are found with inlined byte scans: names
+        // are short, and a call into memchr per label costs more than it saves.
+        let bytes = name.as_bytes();
+        let last_dot = bytes.iter().rposition(|&b| b == b'.')?;
+        let mut start = 0;
         loop {
+            let rest = &name[start..];
             if let Some(&i) = self.domains.find(hash_text(rest), |&i| self.text_of(i) == rest) {
                 let m = self.at(i);
-                if exact || !m.exact_only() {
+                if start == 0 || !m.exact_only() {
                     return Some(m);
                 }
             }
-            let dot = rest.find('.')?;
-            rest = &rest[dot + 1..];
-            exact = false;
+            let dot = start + bytes[start..].iter().position(|&b| b == b'.')?;
+            if dot >= last_dot {
+                return None;
+            }
+            start = dot + 1;
         }
     }
 
@@ -311,7 +314,7 @@ impl IndicatorSet {
             .into_iter()
             .map(table)
             .sum::<usize>()
-            + self.networks.capacity() * std::mem::size_of::<(IpNet, u32)>()
+            + self.networks.heap_bytes()
     }
 
     /// Rebuilds every lookup table from `entries` (after building or loading a compiled set).
@@ -350,9 +353,9 @@ impl IndicatorSet {
                 _ => ja4.insert_unique(text_hash(), i, |&j| self.rehash(j)),
             };
         }
-        networks.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         (self.v4, self.v6, self.v4_ports, self.v6_ports) = (v4, v6, v4_ports, v6_ports);
-        (self.domains, self.urls, self.ja3, self.ja4, self.networks) = (domains, urls, ja3, ja4, networks);
+        (self.domains, self.urls, self.ja3, self.ja4) = (domains, urls, ja3, ja4);
+        self.networks = networks::NetworkTable::new(networks);
     }
 
     /// The hash of entry `i` under its own table's key (for table growth).

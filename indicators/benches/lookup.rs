@@ -1,0 +1,52 @@
+//! Lookups in the matcher loaded with the 1.85M real Maltrail trails, as the agent does them.
+//!
+//! `cargo bench -p zdn-indicators --bench lookup` (unpacks the trails into a temporary
+//! directory first; the numbers are in docs/BENCHMARKS.md).
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::path::Path;
+use zdn_indicators::{IndicatorSet, Kind, build_set};
+
+fn real_set() -> IndicatorSet {
+    let archive =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/indicators/maltrail-static.tar.xz");
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xJf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    build_set(&[dir.path().join("static")], &[]).unwrap().set
+}
+
+fn lookups(c: &mut Criterion) {
+    let set = real_set();
+    let listed_v4 = set.iter().find(|m| m.kind() == Kind::Ipv4).unwrap().value().parse::<IpAddr>().unwrap();
+    let listed_domain = set.iter().find(|m| m.kind() == Kind::Domain).unwrap().value().into_owned();
+    let sub_of_listed = format!("a.b.{listed_domain}");
+    let unlisted_v4: IpAddr = "192.0.2.77".parse().unwrap();
+    let mut g = c.benchmark_group("lookup (1.85M Maltrail trails)");
+    g.bench_function("ipv4 hit", |b| b.iter(|| set.match_ip(black_box(listed_v4)).is_some()));
+    g.bench_function("ipv4 miss", |b| b.iter(|| set.match_ip(black_box(unlisted_v4)).is_some()));
+    g.bench_function("ip:port miss", |b| {
+        b.iter(|| set.match_ip_port(black_box(unlisted_v4), black_box(443)).is_some())
+    });
+    g.bench_function("domain 4 labels miss", |b| {
+        b.iter(|| set.match_domain(black_box("cdn.static.example-shop.nl")).is_some())
+    });
+    g.bench_function("domain hit via parent", |b| {
+        b.iter(|| set.match_domain(black_box(&sub_of_listed)).is_some())
+    });
+    g.bench_function("url miss", |b| {
+        b.iter(|| set.match_text(Kind::Url, black_box("www.example.nl/index.html")).is_some())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, lookups);
+criterion_main!(benches);
