@@ -4,12 +4,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ipnet::IpNet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use zdn_agent::inspect::HomeNet;
 use zdn_agent::pseudonym::Pseudonymiser;
 use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
 use zdn_agent::sighting::Aggregator;
 use zdn_agent::uplink;
+use zdn_indicators::signing::{Publisher, VerifyingKey};
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +62,26 @@ enum Command {
         /// Version number stored in the set (0: a local set).
         #[arg(long, default_value_t = 0)]
         set_version: u64,
+        /// Sign the set with this Ed25519 key file (created if missing); prints the public key
+        /// that agents pin.
+        #[arg(long)]
+        sign_key: Option<PathBuf>,
+    },
+    /// Install a signed set as this agent's last good set, if it verifies against the pinned
+    /// key, is newer than the installed one and does not shrink it below half (unless --force).
+    /// On any refusal the installed set stays in force.
+    ///
+    /// Example: zdn-agent install-indicators --set iocs-v42.zdn --pinned-key 3b6a… --installed /var/lib/zdn-agent/indicators.zdn
+    #[command(verbatim_doc_comment)]
+    InstallIndicators {
+        #[arg(long)]
+        set: PathBuf,
+        #[arg(long, value_parser = parse_key)]
+        pinned_key: VerifyingKey,
+        #[arg(long)]
+        installed: PathBuf,
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -73,6 +94,19 @@ struct IndicatorArgs {
     /// MISP warninglist (list.json or a directory of them): indicators it covers never match.
     #[arg(long = "allowlist")]
     allowlists: Vec<PathBuf>,
+    /// Public key (64 hex digits) that compiled sets must be signed with.
+    #[arg(long, value_parser = parse_key)]
+    pinned_key: Option<VerifyingKey>,
+}
+
+fn parse_key(text: &str) -> Result<VerifyingKey, String> {
+    zdn_indicators::signing::parse_public_key(text).map_err(|e| e.to_string())
+}
+
+impl IndicatorArgs {
+    fn build(&self) -> Result<zdn_indicators::BuiltSet> {
+        Ok(zdn_indicators::build_set(&self.indicators, &self.allowlists, self.pinned_key.as_ref())?)
+    }
 }
 
 #[derive(clap::Args)]
@@ -112,11 +146,12 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),
-        Command::CheckIndicators(args) => zdn_indicators::build_set(&args.indicators, &args.allowlists)
-            .map(|built| println!("{}", built.summary()))
-            .map_err(Into::into),
-        Command::CompileIndicators { sources, output, set_version } => {
-            compile(&sources, &output, set_version)
+        Command::CheckIndicators(args) => args.build().map(|built| println!("{}", built.summary())),
+        Command::CompileIndicators { sources, output, set_version, sign_key } => {
+            compile(&sources, &output, set_version, sign_key.as_deref())
+        }
+        Command::InstallIndicators { set, pinned_key, installed, force } => {
+            install(&set, &pinned_key, &installed, force)
         }
     };
     match result {
@@ -141,16 +176,34 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn compile(sources: &IndicatorArgs, output: &std::path::Path, version: u64) -> Result<()> {
-    let built = zdn_indicators::build_set(&sources.indicators, &sources.allowlists)?;
+fn compile(sources: &IndicatorArgs, output: &Path, version: u64, sign_key: Option<&Path>) -> Result<()> {
+    let built = sources.build()?;
     println!("{}", built.summary());
-    zdn_indicators::set::compiled::write(&built.set, version, output)?;
-    println!("compiled set written to {}", output.display());
+    match sign_key {
+        None => zdn_indicators::set::compiled::write(&built.set, version, output)?,
+        Some(key) => {
+            let publisher = Publisher::load_or_create(key)?;
+            std::fs::write(output, publisher.sign(&built.set, version))
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!(
+                "signed with public key {} (pin it on agents with --pinned-key)",
+                publisher.public_hex()
+            );
+        }
+    }
+    println!("compiled set version {version} written to {}", output.display());
+    Ok(())
+}
+
+fn install(set: &Path, pinned: &VerifyingKey, installed: &Path, force: bool) -> Result<()> {
+    let bytes = std::fs::read(set).with_context(|| format!("reading {}", set.display()))?;
+    let (new, version) = zdn_indicators::signing::install(&bytes, pinned, installed, force)?;
+    println!("installed version {version} ({} indicators) at {}", new.len(), installed.display());
     Ok(())
 }
 
 fn run_replay(args: ReplayArgs) -> Result<()> {
-    let built = zdn_indicators::build_set(&args.sources.indicators, &args.sources.allowlists)?;
+    let built = args.sources.build()?;
     eprintln!("{}", built.summary());
     let set = built.set;
     let pseudonyms = match &args.secret_file {

@@ -98,3 +98,65 @@ fn bad_inputs_fail_with_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("/nonexistent/cert.pem"), "{err}");
 }
+
+#[test]
+fn signed_sets_are_compiled_pinned_installed_and_refused_when_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let iocs = list(&dir, "suricata-ids.org\n203.0.113.66\n");
+    let key = dir.path().join("publish.key");
+    let signed = dir.path().join("v2.zdn");
+    let out = agent(&[
+        "compile-indicators",
+        "--indicators",
+        &iocs,
+        "--output",
+        signed.to_str().unwrap(),
+        "--set-version",
+        "2",
+        "--sign-key",
+        key.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public = stdout.split("public key ").nth(1).unwrap().split(' ').next().unwrap().to_owned();
+    let signed_s = signed.to_str().unwrap();
+
+    let unpinned = agent(&["check-indicators", "--indicators", signed_s]);
+    assert!(
+        !unpinned.status.success() && String::from_utf8_lossy(&unpinned.stderr).contains("pinned public key")
+    );
+    let other = "0".repeat(63) + "1";
+    let wrong = agent(&["check-indicators", "--indicators", signed_s, "--pinned-key", &other]);
+    assert!(!wrong.status.success(), "a set signed by another key was accepted");
+    let pinned = agent(&["check-indicators", "--indicators", signed_s, "--pinned-key", &public]);
+    assert!(String::from_utf8_lossy(&pinned.stdout).contains("signed, version 2"), "{:?}", pinned);
+
+    let installed = dir.path().join("installed.zdn");
+    let install = |set: &str| {
+        agent(&[
+            "install-indicators",
+            "--set",
+            set,
+            "--pinned-key",
+            &public,
+            "--installed",
+            installed.to_str().unwrap(),
+        ])
+    };
+    assert!(install(signed_s).status.success());
+    let again = install(signed_s);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not newer"));
+
+    // The installed set is what replay matches with, verified on every start.
+    let pcap = data("pcap/suricata-verify/cond-log-dns-dig/input.pcap");
+    let out = agent(&[
+        "replay",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--indicators",
+        installed.to_str().unwrap(),
+        "--pinned-key",
+        &public,
+    ]);
+    assert!(String::from_utf8(out.stdout).unwrap().contains("\"indicator\":\"suricata-ids.org\""));
+}

@@ -93,7 +93,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         Security::mutual_tls(&bundle, crls)?
     };
 
-    let built = zdn_indicators::build_set(&config.indicators, &config.allowlists)?;
+    let built = zdn_indicators::build_set(&config.indicators, &config.allowlists, None)?;
     tracing::info!(summary = %built.summary(), "indicators loaded for publishing");
     let indicators: Vec<_> = built.set.iter().map(|m| m.to_indicator()).collect();
     // Versions must only grow, also across restarts: the load time in seconds does that.

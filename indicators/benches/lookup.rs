@@ -21,7 +21,7 @@ fn real_set() -> IndicatorSet {
         .status()
         .unwrap();
     assert!(status.success());
-    build_set(&[dir.path().join("static")], &[]).unwrap().set
+    build_set(&[dir.path().join("static")], &[], None).unwrap().set
 }
 
 fn lookups(c: &mut Criterion) {

@@ -11,6 +11,7 @@
 //! | [`formats`] | format detection and one loader per format: plain/trails, CSV, Zeek Intel, MISP feeds and events, STIX 2.1 |
 //! | [`allowlist`] | MISP warninglists as allowlists, applied when a set is built |
 //! | [`sources`] | configured paths and allowlists into one [`IndicatorSet`] with its reports |
+//! | [`signing`] | Ed25519-signed sets: publish, verify against a pinned key, install only newer plausible sets |
 //! | [`set`] | [`IndicatorSet`], the immutable matcher: exact IPs, CIDRs, IP:port, domains, URLs, JA3/JA4 |
 //!
 //! Why normalise on load: the agent then compares canonical forms only, so the per-packet path
@@ -22,6 +23,7 @@ pub mod model;
 pub mod normalise;
 pub mod report;
 pub mod set;
+pub mod signing;
 pub mod sources;
 
 pub use allowlist::Allowlist;

@@ -5,6 +5,7 @@ use crate::allowlist::Allowlist;
 use crate::model::Indicator;
 use crate::report::{LoadError, LoadReport};
 use crate::set::IndicatorSet;
+use ed25519_dalek::VerifyingKey;
 use std::path::PathBuf;
 
 /// A built set and everything an operator should see about how it was built.
@@ -42,19 +43,18 @@ impl BuiltSet {
 }
 
 /// Loads `indicators` (files or directories, any supported format, or a compiled set) and
-/// withdraws what the `allowlists` (MISP warninglists) cover.
-pub fn build_set(indicators: &[PathBuf], allowlists: &[PathBuf]) -> Result<BuiltSet, LoadError> {
+/// withdraws what the `allowlists` (MISP warninglists) cover. With a `pinned` key, compiled
+/// sets must be signed by it; signed sets always need the key to be read.
+pub fn build_set(
+    indicators: &[PathBuf],
+    allowlists: &[PathBuf],
+    pinned: Option<&VerifyingKey>,
+) -> Result<BuiltSet, LoadError> {
     // The fast start: one compiled set and nothing to merge into it.
     if let ([path], []) = (indicators, allowlists)
         && is_compiled(path)
     {
-        let set = load_compiled(path)?;
-        let report = LoadReport {
-            source: path.display().to_string(),
-            format: "compiled".into(),
-            accepted: set.len(),
-            ..LoadReport::default()
-        };
+        let (set, report) = load_compiled(path, pinned)?;
         return Ok(BuiltSet {
             set,
             reports: vec![report],
@@ -66,13 +66,8 @@ pub fn build_set(indicators: &[PathBuf], allowlists: &[PathBuf]) -> Result<Built
     let mut reports = Vec::new();
     for path in indicators {
         if is_compiled(path) {
-            let set = load_compiled(path)?;
-            reports.push(LoadReport {
-                source: path.display().to_string(),
-                format: "compiled".into(),
-                accepted: set.len(),
-                ..LoadReport::default()
-            });
+            let (set, report) = load_compiled(path, pinned)?;
+            reports.push(report);
             all.extend(set.iter().map(|m| m.to_indicator()));
             continue;
         }
@@ -90,19 +85,43 @@ pub fn build_set(indicators: &[PathBuf], allowlists: &[PathBuf]) -> Result<Built
     Ok(BuiltSet { set: IndicatorSet::new(kept), reports, allowlist_reports: allow.reports, suppressed })
 }
 
-/// Whether `path` is a compiled set (by its magic bytes).
+/// Whether `path` is a compiled set, signed or not (by its magic bytes).
 pub fn is_compiled(path: &std::path::Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 8];
     path.is_file()
         && std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
-        && magic.starts_with(b"ZDNSET")
+        && (magic.starts_with(b"ZDNSET") || magic.starts_with(b"ZDNSIG"))
 }
 
-fn load_compiled(path: &std::path::Path) -> Result<IndicatorSet, LoadError> {
-    crate::set::compiled::load(path).map(|(set, _)| set).map_err(|e| LoadError::Malformed {
-        path: path.display().to_string(),
-        format: "compiled indicator set",
-        what: e.to_string(),
-    })
+fn load_compiled(
+    path: &std::path::Path,
+    pinned: Option<&VerifyingKey>,
+) -> Result<(IndicatorSet, LoadReport), LoadError> {
+    let name = path.display().to_string();
+    let malformed =
+        |what: String| LoadError::Malformed { path: name.clone(), format: "compiled indicator set", what };
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: name.clone(), source })?;
+    let (set, version, format) = match (crate::signing::is_signed(&bytes), pinned) {
+        (true, Some(key)) => {
+            let (set, version) = crate::signing::verify(&bytes, key).map_err(|e| malformed(e.to_string()))?;
+            (set, version, "signed")
+        }
+        (true, None) => {
+            return Err(malformed("the set is signed: pass the pinned public key to verify it".into()));
+        }
+        (false, Some(_)) => return Err(malformed(crate::signing::SignedError::Unsigned.to_string())),
+        (false, None) => {
+            let (set, version) =
+                crate::set::compiled::decode(&bytes).map_err(|e| malformed(e.to_string()))?;
+            (set, version, "compiled")
+        }
+    };
+    let report = LoadReport {
+        source: name,
+        format: format!("{format}, version {version}"),
+        accepted: set.len(),
+        ..LoadReport::default()
+    };
+    Ok((set, report))
 }

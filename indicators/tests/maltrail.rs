@@ -14,7 +14,7 @@ fn every_real_trail_is_found_again() {
     let status =
         Command::new("tar").arg("-xJf").arg(&archive).arg("-C").arg(dir.path()).status().expect("run tar");
     assert!(status.success(), "cannot unpack {}", archive.display());
-    let built = build_set(&[dir.path().join("static")], &[]).unwrap();
+    let built = build_set(&[dir.path().join("static")], &[], None).unwrap();
     let set = &built.set;
     let rejected: usize = built.reports.iter().map(|r| r.rejected.len()).sum();
     assert!(set.len() > 1_600_000, "only {} indicators", set.len());

@@ -41,7 +41,7 @@ fn holds(set: &IndicatorSet, raw: &str) -> bool {
 }
 
 fn check(path: &Path, section: &str) {
-    let built = build_set(&[path.to_owned()], &[]).unwrap();
+    let built = build_set(&[path.to_owned()], &[], None).unwrap();
     let set = &built.set;
     let live = truth(section, "live");
     let missing: Vec<_> = live.iter().filter(|(v, _)| !matches(set, v)).collect();
@@ -79,8 +79,8 @@ fn stix_bundles_live_values_match_and_expired_ones_do_not() {
 
 #[test]
 fn zeek_and_plain_samples_hold_the_same_values() {
-    let zeek = build_set(&[samples("zeek-intel.txt")], &[]).unwrap();
-    let plain = build_set(&[samples("plain.txt")], &[]).unwrap();
+    let zeek = build_set(&[samples("zeek-intel.txt")], &[], None).unwrap();
+    let plain = build_set(&[samples("plain.txt")], &[], None).unwrap();
     assert_eq!(zeek.reports[0].format, "zeek-intel");
     for r in zeek.reports.iter().chain(&plain.reports) {
         assert!(r.rejected.is_empty(), "{r}");
@@ -128,7 +128,7 @@ fn a_warninglist_is_refused_as_indicators_and_works_as_allowlist() {
     .unwrap();
     let err = load(&list).unwrap_err().to_string();
     assert!(err.contains("pass it as an allowlist"), "{err}");
-    let built = build_set(&[samples("plain.txt")], &[list]).unwrap();
+    let built = build_set(&[samples("plain.txt")], &[list], None).unwrap();
     assert!(built.suppressed.iter().any(|i| i.value == "trendav.vip"));
     assert!(built.set.match_domain("trendav.vip").is_none());
     assert!(built.summary().contains("suppressed by allowlists"));

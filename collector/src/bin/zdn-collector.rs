@@ -145,7 +145,10 @@ async fn run(command: Command) -> Result<()> {
             zdn_transport::Bundle::load(&config.identity_dir())
                 .with_context(|| format!("credentials in {}", config.identity_dir().display()))?;
             if !config.indicators.is_empty() {
-                println!("{}", zdn_indicators::build_set(&config.indicators, &config.allowlists)?.summary());
+                println!(
+                    "{}",
+                    zdn_indicators::build_set(&config.indicators, &config.allowlists, None)?.summary()
+                );
             }
             println!("configuration OK: listen {}, data in {}", config.listen, config.data_dir.display());
             Ok(())

@@ -73,7 +73,7 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     for site in demo_sites() {
         let pcap = site.write_capture(&captures)?;
         let bundle_dir = pki::issue(&pki_dir, site.participant, Role::Agent, Some("gateway-1"), None)?;
-        let set = zdn_indicators::build_set(std::slice::from_ref(&indicators), &[])?.set;
+        let set = zdn_indicators::build_set(std::slice::from_ref(&indicators), &[], None)?.set;
         let home = HomeNet::new(vec![site.home_net.parse()?]);
         let aggregator = Aggregator::new(60_000, AGGREGATE_CAPACITY, Pseudonymiser::ephemeral());
         let (sightings, stats) = replay::replay(&set, &home, &[&pcap], aggregator)?;

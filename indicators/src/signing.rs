@@ -1,0 +1,211 @@
+//! Signed indicator sets: the CERT signs what it publishes, agents accept only what verifies
+//! against the key they pinned, and a set on disk is replaced only by a newer, plausible one.
+//!
+//! A signed set is the compiled form (`set::compiled`, which carries the version) in an
+//! envelope:
+//!
+//! ```text
+//! magic "ZDNSIG\0\1" | key id (first 8 bytes of SHA-256 of the public key) | Ed25519 signature (64) | compiled set
+//! ```
+//!
+//! The signature covers a domain-separation prefix and the whole compiled set, so content and
+//! version cannot be changed apart from it. Ed25519 via `ed25519-dalek` (RustCrypto, audited);
+//! keys are 32-byte seeds in a file of mode 0600.
+
+use crate::set::IndicatorSet;
+use crate::set::compiled::{self, CompiledError};
+pub use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+use thiserror::Error;
+
+const MAGIC: &[u8; 8] = b"ZDNSIG\x00\x01";
+const CONTEXT: &[u8] = b"zdn indicator set v1\x00";
+const HEAD: usize = 8 + 8 + 64;
+
+#[derive(Debug, Error)]
+pub enum SignedError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("not a signed indicator set (unsigned sets are refused when a key is pinned)")]
+    Unsigned,
+    #[error("signed by key {found}, but the pinned key is {pinned}")]
+    WrongKey { found: String, pinned: String },
+    #[error("signature does not verify: the set was altered or not signed by the pinned key")]
+    BadSignature,
+    #[error("bad public key {0:?}: expected 64 hex digits")]
+    BadKey(String),
+    #[error(transparent)]
+    Compiled(#[from] CompiledError),
+    #[error("version {offered} is not newer than the installed version {installed}")]
+    NotNewer { offered: u64, installed: u64 },
+    #[error(
+        "the new set has {offered} indicators where the installed one has {installed}: refusing an implausible shrink (use --force)"
+    )]
+    Shrinks { offered: usize, installed: usize },
+    #[error("the new set is empty: refusing it (use --force)")]
+    Empty,
+}
+
+/// The CERT's publishing key.
+pub struct Publisher {
+    key: SigningKey,
+}
+
+impl Publisher {
+    /// Loads the key at `path`, creating it (mode 0600) if it does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Publisher, SignedError> {
+        let io = |source| SignedError::Io { path: path.display().to_string(), source };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    io(std::io::Error::other(format!("a signing key is 32 bytes, found {}", bytes.len())))
+                })?;
+                Ok(Publisher { key: SigningKey::from_bytes(&seed) })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let seed: [u8; 32] = rand::random();
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path).map_err(io)?;
+                file.write_all(&seed).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                Ok(Publisher { key: SigningKey::from_bytes(&seed) })
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The public key to pin on agents, as 64 hex digits.
+    pub fn public_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// Compiles and signs `set` as `version`.
+    pub fn sign(&self, set: &IndicatorSet, version: u64) -> Vec<u8> {
+        let body = compiled::encode(set, version);
+        let signature = self.key.sign(&[CONTEXT, &body].concat());
+        let mut out = Vec::with_capacity(HEAD + body.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&key_id(&self.key.verifying_key()));
+        out.extend_from_slice(&signature.to_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
+/// Parses a pinned public key (64 hex digits).
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, SignedError> {
+    let bad = || SignedError::BadKey(text.to_owned());
+    let bytes: [u8; 32] = hex::decode(text.trim()).map_err(|_| bad())?.try_into().map_err(|_| bad())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
+}
+
+fn key_id(key: &VerifyingKey) -> [u8; 8] {
+    Sha256::digest(key.as_bytes())[..8].try_into().expect("8 bytes")
+}
+
+/// Whether `bytes` are a signed envelope.
+pub fn is_signed(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// Verifies a signed set against the pinned key and decodes it; returns it with its version.
+pub fn verify(envelope: &[u8], pinned: &VerifyingKey) -> Result<(IndicatorSet, u64), SignedError> {
+    if !is_signed(envelope) || envelope.len() < HEAD {
+        return Err(SignedError::Unsigned);
+    }
+    let found: [u8; 8] = envelope[8..16].try_into().expect("8 bytes");
+    if found != key_id(pinned) {
+        return Err(SignedError::WrongKey { found: hex::encode(found), pinned: hex::encode(key_id(pinned)) });
+    }
+    let signature = Signature::from_bytes(envelope[16..HEAD].try_into().expect("64 bytes"));
+    let body = &envelope[HEAD..];
+    pinned.verify(&[CONTEXT, body].concat(), &signature).map_err(|_| SignedError::BadSignature)?;
+    Ok(compiled::decode(body)?)
+}
+
+/// Installs a signed set at `installed` (the last good set) if it verifies, is newer than the
+/// installed one, and does not shrink it implausibly (below half) unless `force`. On any
+/// refusal the installed file is left as it was. Returns the new set and its version.
+pub fn install(
+    envelope: &[u8],
+    pinned: &VerifyingKey,
+    installed: &Path,
+    force: bool,
+) -> Result<(IndicatorSet, u64), SignedError> {
+    let (set, version) = verify(envelope, pinned)?;
+    if installed.exists() {
+        let current = std::fs::read(installed)
+            .map_err(|source| SignedError::Io { path: installed.display().to_string(), source })?;
+        let (old, old_version) = verify(&current, pinned)?;
+        if version <= old_version {
+            return Err(SignedError::NotNewer { offered: version, installed: old_version });
+        }
+        if !force && set.len() < old.len() / 2 {
+            return Err(SignedError::Shrinks { offered: set.len(), installed: old.len() });
+        }
+    }
+    if set.is_empty() && !force {
+        return Err(SignedError::Empty);
+    }
+    let io = |source| SignedError::Io { path: installed.display().to_string(), source };
+    let tmp = installed.with_extension("new");
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(envelope).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, installed).map_err(io)?;
+    Ok((set, version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::parse_plain;
+
+    fn set(text: &str) -> IndicatorSet {
+        IndicatorSet::new(parse_plain("t", text).indicators)
+    }
+
+    #[test]
+    fn only_newer_plausible_sets_signed_by_the_pinned_key_are_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = Publisher::load_or_create(&dir.path().join("publish.key")).unwrap();
+        let again = Publisher::load_or_create(&dir.path().join("publish.key")).unwrap();
+        assert_eq!(cert.public_hex(), again.public_hex());
+        let pinned = parse_public_key(&cert.public_hex()).unwrap();
+        let installed = dir.path().join("indicators.zdn");
+
+        let v1 = cert.sign(&set("evil.example\n203.0.113.9\n198.51.100.1:443\nbad.example\n"), 1);
+        let (s, version) = install(&v1, &pinned, &installed, false).unwrap();
+        assert_eq!((s.len(), version), (4, 1));
+
+        // Tampered: one byte of the body changed after signing.
+        let mut tampered = cert.sign(&set("evil.example\n203.0.113.9\n198.51.100.1:443\nworse.example\n"), 2);
+        let last = tampered.len() - 10;
+        tampered[last] ^= 1;
+        assert!(matches!(install(&tampered, &pinned, &installed, false), Err(SignedError::BadSignature)));
+        // Unsigned, other key, older, shrinking: all refused.
+        let unsigned = compiled::encode(&set("evil.example\n"), 3);
+        assert!(matches!(install(&unsigned, &pinned, &installed, false), Err(SignedError::Unsigned)));
+        let rogue = Publisher::load_or_create(&dir.path().join("rogue.key")).unwrap();
+        let foreign = rogue.sign(&set("evil.example\n"), 4);
+        assert!(matches!(install(&foreign, &pinned, &installed, false), Err(SignedError::WrongKey { .. })));
+        assert!(matches!(install(&v1, &pinned, &installed, false), Err(SignedError::NotNewer { .. })));
+        let tiny = cert.sign(&set("evil.example\n"), 5);
+        assert!(matches!(install(&tiny, &pinned, &installed, false), Err(SignedError::Shrinks { .. })));
+
+        // After every refusal the last good set is still the one in force.
+        let (kept, kept_version) = verify(&std::fs::read(&installed).unwrap(), &pinned).unwrap();
+        assert_eq!(kept_version, 1);
+        assert!(kept.match_domain("www.bad.example").is_some());
+
+        // Forced, the shrink goes through; a bad public key is a clear error.
+        assert_eq!(install(&tiny, &pinned, &installed, true).unwrap().1, 5);
+        assert!(matches!(parse_public_key("abc"), Err(SignedError::BadKey(_))));
+    }
+}
