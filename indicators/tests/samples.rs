@@ -133,3 +133,26 @@ fn a_warninglist_is_refused_as_indicators_and_works_as_allowlist() {
     assert!(built.set.match_domain("trendav.vip").is_none());
     assert!(built.summary().contains("suppressed by allowlists"));
 }
+
+#[test]
+fn a_damaged_misp_feed_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(samples("misp-feed")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let victim = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().len() == 41)
+        .unwrap();
+    std::fs::write(&victim, "{ not json").unwrap();
+    let err = load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("not valid MISP event") && err.contains(victim.to_str().unwrap()), "{err}");
+    std::fs::remove_file(&victim).unwrap();
+    let err = load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("missing"), "{err}");
+    std::fs::write(dir.path().join("manifest.json"), "[1, 2]").unwrap();
+    let err = load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("not an object of event uuids"), "{err}");
+}
