@@ -67,6 +67,19 @@ enum Command {
         #[arg(long)]
         sign_key: Option<PathBuf>,
     },
+    /// Find the internal address behind a pseudonym from this agent's sightings, by
+    /// recomputing pseudonyms of the home networks with the local secret.
+    ///
+    /// Example: zdn-agent resolve h-3f9a1c2b7d4e5f60 --secret-file /var/lib/zdn-agent/pseudonym.key --home-net 10.0.0.0/16
+    #[command(verbatim_doc_comment)]
+    Resolve {
+        pseudonym: String,
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// Networks to search (CIDR, comma-separated or repeated), at most 2^24 addresses.
+        #[arg(long, value_delimiter = ',', required = true)]
+        home_net: Vec<IpNet>,
+    },
     /// Install a signed set as this agent's last good set, if it verifies against the pinned
     /// key, is newer than the installed one and does not shrink it below half (unless --force).
     /// On any refusal the installed set stays in force.
@@ -153,6 +166,7 @@ fn main() -> std::process::ExitCode {
         Command::InstallIndicators { set, pinned_key, installed, force } => {
             install(&set, &pinned_key, &installed, force)
         }
+        Command::Resolve { pseudonym, secret_file, home_net } => resolve(&pseudonym, &secret_file, &home_net),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -193,6 +207,24 @@ fn compile(sources: &IndicatorArgs, output: &Path, version: u64, sign_key: Optio
     }
     println!("compiled set version {version} written to {}", output.display());
     Ok(())
+}
+
+fn resolve(pseudonym: &str, secret_file: &Path, home_net: &[IpNet]) -> Result<()> {
+    if !secret_file.exists() {
+        bail!(
+            "{}: no pseudonym secret here (it is created by the agent on first use)",
+            secret_file.display()
+        );
+    }
+    let secret = Pseudonymiser::load_or_create(secret_file)
+        .with_context(|| format!("pseudonym secret {}", secret_file.display()))?;
+    match secret.resolve(pseudonym, home_net)? {
+        Some(ip) => {
+            println!("{pseudonym} = {ip}");
+            Ok(())
+        }
+        None => bail!("{pseudonym} is not an address of {home_net:?} under this secret"),
+    }
 }
 
 fn install(set: &Path, pinned: &VerifyingKey, installed: &Path, force: bool) -> Result<()> {

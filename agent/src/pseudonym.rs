@@ -7,6 +7,7 @@
 //! addresses).
 
 use hmac::{Hmac, Mac};
+use ipnet::IpNet;
 use sha2::Sha256;
 use std::io::Write;
 use std::net::IpAddr;
@@ -72,6 +73,39 @@ impl Pseudonymiser {
         }
         format!("h-{}", hex::encode(&mac.finalize().into_bytes()[..8]))
     }
+
+    /// The internal address behind `pseudonym`, searched among the addresses of `networks`
+    /// (the participant's `home_net`). A keyed hash cannot be inverted, only recomputed, so
+    /// the search is bounded: networks larger than [`MAX_RESOLVE_ADDRESSES`] in total are
+    /// refused rather than searched for minutes.
+    pub fn resolve(&self, pseudonym: &str, networks: &[IpNet]) -> Result<Option<IpAddr>, ResolveError> {
+        let total: u128 =
+            networks.iter().map(|n| 1u128 << (n.max_prefix_len() - n.prefix_len()).min(127)).sum();
+        if total > MAX_RESOLVE_ADDRESSES {
+            return Err(ResolveError::TooLarge { addresses: total });
+        }
+        if !pseudonym.starts_with("h-") || pseudonym.len() != 18 {
+            return Err(ResolveError::NotAPseudonym(pseudonym.to_owned()));
+        }
+        let found = networks
+            .iter()
+            .flat_map(|n| n.hosts().chain([n.network(), n.broadcast()]))
+            .find(|ip| self.pseudonym(*ip) == pseudonym);
+        Ok(found)
+    }
+}
+
+/// The most addresses `resolve` searches (a /8 of IPv4 takes seconds; more is refused).
+pub const MAX_RESOLVE_ADDRESSES: u128 = 1 << 24;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    #[error("{0:?} is not a pseudonym (h- and 16 hex digits)")]
+    NotAPseudonym(String),
+    #[error(
+        "the networks hold {addresses} addresses; search at most {MAX_RESOLVE_ADDRESSES} (narrow --home-net)"
+    )]
+    TooLarge { addresses: u128 },
 }
 
 #[cfg(test)]
@@ -91,6 +125,19 @@ mod tests {
         assert_ne!(p, a.pseudonym("10.1.2.4".parse().unwrap()));
         assert_ne!(p, Pseudonymiser::ephemeral().pseudonym(host));
         assert_eq!(a.sharing_addresses(true).pseudonym(host), "10.1.2.3");
+    }
+
+    #[test]
+    fn resolves_pseudonyms_within_the_home_networks_only() {
+        let p = Pseudonymiser::ephemeral();
+        let host: IpAddr = "10.20.3.77".parse().unwrap();
+        let home: Vec<IpNet> = vec!["192.168.0.0/24".parse().unwrap(), "10.20.0.0/16".parse().unwrap()];
+        assert_eq!(p.resolve(&p.pseudonym(host), &home), Ok(Some(host)));
+        let elsewhere = p.pseudonym("172.16.0.1".parse().unwrap());
+        assert_eq!(p.resolve(&elsewhere, &home), Ok(None));
+        assert!(matches!(p.resolve("10.20.3.77", &home), Err(ResolveError::NotAPseudonym(_))));
+        let huge = vec!["10.0.0.0/7".parse().unwrap()];
+        assert!(matches!(p.resolve(&elsewhere, &huge), Err(ResolveError::TooLarge { .. })));
     }
 
     #[test]

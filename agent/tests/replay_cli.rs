@@ -160,3 +160,32 @@ fn signed_sets_are_compiled_pinned_installed_and_refused_when_wrong() {
     ]);
     assert!(String::from_utf8(out.stdout).unwrap().contains("\"indicator\":\"suricata-ids.org\""));
 }
+
+#[test]
+fn a_pseudonym_in_a_sighting_resolves_locally_to_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("pseudonym.key");
+    let pcap = data("pcap/suricata-verify/cond-log-dns-dig/input.pcap");
+    let out = agent(&[
+        "replay",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--indicators",
+        &list(&dir, "suricata-ids.org\n"),
+        "--home-net",
+        "10.16.1.0/24",
+        "--secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let src = line["src"].as_str().unwrap();
+    let secret_s = secret.to_str().unwrap();
+    let found = agent(&["resolve", src, "--secret-file", secret_s, "--home-net", "10.16.0.0/16"]);
+    assert_eq!(String::from_utf8(found.stdout).unwrap().trim(), format!("{src} = 10.16.1.11"));
+    let other = agent(&["resolve", src, "--secret-file", secret_s, "--home-net", "192.168.0.0/24"]);
+    assert!(
+        !other.status.success() && String::from_utf8_lossy(&other.stderr).contains("is not an address of")
+    );
+    let missing = agent(&["resolve", src, "--secret-file", "/nonexistent/key", "--home-net", "10.16.0.0/16"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no pseudonym secret"));
+}
