@@ -20,6 +20,7 @@
 //! | [`pseudonym`] | keyed pseudonyms for internal hosts (HMAC-SHA256, local secret) |
 //! | [`replay`] | the path above over capture files |
 //! | [`uplink`] | the `Report` stream and heartbeats to the collector |
+//! | [`sync`] | fetch the collector's signed indicator set and install it as the last good set |
 //! | [`sample`] | deterministic demo traffic of three institutions (for `zdn demo` and tests) |
 //!
 //! Hot-path invariants (per packet): no allocation unless an indicator matched, no locks, work
@@ -33,4 +34,5 @@ pub mod pseudonym;
 pub mod replay;
 pub mod sample;
 pub mod sighting;
+pub mod sync;
 pub mod uplink;

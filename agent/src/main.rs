@@ -9,6 +9,7 @@ use zdn_agent::inspect::HomeNet;
 use zdn_agent::pseudonym::Pseudonymiser;
 use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
 use zdn_agent::sighting::Aggregator;
+use zdn_agent::sync::Synced;
 use zdn_agent::uplink;
 use zdn_indicators::signing::{Publisher, VerifyingKey};
 
@@ -66,6 +67,24 @@ enum Command {
         /// that agents pin.
         #[arg(long)]
         sign_key: Option<PathBuf>,
+    },
+    /// Fetch the collector's signed indicator set and install it if it verifies against the
+    /// pinned key, is newer and plausible; the installed set is what `--indicators` then loads.
+    ///
+    /// Example: zdn-agent sync-indicators --collector https://collector.example:7443 --identity /etc/zdn/identity \
+    ///     --pinned-key 3b6a… --installed /var/lib/zdn-agent/indicators.zdn
+    #[command(verbatim_doc_comment)]
+    SyncIndicators {
+        #[arg(long)]
+        collector: String,
+        #[arg(long)]
+        identity: PathBuf,
+        #[arg(long, value_parser = parse_key)]
+        pinned_key: VerifyingKey,
+        #[arg(long)]
+        installed: PathBuf,
+        #[arg(long)]
+        force: bool,
     },
     /// Find the internal address behind a pseudonym from this agent's sightings, by
     /// recomputing pseudonyms of the home networks with the local secret.
@@ -167,6 +186,9 @@ fn main() -> std::process::ExitCode {
             install(&set, &pinned_key, &installed, force)
         }
         Command::Resolve { pseudonym, secret_file, home_net } => resolve(&pseudonym, &secret_file, &home_net),
+        Command::SyncIndicators { collector, identity, pinned_key, installed, force } => {
+            sync_indicators(&collector, &identity, &pinned_key, &installed, force)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -225,6 +247,28 @@ fn resolve(pseudonym: &str, secret_file: &Path, home_net: &[IpNet]) -> Result<()
         }
         None => bail!("{pseudonym} is not an address of {home_net:?} under this secret"),
     }
+}
+
+fn sync_indicators(
+    url: &str,
+    identity: &Path,
+    pinned: &VerifyingKey,
+    installed: &Path,
+    force: bool,
+) -> Result<()> {
+    let bundle = zdn_transport::Bundle::load(identity)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let channel = zdn_transport::client::connect(url, Some(&bundle)).await?;
+        let wait = std::time::Duration::from_secs(10);
+        match zdn_agent::sync::sync(channel, pinned, installed, force, wait).await? {
+            Synced::Current => println!("{} is current", installed.display()),
+            Synced::Installed { version, set } => {
+                println!("installed version {version} ({} indicators) at {}", set.len(), installed.display())
+            }
+        }
+        Ok(())
+    })
 }
 
 fn install(set: &Path, pinned: &VerifyingKey, installed: &Path, force: bool) -> Result<()> {

@@ -8,6 +8,7 @@
 //! cert_participant = "z-cert"           # participant id of the CERT: its analysts see everything
 //! indicators = []                       # indicator sources published to agents (any format, files or directories)
 //! allowlists = []                       # MISP warninglists: covered indicators are withheld
+//! publish_key = "<data_dir>/pki/publish.key" # Ed25519 key that signs published sets (created if missing)
 //! max_batch_sightings = 1000            # a larger SightingBatch is refused
 //! max_message_bytes = 4194304           # largest gRPC message accepted
 //! stale_after_seconds = 300             # an agent without heartbeat for longer is "stale"
@@ -32,6 +33,8 @@ pub struct Config {
     pub cert_participant: String,
     pub indicators: Vec<PathBuf>,
     pub allowlists: Vec<PathBuf>,
+    /// Defaults to `<data_dir>/pki/publish.key`.
+    pub publish_key: Option<PathBuf>,
     pub max_batch_sightings: usize,
     pub max_message_bytes: usize,
     pub stale_after_seconds: u64,
@@ -55,6 +58,7 @@ impl Default for Config {
             cert_participant: "z-cert".to_owned(),
             indicators: Vec::new(),
             allowlists: Vec::new(),
+            publish_key: None,
             max_batch_sightings: 1000,
             max_message_bytes: 4 * 1024 * 1024,
             stale_after_seconds: 300,
@@ -107,6 +111,10 @@ impl Config {
 
     pub fn identity_dir(&self) -> PathBuf {
         self.identity.clone().unwrap_or_else(|| self.data_dir.join("pki").join("collector"))
+    }
+
+    pub fn publish_key_path(&self) -> PathBuf {
+        self.publish_key.clone().unwrap_or_else(|| self.data_dir.join("pki").join("publish.key"))
     }
 
     pub fn database_path(&self) -> PathBuf {

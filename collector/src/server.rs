@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
+use zdn_indicators::signing::Publisher;
 use zdn_proto::v1::{
     analyst_service_server::AnalystServiceServer, fleet_service_server::FleetServiceServer,
     indicator_service_server::IndicatorServiceServer, sighting_service_server::SightingServiceServer,
@@ -95,9 +96,11 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
 
     let built = zdn_indicators::build_set(&config.indicators, &config.allowlists, None)?;
     tracing::info!(summary = %built.summary(), "indicators loaded for publishing");
-    let indicators: Vec<_> = built.set.iter().map(|m| m.to_indicator()).collect();
+    let publisher = Publisher::load_or_create(&config.publish_key_path())?;
+    tracing::info!(public_key = %publisher.public_hex(), "indicator sets are signed with this key; pin it on agents");
     // Versions must only grow, also across restarts: the load time in seconds does that.
-    let published = Arc::new(Published::new(u64::try_from(now_ms() / 1000).unwrap_or(1), &indicators));
+    let version = u64::try_from(now_ms() / 1000).unwrap_or(1);
+    let published = Arc::new(Published::new(version, &built.set, &publisher));
 
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;

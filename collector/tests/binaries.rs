@@ -62,7 +62,7 @@ async fn operator_workflow_with_the_real_binaries() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let pki_s = pki.to_str().unwrap();
-    ok(collector(&["pki", "init", "--dir", pki_s, "--san", "collector.example"]));
+    let initialised = ok(collector(&["pki", "init", "--dir", pki_s, "--san", "collector.example"]));
     let refused = collector(&["pki", "init", "--dir", pki_s]);
     assert!(
         !refused.status.success()
@@ -91,10 +91,11 @@ async fn operator_workflow_with_the_real_binaries() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nidentity = {:?}\nindicators = [{:?}]\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nidentity = {:?}\nindicators = [{:?}]\npublish_key = {:?}\n",
             dir.path().join("data"),
             pki.join("collector"),
-            iocs
+            iocs,
+            pki.join("publish.key")
         ),
     )
     .unwrap();
@@ -121,16 +122,45 @@ async fn operator_workflow_with_the_real_binaries() {
     let status = health.check(request).await.unwrap().into_inner().status;
     assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
+    // The published set arrives signed by the key `pki init` printed; the agent installs it.
+    let public = initialised.split("(pin it on agents): ").nth(1).unwrap().trim();
+    let pinned = zdn_indicators::signing::parse_public_key(public).unwrap();
+    let installed = dir.path().join("installed.zdn");
+    let wait = std::time::Duration::from_secs(10);
+    match zdn_agent::sync::sync(channel.clone(), &pinned, &installed, false, wait).await.unwrap() {
+        zdn_agent::sync::Synced::Installed { version, set } => {
+            let mut values: Vec<String> = set.iter().map(|m| m.value().into_owned()).collect();
+            values.sort();
+            assert_eq!(values, ["203.0.113.66", "evil.example"]);
+            assert!(version > 0);
+        }
+        zdn_agent::sync::Synced::Current => panic!("nothing was published"),
+    }
+    // Asked again with that version, the collector has nothing newer.
+    let again = zdn_agent::sync::sync(
+        channel.clone(),
+        &pinned,
+        &installed,
+        false,
+        std::time::Duration::from_millis(500),
+    );
+    assert!(matches!(again.await.unwrap(), zdn_agent::sync::Synced::Current));
+    // A key the collector did not sign with is refused, and nothing is installed under it.
+    let rogue = zdn_indicators::signing::Publisher::load_or_create(&dir.path().join("rogue.key")).unwrap();
+    let other = zdn_indicators::signing::parse_public_key(&rogue.public_hex()).unwrap();
+    let elsewhere = dir.path().join("other.zdn");
+    let refused = zdn_agent::sync::sync(channel.clone(), &other, &elsewhere, false, wait).await;
+    assert!(matches!(refused, Err(zdn_agent::sync::SyncError::Signed(_))), "accepted under the wrong key");
+    assert!(!elsewhere.exists());
+
     let mut sync = IndicatorServiceClient::new(channel)
         .sync(v1::SyncRequest { current_version: 0 })
         .await
         .unwrap()
         .into_inner();
-    let update = sync.message().await.unwrap().unwrap();
-    let mut values: Vec<String> = update.added.iter().map(|i| i.value.clone()).collect();
-    values.sort();
-    assert_eq!(values, ["203.0.113.66", "evil.example"]);
-    assert!(update.version > 0 && update.base_version == 0);
+    let first = sync.message().await.unwrap().unwrap();
+    assert_eq!(first.signed_set_offset, 0);
+    assert!(first.signed_set_size > 0 && !first.key_id.is_empty());
 
     // SIGTERM: a graceful stop with exit status 0, which ends the open Sync stream rather than
     // waiting for the agent to hang up (the client stays alive and polled meanwhile).

@@ -66,6 +66,9 @@ impl Publisher {
                 Ok(Publisher { key: SigningKey::from_bytes(&seed) })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io)?;
+                }
                 let seed: [u8; 32] = rand::random();
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create_new(true);
@@ -78,6 +81,11 @@ impl Publisher {
             }
             Err(e) => Err(io(e)),
         }
+    }
+
+    /// The short id of the key (hex of the first 8 bytes of SHA-256 of the public key).
+    pub fn key_id_hex(&self) -> String {
+        hex::encode(key_id(&self.key.verifying_key()))
     }
 
     /// The public key to pin on agents, as 64 hex digits.

@@ -155,10 +155,17 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Pki(PkiCommand::Init { dir, san }) => {
             let server = pki::init(&dir, &san)?;
+            let key = dir.join("publish.key");
+            let publisher = zdn_indicators::signing::Publisher::load_or_create(&key)?;
             println!(
                 "CA created in {}\ncollector credentials in {}",
                 dir.join("ca").display(),
                 server.display()
+            );
+            println!(
+                "indicator publishing key {} (pin it on agents): {}",
+                key.display(),
+                publisher.public_hex()
             );
             Ok(())
         }

@@ -1,45 +1,56 @@
 //! `IndicatorService.Sync`: the indicator set the collector publishes.
 //!
-//! Now: the lists named in `indicators` of the configuration, loaded at start, sent as one full
-//! set whenever the agent's version differs; the stream then stays open for later versions.
-//! Not yet: deltas, new versions while running, and Ed25519 signatures (the `signature` field
-//! stays empty) — those belong to the indicator-engine issue, and agents must not trust an
-//! unsigned set once that lands.
+//! The sources named in `indicators` (with `allowlists` applied) are loaded at start, compiled
+//! and signed with the publishing key (`publish_key`) as one version. An agent that names
+//! another version gets the whole signed set, in chunks of at most [`CHUNK`] bytes; the stream
+//! then stays open for later versions until the collector stops.
+//! Not yet: deltas, and new versions while running (a restart publishes a new version).
 
 use crate::access::authorise;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
-use zdn_indicators::Indicator;
+use zdn_indicators::IndicatorSet;
+use zdn_indicators::signing::Publisher;
 use zdn_proto::v1::{self, indicator_service_server::IndicatorService};
 use zdn_transport::Role;
 
-/// One version of the published set.
+/// Largest piece of a signed set in one message, well under the message size limits.
+pub const CHUNK: usize = 1 << 20;
+
+/// One version of the published set, signed.
 pub struct Published {
     pub version: u64,
-    pub indicators: Vec<v1::Indicator>,
+    pub key_id: String,
+    /// The signed compiled set; empty when nothing is published.
+    pub signed: Vec<u8>,
 }
 
 impl Published {
-    pub fn new(version: u64, indicators: &[Indicator]) -> Published {
-        let indicators = indicators
-            .iter()
-            .map(|i| v1::Indicator {
-                id: i.id.clone(),
-                kind: v1::IndicatorKind::from(i.kind) as i32,
-                value: i.value.clone(),
-                source: i.source.to_string(),
-                event: i.event.clone(),
-                tlp: i.tlp.clone(),
-                confidence: u32::from(i.confidence),
-                valid_from_unix_ms: i.valid_from_unix_ms.unwrap_or(0),
-                valid_until_unix_ms: i.valid_until_unix_ms.unwrap_or(0),
-                tags: i.tags.clone(),
-                exact_only: i.exact_only,
+    pub fn new(version: u64, set: &IndicatorSet, publisher: &Publisher) -> Published {
+        let signed = if set.is_empty() { Vec::new() } else { publisher.sign(set, version) };
+        Published { version, key_id: publisher.key_id_hex(), signed }
+    }
+
+    /// The messages that carry this version.
+    fn updates(&self) -> Vec<v1::IndicatorUpdate> {
+        let size = self.signed.len() as u64;
+        self.signed
+            .chunks(CHUNK)
+            .scan(0u64, |offset, chunk| {
+                let update = v1::IndicatorUpdate {
+                    version: self.version,
+                    key_id: self.key_id.clone(),
+                    signed_set_chunk: chunk.to_vec(),
+                    signed_set_offset: *offset,
+                    signed_set_size: size,
+                    ..Default::default()
+                };
+                *offset += chunk.len() as u64;
+                Some(update)
             })
-            .collect();
-        Published { version, indicators }
+            .collect()
     }
 }
 
@@ -55,19 +66,9 @@ impl IndicatorService for Indicators {
     async fn sync(&self, request: Request<v1::SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
         authorise(&request, Role::Agent)?;
         let current = request.into_inner().current_version;
-        let published = self.published.clone();
-        let first = (current != published.version).then(|| {
-            Ok(v1::IndicatorUpdate {
-                version: published.version,
-                base_version: 0,
-                added: published.indicators.clone(),
-                removed_ids: Vec::new(),
-                signature: Vec::new(),
-                key_id: String::new(),
-            })
-        });
+        let updates = if current != self.published.version { self.published.updates() } else { Vec::new() };
         // Keep the stream open (later versions will be pushed on it) until the collector stops.
-        let stream = futures::stream::iter(first)
+        let stream = futures::stream::iter(updates.into_iter().map(Ok))
             .chain(futures::stream::pending())
             .take_until(super::stopping(self.shutdown.clone()));
         Ok(Response::new(Box::pin(stream)))
