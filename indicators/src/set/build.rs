@@ -10,13 +10,20 @@ impl IndicatorSet {
     /// Builds the matcher. Values must be canonical (as [`crate::normalise`] returns them);
     /// when two indicators have the same kind and value, the first is kept.
     pub fn new(indicators: Vec<Indicator>) -> IndicatorSet {
+        IndicatorSet::from_sources(&[indicators])
+    }
+
+    /// As [`IndicatorSet::new`] over several sources in order, without first moving them
+    /// into one vector (1.85M indicators are hundreds of megabytes to copy).
+    pub fn from_sources(sources: &[Vec<Indicator>]) -> IndicatorSet {
+        let total = sources.iter().map(Vec::len).sum();
         let mut set = IndicatorSet::default();
-        set.entries.reserve_exact(indicators.len());
+        set.entries.reserve_exact(total);
         let mut seen: HashSet<(Kind, &str), foldhash::fast::RandomState> =
-            HashSet::with_capacity_and_hasher(indicators.len(), foldhash::fast::RandomState::default());
+            HashSet::with_capacity_and_hasher(total, foldhash::fast::RandomState::default());
         let mut metas: HashMap<Meta, u32> = HashMap::new();
         let mut last_meta: Option<(&Indicator, u32)> = None;
-        for ind in &indicators {
+        for ind in sources.iter().flatten() {
             if !seen.insert((ind.kind, ind.value.as_str())) {
                 continue;
             }

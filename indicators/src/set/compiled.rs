@@ -14,8 +14,9 @@
 //!
 //! The CRC catches torn and damaged files; authenticity is the signature's job when a set
 //! arrives from the collector. Loading validates every index and range, so a damaged or
-//! hostile file is an error, never a panic or an out-of-bounds read. The file is mapped
-//! (memmap2) and copied out once; the lookup tables are rebuilt from the entries.
+//! hostile file is an error, never a panic or an out-of-bounds read. `sources::build_set`
+//! maps the file (memmap2) and decodes it, copying the sections out once; the lookup tables
+//! are rebuilt from the entries.
 
 use super::{Entry, IndicatorSet, KIND_V6_PORT, Meta};
 use ipnet::IpNet;
@@ -84,16 +85,6 @@ pub fn write(set: &IndicatorSet, version: u64, path: &Path) -> Result<(), Compil
     file.write_all(&encode(set, version)).map_err(io)?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// Maps and decodes a compiled set; returns it with its version.
-pub fn load(path: &Path) -> Result<(IndicatorSet, u64), CompiledError> {
-    let io = |source| CompiledError::Io { path: path.display().to_string(), source };
-    let file = std::fs::File::open(path).map_err(io)?;
-    // SAFETY: the map is read-only and dropped before this function returns; a concurrent
-    // writer replaces the file by rename (see `write`) rather than changing it in place.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-    decode(&map)
 }
 
 /// Decodes a compiled set from bytes.
@@ -241,7 +232,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("set.zdn");
         write(&set, 42, &path).unwrap();
-        let (back, version) = load(&path).unwrap();
+        let (back, version) = decode(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(version, 42);
         let all = |s: &IndicatorSet| s.iter().map(|m| m.to_indicator()).collect::<Vec<_>>();
         assert_eq!(all(&back), all(&set));
