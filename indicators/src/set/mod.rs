@@ -75,6 +75,8 @@ pub struct IndicatorSet {
     v4_ports: HashTable<u32>,
     v6_ports: HashTable<u32>,
     networks: networks::NetworkTable,
+    /// The /16s holding an IPv4 address or network indicator: most misses end at one bit.
+    v4_gate: networks::Gate,
     domains: HashTable<u32>,
     urls: HashTable<u32>,
     ja3: HashTable<u32>,
@@ -213,6 +215,9 @@ impl IndicatorSet {
         let found = match ip.to_canonical() {
             IpAddr::V4(v4) => {
                 let key = u32::from(v4);
+                if !self.v4_gate.contains(key) {
+                    return None;
+                }
                 self.v4.find(hash_v4(key), |&i| self.entries[i as usize].a == key)
             }
             IpAddr::V6(v6) => self.v6.find(hash_v6(u128::from(v6)), |&i| self.wide_addr(i) == IpAddr::V6(v6)),
@@ -315,6 +320,7 @@ impl IndicatorSet {
             .map(table)
             .sum::<usize>()
             + self.networks.heap_bytes()
+            + self.v4_gate.heap_bytes()
     }
 
     /// Rebuilds every lookup table from `entries` (after building or loading a compiled set).
@@ -356,6 +362,11 @@ impl IndicatorSet {
         (self.v4, self.v6, self.v4_ports, self.v6_ports) = (v4, v6, v4_ports, v6_ports);
         (self.domains, self.urls, self.ja3, self.ja4) = (domains, urls, ja3, ja4);
         self.networks = networks::NetworkTable::new(networks);
+        let mut gate = self.networks.gate.clone();
+        for e in self.entries.iter().filter(|e| e.kind == kind_to_u8(Kind::Ipv4)) {
+            gate.mark(e.a, e.a);
+        }
+        self.v4_gate = gate;
     }
 
     /// The hash of entry `i` under its own table's key (for table growth).

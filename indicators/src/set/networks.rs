@@ -14,9 +14,34 @@ use hashbrown::HashMap;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
+/// One bit per IPv4 /16: set where some indicator lives. 8 KB once used, nothing before.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Gate(Vec<u64>);
+
+impl Gate {
+    /// Marks the /16s from the one holding `first` to the one holding `last`.
+    pub(crate) fn mark(&mut self, first: u32, last: u32) {
+        if self.0.is_empty() {
+            self.0 = vec![0; GATE_WORDS];
+        }
+        for slot in (first >> 16)..=(last >> 16) {
+            self.0[slot as usize / 64] |= 1 << (slot % 64);
+        }
+    }
+
+    pub(crate) fn contains(&self, addr: u32) -> bool {
+        let slot = (addr >> 16) as usize;
+        self.0.get(slot / 64).is_some_and(|w| w & (1 << (slot % 64)) != 0)
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.0.capacity() * 8
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct NetworkTable {
-    gate: Vec<u64>,
+    pub(crate) gate: Gate,
     v4: Vec<(u8, HashMap<u32, u32, foldhash::fast::FixedState>)>,
     v6: Vec<(IpNet, u32)>,
 }
@@ -30,14 +55,7 @@ impl NetworkTable {
         for (net, entry) in nets {
             match net {
                 IpNet::V4(v4) => {
-                    if table.gate.is_empty() {
-                        table.gate = vec![0; GATE_WORDS];
-                    }
-                    let first = u32::from(v4.network()) >> 16;
-                    let last = u32::from(v4.broadcast()) >> 16;
-                    for slot in first..=last {
-                        table.gate[slot as usize / 64] |= 1 << (slot % 64);
-                    }
+                    table.gate.mark(u32::from(v4.network()), u32::from(v4.broadcast()));
                     let prefix = v4.prefix_len();
                     let at = match table.v4.iter().position(|(p, _)| *p == prefix) {
                         Some(at) => at,
@@ -65,8 +83,7 @@ impl NetworkTable {
         match ip {
             IpAddr::V4(v4) => {
                 let addr = u32::from(v4);
-                let slot = (addr >> 16) as usize;
-                if self.gate.get(slot / 64).is_none_or(|w| w & (1 << (slot % 64)) == 0) {
+                if !self.gate.contains(addr) {
                     return None;
                 }
                 self.v4.iter().find_map(|(prefix, map)| {
@@ -79,7 +96,7 @@ impl NetworkTable {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.gate.capacity() * 8
+        self.gate.heap_bytes()
             + self.v4.iter().map(|(_, m)| (m.capacity() * 8 / 7).next_power_of_two() * 9).sum::<usize>()
             + self.v6.capacity() * std::mem::size_of::<(IpNet, u32)>()
     }
