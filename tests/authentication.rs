@@ -128,3 +128,22 @@ mod unauthenticated {
             .await
     }
 }
+
+#[tokio::test]
+async fn oversized_heartbeats_are_refused() {
+    let net = Network::start().await.unwrap();
+    let agent = net.issue("umc-noord", Role::Agent, "gw-1");
+    let channel =
+        zdn_transport::client::connect(&net.url, Some(&zdn_transport::Bundle::load(&agent).unwrap()))
+            .await
+            .unwrap();
+    let blind_spots = (0..33).map(|i| (format!("kind-{i}"), 1)).collect();
+    let beat = v1::HeartbeatRequest { agent_version: "1".into(), blind_spots, ..Default::default() };
+    let err = zdn_agent::uplink::heartbeat(channel.clone(), beat).await.unwrap_err();
+    assert!(
+        matches!(err, UplinkError::Heartbeat(ref s) if s.code() == tonic::Code::InvalidArgument),
+        "{err}"
+    );
+    let long = v1::HeartbeatRequest { agent_version: "x".repeat(65), ..Default::default() };
+    assert!(zdn_agent::uplink::heartbeat(channel, long).await.is_err());
+}

@@ -144,10 +144,6 @@ impl Store {
         Ok(Store { writer: Mutex::new(writer), reader: Mutex::new(reader), rule })
     }
 
-    pub fn rule(&self) -> CorrelationRule {
-        self.rule
-    }
-
     /// Stores a batch from `participant`'s `agent` and updates correlations, in one durable
     /// transaction.
     pub fn ingest(

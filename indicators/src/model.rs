@@ -130,25 +130,6 @@ pub struct Indicator {
     pub exact_only: bool,
 }
 
-impl Indicator {
-    /// An indicator with no metadata beyond its source, as plain lists give them.
-    pub fn bare(kind: Kind, value: String, source: &str) -> Indicator {
-        Indicator {
-            id: value.clone(),
-            kind,
-            value,
-            source: source.into(),
-            event: String::new(),
-            tlp: String::new(),
-            confidence: 0,
-            valid_from_unix_ms: None,
-            valid_until_unix_ms: None,
-            tags: Vec::new(),
-            exact_only: false,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
