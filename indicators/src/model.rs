@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// What an indicator value denotes. The text names (`as_str`) are part of the sighting JSON
 /// contract and the wire format; do not rename them.
@@ -105,17 +106,13 @@ impl fmt::Display for Via {
     }
 }
 
-/// One indicator of compromise with its metadata. `value` is always in the canonical form
-/// [`crate::normalise`] produces for `kind`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Indicator {
-    /// Stable id within its source; list formats without ids use the value.
-    pub id: String,
-    pub kind: Kind,
-    pub value: String,
-    /// Where it came from: the file or feed name. Shared by every indicator of the source
-    /// (one allocation per file, not per indicator).
-    pub source: std::sync::Arc<str>,
+/// Where indicators come from and what their source says about them. One record is shared
+/// (`Arc`) by all the indicators it describes — a file, a MISP event, a STIX object — so 1.85M
+/// indicators carry thousands of these, not millions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Meta {
+    /// The file or feed name.
+    pub source: String,
     /// Event, campaign or family ("" when the source gives none).
     pub event: String,
     /// TLP label ("" when the source gives none).
@@ -126,6 +123,17 @@ pub struct Indicator {
     pub valid_from_unix_ms: Option<i64>,
     pub valid_until_unix_ms: Option<i64>,
     pub tags: Vec<String>,
+}
+
+/// One indicator of compromise. `value` is always in the canonical form [`crate::normalise`]
+/// produces for `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Indicator {
+    /// Stable id within its source; list formats without ids use the value.
+    pub id: String,
+    pub kind: Kind,
+    pub value: String,
+    pub meta: Arc<Meta>,
     /// Domain indicators: match the name only, not its subdomains.
     pub exact_only: bool,
 }

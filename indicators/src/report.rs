@@ -4,10 +4,11 @@
 //! records each rejected entry with its line and reason, and counts entries that are
 //! deliberately not indicators (`to_ids: false`, expired, revoked, unsupported types).
 
-use crate::model::{Indicator, Kind};
+use crate::model::{Indicator, Kind, Meta};
 use crate::normalise::{RejectReason, normalise};
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 /// Hashing for de-duplication: fast, and no DoS concern (the input is the operator's own lists).
 const HASH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(1);
@@ -77,22 +78,11 @@ pub enum LoadError {
     Empty { path: String, rejected: usize, report: Box<LoadReport> },
 }
 
-/// Metadata an entry carries besides its value.
-#[derive(Debug, Clone, Default)]
-pub struct Meta {
-    /// Stable id from the source; `None` uses the canonical value.
-    pub id: Option<String>,
-    pub event: String,
-    pub tlp: String,
-    pub confidence: u8,
-    pub valid_from_unix_ms: Option<i64>,
-    pub valid_until_unix_ms: Option<i64>,
-    pub tags: Vec<String>,
-}
-
 /// Accumulates a source's indicators and report.
 pub struct ListBuilder {
-    source: std::sync::Arc<str>,
+    source: String,
+    /// The metadata record of the previous entry, reused while entries share it.
+    last_meta: Option<Arc<Meta>>,
     /// Indexes into `indicators`, keyed by the hash of (kind, value): duplicates are found
     /// without keeping a second copy of every value.
     seen: hashbrown::HashTable<u32>,
@@ -106,7 +96,8 @@ const MAX_ENTRY: usize = 4096;
 impl ListBuilder {
     pub fn new(source: &str, format: &str) -> ListBuilder {
         ListBuilder {
-            source: source.into(),
+            source: source.to_owned(),
+            last_meta: None,
             seen: hashbrown::HashTable::new(),
             indicators: Vec::new(),
             report: LoadReport {
@@ -117,19 +108,27 @@ impl ListBuilder {
         }
     }
 
-    /// Normalises `raw` and adds it, or records why not.
-    pub fn add(&mut self, location: impl fmt::Display, raw: &str, meta: &Meta) {
+    /// Normalises `raw` and adds it with its source's `id` (if any) and metadata (`source` is
+    /// filled in here), or records why not.
+    pub fn add(&mut self, location: impl fmt::Display, raw: &str, id: Option<&str>, meta: &Meta) {
         match self.check(raw) {
-            Ok(n) => self.add_normalised(n.kind, n.value, meta),
+            Ok(n) => self.add_normalised(n.kind, n.value, id, meta),
             Err(reason) => self.reject(location, raw, reason),
         }
     }
 
     /// Adds a value already known to be `kind` (the source said so): rejected if its canonical
     /// form is of another kind.
-    pub fn add_as(&mut self, location: impl fmt::Display, raw: &str, expected: &[Kind], meta: &Meta) {
+    pub fn add_as(
+        &mut self,
+        location: impl fmt::Display,
+        raw: &str,
+        expected: &[Kind],
+        id: Option<&str>,
+        meta: &Meta,
+    ) {
         match self.check(raw) {
-            Ok(n) if expected.contains(&n.kind) => self.add_normalised(n.kind, n.value, meta),
+            Ok(n) if expected.contains(&n.kind) => self.add_normalised(n.kind, n.value, id, meta),
             Ok(n) => {
                 let reason =
                     RejectReason::Format(format!("declared {:?} but the value is a {}", expected, n.kind));
@@ -146,7 +145,25 @@ impl ListBuilder {
         normalise(raw)
     }
 
-    fn add_normalised(&mut self, kind: Kind, value: String, meta: &Meta) {
+    /// The shared record for `meta` (with this source's name).
+    fn shared(&mut self, meta: &Meta) -> Arc<Meta> {
+        if let Some(last) = &self.last_meta {
+            let same = last.event == meta.event
+                && last.tlp == meta.tlp
+                && last.confidence == meta.confidence
+                && last.valid_from_unix_ms == meta.valid_from_unix_ms
+                && last.valid_until_unix_ms == meta.valid_until_unix_ms
+                && last.tags == meta.tags;
+            if same {
+                return last.clone();
+            }
+        }
+        let record = Arc::new(Meta { source: self.source.clone(), ..meta.clone() });
+        self.last_meta = Some(record.clone());
+        record
+    }
+
+    fn add_normalised(&mut self, kind: Kind, value: String, id: Option<&str>, meta: &Meta) {
         let hash = HASH.hash_one((kind, value.as_str()));
         let indicators = &self.indicators;
         let same = |&i: &u32| indicators[i as usize].kind == kind && indicators[i as usize].value == value;
@@ -157,19 +174,9 @@ impl ListBuilder {
         let rehash =
             |&i: &u32| HASH.hash_one((indicators[i as usize].kind, indicators[i as usize].value.as_str()));
         self.seen.insert_unique(hash, self.indicators.len() as u32, rehash);
-        self.indicators.push(Indicator {
-            id: meta.id.clone().unwrap_or_else(|| value.clone()),
-            kind,
-            value,
-            source: self.source.clone(),
-            event: meta.event.clone(),
-            tlp: meta.tlp.clone(),
-            confidence: meta.confidence,
-            valid_from_unix_ms: meta.valid_from_unix_ms,
-            valid_until_unix_ms: meta.valid_until_unix_ms,
-            tags: meta.tags.clone(),
-            exact_only: false,
-        });
+        let meta = self.shared(meta);
+        let id = id.map_or_else(|| value.clone(), str::to_owned);
+        self.indicators.push(Indicator { id, kind, value, meta, exact_only: false });
     }
 
     pub fn reject(&mut self, location: impl fmt::Display, raw: &str, reason: RejectReason) {

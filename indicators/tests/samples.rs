@@ -61,9 +61,10 @@ fn misp_feed_live_values_match_and_dead_ones_do_not() {
     check(&samples("misp-feed/manifest.json"), "misp");
     let feed = &load(&samples("misp-feed")).unwrap()[0];
     assert!(feed.report.skipped["to_ids false"] > 0);
-    let tlps: std::collections::BTreeSet<&str> = feed.indicators.iter().map(|i| i.tlp.as_str()).collect();
+    let tlps: std::collections::BTreeSet<&str> =
+        feed.indicators.iter().map(|i| i.meta.tlp.as_str()).collect();
     assert!(tlps.contains("amber") && tlps.contains("clear"), "{tlps:?}");
-    assert!(feed.indicators.iter().all(|i| !i.event.is_empty() && i.id.len() == 36));
+    assert!(feed.indicators.iter().all(|i| !i.meta.event.is_empty() && i.id.len() == 36));
 }
 
 #[test]

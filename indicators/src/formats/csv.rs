@@ -3,7 +3,8 @@
 //! `id`/`uuid`, `event`/`campaign`/`family`, `tlp`, `confidence`, `tags` (`;`-separated).
 
 use crate::model::Kind;
-use crate::report::{ListBuilder, LoadError, Loaded, Meta};
+use crate::model::Meta;
+use crate::report::{ListBuilder, LoadError, Loaded};
 
 pub fn parse(source: &str, text: &str) -> Result<Loaded, LoadError> {
     let malformed = |what: String| LoadError::Malformed { path: source.to_owned(), format: "CSV", what };
@@ -33,8 +34,8 @@ pub fn parse(source: &str, text: &str) -> Result<Loaded, LoadError> {
             }
         };
         let get = |c: Option<usize>| c.and_then(|c| record.get(c)).map(str::trim).unwrap_or("");
+        let id = Some(get(id_col)).filter(|s| !s.is_empty());
         let meta = Meta {
-            id: Some(get(id_col)).filter(|s| !s.is_empty()).map(str::to_owned),
             event: get(event_col).to_owned(),
             tlp: get(tlp_col).to_ascii_lowercase().trim_start_matches("tlp:").to_owned(),
             confidence: get(conf_col).parse::<u8>().unwrap_or(0).min(100),
@@ -47,8 +48,8 @@ pub fn parse(source: &str, text: &str) -> Result<Loaded, LoadError> {
             ..Meta::default()
         };
         match Kind::parse(&get(kind_col).to_ascii_lowercase()) {
-            Some(kind) if kind_col.is_some() => list.add_as(line, get(Some(value_col)), &[kind], &meta),
-            _ => list.add(line, get(Some(value_col)), &meta),
+            Some(kind) if kind_col.is_some() => list.add_as(line, get(Some(value_col)), &[kind], id, &meta),
+            _ => list.add(line, get(Some(value_col)), id, &meta),
         }
     }
     Ok(list.finish())
@@ -64,8 +65,11 @@ mod tests {
         let loaded = parse("c.csv", text).unwrap();
         assert_eq!(loaded.indicators.len(), 2);
         let first = &loaded.indicators[0];
-        assert_eq!((first.event.as_str(), first.tlp.as_str(), first.confidence), ("fam", "amber", 80));
-        assert_eq!(first.tags, ["a", "b"]);
+        assert_eq!(
+            (first.meta.event.as_str(), first.meta.tlp.as_str(), first.meta.confidence),
+            ("fam", "amber", 80)
+        );
+        assert_eq!(first.meta.tags, ["a", "b"]);
         assert_eq!(loaded.report.rejected[0].location, "c.csv:4");
         assert!(parse("c.csv", "a,b\n1,2\n").is_err());
     }

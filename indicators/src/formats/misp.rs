@@ -7,7 +7,8 @@
 //! `tlp:` tag gives the TLP, its galaxy tag (or its `info`) the event name.
 
 use crate::model::Kind;
-use crate::report::{ListBuilder, LoadError, Loaded, Meta};
+use crate::model::Meta;
+use crate::report::{ListBuilder, LoadError, Loaded};
 use serde_json::Value;
 use std::path::Path;
 
@@ -152,7 +153,7 @@ fn add_attribute(list: &mut ListBuilder, location: &str, attr: &Value, base: &Me
             if flag(attr, "to_ids") {
                 let meta = attribute_meta(attr, base);
                 for part in value.split('|') {
-                    list.add(location, part, &meta);
+                    list.add(location, part, attribute_id(attr), &meta);
                 }
             } else {
                 list.skip("to_ids false");
@@ -179,12 +180,15 @@ fn add_attribute(list: &mut ListBuilder, location: &str, attr: &Value, base: &Me
         _ => value.to_owned(),
     };
     let expected: &[Kind] = if port.is_some_and(|p| !p.is_empty()) { &[Kind::IpPort] } else { expected };
-    list.add_as(location, &value, expected, &meta);
+    list.add_as(location, &value, expected, attribute_id(attr), &meta);
 }
 
 fn attribute_meta(attr: &Value, base: &Meta) -> Meta {
     let mut meta = base.clone();
-    meta.id = Some(text(attr, "uuid")).filter(|u| !u.is_empty()).map(str::to_owned);
     meta.tags.extend(tags(attr));
     meta
+}
+
+fn attribute_id(attr: &Value) -> Option<&str> {
+    Some(text(attr, "uuid")).filter(|u| !u.is_empty())
 }

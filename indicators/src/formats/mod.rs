@@ -19,7 +19,8 @@ pub mod plain;
 pub mod stix;
 pub mod zeek;
 
-use crate::report::{LoadError, Loaded, Meta};
+use crate::model::Meta;
+use crate::report::{LoadError, Loaded};
 use std::path::Path;
 
 /// Parses plain-list text (one value a line).

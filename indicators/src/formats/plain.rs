@@ -2,7 +2,8 @@
 //! (whole-line, or trailing after whitespace). Maltrail's static trail files are this format;
 //! for them the file name is the malware family (the indicators' `event`).
 
-use crate::report::{ListBuilder, Loaded, Meta};
+use crate::model::Meta;
+use crate::report::{ListBuilder, Loaded};
 
 /// Parses list text; `source` names it in indicators and the report.
 pub fn parse(source: &str, format: &str, text: &str, meta: &Meta) -> Loaded {
@@ -10,7 +11,7 @@ pub fn parse(source: &str, format: &str, text: &str, meta: &Meta) -> Loaded {
     for (i, raw_line) in text.lines().enumerate() {
         let line = strip_comment(raw_line).trim();
         if !line.is_empty() {
-            list.add(i + 1, line, meta);
+            list.add(i + 1, line, None, meta);
         }
     }
     list.finish()

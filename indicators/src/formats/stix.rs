@@ -9,8 +9,9 @@
 //! narrower (no false negatives). Revoked indicators and those past `valid_until` are skipped
 //! and counted; other object paths (file hashes, ...) are counted as unsupported.
 
+use crate::model::Meta;
 use crate::normalise::RejectReason;
-use crate::report::{ListBuilder, LoadError, Loaded, Meta};
+use crate::report::{ListBuilder, LoadError, Loaded};
 use serde_json::Value;
 
 pub fn parse(source: &str, bundle: &Value, now_ms: i64) -> Result<Loaded, LoadError> {
@@ -52,8 +53,8 @@ pub fn parse(source: &str, bundle: &Value, now_ms: i64) -> Result<Loaded, LoadEr
             .filter_map(Value::as_str)
             .map(str::to_owned)
             .collect();
+        let id = object.get("id").and_then(Value::as_str);
         let meta = Meta {
-            id: object.get("id").and_then(Value::as_str).map(str::to_owned),
             event: labels
                 .first()
                 .cloned()
@@ -67,7 +68,7 @@ pub fn parse(source: &str, bundle: &Value, now_ms: i64) -> Result<Loaded, LoadEr
         match observations(pattern) {
             Ok(obs) => {
                 for terms in obs {
-                    add_observation(&mut list, &location, &terms, &meta);
+                    add_observation(&mut list, &location, &terms, id, &meta);
                 }
             }
             Err(why) => list.reject(&location, pattern, RejectReason::Format(format!("bad pattern: {why}"))),
@@ -88,7 +89,7 @@ struct Term {
     value: String,
 }
 
-fn add_observation(list: &mut ListBuilder, location: &str, terms: &[Term], meta: &Meta) {
+fn add_observation(list: &mut ListBuilder, location: &str, terms: &[Term], id: Option<&str>, meta: &Meta) {
     let port = terms.iter().find(|t| t.path == "network-traffic:dst_port").map(|t| t.value.as_str());
     for term in terms {
         match term.path.as_str() {
@@ -96,13 +97,13 @@ fn add_observation(list: &mut ListBuilder, location: &str, terms: &[Term], meta:
             | "ipv6-addr:value"
             | "domain-name:value"
             | "url:value"
-            | "domain-name:resolves_to_refs[*].value" => list.add(location, &term.value, meta),
+            | "domain-name:resolves_to_refs[*].value" => list.add(location, &term.value, id, meta),
             "network-traffic:dst_ref.value" => match port {
                 Some(port) if term.value.contains(':') => {
-                    list.add(location, &format!("[{}]:{port}", term.value), meta)
+                    list.add(location, &format!("[{}]:{port}", term.value), id, meta)
                 }
-                Some(port) => list.add(location, &format!("{}:{port}", term.value), meta),
-                None => list.add(location, &term.value, meta),
+                Some(port) => list.add(location, &format!("{}:{port}", term.value), id, meta),
+                None => list.add(location, &term.value, id, meta),
             },
             "network-traffic:dst_port" | "network-traffic:dst_ref.type" => {}
             other => list.skip(format!("unsupported path {}", other.split(':').next().unwrap_or(other))),
@@ -267,7 +268,7 @@ mod tests {
         let values: Vec<&str> = loaded.indicators.iter().map(|i| i.value.as_str()).collect();
         assert_eq!(values, ["1.2.3.4:8443"]);
         assert_eq!(
-            (loaded.indicators[0].id.as_str(), loaded.indicators[0].event.as_str()),
+            (loaded.indicators[0].id.as_str(), loaded.indicators[0].meta.event.as_str()),
             ("indicator--1", "fam")
         );
         assert_eq!(loaded.report.skipped["expired"], 1);

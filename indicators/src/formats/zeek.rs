@@ -2,8 +2,8 @@
 //! `indicator` and `indicator_type` (`Intel::ADDR`, `Intel::SUBNET`, `Intel::DOMAIN`,
 //! `Intel::URL`, ...) matter; `meta.source` and `meta.desc` become source tag and event.
 
-use crate::model::Kind;
-use crate::report::{ListBuilder, LoadError, Loaded, Meta};
+use crate::model::{Kind, Meta};
+use crate::report::{ListBuilder, LoadError, Loaded};
 
 pub fn parse(source: &str, text: &str) -> Result<Loaded, LoadError> {
     let malformed =
@@ -55,7 +55,7 @@ pub fn parse(source: &str, text: &str) -> Result<Loaded, LoadError> {
         } else {
             value.to_owned()
         };
-        list.add_as(i + 1, &value, expected, &meta);
+        list.add_as(i + 1, &value, expected, None, &meta);
     }
     if columns.is_none() {
         return Err(malformed("no #fields header".into()));
@@ -74,7 +74,7 @@ mod tests {
                     f00\tIntel::FILE_HASH\tcert\tx\nevil.example\tIntel::ADDR\tcert\tx\n";
         let loaded = parse("z", text).unwrap();
         assert_eq!(loaded.indicators.len(), 2);
-        assert_eq!(loaded.indicators[0].event, "fam");
+        assert_eq!(loaded.indicators[0].meta.event, "fam");
         assert_eq!(loaded.report.skipped["unsupported type Intel::FILE_HASH"], 1);
         assert_eq!(loaded.report.rejected.len(), 1, "a domain declared as ADDR");
         assert!(parse("z", "evil.example\tIntel::DOMAIN\n").is_err());

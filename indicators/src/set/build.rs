@@ -1,10 +1,11 @@
 //! Building an [`IndicatorSet`] from loaded indicators.
 
-use super::{Entry, IndicatorSet, KIND_V4_PORT, KIND_V6_PORT, Meta, ipv6, kind_to_u8, socket};
-use crate::model::{Indicator, Kind};
+use super::{Entry, IndicatorSet, KIND_V4_PORT, KIND_V6_PORT, ipv6, kind_to_u8, socket};
+use crate::model::{Indicator, Kind, Meta};
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 impl IndicatorSet {
     /// Builds the matcher. Values must be canonical (as [`crate::normalise`] returns them);
@@ -28,22 +29,13 @@ impl IndicatorSet {
                 continue;
             }
             let Some((kind, a, b)) = set.place(ind) else { continue };
-            // Neighbouring indicators nearly always share their metadata (same file, same
-            // event): compare with the previous one before hashing a new Meta.
+            // Indicators of one record share its `Arc`: compare pointers before contents, and
+            // hash a record only when it changes.
             let meta = match last_meta {
-                Some((prev, m)) if same_meta(prev, ind) => m,
+                Some((prev, m)) if Arc::ptr_eq(&prev.meta, &ind.meta) || prev.meta == ind.meta => m,
                 _ => {
-                    let meta = Meta {
-                        source: ind.source.to_string(),
-                        event: ind.event.clone(),
-                        tlp: ind.tlp.clone(),
-                        confidence: ind.confidence,
-                        valid_from_unix_ms: ind.valid_from_unix_ms,
-                        valid_until_unix_ms: ind.valid_until_unix_ms,
-                        tags: ind.tags.clone(),
-                    };
                     let next = metas.len() as u32;
-                    *metas.entry(meta).or_insert(next)
+                    *metas.entry(Meta::clone(&ind.meta)).or_insert(next)
                 }
             };
             last_meta = Some((ind, meta));
@@ -91,14 +83,4 @@ impl IndicatorSet {
             }
         })
     }
-}
-
-fn same_meta(a: &Indicator, b: &Indicator) -> bool {
-    (std::sync::Arc::ptr_eq(&a.source, &b.source) || a.source == b.source)
-        && a.event == b.event
-        && a.tlp == b.tlp
-        && a.confidence == b.confidence
-        && a.valid_from_unix_ms == b.valid_from_unix_ms
-        && a.valid_until_unix_ms == b.valid_until_unix_ms
-        && a.tags == b.tags
 }

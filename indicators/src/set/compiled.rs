@@ -18,7 +18,8 @@
 //! maps the file (memmap2) and decodes it, copying the sections out once; the lookup tables
 //! are rebuilt from the entries.
 
-use super::{Entry, IndicatorSet, KIND_V6_PORT, Meta};
+use super::{Entry, IndicatorSet, KIND_V6_PORT};
+use crate::model::Meta;
 use ipnet::IpNet;
 use std::io::Write;
 use std::net::{IpAddr, Ipv6Addr};

@@ -22,25 +22,13 @@ mod build;
 pub mod compiled;
 mod networks;
 
-use crate::model::{Indicator, Kind};
+use crate::model::{Indicator, Kind, Meta};
 use foldhash::fast::FixedState;
 use hashbrown::{HashMap, HashTable};
 use ipnet::IpNet;
 use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
-/// Metadata shared by many indicators (one per source file, event, TLP, ...).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct Meta {
-    pub source: String,
-    pub event: String,
-    pub tlp: String,
-    pub confidence: u8,
-    pub valid_from_unix_ms: Option<i64>,
-    pub valid_until_unix_ms: Option<i64>,
-    pub tags: Vec<String>,
-}
 
 /// One indicator: 8 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,18 +120,11 @@ impl<'s> Match<'s> {
 
     /// The whole indicator, for publishing and display.
     pub fn to_indicator(&self) -> Indicator {
-        let m = self.meta();
         Indicator {
             id: self.id().into_owned(),
             kind: self.kind(),
             value: self.value().into_owned(),
-            source: m.source.as_str().into(),
-            event: m.event.clone(),
-            tlp: m.tlp.clone(),
-            confidence: m.confidence,
-            valid_from_unix_ms: m.valid_from_unix_ms,
-            valid_until_unix_ms: m.valid_until_unix_ms,
-            tags: m.tags.clone(),
+            meta: std::sync::Arc::new(self.meta().clone()),
             exact_only: self.exact_only(),
         }
     }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::formats::parse_plain;
+use crate::model::Meta;
 
 fn set(text: &str) -> IndicatorSet {
     IndicatorSet::new(parse_plain("test", text).indicators)
@@ -36,8 +37,10 @@ fn every_indicator_round_trips_with_its_metadata() {
     let mut inds =
         parse_plain("feed", "evil.example\n203.0.113.9\n198.51.100.1:8443\n10.0.0.0/8\n").indicators;
     inds[0].id = "misp-uuid".into();
-    inds[0].event = "fam".into();
-    inds[0].tags = vec!["a".into()];
+    let mut meta = Meta::clone(&inds[0].meta);
+    meta.event = "fam".into();
+    meta.tags = vec!["a".into()];
+    inds[0].meta = std::sync::Arc::new(meta);
     let s = IndicatorSet::new(inds.clone());
     let back: Vec<Indicator> = s.iter().map(|m| m.to_indicator()).collect();
     assert_eq!(back, inds);
