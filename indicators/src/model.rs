@@ -129,13 +129,21 @@ pub struct Meta {
 /// produces for `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Indicator {
-    /// Stable id within its source; list formats without ids use the value.
-    pub id: String,
+    /// Stable id within its source (MISP attribute uuid, STIX id); `None` for list formats,
+    /// whose indicators are known by their value (see [`Indicator::id`]).
+    pub id: Option<String>,
     pub kind: Kind,
     pub value: String,
     pub meta: Arc<Meta>,
     /// Domain indicators: match the name only, not its subdomains.
     pub exact_only: bool,
+}
+
+impl Indicator {
+    /// The id from the source, else the value.
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.value)
+    }
 }
 
 #[cfg(test)]

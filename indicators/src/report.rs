@@ -175,7 +175,7 @@ impl ListBuilder {
             |&i: &u32| HASH.hash_one((indicators[i as usize].kind, indicators[i as usize].value.as_str()));
         self.seen.insert_unique(hash, self.indicators.len() as u32, rehash);
         let meta = self.shared(meta);
-        let id = id.map_or_else(|| value.clone(), str::to_owned);
+        let id = id.map(str::to_owned);
         self.indicators.push(Indicator { id, kind, value, meta, exact_only: false });
     }
 

@@ -64,7 +64,7 @@ fn misp_feed_live_values_match_and_dead_ones_do_not() {
     let tlps: std::collections::BTreeSet<&str> =
         feed.indicators.iter().map(|i| i.meta.tlp.as_str()).collect();
     assert!(tlps.contains("amber") && tlps.contains("clear"), "{tlps:?}");
-    assert!(feed.indicators.iter().all(|i| !i.meta.event.is_empty() && i.id.len() == 36));
+    assert!(feed.indicators.iter().all(|i| !i.meta.event.is_empty() && i.id().len() == 36));
 }
 
 #[test]

@@ -268,7 +268,7 @@ mod tests {
         let values: Vec<&str> = loaded.indicators.iter().map(|i| i.value.as_str()).collect();
         assert_eq!(values, ["1.2.3.4:8443"]);
         assert_eq!(
-            (loaded.indicators[0].id.as_str(), loaded.indicators[0].meta.event.as_str()),
+            (loaded.indicators[0].id(), loaded.indicators[0].meta.event.as_str()),
             ("indicator--1", "fam")
         );
         assert_eq!(loaded.report.skipped["expired"], 1);

@@ -44,8 +44,8 @@ impl IndicatorSet {
                 set.meta_runs.push((index, meta));
             }
             set.entries.push(Entry { a, b, kind, exact_only: u8::from(ind.exact_only) });
-            if ind.id != ind.value {
-                set.ids.insert(index, ind.id.as_str().into());
+            if let Some(id) = ind.id.as_deref().filter(|id| *id != ind.value) {
+                set.ids.insert(index, id.into());
             }
         }
         set.metas = vec![Meta::default(); metas.len()];

@@ -223,7 +223,7 @@ mod tests {
 
     fn sample() -> IndicatorSet {
         let mut inds = parse_plain("f", "evil.example\n203.0.113.9\n198.51.100.1:8443\n[2001:db8::2]:443\n2001:db8::1\n10.0.0.0/8\n2001:db8::/32\nevil.example/x\n").indicators;
-        inds[0].id = "uuid-1".into();
+        inds[0].id = Some("uuid-1".into());
         IndicatorSet::new(inds)
     }
 

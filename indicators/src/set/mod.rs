@@ -121,7 +121,7 @@ impl<'s> Match<'s> {
     /// The whole indicator, for publishing and display.
     pub fn to_indicator(&self) -> Indicator {
         Indicator {
-            id: self.id().into_owned(),
+            id: self.set.ids.get(&self.index).map(|id| id.to_string()),
             kind: self.kind(),
             value: self.value().into_owned(),
             meta: std::sync::Arc::new(self.meta().clone()),

@@ -36,7 +36,7 @@ fn matches_every_kind_and_nothing_else() {
 fn every_indicator_round_trips_with_its_metadata() {
     let mut inds =
         parse_plain("feed", "evil.example\n203.0.113.9\n198.51.100.1:8443\n10.0.0.0/8\n").indicators;
-    inds[0].id = "misp-uuid".into();
+    inds[0].id = Some("misp-uuid".into());
     let mut meta = Meta::clone(&inds[0].meta);
     meta.event = "fam".into();
     meta.tags = vec!["a".into()];
