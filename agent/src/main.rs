@@ -79,12 +79,8 @@ enum Command {
         collector: String,
         #[arg(long)]
         identity: PathBuf,
-        #[arg(long, value_parser = parse_key)]
-        pinned_key: VerifyingKey,
-        #[arg(long)]
-        installed: PathBuf,
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        target: InstallTarget,
     },
     /// Find the internal address behind a pseudonym from this agent's sightings, by
     /// recomputing pseudonyms of the home networks with the local secret.
@@ -108,13 +104,23 @@ enum Command {
     InstallIndicators {
         #[arg(long)]
         set: PathBuf,
-        #[arg(long, value_parser = parse_key)]
-        pinned_key: VerifyingKey,
-        #[arg(long)]
-        installed: PathBuf,
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        target: InstallTarget,
     },
+}
+
+/// Where a signed set is installed, and how it is checked.
+#[derive(clap::Args)]
+struct InstallTarget {
+    /// Public key (64 hex digits) the set must be signed with.
+    #[arg(long, value_parser = parse_key)]
+    pinned_key: VerifyingKey,
+    /// The last good set: replaced only by a newer, plausible set that verifies.
+    #[arg(long)]
+    installed: PathBuf,
+    /// Install even if the new set is less than half the size of the installed one.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args)]
@@ -182,12 +188,10 @@ fn main() -> std::process::ExitCode {
         Command::CompileIndicators { sources, output, set_version, sign_key } => {
             compile(&sources, &output, set_version, sign_key.as_deref())
         }
-        Command::InstallIndicators { set, pinned_key, installed, force } => {
-            install(&set, &pinned_key, &installed, force)
-        }
+        Command::InstallIndicators { set, target } => install(&set, &target),
         Command::Resolve { pseudonym, secret_file, home_net } => resolve(&pseudonym, &secret_file, &home_net),
-        Command::SyncIndicators { collector, identity, pinned_key, installed, force } => {
-            sync_indicators(&collector, &identity, &pinned_key, &installed, force)
+        Command::SyncIndicators { collector, identity, target } => {
+            sync_indicators(&collector, &identity, &target)
         }
     };
     match result {
@@ -249,19 +253,14 @@ fn resolve(pseudonym: &str, secret_file: &Path, home_net: &[IpNet]) -> Result<()
     }
 }
 
-fn sync_indicators(
-    url: &str,
-    identity: &Path,
-    pinned: &VerifyingKey,
-    installed: &Path,
-    force: bool,
-) -> Result<()> {
+fn sync_indicators(url: &str, identity: &Path, target: &InstallTarget) -> Result<()> {
+    let InstallTarget { pinned_key, installed, force } = target;
     let bundle = zdn_transport::Bundle::load(identity)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let channel = zdn_transport::client::connect(url, Some(&bundle)).await?;
         let wait = std::time::Duration::from_secs(10);
-        match zdn_agent::sync::sync(channel, pinned, installed, force, wait).await? {
+        match zdn_agent::sync::sync(channel, pinned_key, installed, *force, wait).await? {
             Synced::Current => println!("{} is current", installed.display()),
             Synced::Installed { version, set } => {
                 println!("installed version {version} ({} indicators) at {}", set.len(), installed.display())
@@ -271,9 +270,10 @@ fn sync_indicators(
     })
 }
 
-fn install(set: &Path, pinned: &VerifyingKey, installed: &Path, force: bool) -> Result<()> {
+fn install(set: &Path, target: &InstallTarget) -> Result<()> {
+    let InstallTarget { pinned_key, installed, force } = target;
     let bytes = std::fs::read(set).with_context(|| format!("reading {}", set.display()))?;
-    let (new, version) = zdn_indicators::signing::install(&bytes, pinned, installed, force)?;
+    let (new, version) = zdn_indicators::signing::install(&bytes, pinned_key, installed, *force)?;
     println!("installed version {version} ({} indicators) at {}", new.len(), installed.display());
     Ok(())
 }
