@@ -128,32 +128,60 @@ async fn participant_analysts_see_counts_not_names() {
 async fn fleet_shows_heartbeats_and_watch_streams_openings() {
     let net = Network::start().await.unwrap();
     let analyst = net.issue(CERT, Role::Analyst, "analyst");
-    let watch = {
+    // A direct subscription: once the call has answered, the collector has subscribed it.
+    let channel =
+        zdn_transport::client::connect(&net.url, Some(&zdn_transport::Bundle::load(&analyst).unwrap()))
+            .await
+            .unwrap();
+    let mut events = zdn_proto::v1::analyst_service_client::AnalystServiceClient::new(channel)
+        .watch_correlations(zdn_proto::v1::WatchCorrelationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    net.run_demo_agents().await.unwrap();
+    let mut opened = Vec::new();
+    for _ in 0..2 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.message())
+            .await
+            .unwrap()
+            .unwrap();
+        let event = event.unwrap();
+        assert_eq!(event.change, zdn_proto::v1::correlation_event::Change::Opened as i32);
+        opened.push(event.correlation.unwrap().indicator);
+    }
+    opened.sort();
+    assert_eq!(opened, ["203.0.113.66", "updates.evil-cdn.example"]);
+
+    // `zdn watch` prints what arrives after it subscribed: new correlations are made until it
+    // has printed one (bounded).
+    let cli_watch = {
         let (url, analyst) = (net.url.clone(), analyst.clone());
         tokio::spawn(async move {
-            let argv = [
-                "zdn",
-                "--collector",
-                &url,
-                "--identity",
-                analyst.to_str().unwrap(),
-                "--format",
-                "json",
-                "watch",
-                "--count",
-                "2",
-            ];
+            let id = analyst.to_str().unwrap().to_owned();
+            let argv =
+                ["zdn", "--collector", &url, "--identity", &id, "--format", "json", "watch", "--count", "1"];
             let cli = <zdn_collector::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
             let mut out = Vec::new();
             zdn_collector::cli::run(cli, &mut out).await.unwrap();
             String::from_utf8(out).unwrap()
         })
     };
-    // Let the watcher subscribe before anything happens.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    net.run_demo_agents().await.unwrap();
-    let events = tokio::time::timeout(std::time::Duration::from_secs(10), watch).await.unwrap().unwrap();
-    assert_eq!(events.matches("\"change\": \"opened\"").count(), 2, "{events}");
+    let (a, b) = (net.issue("umc-noord", Role::Agent, "gw-w"), net.issue("ggz-oost", Role::Agent, "gw-w"));
+    let template = net.sightings_of(&site("ggz-oost")).unwrap();
+    for round in 0..50 {
+        if cli_watch.is_finished() {
+            break;
+        }
+        let mut s = template.clone();
+        s[0].indicator = format!("watch-{round}.example");
+        s[0].id = format!("watch-a-{round}");
+        net.send(&a, &s).await.unwrap();
+        s[0].id = format!("watch-b-{round}");
+        net.send(&b, &s).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let printed = tokio::time::timeout(std::time::Duration::from_secs(10), cli_watch).await.unwrap().unwrap();
+    assert!(printed.contains("\"change\": \"opened\"") && printed.contains("watch-"), "{printed}");
 
     let bundle = net.issue("ggz-oost", Role::Agent, "gw-9");
     let channel =
