@@ -12,6 +12,7 @@ use zdn_agent::sighting::Aggregator;
 use zdn_agent::sync::Synced;
 use zdn_agent::uplink;
 use zdn_indicators::signing::{Publisher, VerifyingKey};
+use zdn_telemetry::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -25,12 +26,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -181,7 +176,7 @@ struct ReplayArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    zdn_telemetry::init_logging(cli.log_format, "info");
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),
         Command::CheckIndicators(args) => args.build().map(|built| println!("{}", built.summary())),
@@ -200,19 +195,6 @@ fn main() -> std::process::ExitCode {
             eprintln!("zdn-agent: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZDN_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // A closed stderr (journald restarting, a reader gone) must not panic the process.
-        .log_internal_errors(false);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

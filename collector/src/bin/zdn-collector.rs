@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use zdn_collector::config::Config;
 use zdn_collector::{pki, server};
+use zdn_telemetry::LogFormat;
 use zdn_transport::Role;
 
 const DEFAULT_CONFIG: &str = "/etc/zdn/collector.toml";
@@ -22,12 +23,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -115,16 +110,7 @@ fn load_config(args: &ConfigArgs) -> Result<Config> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZDN_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // A closed stderr (journald restarting, a reader gone) must not panic the process.
-        .log_internal_errors(false);
-    match cli.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    zdn_telemetry::init_logging(cli.log_format, "info");
     match run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
