@@ -11,6 +11,18 @@ fn agent(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_zdn-agent")).args(args).output().expect("run zdn-agent")
 }
 
+/// The capture all tests replay: one DNS query from 10.16.1.11 for www.suricata-ids.org to the
+/// resolver 10.16.1.1 and its answer (read off the capture's bytes).
+const DNS_CAPTURE: &str = "pcap/suricata-verify/cond-log-dns-dig/input.pcap";
+
+/// `zdn-agent replay --pcap <DNS_CAPTURE> --indicators <indicators> <extra...>`.
+fn replay(indicators: &str, extra: &[&str]) -> std::process::Output {
+    let pcap = data(DNS_CAPTURE);
+    let mut args = vec!["replay", "--pcap", pcap.to_str().unwrap(), "--indicators", indicators];
+    args.extend_from_slice(extra);
+    agent(&args)
+}
+
 fn list(dir: &tempfile::TempDir, text: &str) -> String {
     let path = dir.path().join("iocs.txt");
     std::fs::write(&path, text).unwrap();
@@ -20,15 +32,7 @@ fn list(dir: &tempfile::TempDir, text: &str) -> String {
 #[test]
 fn prints_a_json_line_per_sighting() {
     let dir = tempfile::tempdir().unwrap();
-    let pcap = data("pcap/suricata-verify/cond-log-dns-dig/input.pcap");
-    // tshark -r input.pcap -T fields -e ip.src -e dns.qry.name  →  10.16.1.11  www.suricata-ids.org
-    let out = agent(&[
-        "replay",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--indicators",
-        &list(&dir, "SURICATA-IDS.org.\n10.16.1.1\n"),
-    ]);
+    let out = replay(&list(&dir, "SURICATA-IDS.org.\n10.16.1.1\n"), &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -45,15 +49,7 @@ fn prints_a_json_line_per_sighting() {
     let ip = lines.iter().find(|l| l["via"] == "ip_dst").expect("resolver address sighting");
     assert_eq!((ip["indicator"].as_str(), ip["kind"].as_str()), (Some("10.16.1.1"), Some("ipv4")));
     // With home_net covering the resolver, it is internal: no ip_dst sighting, DNS still seen.
-    let out = agent(&[
-        "replay",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--indicators",
-        &list(&dir, "suricata-ids.org\n10.16.1.1\n"),
-        "--home-net",
-        "10.16.1.0/24",
-    ]);
+    let out = replay(&list(&dir, "suricata-ids.org\n10.16.1.1\n"), &["--home-net", "10.16.1.0/24"]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.contains("\"via\":\"dns_query\""));
@@ -62,10 +58,10 @@ fn prints_a_json_line_per_sighting() {
 #[test]
 fn bad_inputs_fail_with_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let pcap = data("pcap/suricata-verify/cond-log-dns-dig/input.pcap");
+    let pcap = data(DNS_CAPTURE);
     let pcap = pcap.to_str().unwrap();
 
-    let out = agent(&["replay", "--pcap", pcap, "--indicators", &list(&dir, "# only junk\nnot a domain\n")]);
+    let out = replay(&list(&dir, "# only junk\nnot a domain\n"), &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("holds no indicators") && err.contains("iocs.txt:2"),
@@ -84,17 +80,7 @@ fn bad_inputs_fail_with_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("corrupt record at byte"), "{err}");
 
-    let out = agent(&[
-        "replay",
-        "--pcap",
-        pcap,
-        "--indicators",
-        &not_pcap,
-        "--collector",
-        "https://127.0.0.1:1",
-        "--identity",
-        "/nonexistent",
-    ]);
+    let out = replay(&not_pcap, &["--collector", "https://127.0.0.1:1", "--identity", "/nonexistent"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("/nonexistent/cert.pem"), "{err}");
 }
@@ -148,16 +134,7 @@ fn signed_sets_are_compiled_pinned_installed_and_refused_when_wrong() {
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not newer"));
 
     // The installed set is what replay matches with, verified on every start.
-    let pcap = data("pcap/suricata-verify/cond-log-dns-dig/input.pcap");
-    let out = agent(&[
-        "replay",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--indicators",
-        installed.to_str().unwrap(),
-        "--pinned-key",
-        &public,
-    ]);
+    let out = replay(installed.to_str().unwrap(), &["--pinned-key", &public]);
     assert!(String::from_utf8(out.stdout).unwrap().contains("\"indicator\":\"suricata-ids.org\""));
 }
 
@@ -165,18 +142,10 @@ fn signed_sets_are_compiled_pinned_installed_and_refused_when_wrong() {
 fn a_pseudonym_in_a_sighting_resolves_locally_to_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("pseudonym.key");
-    let pcap = data("pcap/suricata-verify/cond-log-dns-dig/input.pcap");
-    let out = agent(&[
-        "replay",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--indicators",
+    let out = replay(
         &list(&dir, "suricata-ids.org\n"),
-        "--home-net",
-        "10.16.1.0/24",
-        "--secret-file",
-        secret.to_str().unwrap(),
-    ]);
+        &["--home-net", "10.16.1.0/24", "--secret-file", secret.to_str().unwrap()],
+    );
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let src = line["src"].as_str().unwrap();
     let secret_s = secret.to_str().unwrap();
