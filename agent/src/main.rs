@@ -5,9 +5,11 @@ use clap::{Parser, Subcommand};
 use ipnet::IpNet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use zdn_agent::config::AgentConfig;
 use zdn_agent::inspect::HomeNet;
 use zdn_agent::pseudonym::Pseudonymiser;
 use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
+use zdn_agent::service::Controls;
 use zdn_agent::sighting::Aggregator;
 use zdn_agent::sync::Synced;
 use zdn_agent::uplink;
@@ -30,6 +32,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the sensor: capture, match, spool and send sightings, follow the collector's
+    /// indicator set. SIGHUP reloads local lists and reopens the alert log; SIGTERM stops
+    /// after flushing open sightings into the spool.
+    ///
+    /// Example: zdn-agent run --config /etc/zdn/agent.toml
+    #[command(verbatim_doc_comment)]
+    Run {
+        #[arg(long, default_value = "/etc/zdn/agent.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file: syntax, values, identity, indicator sources, state directory.
+    ///
+    /// Example: zdn-agent check-config --config /etc/zdn/agent.toml
+    #[command(verbatim_doc_comment)]
+    CheckConfig {
+        #[arg(long, default_value = "/etc/zdn/agent.toml")]
+        config: PathBuf,
+    },
     /// Match the traffic in capture files and print or send the sightings.
     ///
     /// Examples:
@@ -178,6 +198,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     zdn_telemetry::init_logging(cli.log_format, "info");
     let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::CheckConfig { config } => check_config(&config),
         Command::Replay(args) => run_replay(args),
         Command::CheckIndicators(args) => args.build().map(|built| println!("{}", built.summary())),
         Command::CompileIndicators { sources, output, set_version, sign_key } => {
@@ -196,6 +218,83 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn run(path: &Path) -> Result<()> {
+    let config = AgentConfig::load(path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let (reload_tx, reload) = tokio::sync::mpsc::channel(1);
+        let (mut term, mut int, mut hup) = (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        );
+        let path = path.to_owned();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                    _ = hup.recv() => match AgentConfig::load(&path) {
+                        Ok(config) => {
+                            tracing::info!(config = %path.display(), "SIGHUP: reloading");
+                            let _ = reload_tx.send(config).await;
+                        }
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: configuration not reloaded"),
+                    },
+                }
+            }
+            stop_tx.send_replace(true);
+        });
+        zdn_agent::service::run(config, Controls { stop, reload }).await
+    })
+}
+
+fn check_config(path: &Path) -> Result<()> {
+    let config = AgentConfig::load(path)?;
+    println!("{}: syntax and values ok", path.display());
+    if !config.collector.url.is_empty() && !config.collector.url.starts_with("http://") {
+        let bundle = zdn_transport::Bundle::load(&config.collector.identity)?;
+        let cert = bundle.certs.first().context("identity: no certificate")?;
+        let id = zdn_transport::identity::Identity::from_certificate(cert)?;
+        if id.role != zdn_transport::Role::Agent {
+            bail!(
+                "identity {}: the certificate is for role {}, not agent",
+                config.collector.identity.display(),
+                id.role
+            );
+        }
+        println!(
+            "identity {}: participant {} ({})",
+            config.collector.identity.display(),
+            id.participant,
+            id.name
+        );
+    }
+    let pinned = config.pinned_key().map_err(anyhow::Error::msg)?;
+    if !config.indicators.local.is_empty() || !config.indicators.allowlists.is_empty() {
+        let built = zdn_indicators::build_set(
+            &config.indicators.local,
+            &config.indicators.allowlists,
+            pinned.as_ref(),
+        )?;
+        println!("local indicators:\n{}", built.summary());
+    }
+    for name in &config.capture.interfaces {
+        if !pnet_datalink::interfaces().iter().any(|i| &i.name == name) {
+            bail!("capture.interfaces: no interface named {name:?}");
+        }
+    }
+    for file in &config.capture.pcap {
+        if !file.is_file() {
+            bail!("capture.pcap: {} is not a file", file.display());
+        }
+    }
+    println!("configuration ok");
+    Ok(())
 }
 
 fn compile(sources: &IndicatorArgs, output: &Path, version: u64, sign_key: Option<&Path>) -> Result<()> {

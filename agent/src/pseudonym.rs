@@ -15,6 +15,7 @@ use std::path::Path;
 
 const SECRET_LEN: usize = 32;
 
+#[derive(Clone)]
 pub struct Pseudonymiser {
     secret: [u8; SECRET_LEN],
     /// The participant opted in to sharing internal addresses instead of pseudonyms.

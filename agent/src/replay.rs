@@ -33,7 +33,7 @@ impl ReplayStats {
 
     /// The counters as a heartbeat carries them.
     pub fn heartbeat(&self, set: &IndicatorSet) -> v1::HeartbeatRequest {
-        let (cpu_percent, rss_bytes, load_average_1m) = crate::uplink::host_stats();
+        let (cpu_percent, rss_bytes, load_average_1m) = crate::uplink::HostStats::new().read();
         v1::HeartbeatRequest {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             indicator_version: 0,

@@ -1,10 +1,12 @@
 //! Sightings: what the agent reports, and how repeated hits become one sighting.
 //!
 //! Hits are aggregated per (indicator, internal host, via) over a window of packet time: the
-//! first hit opens a sighting, repeats within the window only raise its count and last-seen
-//! time, and the sighting is emitted when the window has passed (or at the end of the input).
-//! The number of open aggregates is bounded; when it is reached the oldest is emitted early,
-//! so a flood of distinct hits costs reports, never unbounded memory.
+//! first hit is emitted at once as a sighting of count 1 (an analyst hears of a new contact
+//! without waiting for the window), repeats within the window only raise a counter, and when
+//! the window has passed (or at the end of the input) the repeats are emitted as one more
+//! sighting carrying their count and first/last time. The number of open aggregates is
+//! bounded; when it is reached the oldest is closed early, so a flood of distinct hits costs
+//! reports, never unbounded memory.
 
 use crate::inspect::Hit;
 use crate::pseudonym::Pseudonymiser;
@@ -35,6 +37,10 @@ pub struct Sighting {
     pub dst_ip: String,
     pub dst_port: u16,
     pub proto: String,
+    /// The internal host's real address, for the participant's own alert log. It never
+    /// leaves the agent: it is not serialised and not in [`Sighting::to_proto`].
+    #[serde(skip)]
+    pub host: IpAddr,
 }
 
 fn rfc3339<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
@@ -83,9 +89,13 @@ pub struct HitContext<'a> {
 
 type Key = (Kind, String, IpAddr, Via);
 
+/// An aggregate whose first hit has been emitted: what it still owes is the repeats.
 struct Open {
-    sighting: Sighting,
-    src: IpAddr,
+    /// The emitted first sighting, kept as the template of the repeats' sighting.
+    first: Sighting,
+    repeats: u64,
+    repeat_first_ms: i64,
+    repeat_last_ms: i64,
 }
 
 /// Aggregates hits into sightings.
@@ -118,13 +128,16 @@ impl Aggregator {
     pub fn add(&mut self, hit: Hit<'_>, ctx: HitContext<'_>) {
         let key = (hit.indicator.kind(), hit.indicator.value().into_owned(), ctx.src, hit.via);
         if let Some(open) = self.open.get_mut(&key) {
-            if ctx.ts_ms < open.sighting.first_seen_unix_ms + self.window_ms {
-                open.sighting.count += 1;
-                open.sighting.last_seen_unix_ms = open.sighting.last_seen_unix_ms.max(ctx.ts_ms);
+            if ctx.ts_ms < open.first.first_seen_unix_ms + self.window_ms {
+                if open.repeats == 0 {
+                    open.repeat_first_ms = ctx.ts_ms;
+                }
+                open.repeats += 1;
+                open.repeat_last_ms = open.repeat_last_ms.max(ctx.ts_ms);
                 return;
             }
             let done = self.open.remove(&key).expect("present");
-            self.emit(done);
+            self.close(done);
         }
         if self.open.len() >= self.capacity {
             self.evict_oldest();
@@ -139,12 +152,14 @@ impl Aggregator {
             first_seen_unix_ms: ctx.ts_ms,
             last_seen_unix_ms: ctx.ts_ms,
             count: 1,
-            src: String::new(),
+            src: self.pseudonyms.pseudonym(ctx.src),
             dst_ip: ctx.dst.to_string(),
             dst_port: ctx.dst_port,
             proto: ctx.proto.to_owned(),
+            host: ctx.src,
         };
-        self.open.insert(key, Open { sighting, src: ctx.src });
+        self.ready.push(sighting.clone());
+        self.open.insert(key, Open { first: sighting, repeats: 0, repeat_first_ms: 0, repeat_last_ms: 0 });
     }
 
     /// Tells the aggregator the packet clock reached `now_ms`. Sweeps for closed windows at
@@ -163,25 +178,29 @@ impl Aggregator {
         let closed: Vec<Key> = self
             .open
             .iter()
-            .filter(|(_, o)| o.sighting.first_seen_unix_ms + window <= now_ms)
+            .filter(|(_, o)| o.first.first_seen_unix_ms + window <= now_ms)
             .map(|(k, _)| k.clone())
             .collect();
         for key in closed {
             let done = self.open.remove(&key).expect("present");
-            self.emit(done);
+            self.close(done);
         }
     }
 
-    /// Emits everything still open (end of input, shutdown).
+    /// Emits what every open aggregate still owes (end of input, shutdown).
     pub fn flush(&mut self) {
         let mut all: Vec<Open> = self.open.drain().map(|(_, o)| o).collect();
         all.sort_by(|a, b| {
-            (a.sighting.first_seen_unix_ms, &a.sighting.indicator)
-                .cmp(&(b.sighting.first_seen_unix_ms, &b.sighting.indicator))
+            (a.repeat_first_ms, &a.first.indicator).cmp(&(b.repeat_first_ms, &b.first.indicator))
         });
         for open in all {
-            self.emit(open);
+            self.close(open);
         }
+    }
+
+    /// Aggregates still open.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
     }
 
     /// Takes the sightings emitted so far.
@@ -190,18 +209,25 @@ impl Aggregator {
     }
 
     fn evict_oldest(&mut self) {
-        let oldest =
-            self.open.iter().min_by_key(|(_, o)| o.sighting.first_seen_unix_ms).map(|(k, _)| k.clone());
+        let oldest = self.open.iter().min_by_key(|(_, o)| o.first.first_seen_unix_ms).map(|(k, _)| k.clone());
         if let Some(key) = oldest {
             let done = self.open.remove(&key).expect("present");
             self.evicted_early += 1;
-            self.emit(done);
+            self.close(done);
         }
     }
 
-    fn emit(&mut self, mut open: Open) {
-        open.sighting.src = self.pseudonyms.pseudonym(open.src);
-        self.ready.push(open.sighting);
+    /// Emits the repeats of a closed aggregate, if it had any.
+    fn close(&mut self, open: Open) {
+        if open.repeats == 0 {
+            return;
+        }
+        let mut repeats = open.first;
+        repeats.id = uuid::Uuid::now_v7().to_string();
+        repeats.count = open.repeats;
+        repeats.first_seen_unix_ms = open.repeat_first_ms;
+        repeats.last_seen_unix_ms = open.repeat_last_ms;
+        self.ready.push(repeats);
     }
 }
 
@@ -230,23 +256,32 @@ mod tests {
         let hit =
             || Hit { indicator: set.iter().next().unwrap(), via: Via::IpDst, observed: "203.0.113.9".into() };
         let mut agg = Aggregator::new(60_000, 100, Pseudonymiser::ephemeral());
+        let times = |s: &Sighting| (s.count, s.first_seen_unix_ms, s.last_seen_unix_ms);
         agg.add(hit(), ctx(1_000, "10.0.0.1"));
-        agg.add(hit(), ctx(2_000, "10.0.0.1"));
-        agg.add(hit(), ctx(2_500, "10.0.0.2"));
-        agg.add(hit(), ctx(61_000, "10.0.0.1")); // window of the first has passed
         let first = agg.take_ready();
-        assert_eq!(first.len(), 1);
+        assert_eq!(first.iter().map(times).collect::<Vec<_>>(), [(1, 1_000, 1_000)], "first hit at once");
+        agg.add(hit(), ctx(2_000, "10.0.0.1"));
+        agg.add(hit(), ctx(3_000, "10.0.0.1"));
+        agg.add(hit(), ctx(2_500, "10.0.0.2"));
+        assert_eq!(agg.take_ready().iter().map(times).collect::<Vec<_>>(), [(1, 2_500, 2_500)]);
+        agg.add(hit(), ctx(61_000, "10.0.0.1")); // window of the first has passed
+        let closed = agg.take_ready();
         assert_eq!(
-            (first[0].count, first[0].first_seen_unix_ms, first[0].last_seen_unix_ms),
-            (2, 1_000, 2_000)
+            closed.iter().map(times).collect::<Vec<_>>(),
+            [(2, 2_000, 3_000), (1, 61_000, 61_000)],
+            "the repeats, then a new first hit"
         );
         agg.advance(62_500);
-        assert_eq!(agg.take_ready().len(), 1, "10.0.0.2's window closed at 62.5 s");
+        assert!(agg.take_ready().is_empty(), "10.0.0.2 had no repeats to report");
+        agg.add(hit(), ctx(62_000, "10.0.0.1"));
         agg.flush();
         let last = agg.take_ready();
-        assert_eq!((last.len(), last[0].count), (1, 1));
-        assert_ne!(first[0].id, last[0].id);
+        assert_eq!(last.iter().map(times).collect::<Vec<_>>(), [(1, 62_000, 62_000)]);
+        let ids: std::collections::HashSet<_> =
+            first.iter().chain(&closed).chain(&last).map(|s| s.id.clone()).collect();
+        assert_eq!(ids.len(), 4, "every sighting has its own id");
         assert_eq!(first[0].src, last[0].src, "same host, same pseudonym");
+        assert_eq!(last[0].host.to_string(), "10.0.0.1");
     }
 
     #[test]
@@ -254,11 +289,20 @@ mod tests {
         let set = one("203.0.113.9");
         let ind = set.iter().next().unwrap();
         let mut agg = Aggregator::new(60_000, 2, Pseudonymiser::ephemeral());
-        for (i, host) in ["10.0.0.1", "10.0.0.2", "10.0.0.3"].into_iter().enumerate() {
+        for (i, host) in ["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"].into_iter().enumerate() {
             agg.add(Hit { indicator: ind, via: Via::IpDst, observed: String::new() }, ctx(i as i64, host));
         }
-        assert_eq!(agg.evicted_early, 1);
-        assert_eq!(agg.take_ready()[0].first_seen_unix_ms, 0);
+        assert_eq!((agg.evicted_early, agg.open_count()), (1, 2));
+        let ready = agg.take_ready();
+        assert_eq!(
+            ready.iter().map(|s| (s.first_seen_unix_ms, s.count)).collect::<Vec<_>>(),
+            [
+                (0, 1),
+                (2, 1),
+                (1, 1), // 10.0.0.1's repeat, closed early to make room for 10.0.0.3
+                (3, 1)
+            ]
+        );
     }
 
     #[test]

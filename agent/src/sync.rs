@@ -3,12 +3,23 @@
 //! The collector streams a full set as chunks of one signed compiled set; this reassembles
 //! them (bounded by [`MAX_SET_BYTES`], offsets checked), then hands the bytes to
 //! `zdn_indicators::signing::install`, which verifies them against the pinned key and replaces
-//! the installed set only with a newer, plausible one. (Staying subscribed and swapping the
-//! live set without stopping is the agent service's job, issue 5.)
+//! the installed set only with a newer, plausible one.
+//!
+//! [`sync`] is one exchange (`zdn-agent sync-indicators`); [`follow`] is the running agent's
+//! subscription: it stays on the stream, installs every version that verifies, says so on a
+//! watch channel (the service then rebuilds and swaps the live set), and reconnects with
+//! backoff when the stream breaks. A refused update (tampered, wrong key, older, implausible)
+//! is counted and logged, and the installed set stays in force.
 
+use crate::backoff::Backoff;
+use crate::counters::Counters;
+use crate::delivery::Uplink;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use thiserror::Error;
+use tokio::sync::watch;
 use tonic::transport::Channel;
 use zdn_indicators::IndicatorSet;
 use zdn_indicators::signing::{self, SignedError, VerifyingKey};
@@ -65,6 +76,88 @@ pub async fn sync(
         if let Some(bytes) = set.push(&update)? {
             let (set, version) = signing::install(&bytes, pinned, installed, force)?;
             return Ok(Synced::Installed { version, set: Box::new(set) });
+        }
+    }
+}
+
+/// Follows the collector's published set until `stop` turns true. Each installed version is
+/// sent on `installed_version`.
+pub async fn follow(
+    uplink: Arc<Uplink>,
+    pinned: VerifyingKey,
+    installed: std::path::PathBuf,
+    counters: Arc<Counters>,
+    installed_version: watch::Sender<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), uplink.reconnect_max);
+    while !*stop.borrow() {
+        let session =
+            follow_session(&uplink, &pinned, &installed, &counters, &installed_version, &mut backoff);
+        let error = tokio::select! {
+            e = session => e,
+            _ = stop.changed() => return,
+        };
+        let wait = backoff.next_wait();
+        tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "indicator subscription interrupted; the installed set stays in force");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// One subscription; returns why it ended.
+async fn follow_session(
+    uplink: &Uplink,
+    pinned: &VerifyingKey,
+    installed: &Path,
+    counters: &Counters,
+    installed_version: &watch::Sender<u64>,
+    backoff: &mut Backoff,
+) -> anyhow::Error {
+    let channel = match uplink.connect().await {
+        Ok(channel) => channel,
+        Err(e) => return e.into(),
+    };
+    let current_version = match std::fs::read(installed) {
+        Ok(bytes) => signing::verify(&bytes, pinned).map_or(0, |(_, v)| v),
+        Err(_) => 0,
+    };
+    let mut client = IndicatorServiceClient::new(channel);
+    let mut updates = match client.sync(v1::SyncRequest { current_version }).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return SyncError::Refused(status).into(),
+    };
+    backoff.reset();
+    tracing::info!(current_version, "subscribed to the collector's indicator set");
+    let mut set = Reassembly::default();
+    loop {
+        let update = match updates.message().await {
+            Ok(Some(update)) => update,
+            Ok(None) => return anyhow::anyhow!("the collector ended the indicator stream"),
+            Err(status) => return SyncError::Broken(status).into(),
+        };
+        let bytes = match set.push(&update) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => continue,
+            Err(e) => {
+                counters.updates_refused.fetch_add(1, Relaxed);
+                return e.into();
+            }
+        };
+        let (pinned, installed) = (*pinned, installed.to_owned());
+        let outcome =
+            tokio::task::spawn_blocking(move || signing::install(&bytes, &pinned, &installed, false)).await;
+        match outcome.expect("install does not panic") {
+            Ok((new, version)) => {
+                tracing::info!(version, indicators = new.len(), "installed a new indicator set");
+                installed_version.send_replace(version);
+            }
+            Err(e) => {
+                counters.updates_refused.fetch_add(1, Relaxed);
+                tracing::error!(version = update.version, error = %e, "indicator update refused; the installed set stays in force");
+            }
         }
     }
 }

@@ -84,15 +84,38 @@ pub async fn heartbeat(
     client.heartbeat(beat).await.map(tonic::Response::into_inner).map_err(UplinkError::Heartbeat)
 }
 
-/// This process's resource use, as sysinfo reads it, for the heartbeat.
-pub fn host_stats() -> (f32, u64, f32) {
-    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
-    let (Ok(mut sys), Ok(pid)) = (System::new(), sysinfo::get_current_pid()) else { return (0.0, 0, 0.0) };
-    sys.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[pid]),
-        true,
-        ProcessRefreshKind::nothing().with_cpu().with_memory(),
-    );
-    let (cpu, rss) = sys.process(pid).map_or((0.0, 0), |p| (p.cpu_usage(), p.memory()));
-    (cpu, rss, System::load_average().map_or(0.0, |l| l.one as f32))
+/// This process's resource use, as sysinfo reads it, for the heartbeat. Kept across reads
+/// because CPU use is the difference between two of them.
+pub struct HostStats {
+    sys: Option<(sysinfo::System, sysinfo::Pid)>,
+}
+
+impl HostStats {
+    pub fn new() -> HostStats {
+        let sys = match (sysinfo::System::new(), sysinfo::get_current_pid()) {
+            (Ok(sys), Ok(pid)) => Some((sys, pid)),
+            _ => None,
+        };
+        HostStats { sys }
+    }
+
+    /// CPU percent since the last read, resident bytes, 1-minute load average.
+    pub fn read(&mut self) -> (f32, u64, f32) {
+        use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+        let load = System::load_average().map_or(0.0, |l| l.one as f32);
+        let Some((sys, pid)) = &mut self.sys else { return (0.0, 0, load) };
+        sys.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[*pid]),
+            true,
+            ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        );
+        let (cpu, rss) = sys.process(*pid).map_or((0.0, 0), |p| (p.cpu_usage(), p.memory()));
+        (cpu, rss, load)
+    }
+}
+
+impl Default for HostStats {
+    fn default() -> Self {
+        HostStats::new()
+    }
 }

@@ -1,0 +1,150 @@
+//! Delivery: the spool drained over the `Report` stream, for as long as the agent runs.
+//!
+//! One session = one connection and one stream. Up to [`IN_FLIGHT`] batches are outstanding;
+//! each batch's rows are deleted from the spool only when its acknowledgement arrives (which
+//! the collector sends after a durable commit). Any error ends the session; the next one, after
+//! a jittered backoff, starts again from the oldest row still in the spool — unacknowledged
+//! batches are resent, and the collector's dedup by sighting id stores them once.
+
+use crate::backoff::Backoff;
+use crate::counters::Counters;
+use crate::spool::Spool;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch};
+use tonic::transport::Channel;
+use zdn_proto::v1::{self, sighting_service_client::SightingServiceClient};
+
+/// Batches sent and not yet acknowledged, at most.
+pub const IN_FLIGHT: usize = 4;
+/// How long a stopping agent waits for outstanding acknowledgements.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How the delivery loop reaches the collector.
+pub struct Uplink {
+    pub url: String,
+    pub bundle: Option<zdn_transport::Bundle>,
+    pub batch_size: usize,
+    pub reconnect_max: Duration,
+}
+
+impl Uplink {
+    pub async fn connect(&self) -> Result<Channel, zdn_transport::client::ConnectError> {
+        zdn_transport::client::connect(&self.url, self.bundle.as_ref()).await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Connect(#[from] zdn_transport::client::ConnectError),
+    #[error("report stream: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("collector closed the report stream")]
+    Closed,
+    #[error("collector acknowledged batch {got}, expected {expected}")]
+    OutOfOrder { expected: u64, got: u64 },
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+}
+
+/// Sends what the spool holds until `stop` turns true; then waits up to [`DRAIN_GRACE`] for
+/// outstanding acknowledgements and returns.
+pub async fn run(
+    uplink: Arc<Uplink>,
+    spool: Arc<Spool>,
+    counters: Arc<Counters>,
+    spooled: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), uplink.reconnect_max);
+    while !*stop.borrow() {
+        let result = session(&uplink, &spool, &counters, &spooled, &mut stop, &mut backoff).await;
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, queued = spool.len(), "collector unreachable; sightings stay in the spool");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+async fn session(
+    uplink: &Uplink,
+    spool: &Arc<Spool>,
+    counters: &Counters,
+    spooled: &Notify,
+    stop: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
+) -> Result<(), SessionError> {
+    let channel = uplink.connect().await?;
+    let (tx, rx) = mpsc::channel::<v1::SightingBatch>(IN_FLIGHT);
+    let mut client = SightingServiceClient::new(channel);
+    let mut acks = client.report(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    tracing::info!(url = %uplink.url, queued = spool.len(), "report stream open");
+    let mut in_flight: VecDeque<(u64, Vec<i64>)> = VecDeque::new();
+    let (mut sequence, mut last_row) = (0u64, 0i64);
+    let mut stopping = false;
+    let deadline = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(deadline);
+    loop {
+        while !stopping && in_flight.len() < IN_FLIGHT {
+            let rows = {
+                let spool = spool.clone();
+                let limit = uplink.batch_size;
+                tokio::task::spawn_blocking(move || spool.peek(last_row, limit))
+                    .await
+                    .expect("spool peek does not panic")?
+            };
+            let Some(last) = rows.last() else { break };
+            last_row = last.seq;
+            sequence += 1;
+            let seqs = rows.iter().map(|r| r.seq).collect();
+            let batch =
+                v1::SightingBatch { sequence, sightings: rows.into_iter().map(|r| r.sighting).collect() };
+            tx.send(batch).await.map_err(|_| SessionError::Closed)?;
+            in_flight.push_back((sequence, seqs));
+        }
+        if stopping && in_flight.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            ack = acks.message() => {
+                let ack = ack?.ok_or(SessionError::Closed)?;
+                let Some((expected, seqs)) = in_flight.pop_front() else {
+                    return Err(SessionError::OutOfOrder { expected: 0, got: ack.sequence });
+                };
+                if ack.sequence != expected {
+                    return Err(SessionError::OutOfOrder { expected, got: ack.sequence });
+                }
+                if ack.rejected > 0 {
+                    // Resending cannot fix what the collector found invalid; it is logged here
+                    // and counted there.
+                    tracing::warn!(batch = ack.sequence, rejected = ack.rejected, reason = %ack.reject_reason, "collector rejected sightings");
+                }
+                let spool = spool.clone();
+                tokio::task::spawn_blocking(move || spool.remove(&seqs)).await.expect("spool remove does not panic")?;
+                counters.sent.fetch_add(u64::from(ack.stored) + u64::from(ack.duplicates), Relaxed);
+                backoff.reset();
+            }
+            _ = spooled.notified(), if !stopping && in_flight.len() < IN_FLIGHT => {}
+            // The spool may have rows the notification missed (written before this session).
+            _ = tokio::time::sleep(Duration::from_secs(1)), if !stopping => {}
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
+            }
+            _ = &mut deadline => {
+                tracing::warn!(outstanding = in_flight.len(), "stopping before the collector acknowledged every batch; they stay in the spool");
+                return Ok(());
+            }
+        }
+    }
+}

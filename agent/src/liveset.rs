@@ -1,0 +1,74 @@
+//! The set the agent matches with: the last good set from the collector (installed in the
+//! state directory, signature checked on every load) merged with the participant's local
+//! lists, with the local allowlists applied.
+//!
+//! An installed set that no longer verifies (a tampered file, a rotated key) is left out and
+//! reported; the agent runs on what remains rather than not at all, and the next sync
+//! replaces it.
+
+use std::path::PathBuf;
+use zdn_indicators::signing::{self, VerifyingKey};
+use zdn_indicators::{IndicatorSet, LoadError};
+
+pub struct SetSources {
+    /// Where the collector's last good set is kept.
+    pub installed: PathBuf,
+    pub local: Vec<PathBuf>,
+    pub allowlists: Vec<PathBuf>,
+    pub pinned: Option<VerifyingKey>,
+}
+
+/// A built live set and what it was built from.
+pub struct LiveSet {
+    pub set: IndicatorSet,
+    /// Version of the collector's set inside it (0: none).
+    pub version: u64,
+    pub summary: String,
+}
+
+impl SetSources {
+    /// Builds the live set. Errors in local lists are errors (the participant must fix them);
+    /// a bad installed set is only logged.
+    pub fn build(&self) -> Result<LiveSet, LoadError> {
+        let installed = self.installed_set();
+        if self.local.is_empty() && self.allowlists.is_empty() {
+            return Ok(match installed {
+                Some((set, version)) => {
+                    let summary = format!("collector set version {version}: {} indicators", set.len());
+                    LiveSet { set, version, summary }
+                }
+                None => {
+                    LiveSet { set: IndicatorSet::default(), version: 0, summary: "no indicators yet".into() }
+                }
+            });
+        }
+        let version = installed.as_ref().map_or(0, |(_, v)| *v);
+        let mut sources = self.local.clone();
+        if installed.is_some() {
+            sources.insert(0, self.installed.clone());
+        }
+        drop(installed);
+        let built = zdn_indicators::build_set(&sources, &self.allowlists, self.pinned.as_ref())?;
+        Ok(LiveSet { summary: built.summary(), set: built.set, version })
+    }
+
+    /// The installed set and its version, if there is one that verifies.
+    fn installed_set(&self) -> Option<(IndicatorSet, u64)> {
+        let pinned = self.pinned.as_ref()?;
+        let bytes = match std::fs::read(&self.installed) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::error!(path = %self.installed.display(), error = %e, "cannot read the installed indicator set");
+                return None;
+            }
+        };
+        match signing::verify(&bytes, pinned) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::error!(path = %self.installed.display(), error = %e, "installed indicator set refused; running without it until the next sync");
+                None
+            }
+        }
+    }
+}

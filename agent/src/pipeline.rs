@@ -1,0 +1,167 @@
+//! The per-worker packet path of `zdn-agent run`: frame → decode → inspect against the live
+//! indicator set → aggregate → (alert log, rate limits) → spool.
+//!
+//! One `Pipeline` belongs to one capture worker thread. The live set is read through
+//! `ArcSwap::load` once per packet: lock-free, and a packet sees one whole set even while the
+//! sync task swaps in a new one. Sightings ready to leave are buffered briefly and written to
+//! the spool in one transaction ([`SPOOL_BATCH`] sightings or [`SPOOL_DELAY`]), so a burst of
+//! first hits costs one fsync, not one per sighting.
+
+use crate::alerts::AlertLog;
+use crate::capture::Frame;
+use crate::counters::Counters;
+use crate::decode::decode;
+use crate::inspect::{HomeNet, InspectStats, inspect};
+use crate::ratelimit::RateLimits;
+use crate::sighting::{Aggregator, HitContext, Sighting};
+use crate::spool::Spool;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zdn_indicators::IndicatorSet;
+
+/// Sightings written to the spool in one transaction at most.
+pub const SPOOL_BATCH: usize = 256;
+/// Longest a ready sighting waits for its spool transaction.
+pub const SPOOL_DELAY: Duration = Duration::from_millis(200);
+
+/// What the workers share: the live set and everything downstream of aggregation.
+pub struct Shared {
+    pub set: ArcSwap<IndicatorSet>,
+    /// Version of the collector's set inside `set` (0: none), for the heartbeat.
+    pub set_version: AtomicU64,
+    pub home: HomeNet,
+    pub limits: RateLimits,
+    pub spool: Arc<Spool>,
+    pub alerts: Option<Mutex<AlertLog>>,
+    pub counters: Arc<Counters>,
+    /// Woken when sightings were spooled, so the uplink sends them at once.
+    pub spooled: Arc<tokio::sync::Notify>,
+}
+
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    aggregator: Aggregator,
+    stats: InspectStats,
+    pending: Vec<Sighting>,
+    pending_since: Option<Instant>,
+    /// `aggregator.evicted_early` as last added to the shared counter.
+    evictions_counted: u64,
+}
+
+impl Pipeline {
+    pub fn new(shared: Arc<Shared>, aggregator: Aggregator) -> Pipeline {
+        Pipeline {
+            shared,
+            aggregator,
+            stats: InspectStats::default(),
+            pending: Vec::new(),
+            pending_since: None,
+            evictions_counted: 0,
+        }
+    }
+
+    /// One captured frame.
+    pub fn frame(&mut self, frame: &Frame<'_>) {
+        let counters = &self.shared.counters;
+        counters.packets.fetch_add(1, Relaxed);
+        let Some(packet) = frame.link.and_then(|link| decode(link, frame.data).ok()) else {
+            counters.undecodable.fetch_add(1, Relaxed);
+            return;
+        };
+        let ts_ms = frame.ts_ns / 1_000_000;
+        self.aggregator.advance(ts_ms);
+        let ctx = HitContext {
+            ts_ms,
+            src: packet.src,
+            dst: packet.dst,
+            dst_port: packet.transport.dst_port(),
+            proto: packet.transport.proto_name(),
+        };
+        let set = self.shared.set.load();
+        let before = self.stats;
+        let aggregator = &mut self.aggregator;
+        let mut hits = 0;
+        inspect(&set, &self.shared.home, &packet, &mut self.stats, |hit| {
+            hits += 1;
+            aggregator.add(hit, ctx);
+        });
+        if hits > 0 {
+            counters.hits.fetch_add(hits, Relaxed);
+        }
+        if self.stats != before {
+            counters.dns_queries.fetch_add(self.stats.dns_queries - before.dns_queries, Relaxed);
+            counters.dns_malformed.fetch_add(self.stats.dns_malformed - before.dns_malformed, Relaxed);
+        }
+        self.collect(false);
+    }
+
+    /// The clock reached `now_ms` without packets (live capture idles): close windows and
+    /// write what waits.
+    pub fn tick(&mut self, now_ms: i64) {
+        self.aggregator.advance(now_ms);
+        self.collect(false);
+    }
+
+    /// End of input or shutdown: everything open is emitted and spooled.
+    pub fn finish(&mut self) {
+        self.aggregator.flush();
+        self.collect(true);
+    }
+
+    /// Moves emitted sightings to the pending buffer and writes it when due.
+    fn collect(&mut self, now: bool) {
+        let ready = self.aggregator.take_ready();
+        if !ready.is_empty() {
+            self.pending_since.get_or_insert_with(Instant::now);
+            self.pending.extend(ready);
+        }
+        let due = self.pending.len() >= SPOOL_BATCH
+            || self.pending_since.is_some_and(|since| since.elapsed() >= SPOOL_DELAY);
+        if (now || due) && !self.pending.is_empty() {
+            self.write_pending();
+        }
+    }
+
+    fn write_pending(&mut self) {
+        let shared = &*self.shared;
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_since = None;
+        let mut out = Vec::with_capacity(pending.len());
+        let mut alerts = shared.alerts.as_ref().map(|a| a.lock().unwrap_or_else(|p| p.into_inner()));
+        for sighting in &pending {
+            let admitted = shared.limits.admit(&sighting.indicator);
+            if let Some(log) = alerts.as_mut()
+                && let Err(e) = log.write(sighting, !admitted)
+            {
+                tracing::error!(error = %e, "alert log write failed");
+            }
+            if admitted {
+                out.push(sighting.to_proto());
+            }
+        }
+        if let Some(log) = alerts.as_mut()
+            && let Err(e) = log.flush()
+        {
+            tracing::error!(error = %e, "alert log write failed");
+        }
+        drop(alerts);
+        let counters = &shared.counters;
+        let held_back = (pending.len() - out.len()) as u64;
+        if held_back > 0 {
+            counters.held_back.fetch_add(held_back, Relaxed);
+            tracing::debug!(held_back, "rate limits held sightings back");
+        }
+        let pushed = shared.spool.push(&out);
+        counters.spooled.fetch_add(pushed.queued, Relaxed);
+        counters.spool_full.fetch_add(pushed.refused_full, Relaxed);
+        counters.spool_failed.fetch_add(pushed.refused_disk, Relaxed);
+        let evicted = self.aggregator.evicted_early;
+        counters.evicted_early.fetch_add(evicted - self.evictions_counted, Relaxed);
+        self.evictions_counted = evicted;
+        if pushed.queued > 0 {
+            shared.spooled.notify_one();
+        }
+    }
+}

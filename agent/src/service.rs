@@ -1,0 +1,257 @@
+//! `zdn-agent run`: the long-running sensor.
+//!
+//! ```text
+//!  capture workers (threads)                 tokio tasks
+//!  ┌───────────────────────────┐  spool   ┌────────────┐  Report stream   ┌───────────┐
+//!  │ pcap files / AF_PACKET    │ (SQLite) │ delivery   │ ───────────────▶ │           │
+//!  │  → Pipeline: decode,      │ ───────▶ │ (acks →    │                  │ collector │
+//!  │    inspect, aggregate,    │          │  delete)   │                  │           │
+//!  │    limits, alert log      │          └────────────┘  Heartbeat       │           │
+//!  └─────────────▲─────────────┘          ┌────────────┐ ───────────────▶ │           │
+//!                │ ArcSwap (lock-free)    │ heartbeats │                  │           │
+//!        ┌───────┴──────┐ installed ver.  └────────────┘  Sync stream     │           │
+//!        │ set rebuild  │ ◀──────────────── sync::follow ◀──────────────── │           │
+//!        └──────────────┘ ◀── SIGHUP (reload local lists, reopen alert log)└───────────┘
+//! ```
+//!
+//! Stopping (SIGTERM/SIGINT): the workers stop and flush their open aggregates into the spool,
+//! then delivery gets [`crate::delivery::DRAIN_GRACE`] for outstanding acknowledgements.
+//! Whatever is not acknowledged stays in the spool for the next start.
+
+use crate::alerts::AlertLog;
+use crate::config::AgentConfig;
+use crate::counters::Counters;
+use crate::delivery::{self, Uplink};
+use crate::live::LiveCapture;
+use crate::liveset::SetSources;
+use crate::pipeline::{Pipeline, Shared};
+use crate::pseudonym::Pseudonymiser;
+use crate::ratelimit::RateLimits;
+use crate::sighting::Aggregator;
+use crate::spool::Spool;
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// What the process tells a running agent.
+pub struct Controls {
+    /// Turns true to stop.
+    pub stop: watch::Receiver<bool>,
+    /// A new configuration to apply (SIGHUP re-reads the file).
+    pub reload: mpsc::Receiver<AgentConfig>,
+}
+
+/// Runs the agent until `controls.stop` turns true.
+pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
+    config.validate()?;
+    create_state_dir(&config.state_dir)?;
+    let pseudonyms = Pseudonymiser::load_or_create(&config.secret_path())
+        .with_context(|| format!("pseudonym secret {}", config.secret_path().display()))?
+        .sharing_addresses(config.share_internal_addresses);
+    let spool = Arc::new(Spool::open(&config.spool_path(), config.spool.max_bytes)?);
+    let alerts = match config.alerts.log.as_str() {
+        "" => None,
+        path => Some(Mutex::new(AlertLog::open(path.as_ref())?)),
+    };
+    let pinned = config.pinned_key().map_err(anyhow::Error::msg)?;
+    let mut sources = sources_of(&config, pinned);
+    let live = tokio::task::block_in_place(|| sources.build())?;
+    tracing::info!(
+        version = live.version,
+        indicators = live.set.len(),
+        "indicator set loaded\n{}",
+        live.summary
+    );
+    if !spool.is_empty() {
+        tracing::info!(queued = spool.len(), "sightings from an earlier run are waiting in the spool");
+    }
+    let counters = Arc::new(Counters::default());
+    let shared = Arc::new(Shared {
+        set: ArcSwap::from_pointee(live.set),
+        set_version: AtomicU64::new(live.version),
+        home: config.home(),
+        limits: RateLimits::new(
+            config.rate_limit.per_indicator_per_minute,
+            config.rate_limit.overall_per_second,
+        ),
+        spool: spool.clone(),
+        alerts,
+        counters: counters.clone(),
+        spooled: Arc::new(tokio::sync::Notify::new()),
+    });
+
+    // Capture: open every interface first, so a missing privilege fails the start.
+    let lives = config
+        .capture
+        .interfaces
+        .iter()
+        .map(|name| LiveCapture::open(name, config.capture.promiscuous))
+        .collect::<Result<Vec<_>, _>>()?;
+    let capture_stop = Arc::new(AtomicBool::new(false));
+    let window_ms = i64::from(config.sightings.window_seconds) * 1000;
+    let new_pipeline = || {
+        Pipeline::new(
+            shared.clone(),
+            Aggregator::new(window_ms, config.sightings.max_open, pseudonyms.clone()),
+        )
+    };
+    let mut workers = Vec::new();
+    if !config.capture.pcap.is_empty() {
+        let (files, mut pipeline) = (config.capture.pcap.clone(), new_pipeline());
+        workers.push(std::thread::Builder::new().name("zdn-pcap".into()).spawn(move || {
+            for file in &files {
+                if let Err(e) = crate::capture::read_file(file, |frame| pipeline.frame(&frame)) {
+                    tracing::error!(error = %e, "capture file");
+                }
+            }
+            pipeline.finish();
+            tracing::info!(files = files.len(), "capture files read");
+        })?);
+    }
+    for live in lives {
+        let (mut pipeline, stop) = (new_pipeline(), capture_stop.clone());
+        workers.push(std::thread::Builder::new().name("zdn-capture".into()).spawn(move || {
+            if let Err(e) = live.run(&mut pipeline, &stop) {
+                tracing::error!(error = %e, "live capture stopped");
+            }
+        })?);
+    }
+
+    // Uplink: delivery, heartbeats, indicator subscription.
+    let (tasks_stop_tx, tasks_stop) = watch::channel(false);
+    let (installed_tx, mut installed_rx) = watch::channel(live.version);
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.collector.url.is_empty() {
+        tracing::warn!("no collector.url: sightings are kept in the spool");
+    } else {
+        let uplink = Arc::new(Uplink {
+            url: config.collector.url.clone(),
+            bundle: load_bundle(&config)?,
+            batch_size: config.collector.batch_size,
+            reconnect_max: Duration::from_secs(config.collector.reconnect_max_seconds),
+        });
+        let delivered = delivery::run(
+            uplink.clone(),
+            spool.clone(),
+            counters.clone(),
+            shared.spooled.clone(),
+            tasks_stop.clone(),
+        );
+        tasks.spawn(delivered);
+        let every = Duration::from_secs(config.collector.heartbeat_seconds);
+        tasks.spawn(heartbeats(uplink.clone(), shared.clone(), every, tasks_stop.clone()));
+        if let (true, Some(pinned)) = (config.indicators.sync, pinned) {
+            let installed = config.installed_set_path();
+            let stop = tasks_stop.clone();
+            tasks.spawn(crate::sync::follow(uplink, pinned, installed, counters.clone(), installed_tx, stop));
+        }
+    }
+
+    // Until stopped: rebuild the live set when a new version is installed or on reload.
+    let mut prune = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = controls.stop.changed() => break,
+            changed = installed_rx.changed() => {
+                if changed.is_ok() {
+                    swap_set(&shared, &sources).await;
+                }
+            }
+            Some(new) = controls.reload.recv() => {
+                sources = sources_of(&new, pinned);
+                if new.capture != config.capture || new.collector != config.collector || new.state_dir != config.state_dir {
+                    tracing::warn!("reload applies indicators.local, indicators.allowlists and reopens the alert log; other changes need a restart");
+                }
+                if let Some(log) = &shared.alerts
+                    && let Err(e) = log.lock().unwrap_or_else(|p| p.into_inner()).reopen()
+                {
+                    tracing::error!(error = %e, "cannot reopen the alert log");
+                }
+                swap_set(&shared, &sources).await;
+            }
+            _ = prune.tick() => shared.limits.prune(),
+        }
+    }
+
+    tracing::info!("stopping: flushing open sightings into the spool");
+    capture_stop.store(true, Relaxed);
+    tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await?;
+    tasks_stop_tx.send_replace(true);
+    while tasks.join_next().await.is_some() {}
+    tracing::info!(queued = spool.len(), sent = counters.sent.load(Relaxed), "stopped");
+    Ok(())
+}
+
+fn sources_of(config: &AgentConfig, pinned: Option<zdn_indicators::signing::VerifyingKey>) -> SetSources {
+    SetSources {
+        installed: config.installed_set_path(),
+        local: config.indicators.local.clone(),
+        allowlists: config.indicators.allowlists.clone(),
+        pinned,
+    }
+}
+
+/// Rebuilds the live set and swaps it in; on error the current set stays.
+async fn swap_set(shared: &Shared, sources: &SetSources) {
+    match tokio::task::block_in_place(|| sources.build()) {
+        Ok(live) => {
+            tracing::info!(version = live.version, indicators = live.set.len(), "live indicator set swapped");
+            shared.set.store(Arc::new(live.set));
+            shared.set_version.store(live.version, Relaxed);
+        }
+        Err(e) => tracing::error!(error = %e, "indicator set not rebuilt; the current set stays in force"),
+    }
+}
+
+fn load_bundle(config: &AgentConfig) -> Result<Option<zdn_transport::Bundle>> {
+    if config.collector.url.starts_with("http://") {
+        return Ok(None);
+    }
+    Ok(Some(zdn_transport::Bundle::load(&config.collector.identity)?))
+}
+
+fn create_state_dir(dir: &std::path::Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("state directory {}", dir.display()))
+}
+
+/// Sends a heartbeat every `every` until stopped.
+async fn heartbeats(
+    uplink: Arc<Uplink>,
+    shared: Arc<Shared>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    let mut host = crate::uplink::HostStats::new();
+    let mut channel = None;
+    let mut interval = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let mut beat = shared.counters.heartbeat();
+        (beat.cpu_percent, beat.rss_bytes, beat.load_average_1m) = host.read();
+        beat.uptime_seconds = started.elapsed().as_secs();
+        beat.indicator_version = shared.set_version.load(Relaxed);
+        beat.indicator_count = shared.set.load().len() as u64;
+        beat.sightings_queued = shared.spool.len();
+        beat.spool_bytes = shared.spool.bytes();
+        if channel.is_none() {
+            channel = uplink.connect().await.ok();
+        }
+        if let Some(ch) = channel.clone()
+            && let Err(e) = crate::uplink::heartbeat(ch, beat).await
+        {
+            tracing::debug!(error = %e, "heartbeat not delivered");
+            channel = None;
+        }
+    }
+}
