@@ -1,8 +1,8 @@
 //! Capture files: pcap (micro- and nanosecond, either byte order) and pcapng (several
 //! interfaces with their own link types and timestamp resolutions).
 //!
-//! The file is read into memory once and parsed in place with the `pcap-file` crate, so frames
-//! are borrowed slices, never copies. A corrupt record ends the file with an error that says
+//! The file is mapped into memory (mmap) and parsed in place with the `pcap-file` crate, so
+//! frames are borrowed slices, never copies, and a large capture costs page cache, not heap. A corrupt record ends the file with an error that says
 //! where; the frames before it have been delivered.
 
 use crate::decode::LinkType;
@@ -40,8 +40,15 @@ const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 /// Reads the capture at `path` and calls `each` for every frame, in file order.
 pub fn read_file(path: &Path, each: impl FnMut(Frame<'_>)) -> Result<(), CaptureError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| CaptureError::Io { path: name.clone(), source })?;
-    read_bytes(&name, &bytes, each)
+    let io = |source| CaptureError::Io { path: name.clone(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    if file.metadata().map_err(io)?.len() == 0 {
+        return Err(CaptureError::NotACapture { path: name });
+    }
+    // SAFETY: read-only mapping, dropped before returning. A capture file truncated by another
+    // process while being read would fault (SIGBUS); capture files are inputs at rest.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    read_bytes(&name, &map, each)
 }
 
 /// As [`read_file`], over a capture already in memory.

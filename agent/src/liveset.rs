@@ -72,3 +72,44 @@ impl SetSources {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zdn_indicators::parse_plain;
+    use zdn_indicators::signing::{Publisher, parse_public_key};
+
+    #[test]
+    fn the_collector_set_local_lists_and_allowlists_are_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = Publisher::load_or_create(&dir.path().join("k")).unwrap();
+        let cert = IndicatorSet::new(parse_plain("cert", "evil.example\nshared.example\n").indicators);
+        std::fs::write(dir.path().join("installed.zdn"), publisher.sign(&cert, 7)).unwrap();
+        std::fs::write(dir.path().join("local.txt"), "local-only.example\n").unwrap();
+        let allow =
+            r#"{"name":"ours","version":1,"description":"d","type":"hostname","list":["shared.example"]}"#;
+        std::fs::write(dir.path().join("allow.json"), allow).unwrap();
+        let mut sources = SetSources {
+            installed: dir.path().join("installed.zdn"),
+            local: vec![dir.path().join("local.txt")],
+            allowlists: vec![dir.path().join("allow.json")],
+            pinned: Some(parse_public_key(&publisher.public_hex()).unwrap()),
+        };
+        let live = sources.build().unwrap();
+        assert_eq!(live.version, 7);
+        let set = &live.set;
+        assert!(set.match_domain("evil.example").is_some());
+        assert!(set.match_domain("local-only.example").is_some());
+        assert!(set.match_domain("shared.example").is_none(), "on the local allowlist");
+
+        // A set that no longer verifies is left out; the local list still matches.
+        let mut bytes = std::fs::read(&sources.installed).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(&sources.installed, bytes).unwrap();
+        sources.allowlists.clear();
+        let live = sources.build().unwrap();
+        assert_eq!(live.version, 0);
+        assert!(live.set.match_domain("evil.example").is_none());
+        assert!(live.set.match_domain("local-only.example").is_some());
+    }
+}

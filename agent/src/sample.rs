@@ -124,6 +124,37 @@ impl DemoSite {
     }
 }
 
+/// Address of the storm's indicator (TEST-NET-3): list it to make every storm packet a hit.
+pub const STORM_TARGET: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 99);
+
+/// Writes a capture of `packets` TCP SYNs to [`STORM_TARGET`]:443 at `pps` packets per second
+/// of packet time, from `hosts` internal hosts in 10.0.0.0/8 taking turns — a false-positive
+/// storm (an indicator matching everything) or, with one packet per host, many distinct
+/// sightings. Frames are built once per host and rewritten in place, so millions are quick.
+pub fn write_storm(path: &Path, hosts: u32, packets: u32, pps: u32) -> std::io::Result<()> {
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut writer = PcapWriter::new(file).map_err(std::io::Error::other)?;
+    let hosts = hosts.max(1);
+    let frames: Vec<Vec<u8>> = (0..hosts)
+        .map(|h| syn_frame(storm_host(h), STORM_TARGET, 40_000 + (h % 20_000) as u16, 443))
+        .collect();
+    let step_ns = 1_000_000_000 / u64::from(pps.max(1));
+    for i in 0..packets {
+        let frame = &frames[(i % hosts) as usize];
+        let timestamp = Duration::from_secs(DEMO_EPOCH_S) + Duration::from_nanos(u64::from(i) * step_ns);
+        writer
+            .write_packet(&PcapPacket::new(timestamp, frame.len() as u32, frame))
+            .map_err(std::io::Error::other)?;
+    }
+    writer.into_writer().into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// The `i`-th internal host of a storm: 10.x.y.z, never .0 or .255 in the last octet.
+pub fn storm_host(i: u32) -> Ipv4Addr {
+    let n = 1 + (i / 254) * 256 + i % 254;
+    Ipv4Addr::from(0x0a00_0000 | (n & 0x00ff_ffff))
+}
+
 fn dns_query(id: u16, name: &str) -> Vec<u8> {
     let mut msg = Vec::with_capacity(18 + name.len());
     msg.extend_from_slice(&id.to_be_bytes());

@@ -181,7 +181,16 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
     tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await?;
     tasks_stop_tx.send_replace(true);
     while tasks.join_next().await.is_some() {}
-    tracing::info!(queued = spool.len(), sent = counters.sent.load(Relaxed), "stopped");
+    tracing::info!(
+        packets = counters.packets.load(Relaxed),
+        hits = counters.hits.load(Relaxed),
+        spooled = counters.spooled.load(Relaxed),
+        sent = counters.sent.load(Relaxed),
+        held_back = counters.held_back.load(Relaxed),
+        refused_spool_full = counters.spool_full.load(Relaxed),
+        queued = spool.len(),
+        "stopped"
+    );
     Ok(())
 }
 
