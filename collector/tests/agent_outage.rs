@@ -23,17 +23,18 @@ impl Drop for Collector {
 
 /// Starts `zdn-collector serve` and waits until it listens.
 fn serve(config: &Path) -> Collector {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zdn-collector"))
+    let child = Command::new(env!("CARGO_BIN_EXE_zdn-collector"))
         .args(["--log-format", "json", "serve", "--config", config.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut collector = Collector(child); // killed and waited for on drop, whatever happens
+    let mut lines = BufReader::new(collector.0.stderr.take().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if line.contains("collector listening") {
             std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-            return Collector(child);
+            return collector;
         }
     }
     panic!("collector exited without listening");
