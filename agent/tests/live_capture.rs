@@ -1,0 +1,155 @@
+//! Live capture as the service runs it: `zdn-agent run` as an unprivileged user holding only
+//! CAP_NET_RAW, capturing on the loopback interface of a network namespace this test creates,
+//! matching a DNS query sent there. And the same user without the capability: a clear error.
+//!
+//! Needs root (to create the namespace and drop to `nobody` with setpriv). Without root the
+//! test skips, loudly; `ZDN_REQUIRE_ROOT=1` (set by `.ci/run`) turns the skip into a failure.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NOBODY: u32 = 65534;
+const NAME: &str = "live-test.evil.example";
+
+fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+/// Whether the test can run here; panics if it must but cannot.
+fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("ZDN_REQUIRE_ROOT").as_deref() != Ok("1"),
+        "{test}: needs root, and ZDN_REQUIRE_ROOT=1"
+    );
+    eprintln!(
+        "SKIPPED {test}: needs root (network namespace, setpriv); set ZDN_REQUIRE_ROOT=1 to make this a failure"
+    );
+    false
+}
+
+/// A network namespace, deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("zdn-live-{}", std::process::id());
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns(name);
+        run(Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"]));
+        ns
+    }
+
+    /// `ip netns exec <ns> setpriv <privileges> <program> <args>` as `nobody`.
+    fn as_nobody(&self, caps: &[&str], program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0, "setpriv"]);
+        cmd.args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into()]);
+        cmd.args(caps).arg(program).args(args);
+        cmd
+    }
+
+    /// Sends one DNS query for [`NAME`] to 127.0.0.53 inside the namespace.
+    fn send_query(&self) {
+        let query = "\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\
+                     \\x09live-test\\x04evil\\x07example\\x00\\x00\\x01\\x00\\x01";
+        let script = format!("printf '{query}' > /dev/udp/127.0.0.53/53");
+        run(Command::new("ip").args(["netns", "exec", &self.0, "bash", "-c", &script]));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn captures_live_traffic_as_nobody_with_only_cap_net_raw() {
+    if !root_or_skip("captures_live_traffic_as_nobody_with_only_cap_net_raw") {
+        return;
+    }
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    // A copy of the binary that `nobody` may execute wherever the build tree lives.
+    let agent = dir.path().join("zdn-agent");
+    std::fs::copy(env!("CARGO_BIN_EXE_zdn-agent"), &agent).unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.path().join("iocs.txt"), format!("{NAME}\n")).unwrap();
+    let state = dir.path().join("state");
+    let alerts = dir.path().join("alerts.jsonl");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\n[capture]\ninterfaces = [\"lo\"]\n[indicators]\nsync = false\n\
+             local = [{:?}]\n[alerts]\nlog = {alerts:?}\n",
+            dir.path().join("iocs.txt")
+        ),
+    )
+    .unwrap();
+    for file in ["agent.toml", "iocs.txt"] {
+        std::fs::set_permissions(dir.path().join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let args = ["run", "--config", config.to_str().unwrap()];
+
+    // Without the capability: refused at start, saying what is missing.
+    let out = ns.as_nobody(&["--inh-caps=-all", "--bounding-set=-all"], &agent, &args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("CAP_NET_RAW"), "{stderr}");
+
+    // With CAP_NET_RAW alone.
+    let caps = ["--inh-caps=+net_raw", "--ambient-caps=+net_raw", "--bounding-set=-all,+net_raw"];
+    let mut child =
+        ns.as_nobody(&caps, &agent, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    let mut seen = false;
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("agent exited ({status}): {err}");
+        }
+        ns.send_query();
+        std::thread::sleep(Duration::from_millis(100));
+        if std::fs::read_to_string(&alerts).unwrap_or_default().contains(NAME) {
+            seen = true;
+            break;
+        }
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("agent ignored SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(seen, "no sighting of {NAME} in the alert log after {:?}", start.elapsed());
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+    };
+    assert_eq!(field("Uid:").as_deref(), Some("65534"), "running as nobody");
+    assert_eq!(field("CapEff:").as_deref(), Some("0000000000002000"), "CAP_NET_RAW and nothing else");
+    assert!(exit.success(), "graceful stop: {exit}");
+    let line = std::fs::read_to_string(&alerts).unwrap();
+    let alert: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(alert["threat"]["enrichments"][0]["matched"]["atomic"], NAME);
+    assert_eq!(alert["destination"]["port"], 53);
+}
