@@ -38,6 +38,9 @@
 //!
 //! [alerts]
 //! log = ""                            # JSON-lines alert log (ECS names) for the local SIEM; empty: off
+//!
+//! [metrics]
+//! listen = ""                         # Prometheus /metrics, e.g. "127.0.0.1:9477"; empty: off
 //! ```
 
 use crate::inspect::HomeNet;
@@ -59,6 +62,7 @@ pub struct AgentConfig {
     pub rate_limit: RateLimitConfig,
     pub spool: SpoolConfig,
     pub alerts: AlertConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -114,6 +118,22 @@ pub struct AlertConfig {
     pub log: String,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub listen: String,
+}
+
+impl MetricsConfig {
+    /// The address to serve metrics on, if enabled.
+    pub fn addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        self.listen.parse().map(Some).map_err(|e| format!("metrics.listen {:?}: {e}", self.listen))
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
@@ -127,6 +147,7 @@ impl Default for AgentConfig {
             rate_limit: RateLimitConfig::default(),
             spool: SpoolConfig::default(),
             alerts: AlertConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -217,6 +238,7 @@ impl AgentConfig {
         if self.rate_limit.per_indicator_per_minute == 0 || self.rate_limit.overall_per_second == 0 {
             return invalid("rate_limit values must be >= 1".into());
         }
+        self.metrics.addr().map_err(ConfigError::Invalid)?;
         if self.spool.max_bytes < 1 << 20 {
             return invalid("spool.max_bytes must be at least 1 MiB".into());
         }

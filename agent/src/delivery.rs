@@ -11,7 +11,6 @@ use crate::counters::Counters;
 use crate::spool::Spool;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::transport::Channel;
@@ -131,7 +130,7 @@ async fn session(
                 }
                 let spool = spool.clone();
                 tokio::task::spawn_blocking(move || spool.remove(&seqs)).await.expect("spool remove does not panic")?;
-                counters.sent.fetch_add(u64::from(ack.stored) + u64::from(ack.duplicates), Relaxed);
+                counters.sent.inc_by(u64::from(ack.stored) + u64::from(ack.duplicates));
                 backoff.reset();
             }
             _ = spooled.notified(), if !stopping && in_flight.len() < IN_FLIGHT => {}

@@ -39,6 +39,7 @@
 //! | [`sync`] | the collector's signed set: one fetch, or a subscription that installs each version |
 //! | [`liveset`] | the set matched: installed collector set + local lists − local allowlists |
 //! | [`counters`] | the running tallies the heartbeat and metrics report |
+//! | [`metrics`] | Prometheus `/metrics` over HTTP, when enabled |
 //! | [`service`] | `zdn-agent run`: workers, tasks, reload and graceful stop |
 //! | [`sample`] | deterministic demo traffic of three institutions (for `zdn demo` and tests) |
 //!
@@ -56,6 +57,7 @@ pub mod dns;
 pub mod inspect;
 pub mod live;
 pub mod liveset;
+pub mod metrics;
 pub mod pipeline;
 pub mod pseudonym;
 pub mod ratelimit;

@@ -16,7 +16,7 @@ use crate::ratelimit::RateLimits;
 use crate::sighting::{Aggregator, HitContext, Sighting};
 use crate::spool::Spool;
 use arc_swap::ArcSwap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zdn_indicators::IndicatorSet;
@@ -65,9 +65,9 @@ impl Pipeline {
     /// One captured frame.
     pub fn frame(&mut self, frame: &Frame<'_>) {
         let counters = &self.shared.counters;
-        counters.packets.fetch_add(1, Relaxed);
+        counters.packets.inc_by(1);
         let Some(packet) = frame.link.and_then(|link| decode(link, frame.data).ok()) else {
-            counters.undecodable.fetch_add(1, Relaxed);
+            counters.undecodable.inc_by(1);
             return;
         };
         let ts_ms = frame.ts_ns / 1_000_000;
@@ -88,11 +88,11 @@ impl Pipeline {
             aggregator.add(hit, ctx);
         });
         if hits > 0 {
-            counters.hits.fetch_add(hits, Relaxed);
+            counters.hits.inc_by(hits);
         }
         if self.stats != before {
-            counters.dns_queries.fetch_add(self.stats.dns_queries - before.dns_queries, Relaxed);
-            counters.dns_malformed.fetch_add(self.stats.dns_malformed - before.dns_malformed, Relaxed);
+            counters.dns_queries.inc_by(self.stats.dns_queries - before.dns_queries);
+            counters.dns_malformed.inc_by(self.stats.dns_malformed - before.dns_malformed);
         }
         self.collect(false);
     }
@@ -150,15 +150,15 @@ impl Pipeline {
         let counters = &shared.counters;
         let held_back = (pending.len() - out.len()) as u64;
         if held_back > 0 {
-            counters.held_back.fetch_add(held_back, Relaxed);
+            counters.held_back.inc_by(held_back);
             tracing::debug!(held_back, "rate limits held sightings back");
         }
         let pushed = shared.spool.push(&out);
-        counters.spooled.fetch_add(pushed.queued, Relaxed);
-        counters.spool_full.fetch_add(pushed.refused_full, Relaxed);
-        counters.spool_failed.fetch_add(pushed.refused_disk, Relaxed);
+        counters.spooled.inc_by(pushed.queued);
+        counters.spool_full.inc_by(pushed.refused_full);
+        counters.spool_failed.inc_by(pushed.refused_disk);
         let evicted = self.aggregator.evicted_early;
-        counters.evicted_early.fetch_add(evicted - self.evictions_counted, Relaxed);
+        counters.evicted_early.inc_by(evicted - self.evictions_counted);
         self.evictions_counted = evicted;
         if pushed.queued > 0 {
             shared.spooled.notify_one();

@@ -120,8 +120,13 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
         })?);
     }
 
-    // Uplink: delivery, heartbeats, indicator subscription.
     let (tasks_stop_tx, tasks_stop) = watch::channel(false);
+    let metrics = match config.metrics.addr().map_err(anyhow::Error::msg)? {
+        Some(addr) => Some(crate::metrics::serve(addr, shared.clone(), tasks_stop.clone()).await?),
+        None => None,
+    };
+
+    // Uplink: delivery, heartbeats, indicator subscription.
     let (installed_tx, mut installed_rx) = watch::channel(live.version);
     let mut tasks = tokio::task::JoinSet::new();
     if config.collector.url.is_empty() {
@@ -181,13 +186,16 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
     tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await?;
     tasks_stop_tx.send_replace(true);
     while tasks.join_next().await.is_some() {}
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     tracing::info!(
-        packets = counters.packets.load(Relaxed),
-        hits = counters.hits.load(Relaxed),
-        spooled = counters.spooled.load(Relaxed),
-        sent = counters.sent.load(Relaxed),
-        held_back = counters.held_back.load(Relaxed),
-        refused_spool_full = counters.spool_full.load(Relaxed),
+        packets = counters.packets.get(),
+        hits = counters.hits.get(),
+        spooled = counters.spooled.get(),
+        sent = counters.sent.get(),
+        held_back = counters.held_back.get(),
+        refused_spool_full = counters.spool_full.get(),
         queued = spool.len(),
         "stopped"
     );

@@ -16,7 +16,6 @@ use crate::counters::Counters;
 use crate::delivery::Uplink;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -142,7 +141,7 @@ async fn follow_session(
             Ok(Some(bytes)) => bytes,
             Ok(None) => continue,
             Err(e) => {
-                counters.updates_refused.fetch_add(1, Relaxed);
+                counters.updates_refused.inc_by(1);
                 return e.into();
             }
         };
@@ -155,7 +154,7 @@ async fn follow_session(
                 installed_version.send_replace(version);
             }
             Err(e) => {
-                counters.updates_refused.fetch_add(1, Relaxed);
+                counters.updates_refused.inc_by(1);
                 tracing::error!(version = update.version, error = %e, "indicator update refused; the installed set stays in force");
             }
         }

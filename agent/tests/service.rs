@@ -469,3 +469,53 @@ async fn a_tampered_update_is_refused_and_the_last_good_set_keeps_matching() {
     assert!(agent.stop().success());
     assert_eq!(spooled_ids(&state).len(), 5, "five hosts matched the persisted set's indicator");
 }
+
+/// `GET /metrics` over a plain TCP connection; the body.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+fn metric(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} not in:\n{body}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_the_traffic_and_sighup_reloads_local_lists() {
+    let site = Site::new();
+    let pcap = site.path("hosts.pcap");
+    write_storm(&pcap, 10, 30, 1000).unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let extra = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    let config = site.agent_config("agent.toml", &pcap, &extra);
+    let mut agent = Agent::start(&config, site.path("agent.log"));
+    agent.wait_log("capture files read", LONG);
+    let body = scrape(metrics_port);
+    assert_eq!(metric(&body, "zdn_agent_packets_total"), 30);
+    assert_eq!(metric(&body, "zdn_agent_hits_total"), 30);
+    assert_eq!(metric(&body, "zdn_agent_sightings_spooled_total"), 20, "10 first hits + 10 repeats");
+    assert_eq!(metric(&body, "zdn_agent_indicator_set_indicators"), 1);
+
+    std::fs::write(site.path("local.txt"), format!("{STORM_TARGET}\nevil.example\n198.51.100.0/24\n"))
+        .unwrap();
+    let pid = agent.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    agent.wait_log("live indicator set swapped", LONG);
+    assert_eq!(metric(&scrape(metrics_port), "zdn_agent_indicator_set_indicators"), 3);
+
+    // A broken list on reload: refused, the running set stays.
+    std::fs::write(site.path("local.txt"), "{\"type\": \"bundle\"").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    agent.wait_log("indicator set not rebuilt", LONG);
+    assert_eq!(metric(&scrape(metrics_port), "zdn_agent_indicator_set_indicators"), 3);
+    assert!(agent.stop().success());
+}

@@ -1,9 +1,12 @@
-//! Live capture as the service runs it: `zdn-agent run` as an unprivileged user holding only
-//! CAP_NET_RAW, capturing on the loopback interface of a network namespace this test creates,
-//! matching a DNS query sent there. And the same user without the capability: a clear error.
+//! Agent tests that need root, run for real in CI:
+//! - live capture as the service runs it: `zdn-agent run` as an unprivileged user holding only
+//!   CAP_NET_RAW, capturing on the loopback interface of a network namespace this test
+//!   creates, matching a DNS query sent there — and the same user without the capability: a
+//!   clear error;
+//! - the spool on a full disk (a tiny tmpfs): refusals counted, nothing queued lost or broken.
 //!
-//! Needs root (to create the namespace and drop to `nobody` with setpriv). Without root the
-//! test skips, loudly; `ZDN_REQUIRE_ROOT=1` (set by `.ci/run`) turns the skip into a failure.
+//! Without root the tests skip, loudly; `ZDN_REQUIRE_ROOT=1` (set by `.ci/run`) turns a skip
+//! into a failure.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -152,4 +155,59 @@ fn captures_live_traffic_as_nobody_with_only_cap_net_raw() {
     let alert: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
     assert_eq!(alert["threat"]["enrichments"][0]["matched"]["atomic"], NAME);
     assert_eq!(alert["destination"]["port"], 53);
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path()));
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_new_sightings_counted_and_keeps_the_queue_intact() {
+    use zdn_agent::spool::Spool;
+    if !root_or_skip("a_full_disk_refuses_new_sightings_counted_and_keeps_the_queue_intact") {
+        return;
+    }
+    let disk = SmallDisk::new("512k");
+    let path = disk.0.path().join("spool.sqlite");
+    let spool = Spool::open(&path, 1 << 30).unwrap();
+    let sighting = |i: u32| zdn_proto::v1::Sighting {
+        id: format!("s-{i}"),
+        indicator: format!("{i}.{}", "x".repeat(900)),
+        count: 1,
+        ..Default::default()
+    };
+    let (mut queued, mut refused, mut i) = (0u64, 0u64, 0u32);
+    for _ in 0..2_000 {
+        let batch: Vec<_> = (i..i + 8).map(sighting).collect();
+        i += 8;
+        let pushed = spool.push(&batch);
+        queued += pushed.queued;
+        refused += pushed.refused_disk;
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(queued > 0 && refused > 0, "queued {queued}, refused {refused}: the disk never filled");
+    assert_eq!(spool.len(), queued, "a refused batch leaves no partial rows");
+    drop(spool);
+    // As after a restart: the queue opens, whole, in order.
+    let spool = Spool::open(&path, 1 << 30).unwrap();
+    let rows = spool.peek(0, 100_000).unwrap();
+    assert_eq!(rows.len() as u64, queued);
+    assert!(rows.iter().enumerate().all(|(n, r)| r.sighting.id == format!("s-{n}")));
 }
