@@ -1,47 +1,92 @@
-//! The local alert log: one JSON line per sighting for the participant's own SIEM, with
-//! Elastic Common Schema field names so Filebeat, Elastic and most SIEMs map it without a
-//! parser. It carries the *real* internal address (`source.ip`): this file stays inside the
-//! institution; what goes to the collector carries the pseudonym (`zdn.host_pseudonym`).
+//! Local alerts for the participant's own SIEM: one JSON document per sighting with Elastic
+//! Common Schema field names (Filebeat, Elastic and most SIEMs map them without a parser),
+//! appended to a JSON-lines file and/or sent to the local syslog socket. They carry the *real*
+//! internal address (`source.ip`): they stay inside the institution; what goes to the
+//! collector carries the pseudonym (`zdn.host_pseudonym`).
 
+use crate::config::AlertConfig;
 use crate::sighting::{Sighting, format_unix_ms};
 use serde_json::json;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
 pub struct AlertLog {
-    path: PathBuf,
-    out: BufWriter<File>,
+    file: Option<(PathBuf, BufWriter<File>)>,
+    syslog: Option<Logger<LoggerBackend, Formatter3164>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("alert log {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("syslog socket {path}: {source}")]
+    Syslog { path: String, source: syslog::Error },
 }
 
 impl AlertLog {
-    /// Opens `path` for appending (created mode 0640 if missing).
-    pub fn open(path: &Path) -> std::io::Result<AlertLog> {
-        let mut options = OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
-        let file = options
-            .open(path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("alert log {}: {e}", path.display())))?;
-        Ok(AlertLog { path: path.into(), out: BufWriter::new(file) })
+    /// Opens the configured sinks; `None` when neither is configured.
+    pub fn open(config: &AlertConfig) -> Result<Option<AlertLog>, AlertError> {
+        let file = match config.log.as_str() {
+            "" => None,
+            path => Some((PathBuf::from(path), open_file(path.as_ref())?)),
+        };
+        let syslog = match config.syslog.as_str() {
+            "" => None,
+            path => {
+                let formatter = Formatter3164 {
+                    facility: Facility::LOG_DAEMON,
+                    hostname: None,
+                    process: "zdn-agent".into(),
+                    pid: std::process::id(),
+                };
+                let logger = syslog::unix_custom(formatter, path)
+                    .map_err(|source| AlertError::Syslog { path: path.into(), source })?;
+                Some(logger)
+            }
+        };
+        Ok((file.is_some() || syslog.is_some()).then_some(AlertLog { file, syslog }))
     }
 
     /// Reopens the file (after log rotation moved it; SIGHUP).
-    pub fn reopen(&mut self) -> std::io::Result<()> {
-        *self = AlertLog::open(&self.path)?;
+    pub fn reopen(&mut self) -> Result<(), AlertError> {
+        if let Some((path, out)) = &mut self.file {
+            let _ = out.flush();
+            *out = open_file(path)?;
+        }
         Ok(())
     }
 
-    /// Appends one line per sighting; `held_back` marks those the rate limits kept local.
+    /// Records one sighting; `held_back` marks those the rate limits kept local.
     pub fn write(&mut self, sighting: &Sighting, held_back: bool) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, &ecs(sighting, held_back))?;
-        self.out.write_all(b"\n")
+        let doc = ecs(sighting, held_back);
+        if let Some((_, out)) = &mut self.file {
+            serde_json::to_writer(&mut *out, &doc)?;
+            out.write_all(b"\n")?;
+        }
+        if let Some(logger) = &mut self.syslog {
+            logger.warning(doc.to_string()).map_err(std::io::Error::other)?;
+        }
+        Ok(())
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        match &mut self.file {
+            Some((_, out)) => out.flush(),
+            None => Ok(()),
+        }
     }
+}
+
+/// Opens `path` for appending (created mode 0640 if missing).
+fn open_file(path: &Path) -> Result<BufWriter<File>, AlertError> {
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
+    let file = options.open(path).map_err(|source| AlertError::File { path: path.into(), source })?;
+    Ok(BufWriter::new(file))
 }
 
 /// The ECS document of a sighting.
@@ -104,5 +149,70 @@ fn ecs_field(s: &Sighting) -> &'static str {
         Via::HttpUrl => "url.full",
         Via::Ja3 => "tls.client.ja3",
         Via::Ja4 => "tls.client.ja4",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sighting::{Aggregator, HitContext};
+    use zdn_indicators::{IndicatorSet, Via, parse_plain};
+
+    #[test]
+    fn alerts_reach_the_file_and_the_syslog_socket_with_the_real_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("log.sock");
+        let listener = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+        let config = AlertConfig {
+            log: dir.path().join("alerts.jsonl").display().to_string(),
+            syslog: socket.display().to_string(),
+        };
+        let mut alerts = AlertLog::open(&config).unwrap().unwrap();
+        let set = IndicatorSet::new(parse_plain("t", "evil.example").indicators);
+        let mut agg = Aggregator::new(1000, 10, crate::pseudonym::Pseudonymiser::ephemeral());
+        let hit = crate::inspect::Hit {
+            indicator: set.iter().next().unwrap(),
+            via: Via::DnsQuery,
+            observed: "a.evil.example".into(),
+        };
+        let ctx = HitContext {
+            ts_ms: 0,
+            src: "10.1.2.3".parse().unwrap(),
+            dst: "10.0.0.53".parse().unwrap(),
+            dst_port: 53,
+            proto: "udp",
+        };
+        agg.add(hit, ctx);
+        let sighting = agg.take_ready().remove(0);
+        alerts.write(&sighting, true).unwrap();
+        alerts.flush().unwrap();
+
+        let line = std::fs::read_to_string(dir.path().join("alerts.jsonl")).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(doc["source"]["ip"], "10.1.2.3");
+        assert_eq!(doc["threat"]["enrichments"][0]["matched"]["field"], "dns.question.name");
+        assert_eq!(doc["zdn"]["held_back"], true);
+        let mut buf = [0u8; 4096];
+        let n = listener.recv(&mut buf).unwrap();
+        let datagram = String::from_utf8_lossy(&buf[..n]);
+        assert!(datagram.starts_with("<28>"), "daemon.warning: {datagram}");
+        assert!(
+            datagram.contains("zdn-agent[") && datagram.contains("\"source\":{\"ip\":\"10.1.2.3\"}"),
+            "{datagram}"
+        );
+    }
+
+    #[test]
+    fn unusable_sinks_fail_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing =
+            AlertConfig { log: String::new(), syslog: dir.path().join("none").display().to_string() };
+        assert!(AlertLog::open(&missing).err().unwrap().to_string().contains("syslog socket"));
+        let bad = AlertConfig {
+            log: dir.path().join("no/such/dir/a.jsonl").display().to_string(),
+            syslog: String::new(),
+        };
+        assert!(AlertLog::open(&bad).err().unwrap().to_string().contains("alert log"));
+        assert!(AlertLog::open(&AlertConfig::default()).unwrap().is_none());
     }
 }

@@ -38,6 +38,7 @@
 //!
 //! [alerts]
 //! log = ""                            # JSON-lines alert log (ECS names) for the local SIEM; empty: off
+//! syslog = ""                         # the same documents to a syslog socket, e.g. "/dev/log"; empty: off
 //!
 //! [metrics]
 //! listen = ""                         # Prometheus /metrics, e.g. "127.0.0.1:9477"; empty: off
@@ -116,6 +117,7 @@ pub struct SpoolConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AlertConfig {
     pub log: String,
+    pub syslog: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

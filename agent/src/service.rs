@@ -52,10 +52,7 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
         .with_context(|| format!("pseudonym secret {}", config.secret_path().display()))?
         .sharing_addresses(config.share_internal_addresses);
     let spool = Arc::new(Spool::open(&config.spool_path(), config.spool.max_bytes)?);
-    let alerts = match config.alerts.log.as_str() {
-        "" => None,
-        path => Some(Mutex::new(AlertLog::open(path.as_ref())?)),
-    };
+    let alerts = AlertLog::open(&config.alerts)?.map(Mutex::new);
     let pinned = config.pinned_key().map_err(anyhow::Error::msg)?;
     let mut sources = sources_of(&config, pinned);
     let live = tokio::task::block_in_place(|| sources.build())?;
