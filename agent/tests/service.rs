@@ -519,3 +519,32 @@ async fn metrics_count_the_traffic_and_sighup_reloads_local_lists() {
     assert_eq!(metric(&scrape(metrics_port), "zdn_agent_indicator_set_indicators"), 3);
     assert!(agent.stop().success());
 }
+
+#[test]
+fn check_config_reports_what_it_checked_and_what_is_wrong() {
+    let site = Site::new();
+    let pcap = site.path("hosts.pcap");
+    write_storm(&pcap, 1, 1, 1).unwrap();
+    let config = site.agent_config("agent.toml", &pcap, "");
+    let check = |config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_zdn-agent"))
+            .args(["check-config", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = check(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("participant umc-noord (gw-1)")
+            && stdout.contains("1 indicators, 0 duplicates, 0 rejected"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("configuration ok"), "{stdout}");
+
+    let text = std::fs::read_to_string(&config).unwrap().replace("hosts.pcap", "missing.pcap");
+    std::fs::write(site.path("bad.toml"), text).unwrap();
+    let out = check(&site.path("bad.toml"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pcap is not a file"));
+}
