@@ -4,6 +4,7 @@
 //! Each is a `prometheus-client` counter — an atomic that never goes down — so the hot path
 //! pays one relaxed atomic add and the exposition format is the library's, not ours.
 
+use crate::extract::ExtractStats;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
@@ -17,6 +18,15 @@ pub struct Counters {
     pub kernel_drops: Counter,
     pub dns_queries: Counter,
     pub dns_malformed: Counter,
+    pub tls_hellos: Counter,
+    pub tls_malformed: Counter,
+    pub http_requests: Counter,
+    pub http_malformed: Counter,
+    /// Blind spots: ClientHellos with Encrypted Client Hello, DNS over TLS connections, TLS
+    /// to public DNS-over-HTTPS resolvers.
+    pub blind_ech: Counter,
+    pub blind_dot: Counter,
+    pub blind_doh: Counter,
     pub hits: Counter,
     /// Sightings written to the spool.
     pub spooled: Counter,
@@ -37,12 +47,19 @@ pub struct Counters {
 impl Counters {
     /// Registers every counter (shared, not copied) under `zdn_agent_<name>_total`.
     pub fn register(&self, registry: &mut Registry) {
-        let all: [(&str, &str, &Counter); 13] = [
+        let all: [(&str, &str, &Counter); 20] = [
             ("packets", "Packets seen", &self.packets),
             ("packets_undecodable", "Packets that could not be decoded", &self.undecodable),
             ("packets_dropped_kernel", "Packets the kernel dropped before capture", &self.kernel_drops),
             ("dns_queries", "DNS query names inspected", &self.dns_queries),
             ("dns_malformed", "Malformed DNS messages", &self.dns_malformed),
+            ("tls_client_hellos", "TLS ClientHellos read", &self.tls_hellos),
+            ("tls_malformed", "Malformed TLS ClientHellos", &self.tls_malformed),
+            ("http_requests", "HTTP requests read", &self.http_requests),
+            ("http_malformed", "Malformed HTTP requests", &self.http_malformed),
+            ("blind_tls_ech", "ClientHellos with Encrypted Client Hello", &self.blind_ech),
+            ("blind_dns_over_tls", "DNS over TLS connections", &self.blind_dot),
+            ("blind_dns_over_https", "TLS to public DNS-over-HTTPS resolvers", &self.blind_doh),
             ("hits", "Indicator hits", &self.hits),
             ("sightings_spooled", "Sightings written to the spool", &self.spooled),
             ("sightings_sent", "Sightings acknowledged by the collector", &self.sent),
@@ -57,10 +74,34 @@ impl Counters {
         }
     }
 
-    /// What the heartbeat carries of these counters. The spool's refusals travel as blind
-    /// spots: sightings the collector will never hear of.
+    /// Adds what an inspector counted between two readings of its statistics.
+    pub fn add_extract(&self, before: &ExtractStats, after: &ExtractStats) {
+        let pairs = [
+            (&self.dns_queries, before.dns_queries, after.dns_queries),
+            (&self.dns_malformed, before.dns_malformed, after.dns_malformed),
+            (&self.tls_hellos, before.tls_hellos, after.tls_hellos),
+            (&self.tls_malformed, before.tls_malformed, after.tls_malformed),
+            (&self.http_requests, before.http_requests, after.http_requests),
+            (&self.http_malformed, before.http_malformed, after.http_malformed),
+            (&self.blind_ech, before.blind_ech, after.blind_ech),
+            (&self.blind_dot, before.blind_dot, after.blind_dot),
+            (&self.blind_doh, before.blind_doh, after.blind_doh),
+        ];
+        for (counter, before, after) in pairs {
+            if after > before {
+                counter.inc_by(after - before);
+            }
+        }
+    }
+
+    /// What the heartbeat carries of these counters. Blind spots: destinations hidden from
+    /// the agent (ECH, DoT, DoH), and sightings the spool refused, which the collector will
+    /// never hear of.
     pub fn heartbeat(&self) -> v1::HeartbeatRequest {
         let blind_spots = HashMap::from([
+            ("tls_ech".to_owned(), self.blind_ech.get()),
+            ("dns_over_tls".to_owned(), self.blind_dot.get()),
+            ("dns_over_https".to_owned(), self.blind_doh.get()),
             ("spool_full".to_owned(), self.spool_full.get()),
             ("spool_failed".to_owned(), self.spool_failed.get()),
         ]);

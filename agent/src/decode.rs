@@ -51,7 +51,7 @@ impl LinkType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport<'a> {
-    Tcp { src_port: u16, dst_port: u16, flags: u8, payload: &'a [u8] },
+    Tcp { src_port: u16, dst_port: u16, seq: u32, flags: u8, payload: &'a [u8] },
     Udp { src_port: u16, dst_port: u16, payload: &'a [u8] },
     Icmp,
     Other(u8),
@@ -64,6 +64,13 @@ impl Transport<'_> {
             Transport::Udp { .. } => "udp",
             Transport::Icmp => "icmp",
             Transport::Other(_) => "other",
+        }
+    }
+
+    pub fn src_port(&self) -> u16 {
+        match *self {
+            Transport::Tcp { src_port, .. } | Transport::Udp { src_port, .. } => src_port,
+            _ => 0,
         }
     }
 
@@ -246,6 +253,7 @@ fn transport(src: IpAddr, dst: IpAddr, proto: u8, data: &[u8]) -> Result<Decoded
             Transport::Tcp {
                 src_port: tcp.get_source(),
                 dst_port: tcp.get_destination(),
+                seq: tcp.get_sequence(),
                 flags: tcp.get_flags(),
                 payload,
             }

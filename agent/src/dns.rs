@@ -2,8 +2,8 @@
 //!
 //! Only what the agent needs: is this a query, and which names does it ask for. Names are
 //! decoded into a caller-provided buffer, lower-cased, without allocating. Compression pointers
-//! are followed (must point backwards, at most [`MAX_POINTERS`] of them), so loops and forward
-//! references end in an error, never a hang; truncation is an error, never a panic.
+//! are followed, forwards too as resolvers accept them, at most [`MAX_POINTERS`] per name, so
+//! a pointer loop ends in an error, never a hang; truncation is an error, never a panic.
 
 /// Longest name in presentation form (RFC 1035: 255 octets on the wire).
 pub const MAX_NAME: usize = 255;
@@ -22,14 +22,16 @@ pub enum DnsError {
 }
 
 /// Calls `each` with every question name of a DNS query message (lower-case, no trailing dot;
-/// the root name is skipped). Responses are `Err(NotQuery)`.
+/// the root name is skipped). Responses are `Err(NotQuery)`, and so are NOTIFY and UPDATE,
+/// whose "question" is a zone, not a lookup; other opcodes, unassigned ones included, are read
+/// (a name asked about in an odd way is still asked about).
 pub fn for_each_query_name(msg: &[u8], mut each: impl FnMut(&str)) -> Result<(), DnsError> {
     if msg.len() < HEADER_LEN {
         return Err(DnsError::Truncated);
     }
     let flags = u16::from_be_bytes([msg[2], msg[3]]);
     let opcode = (flags >> 11) & 0xf;
-    if flags & 0x8000 != 0 || opcode != 0 {
+    if flags & 0x8000 != 0 || opcode == 4 || opcode == 5 {
         return Err(DnsError::NotQuery);
     }
     let questions = usize::from(u16::from_be_bytes([msg[4], msg[5]])).min(MAX_QUESTIONS);
@@ -86,7 +88,7 @@ fn read_name(msg: &[u8], start: usize, out: &mut [u8; MAX_NAME]) -> Result<(usiz
                 let &lo = msg.get(pos + 1).ok_or(DnsError::Truncated)?;
                 let target = usize::from(u16::from_be_bytes([b & 0x3f, lo]));
                 pointers += 1;
-                if target >= pos || pointers > MAX_POINTERS {
+                if target == pos || pointers > MAX_POINTERS {
                     return Err(DnsError::PointerLoop);
                 }
                 after.get_or_insert(pos + 2);
@@ -126,7 +128,7 @@ mod tests {
     }
 
     #[test]
-    fn follows_backward_pointers_and_refuses_loops() {
+    fn follows_pointers_both_ways_and_refuses_loops() {
         let mut m = query(&["evil.example"]);
         // Second question: "x" + pointer to offset 12 (the first name).
         m[5] = 2;
@@ -136,6 +138,18 @@ mod tests {
         looped[5] = 1;
         looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
         assert_eq!(names(&looped), Err(DnsError::PointerLoop));
+        // Two pointers at each other: ended by the pointer bound.
+        let mut pair = query(&[]);
+        pair[5] = 1;
+        pair.extend_from_slice(&[0xc0, 14, 0xc0, 12, 0, 1, 0, 1]);
+        assert_eq!(names(&pair), Err(DnsError::PointerLoop));
+        // A forward pointer, as in Suricata's dns-forward-pointer capture.
+        let mut forward = query(&[]);
+        forward[5] = 2;
+        forward.extend_from_slice(&[
+            0xc0, 18, 0, 1, 0, 1, 4, b'e', b'v', b'i', b'l', 2, b'n', b'l', 0, 0, 1, 0, 1,
+        ]);
+        assert_eq!(names(&forward).unwrap(), ["evil.nl", "evil.nl"]);
     }
 
     #[test]
@@ -143,6 +157,12 @@ mod tests {
         let mut response = query(&["evil.example"]);
         response[2] |= 0x80;
         assert_eq!(names(&response), Err(DnsError::NotQuery));
+        let mut update = query(&["zone.example"]);
+        update[2] |= 5 << 3;
+        assert_eq!(names(&update), Err(DnsError::NotQuery));
+        let mut odd = query(&["evil.example"]);
+        odd[2] |= 9 << 3;
+        assert_eq!(names(&odd).unwrap(), ["evil.example"], "unassigned opcode 9");
         let full = query(&["evil.example"]);
         for cut in 0..full.len() {
             assert!(names(&full[..cut]).is_err(), "cut at {cut}");

@@ -1,20 +1,21 @@
 //! From a decoded packet to indicator hits: which observables it carries, and whether the
 //! indicator set knows them.
 //!
-//! Direction: traffic from `home_net` counts; destination addresses are matched only when the
-//! destination lies outside `home_net` (outbound), while DNS query names are matched whatever
-//! the resolver's address, because gateways usually ask an internal resolver. An empty
-//! `home_net` treats every source as internal and every destination as external (replay of a
-//! capture from an unknown network).
+//! Direction: traffic from `home_net` counts; destinations, server names, URLs and
+//! fingerprints are matched only when the destination lies outside `home_net` (outbound),
+//! while DNS query names are matched whatever the resolver's address, because gateways usually
+//! ask an internal resolver. An empty `home_net` treats every source as internal and every
+//! destination as external (replay of a capture from an unknown network).
 //!
 //! The common case (no hit) allocates nothing; a hit allocates its observed value once.
 
-use crate::decode::{Decoded, Transport};
-use crate::dns;
+use crate::decode::Decoded;
+use crate::extract::{ExtractStats, Extractor, Observation, Value};
+use crate::stream::StreamStats;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use zdn_indicators::set::Match;
-use zdn_indicators::{IndicatorSet, Via};
+use zdn_indicators::{IndicatorSet, Kind, Via};
 
 /// The participant's own networks.
 #[derive(Debug, Clone, Default)]
@@ -39,62 +40,70 @@ impl HomeNet {
 pub struct Hit<'s> {
     pub indicator: Match<'s>,
     pub via: Via,
-    /// What was seen: the address, `address:port`, or the full query name.
+    /// What was seen: the address, `address:port`, the name, URL or fingerprint.
     pub observed: String,
 }
 
-/// Counters of what inspection saw but could not use.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct InspectStats {
-    pub dns_queries: u64,
-    pub dns_malformed: u64,
+/// Matches a packet's observables against the set; holds the extraction state (reassembly of
+/// client streams) of one capture worker.
+#[derive(Default)]
+pub struct Inspector {
+    extractor: Extractor,
 }
 
-const DNS_PORT: u16 = 53;
-
-/// Calls `hit` for every indicator `packet` matches.
-pub fn inspect<'s>(
-    set: &'s IndicatorSet,
-    home: &HomeNet,
-    packet: &Decoded<'_>,
-    stats: &mut InspectStats,
-    mut hit: impl FnMut(Hit<'s>),
-) {
-    if !home.is_internal(packet.src) {
-        return;
-    }
-    let t = &packet.transport;
-    // Destinations: connection attempts, UDP, ICMP. Later TCP segments of the same connection
-    // add nothing the SYN did not say.
-    let attempt = t.is_tcp_syn() || matches!(t, Transport::Udp { .. } | Transport::Icmp);
-    if attempt && home.is_external(packet.dst) {
-        let port = t.dst_port();
-        if port != 0
-            && let Some(ind) = set.match_ip_port(packet.dst, port)
-        {
-            let observed = std::net::SocketAddr::new(packet.dst, port).to_string();
-            hit(Hit { indicator: ind, via: Via::IpDst, observed });
+impl Inspector {
+    /// Calls `hit` for every indicator `packet` matches. Outbound only: the source must be
+    /// internal, and the destination external — except for DNS query names, which count
+    /// whatever resolver is asked.
+    pub fn inspect<'s>(
+        &mut self,
+        set: &'s IndicatorSet,
+        home: &HomeNet,
+        packet: &Decoded<'_>,
+        now_ms: i64,
+        mut hit: impl FnMut(Hit<'s>),
+    ) {
+        if !home.is_internal(packet.src) {
+            return;
         }
-        if let Some(ind) = set.match_ip(packet.dst) {
-            hit(Hit { indicator: ind, via: Via::IpDst, observed: packet.dst.to_string() });
-        }
-    }
-    let dns_payload = match *t {
-        Transport::Udp { dst_port: DNS_PORT, payload, .. } => Some(payload),
-        // DNS over TCP: a two-byte length, then the message (first message of a segment only;
-        // stream reassembly arrives with the TCP reassembler).
-        Transport::Tcp { dst_port: DNS_PORT, payload, .. } if payload.len() > 2 => Some(&payload[2..]),
-        _ => None,
-    };
-    if let Some(msg) = dns_payload {
-        let result = dns::for_each_query_name(msg, |name| {
-            stats.dns_queries += 1;
-            if let Some(ind) = set.match_domain(name) {
-                hit(Hit { indicator: ind, via: Via::DnsQuery, observed: name.to_owned() });
+        let external = home.is_external(packet.dst);
+        self.extractor.extract(packet, now_ms, |observation| {
+            let Observation::Seen { via, value } = observation else { return };
+            if via != Via::DnsQuery && !external {
+                return;
+            }
+            let found = match (via, value) {
+                (_, Value::IpPort(ip, port)) => set.match_ip_port(ip, port),
+                (_, Value::Ip(ip)) => set.match_ip(ip),
+                (_, Value::Name(name)) => set.match_domain(name),
+                (Via::HttpUrl, Value::Text(url)) => match_url(set, url),
+                (Via::Ja3, Value::Text(text)) => set.match_text(Kind::Ja3, text),
+                (Via::Ja4, Value::Text(text)) => set.match_text(Kind::Ja4, text),
+                _ => None,
+            };
+            if let Some(indicator) = found {
+                hit(Hit { indicator, via, observed: value.to_string() });
             }
         });
-        if matches!(result, Err(e) if e != dns::DnsError::NotQuery) {
-            stats.dns_malformed += 1;
-        }
     }
+
+    pub fn stats(&self) -> &ExtractStats {
+        &self.extractor.stats
+    }
+
+    pub fn stream_stats(&self) -> &StreamStats {
+        &self.extractor.streams().stats
+    }
+}
+
+/// A URL `host/path?query` against URL indicators: the full URL, then without the query, then
+/// the path alone (host-less indicators such as `/gate.php`), with and without the query.
+fn match_url<'s>(set: &'s IndicatorSet, url: &str) -> Option<Match<'s>> {
+    let without_query = url.split_once('?').map_or(url, |(u, _)| u);
+    let path_at = url.find('/').unwrap_or(url.len());
+    let (path, bare_path) = (&url[path_at..], &without_query[path_at.min(without_query.len())..]);
+    [url, without_query, path, bare_path]
+        .into_iter()
+        .filter(|candidate| candidate.len() > 1)
+        .find_map(|candidate| set.match_text(Kind::Url, candidate))
 }

@@ -24,9 +24,15 @@
 //! | [`live`] | frames from network interfaces (AF_PACKET via pnet) |
 //! | [`decode`] | link, network and transport headers; bounds-checked, allocation-free |
 //! | [`dns`] | DNS question names from a message, allocation-free |
-//! | [`inspect`] | observables of a packet, direction by `home_net`, matched against the set |
+//! | [`tls`] | TLS ClientHello: SNI, ALPN, ECH, JA3, JA4 — allocation-free |
+//! | [`extract`] | the observables of a packet (destinations, DNS, SNI, JA3/JA4, HTTP) and blind spots |
+//! | [`quic`] | QUIC Initial decryption (v1, v2, draft-29) and CRYPTO frames → ClientHello |
+//! | [`http`] | HTTP/1.x request line, Host, User-Agent (httparse) |
+//! | [`stream`] | bounded reassembly of client stream prefixes (ClientHellos, HTTP headers, DNS/TCP) |
+//! | [`inspect`] | direction by `home_net`, observables matched against the set |
 //! | [`sighting`] | aggregation of hits into [`sighting::Sighting`]s; the JSON-lines contract |
 //! | [`pseudonym`] | keyed pseudonyms for internal hosts (HMAC-SHA256, local secret) |
+//! | [`observe`] | every observable of capture files, for `zdn-agent observe` |
 //! | [`replay`] | the path above over capture files, for `zdn-agent replay` |
 //! | [`config`] | `agent.toml`: every key, its default, its checks |
 //! | [`pipeline`] | one capture worker's path from frame to spool, on the live set |
@@ -54,17 +60,23 @@ pub mod counters;
 pub mod decode;
 pub mod delivery;
 pub mod dns;
+pub mod extract;
+pub mod http;
 pub mod inspect;
 pub mod live;
 pub mod liveset;
 pub mod metrics;
+pub mod observe;
 pub mod pipeline;
 pub mod pseudonym;
+pub mod quic;
 pub mod ratelimit;
 pub mod replay;
 pub mod sample;
 pub mod service;
 pub mod sighting;
 pub mod spool;
+pub mod stream;
 pub mod sync;
+pub mod tls;
 pub mod uplink;

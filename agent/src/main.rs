@@ -58,6 +58,18 @@ enum Command {
     ///       --collector https://collector.example:7443 --identity /etc/zdn/identity
     #[command(verbatim_doc_comment)]
     Replay(ReplayArgs),
+    /// Print every observable found in capture files — destinations, DNS names, TLS/QUIC
+    /// server names, JA3/JA4, HTTP hosts and URLs, blind spots — matched or not.
+    ///
+    /// Example: zdn-agent observe --pcap gw.pcap --format jsonl
+    #[command(verbatim_doc_comment)]
+    Observe {
+        /// Capture file (pcap or pcapng); repeat for several.
+        #[arg(long = "pcap", required = true)]
+        pcaps: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ObserveFormat,
+    },
     /// Load indicator sources and allowlists and print the load report: what was accepted,
     /// rejected (with file and line), skipped and suppressed.
     ///
@@ -199,6 +211,7 @@ fn main() -> std::process::ExitCode {
     zdn_telemetry::init_logging(cli.log_format, "info");
     let result = match cli.command {
         Command::Run { config } => run(&config),
+        Command::Observe { pcaps, format } => observe(&pcaps, format),
         Command::CheckConfig { config } => check_config(&config),
         Command::Replay(args) => run_replay(args),
         Command::CheckIndicators(args) => args.build().map(|built| println!("{}", built.summary())),
@@ -218,6 +231,55 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ObserveFormat {
+    /// One line per observable: time, via, value, src -> dst:port.
+    Text,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+fn observe(pcaps: &[PathBuf], format: ObserveFormat) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed = None;
+    let stats = zdn_agent::observe::observe(pcaps, |o| {
+        let written = match format {
+            ObserveFormat::Jsonl => serde_json::to_writer(&mut out, &o)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n")),
+            ObserveFormat::Text => {
+                writeln!(
+                    out,
+                    "{}  {:<14} {:<40} {} -> {}:{}",
+                    o.time, o.via, o.value, o.src, o.dst, o.dst_port
+                )
+            }
+        };
+        if let Err(e) = written {
+            failed.get_or_insert(e);
+        }
+    })?;
+    let flushed = out.flush();
+    // A reader that stopped early (`| head`) is not an error.
+    match failed.map_or(flushed, Err) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        other => other?,
+    }
+    eprintln!(
+        "{} DNS queries ({} malformed), {} TLS ClientHellos ({} malformed), {} HTTP requests ({} malformed); blind spots: {} ECH, {} DoT, {} DoH",
+        stats.dns_queries,
+        stats.dns_malformed,
+        stats.tls_hellos,
+        stats.tls_malformed,
+        stats.http_requests,
+        stats.http_malformed,
+        stats.blind_ech,
+        stats.blind_dot,
+        stats.blind_doh
+    );
+    Ok(())
 }
 
 fn run(path: &Path) -> Result<()> {

@@ -11,7 +11,8 @@ use crate::alerts::AlertLog;
 use crate::capture::Frame;
 use crate::counters::Counters;
 use crate::decode::decode;
-use crate::inspect::{HomeNet, InspectStats, inspect};
+use crate::extract::ExtractStats;
+use crate::inspect::{HomeNet, Inspector};
 use crate::ratelimit::RateLimits;
 use crate::sighting::{Aggregator, HitContext, Sighting};
 use crate::spool::Spool;
@@ -43,7 +44,9 @@ pub struct Shared {
 pub struct Pipeline {
     shared: Arc<Shared>,
     aggregator: Aggregator,
-    stats: InspectStats,
+    inspector: Inspector,
+    /// The inspector's counters as last added to the shared ones.
+    reported: ExtractStats,
     pending: Vec<Sighting>,
     pending_since: Option<Instant>,
     /// `aggregator.evicted_early` as last added to the shared counter.
@@ -55,7 +58,8 @@ impl Pipeline {
         Pipeline {
             shared,
             aggregator,
-            stats: InspectStats::default(),
+            inspector: Inspector::default(),
+            reported: ExtractStats::default(),
             pending: Vec::new(),
             pending_since: None,
             evictions_counted: 0,
@@ -80,19 +84,19 @@ impl Pipeline {
             proto: packet.transport.proto_name(),
         };
         let set = self.shared.set.load();
-        let before = self.stats;
         let aggregator = &mut self.aggregator;
         let mut hits = 0;
-        inspect(&set, &self.shared.home, &packet, &mut self.stats, |hit| {
+        self.inspector.inspect(&set, &self.shared.home, &packet, ts_ms, |hit| {
             hits += 1;
             aggregator.add(hit, ctx);
         });
         if hits > 0 {
             counters.hits.inc_by(hits);
         }
-        if self.stats != before {
-            counters.dns_queries.inc_by(self.stats.dns_queries - before.dns_queries);
-            counters.dns_malformed.inc_by(self.stats.dns_malformed - before.dns_malformed);
+        let stats = *self.inspector.stats();
+        if stats != self.reported {
+            counters.add_extract(&self.reported, &stats);
+            self.reported = stats;
         }
         self.collect(false);
     }

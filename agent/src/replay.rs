@@ -3,7 +3,8 @@
 
 use crate::capture::{self, CaptureError};
 use crate::decode::decode;
-use crate::inspect::{HomeNet, InspectStats, inspect};
+use crate::extract::ExtractStats;
+use crate::inspect::{HomeNet, Inspector};
 use crate::sighting::{Aggregator, HitContext, Sighting};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +22,7 @@ pub struct ReplayStats {
     pub undecodable: BTreeMap<&'static str, u64>,
     /// Frames of link types we do not decode, by pcap LINKTYPE.
     pub unsupported_link: BTreeMap<u32, u64>,
-    pub inspect: InspectStats,
+    pub inspect: ExtractStats,
     pub hits: u64,
     pub evicted_early: u64,
 }
@@ -57,6 +58,7 @@ pub fn replay(
 ) -> Result<(Vec<Sighting>, ReplayStats), CaptureError> {
     let mut stats = ReplayStats::default();
     let mut sightings = Vec::new();
+    let mut inspector = Inspector::default();
     for pcap in pcaps {
         capture::read_file(pcap.as_ref(), |frame| {
             stats.packets += 1;
@@ -80,7 +82,7 @@ pub fn replay(
                 dst_port: packet.transport.dst_port(),
                 proto: packet.transport.proto_name(),
             };
-            inspect(set, home, &packet, &mut stats.inspect, |hit| {
+            inspector.inspect(set, home, &packet, ts_ms, |hit| {
                 stats.hits += 1;
                 aggregator.add(hit, ctx);
             });
@@ -90,5 +92,6 @@ pub fn replay(
     aggregator.flush();
     sightings.extend(aggregator.take_ready());
     stats.evicted_early = aggregator.evicted_early;
+    stats.inspect = *inspector.stats();
     Ok((sightings, stats))
 }

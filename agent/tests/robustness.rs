@@ -7,7 +7,7 @@ use std::path::Path;
 use zdn_agent::capture::{self, Frame};
 use zdn_agent::decode::{LinkType, decode};
 use zdn_agent::dns;
-use zdn_agent::inspect::{HomeNet, InspectStats, inspect};
+use zdn_agent::inspect::{HomeNet, Inspector};
 use zdn_indicators::{IndicatorSet, parse_plain};
 
 fn suricata_pcaps() -> Vec<std::path::PathBuf> {
@@ -37,7 +37,7 @@ fn every_real_capture_decodes_without_panic() {
     let (mut files, mut frames) = (0, 0u64);
     let mut failures = std::collections::BTreeMap::new();
     for pcap in suricata_pcaps() {
-        let mut stats = InspectStats::default();
+        let mut inspector = Inspector::default();
         // Some suite captures are deliberately damaged; that must be an error, not a panic.
         let _ = capture::read_file(&pcap, |frame: Frame<'_>| {
             frames += 1;
@@ -46,7 +46,7 @@ fn every_real_capture_decodes_without_panic() {
                 return;
             };
             match decode(link, frame.data) {
-                Ok(p) => inspect(&set, &home, &p, &mut stats, |_| {}),
+                Ok(p) => inspector.inspect(&set, &home, &p, frame.ts_ns / 1_000_000, |_| {}),
                 Err(e) => *failures.entry(e.counter_name().to_owned()).or_insert(0) += 1,
             }
         });
@@ -75,7 +75,7 @@ fn mutated_frames_and_random_bytes_never_panic() {
         });
     }
     assert!(!seeds.is_empty());
-    let mut stats = InspectStats::default();
+    let mut inspector = Inspector::default();
     let links = [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::RawIp];
     for i in 0..200_000 {
         let mut frame = seeds[i % seeds.len()].clone();
@@ -97,7 +97,7 @@ fn mutated_frames_and_random_bytes_never_panic() {
         }
         let link = links[rng.random_range(0..links.len())];
         if let Ok(p) = decode(link, &frame) {
-            inspect(&set, &home, &p, &mut stats, |_| {});
+            inspector.inspect(&set, &home, &p, i as i64, |_| {});
         }
         let _ = dns::for_each_query_name(&frame, |_| {});
         if frame.len() > 42 {

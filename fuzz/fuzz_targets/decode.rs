@@ -2,7 +2,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use zdn_agent::decode::{LinkType, decode};
-use zdn_agent::inspect::{HomeNet, InspectStats, inspect};
+use zdn_agent::inspect::{HomeNet, Inspector};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, frame)) = data.split_first() else { return };
@@ -20,6 +20,6 @@ fuzz_target!(|data: &[u8]| {
         let set = zdn_indicators::IndicatorSet::new(
             zdn_indicators::parse_plain("f", "example.com\n10.0.0.0/8\n").indicators,
         );
-        inspect(&set, &HomeNet::default(), &packet, &mut InspectStats::default(), |_| {});
+        Inspector::default().inspect(&set, &HomeNet::default(), &packet, 0, |_| {});
     }
 });

@@ -1,0 +1,430 @@
+//! Observables: everything in a packet that names a destination — the address of a
+//! connection attempt, DNS query names (UDP and TCP), the TLS server name and fingerprints,
+//! HTTP host and URL — and the blind spots where a destination is hidden from us (Encrypted
+//! Client Hello, DNS over TLS, DNS over HTTPS to public resolvers).
+//!
+//! Extraction knows nothing of indicators or direction; [`crate::inspect`] decides what to
+//! match, `zdn-agent observe` prints everything. Values are borrowed or built in stack buffers;
+//! only an HTTP URL (canonical form) and a reassembled message allocate.
+
+use crate::decode::{Decoded, Transport};
+use crate::dns;
+use crate::http::{self, HttpProgress};
+use crate::quic::{QuicError, QuicTable};
+use crate::stream::{FlowKey, StreamTable, Unit};
+use crate::tls::{self, Progress};
+use std::net::IpAddr;
+use zdn_indicators::Via;
+
+/// What an observation carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    Ip(IpAddr),
+    IpPort(IpAddr, u16),
+    /// A host name, lower-case, no trailing dot.
+    Name(&'a str),
+    /// A URL in canonical `host/path?query` form, a JA3 or a JA4 fingerprint.
+    Text(&'a str),
+}
+
+impl std::fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Ip(ip) => write!(f, "{ip}"),
+            Value::IpPort(ip, port) => write!(f, "{}", std::net::SocketAddr::new(*ip, *port)),
+            Value::Name(s) | Value::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Where a destination could not be seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlindSpot {
+    /// A ClientHello offering Encrypted Client Hello: the SNI seen is the outer, public one.
+    EncryptedClientHello,
+    /// A connection to port 853: DNS over TLS, names invisible.
+    DnsOverTls,
+    /// TLS to a well-known public DNS-over-HTTPS resolver: names invisible.
+    DnsOverHttps,
+}
+
+impl BlindSpot {
+    pub fn name(self) -> &'static str {
+        match self {
+            BlindSpot::EncryptedClientHello => "tls_ech",
+            BlindSpot::DnsOverTls => "dns_over_tls",
+            BlindSpot::DnsOverHttps => "dns_over_https",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation<'a> {
+    Seen { via: Via, value: Value<'a> },
+    Blind { spot: BlindSpot, value: Value<'a> },
+}
+
+/// Counters of extraction.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractStats {
+    pub dns_queries: u64,
+    pub dns_malformed: u64,
+    pub tls_hellos: u64,
+    pub tls_malformed: u64,
+    pub http_requests: u64,
+    pub http_malformed: u64,
+    /// QUIC Initials that did not parse or decrypt (a server's Initial, a foreign version
+    /// mislabelled, damage).
+    pub quic_malformed: u64,
+    pub blind_ech: u64,
+    pub blind_dot: u64,
+    pub blind_doh: u64,
+}
+
+/// Public DNS-over-HTTPS resolvers by server name (what browsers and OSes use by default).
+const DOH_RESOLVERS: [&str; 10] = [
+    "dns.google",
+    "dns.google.com",
+    "cloudflare-dns.com",
+    "mozilla.cloudflare-dns.com",
+    "one.one.one.one",
+    "dns.quad9.net",
+    "doh.opendns.com",
+    "dns.nextdns.io",
+    "doh.cleanbrowsing.org",
+    "dns.adguard-dns.com",
+];
+
+const DNS_PORT: u16 = 53;
+const DOT_PORT: u16 = 853;
+
+#[derive(Default)]
+pub struct Extractor {
+    streams: StreamTable,
+    quic: QuicTable,
+    pub stats: ExtractStats,
+}
+
+/// Smallest UDP payload of a client's first QUIC Initial (RFC 9000 §14.1 pads to 1200).
+const QUIC_MIN_INITIAL: usize = 1200;
+
+impl Extractor {
+    pub fn streams(&self) -> &StreamTable {
+        &self.streams
+    }
+
+    pub fn quic(&self) -> &QuicTable {
+        &self.quic
+    }
+
+    /// Calls `each` for every observable of `packet`.
+    pub fn extract(&mut self, packet: &Decoded<'_>, now_ms: i64, mut each: impl FnMut(Observation<'_>)) {
+        let t = &packet.transport;
+        // Destinations: connection attempts, UDP, ICMP. Later TCP segments of the same
+        // connection add nothing the SYN did not say.
+        if t.is_tcp_syn() || matches!(t, Transport::Udp { .. } | Transport::Icmp) {
+            let port = t.dst_port();
+            if port != 0 {
+                each(Observation::Seen { via: Via::IpDst, value: Value::IpPort(packet.dst, port) });
+            }
+            each(Observation::Seen { via: Via::IpDst, value: Value::Ip(packet.dst) });
+            if t.is_tcp_syn() && port == DOT_PORT {
+                self.stats.blind_dot += 1;
+                each(Observation::Blind {
+                    spot: BlindSpot::DnsOverTls,
+                    value: Value::IpPort(packet.dst, port),
+                });
+            }
+        }
+        match *t {
+            Transport::Udp { dst_port: DNS_PORT, payload, .. } => self.dns_message(payload, &mut each),
+            Transport::Udp { src_port, dst_port, payload }
+                if payload.first().is_some_and(|b| b & 0xc0 == 0xc0) =>
+            {
+                let key = FlowKey { src: packet.src, dst: packet.dst, src_port, dst_port };
+                self.quic_datagram(key, payload, payload.len() >= QUIC_MIN_INITIAL, &mut each);
+            }
+            Transport::Tcp { src_port, dst_port, seq, payload, .. } if !payload.is_empty() => {
+                let key = FlowKey { src: packet.src, dst: packet.dst, src_port, dst_port };
+                self.tcp_payload(key, seq, payload, now_ms, &mut each);
+            }
+            _ => {}
+        }
+    }
+
+    /// A long-header UDP datagram: a QUIC Initial of a client we follow, or the first of one.
+    fn quic_datagram(
+        &mut self,
+        key: FlowKey,
+        payload: &[u8],
+        could_start: bool,
+        each: &mut impl FnMut(Observation<'_>),
+    ) {
+        if !could_start && !self.quic.follows(&key) {
+            return;
+        }
+        let Extractor { quic, stats, .. } = self;
+        let result = quic.offer(key, payload, |handshake| match tls::parse_handshake(handshake, true) {
+            Ok(hello) => {
+                stats.tls_hellos += 1;
+                hello_observations(&hello, Via::QuicSni, stats, key.dst, key.dst_port, each);
+            }
+            Err(_) => stats.tls_malformed += 1,
+        });
+        // Long-header datagrams of unknown versions or other packet types are not ours.
+        if let Err(QuicError::Malformed(_) | QuicError::Decrypt) = result {
+            stats.quic_malformed += 1;
+        }
+    }
+
+    fn dns_message(&mut self, msg: &[u8], each: &mut impl FnMut(Observation<'_>)) {
+        let stats = &mut self.stats;
+        let result = dns::for_each_query_name(msg, |name| {
+            stats.dns_queries += 1;
+            each(Observation::Seen { via: Via::DnsQuery, value: Value::Name(name) });
+        });
+        if matches!(result, Err(e) if e != dns::DnsError::NotQuery) {
+            stats.dns_malformed += 1;
+        }
+    }
+
+    fn tcp_payload(
+        &mut self,
+        key: FlowKey,
+        seq: u32,
+        payload: &[u8],
+        now_ms: i64,
+        each: &mut impl FnMut(Observation<'_>),
+    ) {
+        // Cheap first look: most segments are bulk data of a flow we are not following.
+        let first = payload[0];
+        let candidate = key.dst_port == DNS_PORT || first == 22 || http::looks_like_request(payload);
+        if !candidate && self.streams.is_empty() {
+            return;
+        }
+        let dns = key.dst_port == DNS_PORT;
+        let classify = |bytes: &[u8]| -> Unit {
+            if dns {
+                return match bytes {
+                    [hi, lo, rest @ ..] => {
+                        if rest.len() >= usize::from(u16::from_be_bytes([*hi, *lo])) {
+                            Unit::Complete
+                        } else {
+                            Unit::Incomplete
+                        }
+                    }
+                    _ => Unit::Incomplete,
+                };
+            }
+            match bytes.first() {
+                Some(22) => match tls::client_hello_progress(bytes) {
+                    Ok(Progress::Complete { .. }) => Unit::Complete,
+                    Ok(Progress::Incomplete { .. }) => Unit::Incomplete,
+                    Err(_) => Unit::NotOurs,
+                },
+                Some(_) => match http::parse_request(bytes) {
+                    Ok(HttpProgress::Complete(_)) | Err(http::HttpError::Malformed(_)) => Unit::Complete,
+                    Ok(HttpProgress::Incomplete) => Unit::Incomplete,
+                    Err(http::HttpError::NotHttp) => Unit::NotOurs,
+                },
+                None => Unit::Incomplete,
+            }
+        };
+        let Some(message) = self.streams.offer(key, seq, payload, now_ms, classify) else { return };
+        if dns {
+            let len = usize::from(u16::from_be_bytes([message[0], message[1]]));
+            self.dns_message(&message[2..2 + len], each);
+        } else if message[0] == 22 {
+            self.client_hello(&message, key, each);
+        } else {
+            self.http_request(&message, each);
+        }
+    }
+
+    fn client_hello(&mut self, record: &[u8], key: FlowKey, each: &mut impl FnMut(Observation<'_>)) {
+        let hello = match tls::parse_record(record, false) {
+            Ok(hello) => hello,
+            Err(_) => {
+                self.stats.tls_malformed += 1;
+                return;
+            }
+        };
+        self.stats.tls_hellos += 1;
+        hello_observations(&hello, Via::TlsSni, &mut self.stats, key.dst, key.dst_port, each);
+    }
+
+    fn http_request(&mut self, bytes: &[u8], each: &mut impl FnMut(Observation<'_>)) {
+        let request = match http::parse_request(bytes) {
+            Ok(HttpProgress::Complete(r)) => r,
+            _ => {
+                self.stats.http_malformed += 1;
+                return;
+            }
+        };
+        self.stats.http_requests += 1;
+        // Absolute-form targets (proxies) carry the host; otherwise the Host header does.
+        // (Only a target that does not start with `/` is absolute: `/r?u=http://x/` is a path.)
+        let absolute = request.target.split_once("://").filter(|_| !request.target.starts_with('/'));
+        let (authority, path) = match absolute {
+            Some((_, rest)) => rest.find('/').map_or((rest, "/"), |i| rest.split_at(i)),
+            None => (request.host.unwrap_or_default(), request.target),
+        };
+        let path = if path.starts_with('/') { path } else { "/" };
+        let path = zdn_indicators::normalise::canonical_path(path);
+        let mut host_buf = [0u8; 253];
+        let url = match host_and_port(authority, &mut host_buf) {
+            // No usable host (HTTP/1.0 without Host): the path alone, which host-less URL
+            // indicators (`/gate.php`) still match.
+            None => path,
+            Some((host, port)) => {
+                let literal = host.parse::<IpAddr>().ok();
+                if literal.is_none() {
+                    each(Observation::Seen { via: Via::HttpHost, value: Value::Name(host) });
+                }
+                // The canonical URL form of the indicator model: IPv6 literals in brackets.
+                let host = match literal {
+                    Some(IpAddr::V6(v6)) => format!("[{v6}]"),
+                    Some(IpAddr::V4(v4)) => v4.to_string(),
+                    None => host.to_owned(),
+                };
+                match port {
+                    Some(p) if p != 80 => format!("{host}:{p}{path}"),
+                    _ => format!("{host}{path}"),
+                }
+            }
+        };
+        each(Observation::Seen { via: Via::HttpUrl, value: Value::Text(&url) });
+    }
+}
+
+/// The observations of a parsed ClientHello (TLS or QUIC).
+pub(crate) fn hello_observations(
+    hello: &tls::ClientHello<'_>,
+    sni_via: Via,
+    stats: &mut ExtractStats,
+    dst: IpAddr,
+    dst_port: u16,
+    each: &mut impl FnMut(Observation<'_>),
+) {
+    if let Some(name) = &hello.sni {
+        let name = name.as_str();
+        each(Observation::Seen { via: sni_via, value: Value::Name(name) });
+        if DOH_RESOLVERS.contains(&name) {
+            stats.blind_doh += 1;
+            each(Observation::Blind { spot: BlindSpot::DnsOverHttps, value: Value::Name(name) });
+        }
+    }
+    if hello.ech {
+        stats.blind_ech += 1;
+        each(Observation::Blind {
+            spot: BlindSpot::EncryptedClientHello,
+            value: Value::IpPort(dst, dst_port),
+        });
+    }
+    each(Observation::Seen { via: Via::Ja3, value: Value::Text(tls::ja3_str(&hello.ja3)) });
+    each(Observation::Seen { via: Via::Ja4, value: Value::Text(hello.ja4.as_str()) });
+}
+
+/// Host (lower-case, no trailing dot, brackets of IPv6 literals removed) and port of an
+/// authority `host[:port]`, or `None` if it is not a plausible host.
+fn host_and_port<'b>(authority: &str, buf: &'b mut [u8; 253]) -> Option<(&'b str, Option<u16>)> {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        (h, after.strip_prefix(':').and_then(|p| p.parse().ok()))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p.parse().ok()?)),
+            None => (authority, None),
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > buf.len() {
+        return None;
+    }
+    for (dst, c) in buf.iter_mut().zip(host.bytes()) {
+        if !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b':')) {
+            return None;
+        }
+        *dst = c.to_ascii_lowercase();
+    }
+    std::str::from_utf8(&buf[..host.len()]).ok().map(|h| (h, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp<'a>(payload: &'a [u8], seq: u32, dst_port: u16) -> Decoded<'a> {
+        Decoded {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "192.0.2.80".parse().unwrap(),
+            transport: Transport::Tcp { src_port: 40000, dst_port, seq, flags: 0x18, payload },
+        }
+    }
+
+    fn observe(ex: &mut Extractor, packet: &Decoded<'_>) -> Vec<String> {
+        let mut out = Vec::new();
+        ex.extract(packet, 0, |o| {
+            out.push(match o {
+                Observation::Seen { via, value } => format!("{via} {value}"),
+                Observation::Blind { spot, value } => format!("blind:{} {value}", spot.name()),
+            })
+        });
+        out
+    }
+
+    #[test]
+    fn http_host_and_canonical_url_across_segments() {
+        let mut ex = Extractor::default();
+        let req = b"GET /dl/a%7Eb.exe?x=1 HTTP/1.1\r\nHost: Evil.Example:8080\r\nUser-Agent: t\r\n\r\n";
+        assert!(observe(&mut ex, &tcp(&req[..20], 1, 8080)).is_empty());
+        let seen = observe(&mut ex, &tcp(&req[20..], 21, 8080));
+        assert_eq!(seen, ["http_host evil.example", "http_url evil.example:8080/dl/a~b.exe?x=1"]);
+        let proxy = b"GET http://other.example/p HTTP/1.1\r\nHost: other.example\r\n\r\n";
+        assert_eq!(observe(&mut ex, &tcp(proxy, 1, 3128))[1], "http_url other.example/p");
+        let redirect = b"GET /r?u=http://x.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n";
+        assert_eq!(
+            observe(&mut ex, &tcp(redirect, 1, 80))[0],
+            "http_host a.example",
+            "a URL in the query is not the target"
+        );
+        let ip_host = b"GET / HTTP/1.1\r\nHost: 192.0.2.80\r\n\r\n";
+        assert_eq!(observe(&mut ex, &tcp(ip_host, 1, 80)), ["http_url 192.0.2.80/"]);
+    }
+
+    #[test]
+    fn tls_sni_fingerprints_and_blind_spots() {
+        use crate::tls::tests::{hello, sni_ext};
+        let mut ex = Extractor::default();
+        let rec = hello(&[sni_ext("dns.google"), (0xfe0d, vec![0; 4])], &[0x1301]);
+        let seen = observe(&mut ex, &tcp(&rec[..50], 7, 443));
+        assert!(seen.is_empty());
+        let seen = observe(&mut ex, &tcp(&rec[50..], 57, 443));
+        assert_eq!(
+            &seen[..3],
+            ["tls_sni dns.google", "blind:dns_over_https dns.google", "blind:tls_ech 192.0.2.80:443"]
+        );
+        assert!(seen[3].starts_with("ja3 ") && seen[4].starts_with("ja4 t12d0102"));
+        assert_eq!((ex.stats.tls_hellos, ex.stats.blind_doh, ex.stats.blind_ech), (1, 1, 1));
+    }
+
+    #[test]
+    fn dns_over_tcp_split_and_dot() {
+        let mut ex = Extractor::default();
+        let q = [
+            &[0u8, 30][..],
+            &[0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+            b"\x04evil\x07example\x00",
+            &[0, 1, 0, 1],
+        ]
+        .concat();
+        assert!(observe(&mut ex, &tcp(&q[..5], 1, 53)).is_empty());
+        assert_eq!(observe(&mut ex, &tcp(&q[5..], 6, 53)), ["dns_query evil.example"]);
+        let syn = Decoded {
+            transport: Transport::Tcp { src_port: 1, dst_port: 853, seq: 0, flags: 0x02, payload: &[] },
+            ..tcp(&[], 0, 853)
+        };
+        assert_eq!(observe(&mut ex, &syn)[2], "blind:dns_over_tls 192.0.2.80:853");
+    }
+}

@@ -1,0 +1,54 @@
+//! `zdn-agent observe`: every observable the extractors find in capture files, matched or not
+//! — for triage, and to compare the agent's eyes with other tools' (tshark, Suricata).
+
+use crate::capture::{self, CaptureError};
+use crate::decode::decode;
+use crate::extract::{ExtractStats, Extractor, Observation};
+use crate::sighting::format_unix_ms;
+use serde::Serialize;
+use std::net::IpAddr;
+use std::path::Path;
+
+/// One observable as printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Observed {
+    pub time: String,
+    /// The mechanism (`dns_query`, `tls_sni`, `ja4`, ...) or, for a blind spot, `blind:<what>`.
+    pub via: String,
+    pub value: String,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+}
+
+/// Calls `each` with every observable of the captures, in order; returns the extractors'
+/// counters.
+pub fn observe(
+    pcaps: &[impl AsRef<Path>],
+    mut each: impl FnMut(Observed),
+) -> Result<ExtractStats, CaptureError> {
+    let mut extractor = Extractor::default();
+    for pcap in pcaps {
+        capture::read_file(pcap.as_ref(), |frame| {
+            let Some(packet) = frame.link.and_then(|link| decode(link, frame.data).ok()) else { return };
+            let ts_ms = frame.ts_ns / 1_000_000;
+            extractor.extract(&packet, ts_ms, |o| {
+                let (via, value) = match o {
+                    Observation::Seen { via, value } => (via.as_str().to_owned(), value.to_string()),
+                    Observation::Blind { spot, value } => {
+                        (format!("blind:{}", spot.name()), value.to_string())
+                    }
+                };
+                each(Observed {
+                    time: format_unix_ms(ts_ms),
+                    via,
+                    value,
+                    src: packet.src,
+                    dst: packet.dst,
+                    dst_port: packet.transport.dst_port(),
+                });
+            });
+        })?;
+    }
+    Ok(extractor.stats)
+}
