@@ -232,8 +232,15 @@ impl Extractor {
         };
         let Some(message) = self.streams.offer(key, seq, payload, now_ms, classify) else { return };
         if dns {
-            let len = usize::from(u16::from_be_bytes([message[0], message[1]]));
-            self.dns_message(&message[2..2 + len], each);
+            // Clients may send several queries back to back on one connection: read every
+            // whole message present (a partial one at the end is dropped).
+            let mut rest = &message[..];
+            while let [hi, lo, body @ ..] = rest {
+                let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+                let Some(msg) = body.get(..len) else { break };
+                self.dns_message(msg, each);
+                rest = &body[len..];
+            }
         } else if message[0] == 22 {
             self.client_hello(&message, key, each);
         } else {

@@ -1,0 +1,125 @@
+//! What `observe` extracts from the Suricata verification captures against what tshark
+//! (Wireshark's dissectors) finds in them: DNS query names, TLS/QUIC server names, HTTP hosts.
+//! tshark's findings are committed in `tests/data/tshark-names.tsv`, made by the script beside
+//! it (so the test needs no tshark). Every difference, either way, is listed in `EXPLAINED`
+//! with the reason, or the test fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use zdn_agent::observe::observe;
+
+type Names = BTreeSet<(String, String)>; // (field, value)
+
+fn suite() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcap/suricata-verify")
+}
+
+/// tshark's (field, value) per capture directory.
+fn tshark() -> BTreeMap<String, Names> {
+    let text = include_str!("data/tshark-names.tsv");
+    let mut out: BTreeMap<String, Names> = BTreeMap::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(dir), Some(field), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let value = match field {
+            "http_host" => strip_port(value).to_owned(),
+            _ => value.trim_end_matches('.').to_owned(),
+        };
+        out.entry(dir.to_owned()).or_default().insert((field.to_owned(), value));
+    }
+    out
+}
+
+/// `host[:port]` → `host` (IPv6 literals keep their brackets).
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.find(']').map_or(authority, |i| &authority[..=i]);
+    }
+    match authority.split_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => authority,
+    }
+}
+
+/// The agent's (field, value) for the captures in `dir`.
+fn agent(dir: &Path) -> Names {
+    let pcaps: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    let mut out = Names::new();
+    let _ = observe(&pcaps, |o| {
+        let field = match o.via.as_str() {
+            "dns_query" => "dns",
+            "tls_sni" | "quic_sni" => "sni",
+            "http_host" => "http_host",
+            // tshark names IP-literal hosts too; the agent has them in the URL only.
+            "http_url" => {
+                let host = strip_port(o.value.split('/').next().unwrap_or_default());
+                if host.parse::<std::net::IpAddr>().is_ok()
+                    || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok()
+                {
+                    out.insert(("http_host".into(), host.to_owned()));
+                }
+                return;
+            }
+            _ => return,
+        };
+        out.insert((field.to_owned(), o.value));
+    });
+    out
+}
+
+#[test]
+fn observe_agrees_with_tshark() {
+    let reference = tshark();
+    assert!(reference.len() > 100, "the committed tshark findings are missing");
+    let mut differences: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut compared = 0;
+    for entry in std::fs::read_dir(suite()).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let theirs = reference.get(&name).cloned().unwrap_or_default();
+        let ours = agent(&dir);
+        compared += theirs.len();
+        for (field, value) in theirs.difference(&ours) {
+            differences.entry(name.clone()).or_default().push(format!("tshark only: {field} {value}"));
+        }
+        for (field, value) in ours.difference(&theirs) {
+            differences.entry(name.clone()).or_default().push(format!("agent only: {field} {value}"));
+        }
+    }
+    eprintln!("{compared} tshark findings compared; differences: {differences:#?}");
+    let explained: BTreeMap<&str, &str> = EXPLAINED.iter().copied().collect();
+    let unexplained: Vec<_> = differences.keys().filter(|k| !explained.contains_key(k.as_str())).collect();
+    assert!(unexplained.is_empty(), "unexplained differences in {unexplained:?}: {differences:#?}");
+    let stale: Vec<_> = explained.keys().filter(|k| !differences.contains_key(**k)).collect();
+    assert!(stale.is_empty(), "explained but now agreeing (remove from EXPLAINED): {stale:?}");
+}
+
+/// Captures where the agent and tshark differ, and why.
+const EXPLAINED: &[(&str, &str)] = &[
+    (
+        "dns-opcode",
+        "a NOTIFY (opcode 4): its question names a zone that changed, not a lookup; the agent \
+         skips NOTIFY and UPDATE by design",
+    ),
+    (
+        "http-protocol-nodup",
+        "duplicate Host headers: tshark joins them with commas, the agent takes the first (the \
+         one servers use); the host is the same",
+    ),
+    (
+        "http-request-invalid",
+        "SSDP (HTTP-over-UDP multicast discovery to 239.255.255.250): local service discovery, \
+         not a destination; the agent reads HTTP over TCP",
+    ),
+    (
+        "vxlan-decoder-01",
+        "a DNS query *from* port 53 to port 32021, which tshark labels DNS by the source port; \
+         the agent reads queries sent to port 53 (the VXLAN inner packets themselves agree)",
+    ),
+];
