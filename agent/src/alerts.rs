@@ -174,14 +174,11 @@ mod tests {
             indicator: set.iter().next().unwrap(),
             via: Via::DnsQuery,
             observed: "a.evil.example".into(),
+            host: "10.1.2.3".parse().unwrap(),
+            remote: Some("10.0.0.53".parse().unwrap()),
+            remote_port: 53,
         };
-        let ctx = HitContext {
-            ts_ms: 0,
-            src: "10.1.2.3".parse().unwrap(),
-            dst: "10.0.0.53".parse().unwrap(),
-            dst_port: 53,
-            proto: "udp",
-        };
+        let ctx = HitContext { ts_ms: 0, proto: "udp" };
         agg.add(hit, ctx);
         let sighting = agg.take_ready().remove(0);
         alerts.write(&sighting, true).unwrap();

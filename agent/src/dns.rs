@@ -16,6 +16,7 @@ const HEADER_LEN: usize = 12;
 pub enum DnsError {
     Truncated,
     NotQuery,
+    NotResponse,
     BadLabel,
     PointerLoop,
     NameTooLong,
@@ -50,6 +51,68 @@ pub fn for_each_query_name(msg: &[u8], mut each: impl FnMut(&str)) -> Result<(),
                 each(name);
             }
         }
+    }
+    Ok(())
+}
+
+/// Answer records read from one response at most.
+pub const MAX_ANSWERS: usize = 32;
+
+/// What an answer record says a name resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer<'a> {
+    Address(std::net::IpAddr),
+    /// The canonical name (CNAME target), lower-case.
+    Alias(&'a str),
+}
+
+/// Calls `each` with the A, AAAA and CNAME data of a DNS response's answer section (at most
+/// [`MAX_ANSWERS`] records). Anything but a response to a standard query is
+/// `Err(NotResponse)`.
+pub fn for_each_answer(msg: &[u8], mut each: impl FnMut(Answer<'_>)) -> Result<(), DnsError> {
+    if msg.len() < HEADER_LEN {
+        return Err(DnsError::Truncated);
+    }
+    let flags = u16::from_be_bytes([msg[2], msg[3]]);
+    if flags & 0x8000 == 0 || (flags >> 11) & 0xf != 0 {
+        return Err(DnsError::NotResponse);
+    }
+    let questions = usize::from(u16::from_be_bytes([msg[4], msg[5]]));
+    let answers = usize::from(u16::from_be_bytes([msg[6], msg[7]])).min(MAX_ANSWERS);
+    if questions > MAX_QUESTIONS {
+        return Err(DnsError::Truncated);
+    }
+    let mut buf = [0u8; MAX_NAME];
+    let mut pos = HEADER_LEN;
+    for _ in 0..questions {
+        pos = read_name(msg, pos, &mut buf)?.1 + 4;
+    }
+    for _ in 0..answers {
+        let after_name = read_name(msg, pos, &mut buf)?.1;
+        let fixed = msg.get(after_name..after_name + 10).ok_or(DnsError::Truncated)?;
+        let (rtype, rdlen) =
+            (u16::from_be_bytes([fixed[0], fixed[1]]), usize::from(u16::from_be_bytes([fixed[8], fixed[9]])));
+        let rdata_at = after_name + 10;
+        let rdata = msg.get(rdata_at..rdata_at + rdlen).ok_or(DnsError::Truncated)?;
+        match (rtype, rdlen) {
+            (1, 4) => {
+                each(Answer::Address(std::net::Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3]).into()))
+            }
+            (28, 16) => {
+                let octets: [u8; 16] = rdata.try_into().expect("length checked");
+                each(Answer::Address(std::net::Ipv6Addr::from(octets).into()));
+            }
+            (5, _) => {
+                let (len, _) = read_name(msg, rdata_at, &mut buf)?;
+                if let Ok(name) = std::str::from_utf8(&buf[..len])
+                    && len > 0
+                {
+                    each(Answer::Alias(name));
+                }
+            }
+            _ => {}
+        }
+        pos = rdata_at + rdlen;
     }
     Ok(())
 }
@@ -150,6 +213,26 @@ mod tests {
             0xc0, 18, 0, 1, 0, 1, 4, b'e', b'v', b'i', b'l', 2, b'n', b'l', 0, 0, 1, 0, 1,
         ]);
         assert_eq!(names(&forward).unwrap(), ["evil.nl", "evil.nl"]);
+    }
+
+    #[test]
+    fn reads_answers_with_compression_and_refuses_damage() {
+        let mut m = query(&["www.evil.example"]);
+        m[2] |= 0x80; // response
+        m[7] = 3; // three answers
+        // www.evil.example CNAME cdn.evil.example (pointer to "evil.example" at 16)
+        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6, 3, b'c', b'd', b'n', 0xc0, 16]);
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 66]);
+        let mut aaaa = vec![0xc0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16];
+        aaaa.extend_from_slice(&"2001:db8::66".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        m.extend_from_slice(&aaaa);
+        let mut seen = Vec::new();
+        for_each_answer(&m, |a| seen.push(format!("{a:?}"))).unwrap();
+        assert_eq!(seen, ["Alias(\"cdn.evil.example\")", "Address(203.0.113.66)", "Address(2001:db8::66)"]);
+        for cut in 0..m.len() {
+            let _ = for_each_answer(&m[..cut], |_| {});
+        }
+        assert_eq!(for_each_answer(&query(&["a.example"]), |_| {}), Err(DnsError::NotResponse));
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub enum Observation<'a> {
 pub struct ExtractStats {
     pub dns_queries: u64,
     pub dns_malformed: u64,
+    pub dns_answers: u64,
     pub tls_hellos: u64,
     pub tls_malformed: u64,
     pub http_requests: u64,
@@ -138,6 +139,7 @@ impl Extractor {
         }
         match *t {
             Transport::Udp { dst_port: DNS_PORT, payload, .. } => self.dns_message(payload, &mut each),
+            Transport::Udp { src_port: DNS_PORT, payload, .. } => self.dns_answers(payload, &mut each),
             Transport::Udp { src_port, dst_port, payload }
                 if payload.first().is_some_and(|b| b & 0xc0 == 0xc0) =>
             {
@@ -174,6 +176,23 @@ impl Extractor {
         // Long-header datagrams of unknown versions or other packet types are not ours.
         if let Err(QuicError::Malformed(_) | QuicError::Decrypt) = result {
             stats.quic_malformed += 1;
+        }
+    }
+
+    /// Addresses and aliases in a response: a client told that a listed name lives at an
+    /// address, or that a name is an alias of a listed one, is a sighting before it connects.
+    fn dns_answers(&mut self, msg: &[u8], each: &mut impl FnMut(Observation<'_>)) {
+        let stats = &mut self.stats;
+        let result = dns::for_each_answer(msg, |answer| {
+            stats.dns_answers += 1;
+            let value = match answer {
+                dns::Answer::Address(ip) => Value::Ip(ip),
+                dns::Answer::Alias(name) => Value::Name(name),
+            };
+            each(Observation::Seen { via: Via::DnsAnswer, value });
+        });
+        if matches!(result, Err(e) if e != dns::DnsError::NotResponse) {
+            stats.dns_malformed += 1;
         }
     }
 

@@ -9,7 +9,7 @@
 //!
 //! The common case (no hit) allocates nothing; a hit allocates its observed value once.
 
-use crate::decode::Decoded;
+use crate::decode::{Decoded, Transport};
 use crate::extract::{ExtractStats, Extractor, Observation, Value};
 use crate::stream::StreamStats;
 use ipnet::IpNet;
@@ -42,6 +42,12 @@ pub struct Hit<'s> {
     pub via: Via,
     /// What was seen: the address, `address:port`, the name, URL or fingerprint.
     pub observed: String,
+    /// The internal host: the source of outbound traffic, the client a DNS answer goes to.
+    pub host: IpAddr,
+    /// The other end (server, resolver), or `None` when it is internal too: an internal
+    /// address never leaves in a sighting, not even as the destination.
+    pub remote: Option<IpAddr>,
+    pub remote_port: u16,
 }
 
 /// Matches a packet's observables against the set; holds the extraction state (reassembly of
@@ -53,8 +59,9 @@ pub struct Inspector {
 
 impl Inspector {
     /// Calls `hit` for every indicator `packet` matches. Outbound only: the source must be
-    /// internal, and the destination external — except for DNS query names, which count
-    /// whatever resolver is asked.
+    /// internal, and the destination external — except for DNS, which counts whatever
+    /// resolver is asked: query names on the way out, answers (addresses, aliases) on the way
+    /// back to the internal client.
     pub fn inspect<'s>(
         &mut self,
         set: &'s IndicatorSet,
@@ -63,13 +70,20 @@ impl Inspector {
         now_ms: i64,
         mut hit: impl FnMut(Hit<'s>),
     ) {
-        if !home.is_internal(packet.src) {
+        let answer = matches!(packet.transport, Transport::Udp { src_port: 53, .. });
+        let (host, remote, remote_port) = if answer {
+            (packet.dst, packet.src, packet.transport.src_port())
+        } else {
+            (packet.src, packet.dst, packet.transport.dst_port())
+        };
+        if !home.is_internal(host) {
             return;
         }
-        let external = home.is_external(packet.dst);
+        let external = home.is_external(remote);
+        let remote = external.then_some(remote);
         self.extractor.extract(packet, now_ms, |observation| {
             let Observation::Seen { via, value } = observation else { return };
-            if via != Via::DnsQuery && !external {
+            if !matches!(via, Via::DnsQuery | Via::DnsAnswer) && (!external || answer) {
                 return;
             }
             let found = match (via, value) {
@@ -82,7 +96,7 @@ impl Inspector {
                 _ => None,
             };
             if let Some(indicator) = found {
-                hit(Hit { indicator, via, observed: value.to_string() });
+                hit(Hit { indicator, via, observed: value.to_string(), host, remote, remote_port });
             }
         });
     }
@@ -106,4 +120,78 @@ fn match_url<'s>(set: &'s IndicatorSet, url: &str) -> Option<Match<'s>> {
         .into_iter()
         .filter(|candidate| candidate.len() > 1)
         .find_map(|candidate| set.match_text(Kind::Url, candidate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zdn_indicators::parse_plain;
+
+    fn udp<'a>(src: &str, dst: &str, src_port: u16, dst_port: u16, payload: &'a [u8]) -> Decoded<'a> {
+        Decoded {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            transport: Transport::Udp { src_port, dst_port, payload },
+        }
+    }
+
+    fn message(response: bool, answer: Option<[u8; 4]>) -> Vec<u8> {
+        let mut m = vec![
+            0x12,
+            0x34,
+            if response { 0x81 } else { 0x01 },
+            0,
+            0,
+            1,
+            0,
+            u8::from(answer.is_some()),
+            0,
+            0,
+            0,
+            0,
+        ];
+        m.extend_from_slice(b"\x03www\x04evil\x07example\x00\x00\x01\x00\x01");
+        if let Some(ip) = answer {
+            m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            m.extend_from_slice(&ip);
+        }
+        m
+    }
+
+    fn hits(
+        set: &IndicatorSet,
+        home: &HomeNet,
+        packet: &Decoded<'_>,
+    ) -> Vec<(Via, String, IpAddr, Option<IpAddr>)> {
+        let mut out = Vec::new();
+        Inspector::default()
+            .inspect(set, home, packet, 0, |h| out.push((h.via, h.observed, h.host, h.remote)));
+        out
+    }
+
+    #[test]
+    fn queries_and_answers_count_for_the_internal_client_and_internal_peers_stay_unnamed() {
+        let set = IndicatorSet::new(parse_plain("t", "evil.example\n203.0.113.66\n").indicators);
+        let home = HomeNet::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        let client: IpAddr = "10.1.1.1".parse().unwrap();
+        // A query to the internal resolver: a hit for the client; the resolver is not named.
+        let query = message(false, None);
+        assert_eq!(
+            hits(&set, &home, &udp("10.1.1.1", "10.0.0.53", 40000, 53, &query)),
+            [(Via::DnsQuery, "www.evil.example".into(), client, None)]
+        );
+        // The answer coming back: the listed address, for the client it goes to.
+        let response = message(true, Some([203, 0, 113, 66]));
+        let found = hits(&set, &home, &udp("10.0.0.53", "10.1.1.1", 53, 40000, &response));
+        assert_eq!(found, [(Via::DnsAnswer, "203.0.113.66".into(), client, None)]);
+        // From a public resolver, the resolver is the remote end.
+        let found = hits(&set, &home, &udp("9.9.9.9", "10.1.1.1", 53, 40000, &response));
+        assert_eq!(found[0].3, Some("9.9.9.9".parse().unwrap()));
+        // Traffic between internal hosts is not outbound.
+        let syn = Decoded {
+            transport: Transport::Tcp { src_port: 1, dst_port: 443, seq: 0, flags: 0x02, payload: &[] },
+            ..udp("10.1.1.1", "10.2.2.2", 0, 0, &[])
+        };
+        assert!(hits(&IndicatorSet::new(parse_plain("t", "10.2.2.2\n").indicators), &home, &syn).is_empty());
+    }
 }

@@ -76,13 +76,7 @@ impl Pipeline {
         };
         let ts_ms = frame.ts_ns / 1_000_000;
         self.aggregator.advance(ts_ms);
-        let ctx = HitContext {
-            ts_ms,
-            src: packet.src,
-            dst: packet.dst,
-            dst_port: packet.transport.dst_port(),
-            proto: packet.transport.proto_name(),
-        };
+        let ctx = HitContext { ts_ms, proto: packet.transport.proto_name() };
         let set = self.shared.set.load();
         let aggregator = &mut self.aggregator;
         let mut hits = 0;

@@ -75,13 +75,7 @@ pub fn replay(
             };
             let ts_ms = frame.ts_ns / 1_000_000;
             aggregator.advance(ts_ms);
-            let ctx = HitContext {
-                ts_ms,
-                src: packet.src,
-                dst: packet.dst,
-                dst_port: packet.transport.dst_port(),
-                proto: packet.transport.proto_name(),
-            };
+            let ctx = HitContext { ts_ms, proto: packet.transport.proto_name() };
             inspector.inspect(set, home, &packet, ts_ms, |hit| {
                 stats.hits += 1;
                 aggregator.add(hit, ctx);

@@ -77,13 +77,10 @@ impl Sighting {
     }
 }
 
-/// Where a hit came from, besides the indicator.
+/// When and over what a hit was seen (who took part is in the [`Hit`]).
 #[derive(Debug, Clone, Copy)]
 pub struct HitContext<'a> {
     pub ts_ms: i64,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub dst_port: u16,
     pub proto: &'a str,
 }
 
@@ -126,7 +123,7 @@ impl Aggregator {
     }
 
     pub fn add(&mut self, hit: Hit<'_>, ctx: HitContext<'_>) {
-        let key = (hit.indicator.kind(), hit.indicator.value().into_owned(), ctx.src, hit.via);
+        let key = (hit.indicator.kind(), hit.indicator.value().into_owned(), hit.host, hit.via);
         if let Some(open) = self.open.get_mut(&key) {
             if ctx.ts_ms < open.first.first_seen_unix_ms + self.window_ms {
                 if open.repeats == 0 {
@@ -152,11 +149,11 @@ impl Aggregator {
             first_seen_unix_ms: ctx.ts_ms,
             last_seen_unix_ms: ctx.ts_ms,
             count: 1,
-            src: self.pseudonyms.pseudonym(ctx.src),
-            dst_ip: ctx.dst.to_string(),
-            dst_port: ctx.dst_port,
+            src: self.pseudonyms.pseudonym(hit.host),
+            dst_ip: hit.remote.map(|ip| ip.to_string()).unwrap_or_default(),
+            dst_port: hit.remote_port,
             proto: ctx.proto.to_owned(),
-            host: ctx.src,
+            host: hit.host,
         };
         self.ready.push(sighting.clone());
         self.open.insert(key, Open { first: sighting, repeats: 0, repeat_first_ms: 0, repeat_last_ms: 0 });
@@ -234,37 +231,42 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zdn_indicators::set::Match;
     use zdn_indicators::{IndicatorSet, parse_plain};
 
     fn one(text: &str) -> IndicatorSet {
         IndicatorSet::new(parse_plain("t", text).indicators)
     }
 
-    fn ctx(ts_ms: i64, src: &str) -> HitContext<'static> {
-        HitContext {
-            ts_ms,
-            src: src.parse().unwrap(),
-            dst: "203.0.113.9".parse().unwrap(),
-            dst_port: 443,
-            proto: "tcp",
+    fn ctx(ts_ms: i64) -> HitContext<'static> {
+        HitContext { ts_ms, proto: "tcp" }
+    }
+
+    fn hit_by<'s>(indicator: Match<'s>, via: Via, observed: &str, host: &str) -> Hit<'s> {
+        Hit {
+            indicator,
+            via,
+            observed: observed.into(),
+            host: host.parse().unwrap(),
+            remote: Some("203.0.113.9".parse().unwrap()),
+            remote_port: 443,
         }
     }
 
     #[test]
     fn aggregates_per_indicator_host_and_via_within_the_window() {
         let set = one("203.0.113.9");
-        let hit =
-            || Hit { indicator: set.iter().next().unwrap(), via: Via::IpDst, observed: "203.0.113.9".into() };
+        let hit = |host| hit_by(set.iter().next().unwrap(), Via::IpDst, "203.0.113.9", host);
         let mut agg = Aggregator::new(60_000, 100, Pseudonymiser::ephemeral());
         let times = |s: &Sighting| (s.count, s.first_seen_unix_ms, s.last_seen_unix_ms);
-        agg.add(hit(), ctx(1_000, "10.0.0.1"));
+        agg.add(hit("10.0.0.1"), ctx(1_000));
         let first = agg.take_ready();
         assert_eq!(first.iter().map(times).collect::<Vec<_>>(), [(1, 1_000, 1_000)], "first hit at once");
-        agg.add(hit(), ctx(2_000, "10.0.0.1"));
-        agg.add(hit(), ctx(3_000, "10.0.0.1"));
-        agg.add(hit(), ctx(2_500, "10.0.0.2"));
+        agg.add(hit("10.0.0.1"), ctx(2_000));
+        agg.add(hit("10.0.0.1"), ctx(3_000));
+        agg.add(hit("10.0.0.2"), ctx(2_500));
         assert_eq!(agg.take_ready().iter().map(times).collect::<Vec<_>>(), [(1, 2_500, 2_500)]);
-        agg.add(hit(), ctx(61_000, "10.0.0.1")); // window of the first has passed
+        agg.add(hit("10.0.0.1"), ctx(61_000)); // window of the first has passed
         let closed = agg.take_ready();
         assert_eq!(
             closed.iter().map(times).collect::<Vec<_>>(),
@@ -273,7 +275,7 @@ mod tests {
         );
         agg.advance(62_500);
         assert!(agg.take_ready().is_empty(), "10.0.0.2 had no repeats to report");
-        agg.add(hit(), ctx(62_000, "10.0.0.1"));
+        agg.add(hit("10.0.0.1"), ctx(62_000));
         agg.flush();
         let last = agg.take_ready();
         assert_eq!(last.iter().map(times).collect::<Vec<_>>(), [(1, 62_000, 62_000)]);
@@ -290,7 +292,7 @@ mod tests {
         let ind = set.iter().next().unwrap();
         let mut agg = Aggregator::new(60_000, 2, Pseudonymiser::ephemeral());
         for (i, host) in ["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"].into_iter().enumerate() {
-            agg.add(Hit { indicator: ind, via: Via::IpDst, observed: String::new() }, ctx(i as i64, host));
+            agg.add(hit_by(ind, Via::IpDst, "", host), ctx(i as i64));
         }
         assert_eq!((agg.evicted_early, agg.open_count()), (1, 2));
         let ready = agg.take_ready();
@@ -310,12 +312,8 @@ mod tests {
         let set = one("evil.example");
         let mut agg = Aggregator::new(1, 10, Pseudonymiser::ephemeral());
         agg.add(
-            Hit {
-                indicator: set.iter().next().unwrap(),
-                via: Via::DnsQuery,
-                observed: "a.evil.example".into(),
-            },
-            ctx(1_700_000_000_123, "10.0.0.1"),
+            hit_by(set.iter().next().unwrap(), Via::DnsQuery, "a.evil.example", "10.0.0.1"),
+            ctx(1_700_000_000_123),
         );
         agg.flush();
         let json: serde_json::Value = serde_json::to_value(&agg.take_ready()[0]).unwrap();
