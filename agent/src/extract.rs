@@ -241,11 +241,10 @@ impl Extractor {
                     Ok(Progress::Incomplete { .. }) => Unit::Incomplete,
                     Err(_) => Unit::NotOurs,
                 },
-                Some(_) => match http::parse_request(bytes) {
-                    Ok(HttpProgress::Complete(_)) | Err(http::HttpError::Malformed(_)) => Unit::Complete,
-                    Ok(HttpProgress::Incomplete) => Unit::Incomplete,
-                    Err(http::HttpError::NotHttp) => Unit::NotOurs,
-                },
+                // The request is parsed once, when its headers have ended.
+                Some(_) if !http::looks_like_request(bytes) => Unit::NotOurs,
+                Some(_) if memchr::memmem::find(bytes, b"\r\n\r\n").is_some() => Unit::Complete,
+                Some(_) => Unit::Incomplete,
                 None => Unit::Incomplete,
             }
         };

@@ -1,0 +1,148 @@
+//! The per-packet cost of the agent's path — decode, extract, match — with the 1.85M real
+//! Maltrail trails loaded, on real frames from Suricata's verification captures: a SYN, a DNS
+//! query, a TLS ClientHello, a QUIC Initial (decrypted), an HTTP request, a bulk TCP segment,
+//! and a mix of every Ethernet frame of the suite.
+//!
+//! `cargo bench -p zdn-agent --bench packets` (numbers in docs/BENCHMARKS.md)
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::path::{Path, PathBuf};
+use zdn_agent::capture;
+use zdn_agent::decode::{LinkType, Transport, decode};
+use zdn_agent::inspect::{HomeNet, Inspector};
+use zdn_indicators::{IndicatorSet, build_set};
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+fn real_set() -> IndicatorSet {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = shared().join("indicators/maltrail-static.tar.xz");
+    let status =
+        std::process::Command::new("tar").arg("-xJf").arg(&archive).arg("-C").arg(dir.path()).status();
+    assert!(status.unwrap().success());
+    build_set(&[dir.path().join("static")], &[], None).unwrap().set
+}
+
+/// Every Ethernet frame of the suite, in file order.
+fn suite_frames() -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(shared().join("pcap/suricata-verify"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        for file in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
+            let _ = capture::read_file(&file, |f| {
+                if f.link == Some(LinkType::Ethernet) {
+                    frames.push(f.data.to_vec());
+                }
+            });
+        }
+    }
+    frames
+}
+
+/// The first frame of the mix that `pick` accepts.
+fn find(frames: &[Vec<u8>], what: &str, pick: impl Fn(&Transport<'_>) -> bool) -> Vec<u8> {
+    frames
+        .iter()
+        .find(|f| decode(LinkType::Ethernet, f).is_ok_and(|p| pick(&p.transport)))
+        .unwrap_or_else(|| panic!("no {what} frame in the suite"))
+        .clone()
+}
+
+fn packets(c: &mut Criterion) {
+    let set = real_set();
+    let home = HomeNet::default();
+    let mix = suite_frames();
+    let tcp = |t: &Transport<'_>, f: &dyn Fn(u16, u8, &[u8]) -> bool| match *t {
+        Transport::Tcp { dst_port, flags, payload, .. } => f(dst_port, flags, payload),
+        _ => false,
+    };
+    let singles = [
+        ("TCP SYN", find(&mix, "SYN", |t| t.is_tcp_syn())),
+        (
+            "DNS query",
+            find(
+                &mix,
+                "DNS",
+                |t| matches!(t, Transport::Udp { dst_port: 53, payload, .. } if payload.len() > 12 && payload[2] & 0x80 == 0),
+            ),
+        ),
+        (
+            "TLS ClientHello",
+            find(&mix, "ClientHello", |t| {
+                tcp(t, &|_, _, p| {
+                    p.len() > 200 && p[0] == 22 && p[5] == 1 && zdn_agent::tls::parse_record(p, false).is_ok()
+                })
+            }),
+        ),
+        (
+            "QUIC Initial",
+            find(
+                &mix,
+                "QUIC Initial",
+                |t| matches!(t, Transport::Udp { dst_port: 443, payload, .. } if payload.len() >= 1200 && payload[0] & 0xf0 == 0xc0),
+            ),
+        ),
+        (
+            "HTTP request",
+            find(&mix, "HTTP request", |t| {
+                tcp(t, &|port, _, p| {
+                    port == 80 && p.starts_with(b"GET ") && p.windows(4).any(|w| w == b"\r\n\r\n")
+                })
+            }),
+        ),
+        (
+            "bulk TCP segment",
+            find(&mix, "bulk", |t| {
+                tcp(t, &|_, flags, p| {
+                    p.len() > 1000
+                        && flags & 0x02 == 0
+                        && p[0] != 22
+                        && !p.starts_with(b"HTTP")
+                        && !p.starts_with(b"GET")
+                })
+            }),
+        ),
+    ];
+    let mut g = c.benchmark_group("per packet, 1.85M indicators");
+    g.throughput(Throughput::Elements(1));
+    for (name, frame) in &singles {
+        g.bench_function(*name, |b| {
+            b.iter_batched_ref(
+                Inspector::default,
+                |inspector| {
+                    let packet = decode(LinkType::Ethernet, frame).unwrap();
+                    inspector.inspect(&set, &home, &packet, 0, |_| {});
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.throughput(Throughput::Elements(mix.len() as u64));
+    g.bench_function(format!("mixed ({} suite frames)", mix.len()), |b| {
+        b.iter_batched_ref(
+            Inspector::default,
+            |inspector| {
+                for (i, frame) in mix.iter().enumerate() {
+                    if let Ok(packet) = decode(LinkType::Ethernet, frame) {
+                        inspector.inspect(&set, &home, &packet, i as i64, |_| {});
+                    }
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = packets
+}
+criterion_main!(benches);
