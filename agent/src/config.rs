@@ -10,6 +10,7 @@
 //! [capture]
 //! interfaces = []                     # live capture (AF_PACKET); needs CAP_NET_RAW
 //! promiscuous = false
+//! workers = 1                         # capture threads per interface (PACKET_FANOUT by flow)
 //! pcap = []                           # capture files read once at start (forensics, tests)
 //!
 //! [collector]
@@ -66,12 +67,19 @@ pub struct AgentConfig {
     pub metrics: MetricsConfig,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureConfig {
     pub interfaces: Vec<String>,
     pub promiscuous: bool,
+    pub workers: usize,
     pub pcap: Vec<PathBuf>,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig { interfaces: Vec::new(), promiscuous: false, workers: 1, pcap: Vec::new() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -215,6 +223,9 @@ impl AgentConfig {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.capture.interfaces.is_empty() && self.capture.pcap.is_empty() {
             return invalid("nothing to capture: set capture.interfaces or capture.pcap".into());
+        }
+        if !(1..=64).contains(&self.capture.workers) {
+            return invalid("capture.workers must be between 1 and 64".into());
         }
         let c = &self.collector;
         let scheme_ok = ["https://", "http://"].iter().any(|scheme| c.url.starts_with(scheme));

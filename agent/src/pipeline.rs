@@ -95,6 +95,14 @@ impl Pipeline {
         self.collect(false);
     }
 
+    /// The kernel dropped `n` packets before this worker could read them.
+    pub fn kernel_drops(&mut self, n: u64) {
+        if n > 0 {
+            self.shared.counters.kernel_drops.inc_by(n);
+            tracing::warn!(dropped = n, "the kernel dropped packets: the capture worker is too slow");
+        }
+    }
+
     /// The clock reached `now_ms` without packets (live capture idles): close windows and
     /// write what waits.
     pub fn tick(&mut self, now_ms: i64) {

@@ -81,12 +81,10 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
     });
 
     // Capture: open every interface first, so a missing privilege fails the start.
-    let lives = config
-        .capture
-        .interfaces
-        .iter()
-        .map(|name| LiveCapture::open(name, config.capture.promiscuous))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut lives = Vec::new();
+    for name in &config.capture.interfaces {
+        lives.extend(LiveCapture::open(name, config.capture.promiscuous, config.capture.workers)?);
+    }
     let capture_stop = Arc::new(AtomicBool::new(false));
     let window_ms = i64::from(config.sightings.window_seconds) * 1000;
     let new_pipeline = || {

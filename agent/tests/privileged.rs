@@ -1,7 +1,7 @@
 //! Agent tests that need root, run for real in CI:
 //! - live capture as the service runs it: `zdn-agent run` as an unprivileged user holding only
-//!   CAP_NET_RAW, capturing on the loopback interface of a network namespace this test
-//!   creates, matching a DNS query sent there — and the same user without the capability: a
+//!   CAP_NET_RAW, capturing with two fanout workers on the loopback interface of a network
+//!   namespace this test creates, matching a DNS query sent there — and the same user without the capability: a
 //!   clear error;
 //! - the spool on a full disk (a tiny tmpfs): refusals counted, nothing queued lost or broken.
 //!
@@ -96,7 +96,7 @@ fn captures_live_traffic_as_nobody_with_only_cap_net_raw() {
     std::fs::write(
         &config,
         format!(
-            "state_dir = {state:?}\n[capture]\ninterfaces = [\"lo\"]\n[indicators]\nsync = false\n\
+            "state_dir = {state:?}\n[capture]\ninterfaces = [\"lo\"]\nworkers = 2\n[indicators]\nsync = false\n\
              local = [{:?}]\n[alerts]\nlog = {alerts:?}\n",
             dir.path().join("iocs.txt")
         ),
