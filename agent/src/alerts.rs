@@ -155,7 +155,7 @@ fn ecs_field(s: &Sighting) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sighting::{Aggregator, HitContext};
+    use crate::sighting::Aggregator;
     use zdn_indicators::{IndicatorSet, Via, parse_plain};
 
     #[test]
@@ -177,9 +177,9 @@ mod tests {
             host: "10.1.2.3".parse().unwrap(),
             remote: Some("10.0.0.53".parse().unwrap()),
             remote_port: 53,
+            proto: "udp",
         };
-        let ctx = HitContext { ts_ms: 0, proto: "udp" };
-        agg.add(hit, ctx);
+        agg.add(hit, 0);
         let sighting = agg.take_ready().remove(0);
         alerts.write(&sighting, true).unwrap();
         alerts.flush().unwrap();

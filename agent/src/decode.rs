@@ -10,7 +10,8 @@
 //! packet decoded (what a mirror port delivers is the inner traffic): GRE, ERSPAN I/II/III,
 //! VXLAN (UDP 4789), Geneve (UDP 6081), IP in IP (4, 41), nested at most [`MAX_ENCAPSULATION`] deep; an inner
 //! packet that does not decode leaves the outer one as it is.
-//! Non-first fragments are reported as [`DecodeError::Fragment`] (reassembly is issue 3).
+//! An IP fragment decodes to [`Transport::Fragment`]; [`crate::defrag`] puts datagrams back
+//! together and [`transport_of`] decodes the whole.
 
 use pnet_packet::ethernet::{EtherTypes, EthernetPacket};
 use pnet_packet::ipv4::Ipv4Packet;
@@ -55,10 +56,28 @@ impl LinkType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport<'a> {
-    Tcp { src_port: u16, dst_port: u16, seq: u32, flags: u8, payload: &'a [u8] },
-    Udp { src_port: u16, dst_port: u16, payload: &'a [u8] },
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        seq: u32,
+        flags: u8,
+        payload: &'a [u8],
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+        payload: &'a [u8],
+    },
     Icmp,
     Other(u8),
+    /// A piece of a fragmented IP datagram, waiting for reassembly.
+    Fragment {
+        proto: u8,
+        id: u32,
+        offset: u16,
+        more: bool,
+        payload: &'a [u8],
+    },
 }
 
 impl Transport<'_> {
@@ -68,6 +87,7 @@ impl Transport<'_> {
             Transport::Udp { .. } => "udp",
             Transport::Icmp => "icmp",
             Transport::Other(_) => "other",
+            Transport::Fragment { .. } => "fragment",
         }
     }
 
@@ -108,8 +128,6 @@ pub enum DecodeError {
     NotIp(u16),
     #[error("bad IP header")]
     BadIp,
-    #[error("non-first IP fragment")]
-    Fragment,
 }
 
 impl DecodeError {
@@ -119,7 +137,6 @@ impl DecodeError {
             DecodeError::Truncated(_) => "truncated",
             DecodeError::NotIp(_) => "not_ip",
             DecodeError::BadIp => "bad_ip",
-            DecodeError::Fragment => "fragment",
         }
     }
 }
@@ -157,12 +174,17 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeError> 
             raw_ip(payload, 0)
         }
         LinkType::Ppp => {
-            // Address/control (0xff 0x03) may be compressed away; the protocol follows.
+            // Address/control (0xff 0x03) may be compressed away; the protocol follows, in one
+            // byte when compressed too (RFC 1661 protocol-field compression: an odd first byte).
             let rest = frame.strip_prefix(&[0xff, 0x03]).unwrap_or(frame);
-            let [hi, lo, ..] = *rest else { return Err(DecodeError::Truncated("ppp")) };
-            match u16::from_be_bytes([hi, lo]) {
-                0x0021 => ipv4(&rest[2..], 0),
-                0x0057 => ipv6(&rest[2..], 0),
+            let (protocol, header) = match *rest {
+                [b, ..] if b & 1 == 1 => (u16::from(b), 1),
+                [hi, lo, ..] => (u16::from_be_bytes([hi, lo]), 2),
+                _ => return Err(DecodeError::Truncated("ppp")),
+            };
+            match protocol {
+                0x0021 => ipv4(&rest[header..], 0),
+                0x0057 => ipv6(&rest[header..], 0),
                 other => Err(DecodeError::NotIp(other)),
             }
         }
@@ -223,11 +245,15 @@ fn ipv4(data: &[u8], depth: u8) -> Result<Decoded<'_>, DecodeError> {
     }
     // Trust total_length only where it is plausible: captures with TSO or padding disagree.
     let end = if total_len >= header_len && total_len <= data.len() { total_len } else { data.len() };
-    if ip.get_fragment_offset() != 0 {
-        return Err(DecodeError::Fragment);
-    }
     let (src, dst) = (IpAddr::V4(ip.get_source()), IpAddr::V4(ip.get_destination()));
-    transport(src, dst, ip.get_next_level_protocol().0, &data[header_len..end], depth)
+    let proto = ip.get_next_level_protocol().0;
+    let more = ip.get_flags() & 0b001 != 0;
+    if ip.get_fragment_offset() != 0 || more {
+        let (id, offset) = (u32::from(ip.get_identification()), ip.get_fragment_offset().wrapping_mul(8));
+        let transport = Transport::Fragment { proto, id, offset, more, payload: &data[header_len..end] };
+        return Ok(Decoded { src, dst, transport });
+    }
+    transport(src, dst, proto, &data[header_len..end], depth)
 }
 
 fn ipv6(data: &[u8], depth: u8) -> Result<Decoded<'_>, DecodeError> {
@@ -249,19 +275,27 @@ fn ipv6(data: &[u8], depth: u8) -> Result<Decoded<'_>, DecodeError> {
                 next = nh;
             }
             44 => {
-                let [nh, _, off_hi, off_lo, ..] = *payload else {
-                    return Err(DecodeError::Truncated("ipv6 fragment"));
-                };
-                if (u16::from_be_bytes([off_hi, off_lo]) >> 3) != 0 {
-                    return Err(DecodeError::Fragment);
+                let header = payload.get(..8).ok_or(DecodeError::Truncated("ipv6 fragment"))?;
+                let field = u16::from_be_bytes([header[2], header[3]]);
+                let (offset, more) = (field & !7, field & 1 != 0);
+                let id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                let payload = &payload[8..];
+                if offset != 0 || more {
+                    let transport = Transport::Fragment { proto: header[0], id, offset, more, payload };
+                    return Ok(Decoded { src, dst, transport });
                 }
-                payload = payload.get(8..).ok_or(DecodeError::Truncated("ipv6 fragment"))?;
-                next = nh;
+                // An atomic fragment (RFC 6946): the whole datagram.
+                return transport(src, dst, header[0], payload, depth);
             }
             _ => return transport(src, dst, next, payload, depth),
         }
     }
     Err(DecodeError::BadIp)
+}
+
+/// The transport layer of a whole IP payload — a reassembled datagram.
+pub fn transport_of(src: IpAddr, dst: IpAddr, proto: u8, payload: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+    transport(src, dst, proto, payload, 0)
 }
 
 fn transport(

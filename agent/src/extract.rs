@@ -8,6 +8,7 @@
 //! only an HTTP URL (canonical form) and a reassembled message allocate.
 
 use crate::decode::{Decoded, Transport};
+use crate::defrag::{DefragStats, Defragmenter, Whole};
 use crate::dns;
 use crate::http::{self, HttpProgress};
 use crate::quic::{QuicError, QuicTable};
@@ -103,6 +104,7 @@ const DOT_PORT: u16 = 853;
 pub struct Extractor {
     streams: StreamTable,
     quic: QuicTable,
+    defrag: Defragmenter,
     pub stats: ExtractStats,
 }
 
@@ -116,6 +118,16 @@ impl Extractor {
 
     pub fn quic(&self) -> &QuicTable {
         &self.quic
+    }
+
+    pub fn defrag_stats(&self) -> &DefragStats {
+        &self.defrag.stats
+    }
+
+    /// Adds an IP fragment; the whole datagram once this fragment completes it. Callers
+    /// extract from the whole, never from fragments ([`Extractor::extract`] ignores them).
+    pub fn defragment(&mut self, fragment: &Decoded<'_>, now_ms: i64) -> Option<Whole> {
+        self.defrag.add(fragment, now_ms)
     }
 
     /// Calls `each` for every observable of `packet`.

@@ -48,6 +48,8 @@ pub struct Hit<'s> {
     /// address never leaves in a sighting, not even as the destination.
     pub remote: Option<IpAddr>,
     pub remote_port: u16,
+    /// `tcp`, `udp`, `icmp`, `other`.
+    pub proto: &'static str,
 }
 
 /// Matches a packet's observables against the set; holds the extraction state (reassembly of
@@ -70,6 +72,27 @@ impl Inspector {
         now_ms: i64,
         mut hit: impl FnMut(Hit<'s>),
     ) {
+        if let Transport::Fragment { .. } = packet.transport {
+            if let Some(whole) = self.extractor.defragment(packet, now_ms)
+                && let Ok(packet) = whole.decoded()
+            {
+                self.inspect_whole(set, home, &packet, now_ms, &mut hit);
+            }
+            return;
+        }
+        self.inspect_whole(set, home, packet, now_ms, &mut hit);
+    }
+
+    /// [`Inspector::inspect`] of a packet that is not a fragment.
+    fn inspect_whole<'s>(
+        &mut self,
+        set: &'s IndicatorSet,
+        home: &HomeNet,
+        packet: &Decoded<'_>,
+        now_ms: i64,
+        hit: &mut impl FnMut(Hit<'s>),
+    ) {
+        let proto = packet.transport.proto_name();
         let answer = matches!(packet.transport, Transport::Udp { src_port: 53, .. });
         let (host, remote, remote_port) = if answer {
             (packet.dst, packet.src, packet.transport.src_port())
@@ -96,7 +119,7 @@ impl Inspector {
                 _ => None,
             };
             if let Some(indicator) = found {
-                hit(Hit { indicator, via, observed: value.to_string(), host, remote, remote_port });
+                hit(Hit { indicator, via, observed: value.to_string(), host, remote, remote_port, proto });
             }
         });
     }

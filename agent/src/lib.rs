@@ -23,6 +23,7 @@
 //! | [`capture`] | frames out of pcap and pcapng files, borrowed, with their link type and time |
 //! | [`live`] | frames from network interfaces (AF_PACKET via pnet) |
 //! | [`decode`] | link, network and transport headers; bounds-checked, allocation-free |
+//! | [`defrag`] | IPv4/IPv6 fragments reassembled, bounded, overlaps counted |
 //! | [`dns`] | DNS question names from a message, allocation-free |
 //! | [`tls`] | TLS ClientHello: SNI, ALPN, ECH, JA3, JA4 — allocation-free |
 //! | [`extract`] | the observables of a packet (destinations, DNS, SNI, JA3/JA4, HTTP) and blind spots |
@@ -58,6 +59,7 @@ pub mod capture;
 pub mod config;
 pub mod counters;
 pub mod decode;
+pub mod defrag;
 pub mod delivery;
 pub mod dns;
 pub mod extract;

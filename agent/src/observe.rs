@@ -32,6 +32,14 @@ pub fn observe(
         capture::read_file(pcap.as_ref(), |frame| {
             let Some(packet) = frame.link.and_then(|link| decode(link, frame.data).ok()) else { return };
             let ts_ms = frame.ts_ns / 1_000_000;
+            let whole = extractor.defragment(&packet, ts_ms);
+            let packet = match &whole {
+                Some(whole) => match whole.decoded() {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                None => packet,
+            };
             extractor.extract(&packet, ts_ms, |o| {
                 let (via, value) = match o {
                     Observation::Seen { via, value } => (via.as_str().to_owned(), value.to_string()),

@@ -14,7 +14,7 @@ use crate::decode::decode;
 use crate::extract::ExtractStats;
 use crate::inspect::{HomeNet, Inspector};
 use crate::ratelimit::RateLimits;
-use crate::sighting::{Aggregator, HitContext, Sighting};
+use crate::sighting::{Aggregator, Sighting};
 use crate::spool::Spool;
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicU64;
@@ -76,13 +76,12 @@ impl Pipeline {
         };
         let ts_ms = frame.ts_ns / 1_000_000;
         self.aggregator.advance(ts_ms);
-        let ctx = HitContext { ts_ms, proto: packet.transport.proto_name() };
         let set = self.shared.set.load();
         let aggregator = &mut self.aggregator;
         let mut hits = 0;
         self.inspector.inspect(&set, &self.shared.home, &packet, ts_ms, |hit| {
             hits += 1;
-            aggregator.add(hit, ctx);
+            aggregator.add(hit, ts_ms);
         });
         if hits > 0 {
             counters.hits.inc_by(hits);

@@ -5,7 +5,7 @@ use crate::capture::{self, CaptureError};
 use crate::decode::decode;
 use crate::extract::ExtractStats;
 use crate::inspect::{HomeNet, Inspector};
-use crate::sighting::{Aggregator, HitContext, Sighting};
+use crate::sighting::{Aggregator, Sighting};
 use std::collections::BTreeMap;
 use std::path::Path;
 use zdn_indicators::IndicatorSet;
@@ -75,10 +75,9 @@ pub fn replay(
             };
             let ts_ms = frame.ts_ns / 1_000_000;
             aggregator.advance(ts_ms);
-            let ctx = HitContext { ts_ms, proto: packet.transport.proto_name() };
             inspector.inspect(set, home, &packet, ts_ms, |hit| {
                 stats.hits += 1;
-                aggregator.add(hit, ctx);
+                aggregator.add(hit, ts_ms);
             });
         })?;
         sightings.extend(aggregator.take_ready());

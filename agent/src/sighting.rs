@@ -77,13 +77,6 @@ impl Sighting {
     }
 }
 
-/// When and over what a hit was seen (who took part is in the [`Hit`]).
-#[derive(Debug, Clone, Copy)]
-pub struct HitContext<'a> {
-    pub ts_ms: i64,
-    pub proto: &'a str,
-}
-
 type Key = (Kind, String, IpAddr, Via);
 
 /// An aggregate whose first hit has been emitted: what it still owes is the repeats.
@@ -122,15 +115,16 @@ impl Aggregator {
         }
     }
 
-    pub fn add(&mut self, hit: Hit<'_>, ctx: HitContext<'_>) {
+    /// Adds a hit seen at `ts_ms` (packet time).
+    pub fn add(&mut self, hit: Hit<'_>, ts_ms: i64) {
         let key = (hit.indicator.kind(), hit.indicator.value().into_owned(), hit.host, hit.via);
         if let Some(open) = self.open.get_mut(&key) {
-            if ctx.ts_ms < open.first.first_seen_unix_ms + self.window_ms {
+            if ts_ms < open.first.first_seen_unix_ms + self.window_ms {
                 if open.repeats == 0 {
-                    open.repeat_first_ms = ctx.ts_ms;
+                    open.repeat_first_ms = ts_ms;
                 }
                 open.repeats += 1;
-                open.repeat_last_ms = open.repeat_last_ms.max(ctx.ts_ms);
+                open.repeat_last_ms = open.repeat_last_ms.max(ts_ms);
                 return;
             }
             let done = self.open.remove(&key).expect("present");
@@ -146,13 +140,13 @@ impl Aggregator {
             kind: hit.indicator.kind(),
             via: hit.via,
             observed: hit.observed,
-            first_seen_unix_ms: ctx.ts_ms,
-            last_seen_unix_ms: ctx.ts_ms,
+            first_seen_unix_ms: ts_ms,
+            last_seen_unix_ms: ts_ms,
             count: 1,
             src: self.pseudonyms.pseudonym(hit.host),
             dst_ip: hit.remote.map(|ip| ip.to_string()).unwrap_or_default(),
             dst_port: hit.remote_port,
-            proto: ctx.proto.to_owned(),
+            proto: hit.proto.to_owned(),
             host: hit.host,
         };
         self.ready.push(sighting.clone());
@@ -238,10 +232,6 @@ mod tests {
         IndicatorSet::new(parse_plain("t", text).indicators)
     }
 
-    fn ctx(ts_ms: i64) -> HitContext<'static> {
-        HitContext { ts_ms, proto: "tcp" }
-    }
-
     fn hit_by<'s>(indicator: Match<'s>, via: Via, observed: &str, host: &str) -> Hit<'s> {
         Hit {
             indicator,
@@ -250,6 +240,7 @@ mod tests {
             host: host.parse().unwrap(),
             remote: Some("203.0.113.9".parse().unwrap()),
             remote_port: 443,
+            proto: "tcp",
         }
     }
 
@@ -259,14 +250,14 @@ mod tests {
         let hit = |host| hit_by(set.iter().next().unwrap(), Via::IpDst, "203.0.113.9", host);
         let mut agg = Aggregator::new(60_000, 100, Pseudonymiser::ephemeral());
         let times = |s: &Sighting| (s.count, s.first_seen_unix_ms, s.last_seen_unix_ms);
-        agg.add(hit("10.0.0.1"), ctx(1_000));
+        agg.add(hit("10.0.0.1"), 1_000);
         let first = agg.take_ready();
         assert_eq!(first.iter().map(times).collect::<Vec<_>>(), [(1, 1_000, 1_000)], "first hit at once");
-        agg.add(hit("10.0.0.1"), ctx(2_000));
-        agg.add(hit("10.0.0.1"), ctx(3_000));
-        agg.add(hit("10.0.0.2"), ctx(2_500));
+        agg.add(hit("10.0.0.1"), 2_000);
+        agg.add(hit("10.0.0.1"), 3_000);
+        agg.add(hit("10.0.0.2"), 2_500);
         assert_eq!(agg.take_ready().iter().map(times).collect::<Vec<_>>(), [(1, 2_500, 2_500)]);
-        agg.add(hit("10.0.0.1"), ctx(61_000)); // window of the first has passed
+        agg.add(hit("10.0.0.1"), 61_000); // window of the first has passed
         let closed = agg.take_ready();
         assert_eq!(
             closed.iter().map(times).collect::<Vec<_>>(),
@@ -275,7 +266,7 @@ mod tests {
         );
         agg.advance(62_500);
         assert!(agg.take_ready().is_empty(), "10.0.0.2 had no repeats to report");
-        agg.add(hit("10.0.0.1"), ctx(62_000));
+        agg.add(hit("10.0.0.1"), 62_000);
         agg.flush();
         let last = agg.take_ready();
         assert_eq!(last.iter().map(times).collect::<Vec<_>>(), [(1, 62_000, 62_000)]);
@@ -292,7 +283,7 @@ mod tests {
         let ind = set.iter().next().unwrap();
         let mut agg = Aggregator::new(60_000, 2, Pseudonymiser::ephemeral());
         for (i, host) in ["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"].into_iter().enumerate() {
-            agg.add(hit_by(ind, Via::IpDst, "", host), ctx(i as i64));
+            agg.add(hit_by(ind, Via::IpDst, "", host), i as i64);
         }
         assert_eq!((agg.evicted_early, agg.open_count()), (1, 2));
         let ready = agg.take_ready();
@@ -313,7 +304,7 @@ mod tests {
         let mut agg = Aggregator::new(1, 10, Pseudonymiser::ephemeral());
         agg.add(
             hit_by(set.iter().next().unwrap(), Via::DnsQuery, "a.evil.example", "10.0.0.1"),
-            ctx(1_700_000_000_123),
+            1_700_000_000_123,
         );
         agg.flush();
         let json: serde_json::Value = serde_json::to_value(&agg.take_ready()[0]).unwrap();
