@@ -3,7 +3,10 @@
 //!   CAP_NET_RAW, capturing with two fanout workers on the loopback interface of a network
 //!   namespace this test creates, matching a DNS query sent there — and the same user without the capability: a
 //!   clear error;
-//! - the spool on a full disk (a tiny tmpfs): refusals counted, nothing queued lost or broken.
+//! - the spool on a full disk (a tiny tmpfs): refusals counted, nothing queued lost or broken;
+//! - real clients in a namespace (dig, openssl s_client, curl against openssl s_server and
+//!   Python's http.server): the agent, live on the namespace's loopback, sees their DNS query
+//!   names, TLS server names and HTTP hosts.
 //!
 //! Without root the tests skip, loudly; `ZDN_REQUIRE_ROOT=1` (set by `.ci/run`) turns a skip
 //! into a failure.
@@ -210,4 +213,156 @@ fn a_full_disk_refuses_new_sightings_counted_and_keeps_the_queue_intact() {
     let rows = spool.peek(0, 100_000).unwrap();
     assert_eq!(rows.len() as u64, queued);
     assert!(rows.iter().enumerate().all(|(n, r)| r.sighting.id == format!("s-{n}")));
+}
+
+/// A background process in the namespace, killed when dropped.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sees_what_real_clients_send_dig_openssl_curl() {
+    if !root_or_skip("sees_what_real_clients_send_dig_openssl_curl") {
+        return;
+    }
+    for tool in ["dig", "openssl", "curl", "/usr/bin/python3"] {
+        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap();
+        assert!(found.status.success(), "{tool} is needed (.ci/run installs it)");
+    }
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("iocs.txt"),
+        "dig-test.evil.example\ntls-test.evil.example\nhttp-test.evil.example\n",
+    )
+    .unwrap();
+    let (alerts, config) = (d.join("alerts.jsonl"), d.join("agent.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\n[capture]\ninterfaces = [\"lo\"]\n[indicators]\nsync = false\nlocal = [{:?}]\n\
+             [alerts]\nlog = {alerts:?}\n",
+            d.join("state"),
+            d.join("iocs.txt")
+        ),
+    )
+    .unwrap();
+    let in_ns = |args: &[&str]| {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.0]).args(args).current_dir(d);
+        cmd
+    };
+    let agent = in_ns(&[env!("CARGO_BIN_EXE_zdn-agent"), "run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent = Background(agent);
+    // Servers: a TLS server with a throw-away certificate, an HTTP server.
+    run(Command::new("openssl").current_dir(d).args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=test",
+        "-days",
+        "1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+    ]));
+    let tls = in_ns(&[
+        "openssl",
+        "s_server",
+        "-accept",
+        "127.0.0.1:8443",
+        "-cert",
+        "cert.pem",
+        "-key",
+        "key.pem",
+        "-www",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let _tls = Background(tls);
+    let http = in_ns(&["/usr/bin/python3", "-m", "http.server", "8080", "--bind", "127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _http = Background(http);
+    std::thread::sleep(Duration::from_millis(700)); // servers listening, agent capturing
+
+    let wanted = [
+        ("dns_query", "dig-test.evil.example"),
+        ("tls_sni", "tls-test.evil.example"),
+        ("http_host", "http-test.evil.example"),
+    ];
+    let start = Instant::now();
+    let mut found = Vec::new();
+    for _ in 0..20 {
+        let _ = in_ns(&["dig", "@127.0.0.53", "dig-test.evil.example", "+tries=1", "+time=1"]).output();
+        let _ = in_ns(&[
+            "sh",
+            "-c",
+            "openssl s_client -connect 127.0.0.1:8443 -servername tls-test.evil.example </dev/null",
+        ])
+        .output();
+        let _ = in_ns(&[
+            "curl",
+            "-sk",
+            "--max-time",
+            "2",
+            "--resolve",
+            "tls-test.evil.example:8443:127.0.0.1",
+            "https://tls-test.evil.example:8443/",
+        ])
+        .output();
+        let _ = in_ns(&[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "-H",
+            "Host: http-test.evil.example",
+            "http://127.0.0.1:8080/dl/x.exe?id=1",
+        ])
+        .output();
+        std::thread::sleep(Duration::from_millis(500));
+        let log = std::fs::read_to_string(&alerts).unwrap_or_default();
+        found = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                (
+                    v["zdn"]["via"].as_str().unwrap_or_default().to_owned(),
+                    v["threat"]["indicator"]["name"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        if wanted.iter().all(|(via, name)| found.iter().any(|(v, n)| v == via && n == name)) {
+            break;
+        }
+    }
+    drop(agent);
+    for (via, name) in wanted {
+        assert!(
+            found.iter().any(|(v, n)| v == via && n == name),
+            "no {via} sighting of {name} after {:?}: {found:?}",
+            start.elapsed()
+        );
+    }
 }
