@@ -44,7 +44,10 @@ struct Netns(String);
 
 impl Netns {
     fn new() -> Netns {
-        let name = format!("zdn-live-{}", std::process::id());
+        // Tests run in parallel threads of one process: the name must differ per test too.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("zdn-live-{}-{n}", std::process::id());
         run(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns(name);
         run(Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"]));
