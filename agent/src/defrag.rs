@@ -22,6 +22,9 @@ pub struct DefragStats {
     pub reassembled: u64,
     pub overlaps: u64,
     pub oversized: u64,
+    /// Datagrams dropped because their fragments contradict each other (data beyond the end
+    /// the last fragment sets, two different ends).
+    pub inconsistent: u64,
     pub evicted: u64,
     pub expired: u64,
 }
@@ -100,6 +103,18 @@ impl Defragmenter {
             self.order.push_back((key, self.generation));
         }
         let d = self.datagrams.get_mut(&key).expect("inserted above");
+        let beyond = |total: usize| end > total || d.pieces.iter().any(|(o, b)| o + b.len() > total);
+        let contradicts = match (d.total, more) {
+            (Some(total), true) => end > total,
+            (Some(total), false) => end != total,
+            (None, false) => beyond(end),
+            (None, true) => false,
+        };
+        if contradicts {
+            self.stats.inconsistent += 1;
+            self.remove(&key);
+            return None;
+        }
         if !more {
             d.total = Some(end);
         }
@@ -199,6 +214,35 @@ mod tests {
         assert_eq!(whole.payload, data);
         assert_eq!((d.stats.reassembled, d.stats.overlaps), (1, 1));
         assert_eq!(d.bytes, 0);
+    }
+
+    #[test]
+    fn contradicting_fragments_drop_the_datagram() {
+        let mut d = Defragmenter::default();
+        d.add(&fragment(1, 2560, true, &[0; 8]), 0);
+        assert!(d.add(&fragment(1, 0, false, &[0; 8]), 0).is_none(), "data beyond the end");
+        d.add(&fragment(2, 8, false, &[0; 8]), 0);
+        assert!(d.add(&fragment(2, 0, false, &[0; 4]), 0).is_none(), "two ends");
+        assert_eq!((d.stats.inconsistent, d.datagrams.len(), d.bytes), (2, 0, 0));
+    }
+
+    /// The bounded fuzz pass `cargo test` runs (the libFuzzer target is `fuzz/fuzz_targets/defrag.rs`).
+    #[test]
+    fn random_fragment_sequences_never_panic_and_stay_bounded() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xf4a9);
+        let mut d = Defragmenter::default();
+        let payload = [0x5au8; 1500];
+        for i in 0..50_000 {
+            let id = rng.random_range(0..64);
+            let offset = rng.random_range(0..8200u16) & !7;
+            let len = rng.random_range(0..64);
+            if let Some(whole) = d.add(&fragment(id, offset, rng.random_bool(0.7), &payload[..len]), i / 10) {
+                assert!(whole.payload.len() <= MAX_DATAGRAM);
+            }
+            assert!(d.bytes <= MAX_BYTES && d.datagrams.len() <= MAX_DATAGRAMS);
+        }
+        assert!(d.stats.reassembled > 0 && d.stats.inconsistent > 0, "{:?}", d.stats);
     }
 
     #[test]
