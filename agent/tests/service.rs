@@ -44,10 +44,17 @@ impl Site {
     }
 
     async fn start_collector(&self) -> RunningCollector {
+        self.start_collector_publishing(&[]).await
+    }
+
+    /// A collector publishing `indicators` (signed with `pki/publish.key`).
+    async fn start_collector_publishing(&self, indicators: &[PathBuf]) -> RunningCollector {
         let config = Config {
             listen: format!("127.0.0.1:{}", self.port).parse().unwrap(),
             data_dir: self.path("collector"),
             identity: Some(self.path("pki/collector")),
+            indicators: indicators.to_vec(),
+            publish_key: Some(self.path("pki/publish.key")),
             ..Config::default()
         };
         server::start(config, false).await.unwrap()
@@ -551,4 +558,59 @@ fn check_config_reports_what_it_checked_and_what_is_wrong() {
     let out = check(&site.path("bad.toml"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pcap is not a file"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_published_while_running_is_swapped_in_without_a_restart() {
+    let site = Site::new();
+    let cert_list = site.path("cert.txt");
+    std::fs::write(&cert_list, format!("{STORM_TARGET}\n")).unwrap();
+    let collector = site.start_collector_publishing(std::slice::from_ref(&cert_list)).await;
+    let public = Publisher::load_or_create(&site.path("pki/publish.key")).unwrap().public_hex();
+    let empty = site.path("empty.pcap");
+    write_storm(&empty, 1, 0, 1).unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = site.path("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[capture]\npcap = [\"{}\"]\n[collector]\nurl = \"https://localhost:{}\"\n\
+             identity = \"{}\"\nreconnect_max_seconds = 1\n[indicators]\npinned_key = \"{public}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
+            site.path("agent-state").display(),
+            empty.display(),
+            site.port,
+            site.agent_identity.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Agent::start(&config, site.path("agent.log"));
+    agent.wait_log("live indicator set swapped", LONG);
+    let in_force = |version: u64, indicators: u64| {
+        let start = Instant::now();
+        loop {
+            let body = scrape(metrics_port);
+            let now = (
+                metric(&body, "zdn_agent_indicator_set_version"),
+                metric(&body, "zdn_agent_indicator_set_indicators"),
+            );
+            if now == (version, indicators) {
+                return;
+            }
+            assert!(start.elapsed() < LONG, "agent runs {now:?}, expected ({version}, {indicators})");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let v1 = collector.indicator_version();
+    in_force(v1, 1);
+
+    std::fs::write(&cert_list, format!("{STORM_TARGET}\nevil.example\n198.51.100.7\n")).unwrap();
+    let v2 = collector.republish_indicators().await.unwrap();
+    assert!(v2 > v1);
+    in_force(v2, 3); // pushed on the open subscription, verified, installed, swapped
+    let installed = std::fs::read(site.path("agent-state/indicators.zdn")).unwrap();
+    let pinned = zdn_indicators::signing::parse_public_key(&public).unwrap();
+    assert_eq!(zdn_indicators::signing::verify(&installed, &pinned).unwrap().1, v2);
+    assert!(agent.stop().success());
+    collector.stop().await.unwrap();
 }

@@ -3,11 +3,11 @@
 
 use crate::config::Config;
 use crate::correlation::CorrelationRule;
+use crate::service::Shared;
 use crate::service::analyst::Analyst;
 use crate::service::fleet::Fleet;
-use crate::service::indicator::{Indicators, Published};
+use crate::service::indicator::{Indicators, Publishing};
 use crate::service::sighting::Ingest;
-use crate::service::{Shared, now_ms};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use rustls::pki_types::CertificateRevocationListDer;
@@ -30,6 +30,7 @@ use zdn_transport::server::{ListenerStats, Security, incoming};
 pub struct RunningCollector {
     pub addr: SocketAddr,
     pub stats: Arc<ListenerStats>,
+    publishing: Arc<Publishing>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -52,11 +53,32 @@ impl RunningCollector {
     }
 
     /// Serves until the process gets SIGINT or SIGTERM, then stops gracefully.
+    /// Loads the indicator sources again and publishes them as a new version, pushed to every
+    /// subscribed agent. On an error the published version stays.
+    pub async fn republish_indicators(&self) -> Result<u64> {
+        let publishing = self.publishing.clone();
+        Ok(tokio::task::spawn_blocking(move || publishing.republish()).await??)
+    }
+
+    /// The version of the indicator set published now.
+    pub fn indicator_version(&self) -> u64 {
+        self.publishing.version()
+    }
+
+    /// Serves until the process gets SIGINT or SIGTERM, then stops gracefully. SIGHUP publishes
+    /// the indicator sources again as a new version.
     pub async fn serve_until_signal(self) -> Result<()> {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut term, mut hup) = (signal(SignalKind::terminate())?, signal(SignalKind::hangup())?);
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => match self.republish_indicators().await {
+                    Ok(version) => tracing::info!(version, "SIGHUP: indicators published"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: indicators not republished; the published version stays"),
+                },
+            }
         }
         tracing::info!("shutting down");
         self.stop().await
@@ -94,13 +116,10 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         Security::mutual_tls(&bundle, crls)?
     };
 
-    let built = zdn_indicators::build_set(&config.indicators, &config.allowlists, None)?;
-    tracing::info!(summary = %built.summary(), "indicators loaded for publishing");
     let publisher = Publisher::load_or_create(&config.publish_key_path())?;
     tracing::info!(public_key = %publisher.public_hex(), "indicator sets are signed with this key; pin it on agents");
-    // Versions must only grow, also across restarts: the load time in seconds does that.
-    let version = u64::try_from(now_ms() / 1000).unwrap_or(1);
-    let published = Arc::new(Published::new(version, &built.set, &publisher));
+    let publishing =
+        Arc::new(Publishing::start(publisher, config.indicators.clone(), config.allowlists.clone())?);
 
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
@@ -140,14 +159,17 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
             FleetServiceServer::new(Fleet { shared: shared.clone() }).max_decoding_message_size(max_message),
         )
         .add_service(
-            IndicatorServiceServer::new(Indicators { published, shutdown: stop_signal.clone() })
-                .max_decoding_message_size(max_message),
+            IndicatorServiceServer::new(Indicators {
+                published: publishing.subscribe(),
+                shutdown: stop_signal.clone(),
+            })
+            .max_decoding_message_size(max_message),
         );
     let conns = incoming(listener, security, stats.clone());
     let task =
         tokio::spawn(router.serve_with_incoming_shutdown(conns, crate::service::stopping(stop_signal)));
     tracing::info!(%addr, "collector listening");
-    Ok(RunningCollector { addr, stats, shutdown, task })
+    Ok(RunningCollector { addr, stats, publishing, shutdown, task })
 }
 
 /// Reads revocation lists, PEM (one or more) or DER.

@@ -1,15 +1,19 @@
 //! `IndicatorService.Sync`: the indicator set the collector publishes.
 //!
-//! The sources named in `indicators` (with `allowlists` applied) are loaded at start, compiled
-//! and signed with the publishing key (`publish_key`) as one version. An agent that names
-//! another version gets the whole signed set, in chunks of at most [`CHUNK`] bytes; the stream
-//! then stays open for later versions until the collector stops.
-//! Not yet: deltas, and new versions while running (a restart publishes a new version).
+//! The sources named in `indicators` (with `allowlists` applied) are loaded, compiled and
+//! signed with the publishing key (`publish_key`) as one version — at start, and again on each
+//! [`Publishing::republish`] (SIGHUP). An agent that names another version gets the whole signed
+//! set, in chunks of at most [`CHUNK`] bytes; the stream then stays open and every later
+//! version is pushed on it as it is published, until the collector stops.
+//! Not yet: deltas (a new version is sent whole).
 
 use crate::access::authorise;
 use futures::{Stream, StreamExt};
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use zdn_indicators::IndicatorSet;
 use zdn_indicators::signing::Publisher;
@@ -54,9 +58,82 @@ impl Published {
     }
 }
 
+/// The published set and how to publish the next version.
+pub struct Publishing {
+    publisher: Publisher,
+    indicators: Vec<PathBuf>,
+    allowlists: Vec<PathBuf>,
+    current: watch::Sender<Arc<Published>>,
+    /// One rebuild at a time.
+    rebuilding: Mutex<()>,
+}
+
+impl Publishing {
+    /// Loads the sources and publishes them as the first version (the load time in seconds:
+    /// versions only grow, also across restarts).
+    pub fn start(
+        publisher: Publisher,
+        indicators: Vec<PathBuf>,
+        allowlists: Vec<PathBuf>,
+    ) -> Result<Publishing, zdn_indicators::LoadError> {
+        let built = zdn_indicators::build_set(&indicators, &allowlists, None)?;
+        tracing::info!(summary = %built.summary(), "indicators loaded for publishing");
+        let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1);
+        let current = watch::Sender::new(Arc::new(Published::new(version, &built.set, &publisher)));
+        Ok(Publishing { publisher, indicators, allowlists, current, rebuilding: Mutex::new(()) })
+    }
+
+    /// Loads the sources again and publishes them as the next version, pushed at once to every
+    /// subscribed agent. On a load error the published version stays. Blocking (call off the
+    /// async threads).
+    pub fn republish(&self) -> Result<u64, zdn_indicators::LoadError> {
+        let _one = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+        let built = zdn_indicators::build_set(&self.indicators, &self.allowlists, None)?;
+        let previous = self.current.borrow().version;
+        let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1).max(previous + 1);
+        self.current.send_replace(Arc::new(Published::new(version, &built.set, &self.publisher)));
+        tracing::info!(version, summary = %built.summary(), "published a new indicator set version");
+        Ok(version)
+    }
+
+    pub fn version(&self) -> u64 {
+        self.current.borrow().version
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
+        self.current.subscribe()
+    }
+}
+
 pub struct Indicators {
-    pub published: Arc<Published>,
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub published: watch::Receiver<Arc<Published>>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The state of one agent's subscription: the version it has, what is still to send.
+struct Subscription {
+    published: watch::Receiver<Arc<Published>>,
+    has: u64,
+    pending: VecDeque<v1::IndicatorUpdate>,
+}
+
+impl Subscription {
+    /// The next message for the agent: a chunk of a version it lacks, waiting for the next
+    /// version when it has the current one. `None` ends the stream (the collector stops).
+    async fn next(mut self) -> Option<(Result<v1::IndicatorUpdate, Status>, Subscription)> {
+        loop {
+            if let Some(update) = self.pending.pop_front() {
+                return Some((Ok(update), self));
+            }
+            let current = self.published.borrow_and_update().clone();
+            if current.version != self.has && !current.signed.is_empty() {
+                self.has = current.version;
+                self.pending = current.updates().into();
+                continue;
+            }
+            self.published.changed().await.ok()?;
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -65,11 +142,10 @@ impl IndicatorService for Indicators {
 
     async fn sync(&self, request: Request<v1::SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
         authorise(&request, Role::Agent)?;
-        let current = request.into_inner().current_version;
-        let updates = if current != self.published.version { self.published.updates() } else { Vec::new() };
-        // Keep the stream open (later versions will be pushed on it) until the collector stops.
-        let stream = futures::stream::iter(updates.into_iter().map(Ok))
-            .chain(futures::stream::pending())
+        let has = request.into_inner().current_version;
+        let subscription = Subscription { published: self.published.clone(), has, pending: VecDeque::new() };
+        // Open until the collector stops: every version published meanwhile is pushed on it.
+        let stream = futures::stream::unfold(subscription, Subscription::next)
             .take_until(super::stopping(self.shutdown.clone()));
         Ok(Response::new(Box::pin(stream)))
     }
