@@ -22,6 +22,7 @@ fn sighting(i: u64) -> v1::Sighting {
         dst_port: 53,
         proto: "udp".into(),
         indicator_id: "maltrail:evil-cdn".into(),
+        resolved_name: String::new(),
     }
 }
 

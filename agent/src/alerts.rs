@@ -104,7 +104,7 @@ fn ecs(s: &Sighting, held_back: bool) -> serde_json::Value {
             "end": format_unix_ms(s.last_seen_unix_ms),
         },
         "source": { "ip": s.host.to_string() },
-        "destination": { "ip": s.dst_ip, "port": s.dst_port },
+        "destination": { "ip": s.dst_ip, "port": s.dst_port, "domain": s.resolved_name },
         "network": { "transport": s.proto },
         "threat": {
             "indicator": { "type": ecs_indicator_type(s), "name": s.indicator, "id": [s.indicator_id] },
@@ -178,6 +178,7 @@ mod tests {
             remote: Some("10.0.0.53".parse().unwrap()),
             remote_port: 53,
             proto: "udp",
+            resolved_name: None,
         };
         agg.add(hit, 0);
         let sighting = agg.take_ready().remove(0);

@@ -66,10 +66,10 @@ pub enum Answer<'a> {
     Alias(&'a str),
 }
 
-/// Calls `each` with the A, AAAA and CNAME data of a DNS response's answer section (at most
-/// [`MAX_ANSWERS`] records). Anything but a response to a standard query is
-/// `Err(NotResponse)`.
-pub fn for_each_answer(msg: &[u8], mut each: impl FnMut(Answer<'_>)) -> Result<(), DnsError> {
+/// Calls `each` with the (first) question name and the A, AAAA and CNAME data of a DNS
+/// response's answer section (at most [`MAX_ANSWERS`] records). Anything but a response to a
+/// standard query is `Err(NotResponse)`.
+pub fn for_each_answer(msg: &[u8], mut each: impl FnMut(&str, Answer<'_>)) -> Result<(), DnsError> {
     if msg.len() < HEADER_LEN {
         return Err(DnsError::Truncated);
     }
@@ -82,11 +82,18 @@ pub fn for_each_answer(msg: &[u8], mut each: impl FnMut(Answer<'_>)) -> Result<(
     if questions > MAX_QUESTIONS {
         return Err(DnsError::Truncated);
     }
-    let mut buf = [0u8; MAX_NAME];
+    let (mut buf, mut question) = ([0u8; MAX_NAME], [0u8; MAX_NAME]);
+    let mut question_len = 0;
     let mut pos = HEADER_LEN;
-    for _ in 0..questions {
-        pos = read_name(msg, pos, &mut buf)?.1 + 4;
+    for i in 0..questions {
+        let (len, next) = read_name(msg, pos, &mut buf)?;
+        if i == 0 {
+            question = buf;
+            question_len = len;
+        }
+        pos = next + 4;
     }
+    let question = std::str::from_utf8(&question[..question_len]).unwrap_or_default();
     for _ in 0..answers {
         let after_name = read_name(msg, pos, &mut buf)?.1;
         let fixed = msg.get(after_name..after_name + 10).ok_or(DnsError::Truncated)?;
@@ -95,19 +102,20 @@ pub fn for_each_answer(msg: &[u8], mut each: impl FnMut(Answer<'_>)) -> Result<(
         let rdata_at = after_name + 10;
         let rdata = msg.get(rdata_at..rdata_at + rdlen).ok_or(DnsError::Truncated)?;
         match (rtype, rdlen) {
-            (1, 4) => {
-                each(Answer::Address(std::net::Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3]).into()))
-            }
+            (1, 4) => each(
+                question,
+                Answer::Address(std::net::Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3]).into()),
+            ),
             (28, 16) => {
                 let octets: [u8; 16] = rdata.try_into().expect("length checked");
-                each(Answer::Address(std::net::Ipv6Addr::from(octets).into()));
+                each(question, Answer::Address(std::net::Ipv6Addr::from(octets).into()));
             }
             (5, _) => {
                 let (len, _) = read_name(msg, rdata_at, &mut buf)?;
                 if let Ok(name) = std::str::from_utf8(&buf[..len])
                     && len > 0
                 {
-                    each(Answer::Alias(name));
+                    each(question, Answer::Alias(name));
                 }
             }
             _ => {}
@@ -227,12 +235,19 @@ mod tests {
         aaaa.extend_from_slice(&"2001:db8::66".parse::<std::net::Ipv6Addr>().unwrap().octets());
         m.extend_from_slice(&aaaa);
         let mut seen = Vec::new();
-        for_each_answer(&m, |a| seen.push(format!("{a:?}"))).unwrap();
-        assert_eq!(seen, ["Alias(\"cdn.evil.example\")", "Address(203.0.113.66)", "Address(2001:db8::66)"]);
+        for_each_answer(&m, |q, a| seen.push(format!("{q} {a:?}"))).unwrap();
+        assert_eq!(
+            seen,
+            [
+                "www.evil.example Alias(\"cdn.evil.example\")",
+                "www.evil.example Address(203.0.113.66)",
+                "www.evil.example Address(2001:db8::66)"
+            ]
+        );
         for cut in 0..m.len() {
-            let _ = for_each_answer(&m[..cut], |_| {});
+            let _ = for_each_answer(&m[..cut], |_, _| {});
         }
-        assert_eq!(for_each_answer(&query(&["a.example"]), |_| {}), Err(DnsError::NotResponse));
+        assert_eq!(for_each_answer(&query(&["a.example"]), |_, _| {}), Err(DnsError::NotResponse));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::decode::{Decoded, Transport};
 use crate::defrag::{DefragStats, Defragmenter, Whole};
 use crate::dns;
 use crate::http::{self, HttpProgress};
+use crate::pdns::PassiveDns;
 use crate::quic::{QuicError, QuicTable};
 use crate::stream::{FlowKey, StreamTable, Unit};
 use crate::tls::{self, Progress};
@@ -105,6 +106,7 @@ pub struct Extractor {
     streams: StreamTable,
     quic: QuicTable,
     defrag: Defragmenter,
+    pdns: PassiveDns,
     pub stats: ExtractStats,
 }
 
@@ -118,6 +120,11 @@ impl Extractor {
 
     pub fn quic(&self) -> &QuicTable {
         &self.quic
+    }
+
+    /// The DNS name `ip` was last resolved from, as seen in answers.
+    pub fn resolved_name(&self, ip: IpAddr) -> Option<&str> {
+        self.pdns.name_of(ip)
     }
 
     pub fn defrag_stats(&self) -> &DefragStats {
@@ -194,11 +201,14 @@ impl Extractor {
     /// Addresses and aliases in a response: a client told that a listed name lives at an
     /// address, or that a name is an alias of a listed one, is a sighting before it connects.
     fn dns_answers(&mut self, msg: &[u8], each: &mut impl FnMut(Observation<'_>)) {
-        let stats = &mut self.stats;
-        let result = dns::for_each_answer(msg, |answer| {
+        let Extractor { stats, pdns, .. } = self;
+        let result = dns::for_each_answer(msg, |question, answer| {
             stats.dns_answers += 1;
             let value = match answer {
-                dns::Answer::Address(ip) => Value::Ip(ip),
+                dns::Answer::Address(ip) => {
+                    pdns.record(ip, question);
+                    Value::Ip(ip)
+                }
                 dns::Answer::Alias(name) => Value::Name(name),
             };
             each(Observation::Seen { via: Via::DnsAnswer, value });

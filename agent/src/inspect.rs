@@ -50,6 +50,8 @@ pub struct Hit<'s> {
     pub remote_port: u16,
     /// `tcp`, `udp`, `icmp`, `other`.
     pub proto: &'static str,
+    /// For an address hit: the DNS name the host had resolved to that address, if seen.
+    pub resolved_name: Option<String>,
 }
 
 /// Matches a packet's observables against the set; holds the extraction state (reassembly of
@@ -104,6 +106,9 @@ impl Inspector {
         }
         let external = home.is_external(remote);
         let remote = external.then_some(remote);
+        // Hits are gathered first (allocating only when there is one) so the passive-DNS cache
+        // can be asked about matched addresses once extraction has let go of it.
+        let mut found_hits: Vec<Hit<'s>> = Vec::new();
         self.extractor.extract(packet, now_ms, |observation| {
             let Observation::Seen { via, value } = observation else { return };
             if !matches!(via, Via::DnsQuery | Via::DnsAnswer) && (!external || answer) {
@@ -119,9 +124,26 @@ impl Inspector {
                 _ => None,
             };
             if let Some(indicator) = found {
-                hit(Hit { indicator, via, observed: value.to_string(), host, remote, remote_port, proto });
+                let observed = value.to_string();
+                let resolved_name = None;
+                found_hits.push(Hit {
+                    indicator,
+                    via,
+                    observed,
+                    host,
+                    remote,
+                    remote_port,
+                    proto,
+                    resolved_name,
+                });
             }
         });
+        for mut h in found_hits {
+            if h.via == Via::IpDst {
+                h.resolved_name = self.extractor.resolved_name(packet.dst).map(str::to_owned);
+            }
+            hit(h);
+        }
     }
 
     pub fn stats(&self) -> &ExtractStats {
@@ -210,6 +232,17 @@ mod tests {
         // From a public resolver, the resolver is the remote end.
         let found = hits(&set, &home, &udp("9.9.9.9", "10.1.1.1", 53, 40000, &response));
         assert_eq!(found[0].3, Some("9.9.9.9".parse().unwrap()));
+        // The client then connects to the address: the sighting says which name it came from.
+        let only_ip = IndicatorSet::new(parse_plain("t", "203.0.113.66\n").indicators);
+        let mut inspector = Inspector::default();
+        inspector.inspect(&only_ip, &home, &udp("10.0.0.53", "10.1.1.1", 53, 40000, &response), 0, |_| {});
+        let syn = Decoded {
+            transport: Transport::Tcp { src_port: 40001, dst_port: 443, seq: 0, flags: 0x02, payload: &[] },
+            ..udp("10.1.1.1", "203.0.113.66", 0, 0, &[])
+        };
+        let mut resolved = Vec::new();
+        inspector.inspect(&only_ip, &home, &syn, 1, |h| resolved.push(h.resolved_name));
+        assert_eq!(resolved, [Some("www.evil.example".to_owned())]);
         // Traffic between internal hosts is not outbound.
         let syn = Decoded {
             transport: Transport::Tcp { src_port: 1, dst_port: 443, seq: 0, flags: 0x02, payload: &[] },

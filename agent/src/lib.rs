@@ -30,6 +30,7 @@
 //! | [`quic`] | QUIC Initial decryption (v1, v2, draft-29) and CRYPTO frames → ClientHello |
 //! | [`http`] | HTTP/1.x request line, Host, User-Agent (httparse) |
 //! | [`stream`] | bounded reassembly of client stream prefixes (ClientHellos, HTTP headers, DNS/TCP) |
+//! | [`pdns`] | passive DNS: the name an address was resolved from, bounded |
 //! | [`inspect`] | direction by `home_net`, observables matched against the set |
 //! | [`sighting`] | aggregation of hits into [`sighting::Sighting`]s; the JSON-lines contract |
 //! | [`pseudonym`] | keyed pseudonyms for internal hosts (HMAC-SHA256, local secret) |
@@ -69,6 +70,7 @@ pub mod live;
 pub mod liveset;
 pub mod metrics;
 pub mod observe;
+pub mod pdns;
 pub mod pipeline;
 pub mod pseudonym;
 pub mod quic;

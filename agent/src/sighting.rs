@@ -37,6 +37,9 @@ pub struct Sighting {
     pub dst_ip: String,
     pub dst_port: u16,
     pub proto: String,
+    /// For an address sighting: the DNS name the host had resolved to the address.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub resolved_name: String,
     /// The internal host's real address, for the participant's own alert log. It never
     /// leaves the agent: it is not serialised and not in [`Sighting::to_proto`].
     #[serde(skip)]
@@ -73,6 +76,7 @@ impl Sighting {
             dst_port: u32::from(self.dst_port),
             proto: self.proto.clone(),
             indicator_id: self.indicator_id.clone(),
+            resolved_name: self.resolved_name.clone(),
         }
     }
 }
@@ -148,6 +152,7 @@ impl Aggregator {
             dst_port: hit.remote_port,
             proto: hit.proto.to_owned(),
             host: hit.host,
+            resolved_name: hit.resolved_name.unwrap_or_default(),
         };
         self.ready.push(sighting.clone());
         self.open.insert(key, Open { first: sighting, repeats: 0, repeat_first_ms: 0, repeat_last_ms: 0 });
@@ -241,6 +246,7 @@ mod tests {
             remote: Some("203.0.113.9".parse().unwrap()),
             remote_port: 443,
             proto: "tcp",
+            resolved_name: None,
         }
     }
 

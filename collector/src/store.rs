@@ -28,7 +28,8 @@ pub enum StoreError {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE sightings (
     id TEXT NOT NULL UNIQUE,
     participant TEXT NOT NULL,
@@ -86,7 +87,11 @@ CREATE TABLE agents (
     rss_bytes INTEGER NOT NULL,
     PRIMARY KEY (participant, agent)
 );
-"];
+",
+    r"
+ALTER TABLE sightings ADD COLUMN resolved_name TEXT NOT NULL DEFAULT '';
+",
+];
 
 /// A sighting that passed validation, as the store takes it.
 pub struct NewSighting<'a> {
@@ -160,8 +165,9 @@ impl Store {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO sightings (id, participant, agent, indicator, kind, via, observed,
-                 indicator_id, first_seen, last_seen, count, src, dst_ip, dst_port, proto, received)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 indicator_id, first_seen, last_seen, count, src, dst_ip, dst_port, proto, received,
+                 resolved_name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?;
             let mut aggregate = tx.prepare_cached(
                 "INSERT INTO indicator_participants (indicator, participant, kind, first_seen, last_seen, sightings, vias)
@@ -192,7 +198,8 @@ impl Store {
                     w.dst_ip,
                     w.dst_port,
                     w.proto,
-                    now_ms
+                    now_ms,
+                    w.resolved_name
                 ])?;
                 if inserted == 0 {
                     out.duplicates += 1;
@@ -303,7 +310,7 @@ impl Store {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
             "SELECT rowid, id, participant, agent, indicator, kind, via, observed, indicator_id, first_seen, last_seen,
-                    count, src, dst_ip, dst_port, proto, received
+                    count, src, dst_ip, dst_port, proto, received, resolved_name
              FROM sightings
              WHERE (?1 IS NULL OR indicator = ?1) AND (?2 IS NULL OR participant = ?2)
                AND (?3 IS NULL OR last_seen >= ?3) AND (?4 IS NULL OR first_seen <= ?4)
@@ -330,6 +337,7 @@ impl Store {
                     dst_ip: r.get(13)?,
                     dst_port: r.get(14)?,
                     proto: r.get(15)?,
+                    resolved_name: r.get(17)?,
                 };
                 let stored = v1::StoredSighting {
                     sighting: Some(sighting),

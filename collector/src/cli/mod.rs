@@ -238,6 +238,7 @@ fn sighting_row(s: &v1::StoredSighting) -> Row {
         "kind": kind_name(w.kind),
         "via": via_from_wire(w.via).map_or("unknown", |v| v.as_str()),
         "observed": w.observed,
+        "resolved_name": w.resolved_name,
         "first_seen": format_unix_ms(w.first_seen_unix_ms),
         "last_seen": format_unix_ms(w.last_seen_unix_ms),
         "count": w.count,

@@ -32,9 +32,9 @@ pub fn validate(s: &v1::Sighting) -> Result<NewSighting<'_>, String> {
             s.id
         ));
     }
-    if [&s.src, &s.dst_ip, &s.proto, &s.indicator_id].iter().any(|f| f.len() > MAX_SHORT) {
+    if [&s.src, &s.dst_ip, &s.proto, &s.indicator_id, &s.resolved_name].iter().any(|f| f.len() > MAX_SHORT) {
         return Err(format!(
-            "sighting {}: src, dst_ip, proto and indicator_id are limited to {MAX_SHORT} bytes",
+            "sighting {}: src, dst_ip, proto, indicator_id and resolved_name are limited to {MAX_SHORT} bytes",
             s.id
         ));
     }

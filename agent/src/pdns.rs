@@ -1,0 +1,75 @@
+//! A passive-DNS cache: which name an address was last given out for, learned from the DNS
+//! answers the agent sees, so an address sighting can say what the host thought it was
+//! talking to (`resolved_name`: "203.0.113.66, resolved from updates.evil-cdn.example").
+//!
+//! Bounded at [`MAX_ENTRIES`] addresses, oldest entry first out; an address given out for
+//! several names keeps the latest. Only read when an address matched, so its cost is off the
+//! per-packet path.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+pub const MAX_ENTRIES: usize = 65_536;
+
+#[derive(Default)]
+pub struct PassiveDns {
+    names: HashMap<IpAddr, (Box<str>, u64)>,
+    order: VecDeque<(IpAddr, u64)>,
+    generation: u64,
+}
+
+impl PassiveDns {
+    /// Notes that `name` resolved to `ip`.
+    pub fn record(&mut self, ip: IpAddr, name: &str) {
+        if name.is_empty() || self.names.get(&ip).is_some_and(|(n, _)| &**n == name) {
+            return;
+        }
+        while self.names.len() >= MAX_ENTRIES {
+            let Some((old, generation)) = self.order.pop_front() else { break };
+            if self.names.get(&old).is_some_and(|(_, g)| *g == generation) {
+                self.names.remove(&old);
+            }
+        }
+        self.generation += 1;
+        self.names.insert(ip, (name.into(), self.generation));
+        self.order.push_back((ip, self.generation));
+        // Superseded entries stay in `order` until they reach the front; keep that bounded too.
+        if self.order.len() > 2 * MAX_ENTRIES {
+            let names = &self.names;
+            self.order.retain(|(ip, g)| names.get(ip).is_some_and(|(_, current)| current == g));
+        }
+    }
+
+    /// The name `ip` was last resolved from.
+    pub fn name_of(&self, ip: IpAddr) -> Option<&str> {
+        self.names.get(&ip).map(|(n, _)| &**n)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_name_wins_and_the_cache_stays_bounded() {
+        let mut p = PassiveDns::default();
+        let ip: IpAddr = "203.0.113.66".parse().unwrap();
+        p.record(ip, "a.example");
+        p.record(ip, "b.example");
+        assert_eq!(p.name_of(ip), Some("b.example"));
+        for i in 0..(MAX_ENTRIES as u32 + 100) {
+            p.record(IpAddr::from(i.to_be_bytes()), "x.example");
+        }
+        assert_eq!(p.len(), MAX_ENTRIES);
+        assert_eq!(p.name_of(ip), None, "the oldest went first");
+        assert!(p.order.len() <= 2 * MAX_ENTRIES);
+    }
+}
