@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the Debian packages (cargo-deb, from the metadata in agent/ and collector/Cargo.toml),
+# checks them with lintian (errors fail), installs them with dpkg, verifies the systemd units
+# and reports their `systemd-analyze security` exposure, runs the installed binaries, and
+# purges them. Run as root on a Debian machine (CI does, from .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
+missing=()
+command -v lintian >/dev/null || missing+=(lintian)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v adduser >/dev/null || missing+=(adduser)
+if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; fi
+
+rm -f target/debian/*.deb
+cargo deb --locked --strip -p zdn-agent
+cargo deb --locked --strip -p zdn-collector
+debs=(target/debian/zdn-agent_*.deb target/debian/zdn-collector_*.deb)
+
+echo "--- lintian"
+lintian --fail-on error "${debs[@]}" || { echo "lintian found errors" >&2; exit 1; }
+
+echo "--- install"
+dpkg -i "${debs[@]}"
+units=(/lib/systemd/system/zdn-agent.service /lib/systemd/system/zdn-collector.service)
+systemd-analyze verify "${units[@]}"
+for unit in "${units[@]}"; do
+  printf '%s: ' "$(basename "$unit")"
+  systemd-analyze security --offline=true "$unit" 2>/dev/null | tail -1
+done
+getent passwd zdn-agent zdn-collector
+stat -c '%A %U:%G %n' /etc/zdn/agent.toml /etc/zdn/collector.toml
+/usr/bin/zdn-agent --version
+/usr/bin/zdn-collector --version
+/usr/bin/zdn --version
+
+echo "--- purge"
+dpkg --purge zdn-agent zdn-collector
+test ! -e /usr/bin/zdn-agent && test ! -e /etc/zdn/agent.toml && test ! -e /lib/systemd/system/zdn-collector.service
+echo "packages: built, lint-clean, installed, verified, purged"
