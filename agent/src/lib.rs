@@ -48,6 +48,7 @@
 //! | [`liveset`] | the set matched: installed collector set + local lists − local allowlists |
 //! | [`counters`] | the running tallies the heartbeat and metrics report |
 //! | [`metrics`] | Prometheus `/metrics` over HTTP, when enabled |
+//! | [`enrol`] | `zdn-agent enrol`: the issued bundle checked and installed as the identity |
 //! | [`service`] | `zdn-agent run`: workers, tasks, reload and graceful stop |
 //! | [`sample`] | deterministic demo traffic of three institutions (for `zdn demo` and tests) |
 //!
@@ -63,6 +64,7 @@ pub mod decode;
 pub mod defrag;
 pub mod delivery;
 pub mod dns;
+pub mod enrol;
 pub mod extract;
 pub mod http;
 pub mod inspect;

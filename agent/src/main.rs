@@ -42,6 +42,28 @@ enum Command {
         #[arg(long, default_value = "/etc/zdn/agent.toml")]
         config: PathBuf,
     },
+    /// Install the credential bundle the CERT issued (`bundle.pem` from `zdn-collector pki
+    /// issue`) as this agent's identity, after checking that it chains to its CA, that the key
+    /// belongs to the certificate and that it is an agent's.
+    ///
+    /// Example: zdn-agent enrol --bundle gw-1-bundle.pem
+    #[command(verbatim_doc_comment)]
+    Enrol {
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Identity directory to write (cert.pem, key.pem, ca.pem).
+        #[arg(long, default_value = "/etc/zdn/identity")]
+        identity: PathBuf,
+        /// Group that may read the key (the service's).
+        #[arg(long, default_value = "zdn-agent")]
+        group: String,
+        /// Do not set a group on the key (developer machines without the package's user).
+        #[arg(long, conflicts_with = "group")]
+        no_group: bool,
+        /// Replace an identity already there.
+        #[arg(long)]
+        force: bool,
+    },
     /// Check a configuration file: syntax, values, identity, indicator sources, state directory.
     ///
     /// Example: zdn-agent check-config --config /etc/zdn/agent.toml
@@ -211,6 +233,9 @@ fn main() -> std::process::ExitCode {
     zdn_telemetry::init_logging(cli.log_format, "info");
     let result = match cli.command {
         Command::Run { config } => run(&config),
+        Command::Enrol { bundle, identity, group, no_group, force } => {
+            enrol(&bundle, &identity, (!no_group).then_some(group.as_str()), force)
+        }
         Command::Observe { pcaps, format } => observe(&pcaps, format),
         Command::CheckConfig { config } => check_config(&config),
         Command::Replay(args) => run_replay(args),
@@ -313,6 +338,18 @@ fn run(path: &Path) -> Result<()> {
         });
         zdn_agent::service::run(config, Controls { stop, reload }).await
     })
+}
+
+fn enrol(bundle: &Path, identity: &Path, group: Option<&str>, force: bool) -> Result<()> {
+    let pem = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let id = zdn_agent::enrol::enrol(&pem, identity, group, force)?;
+    println!(
+        "enrolled as participant {} ({}), identity in {}; set collector.identity to it in agent.toml",
+        id.participant,
+        id.name,
+        identity.display()
+    );
+    Ok(())
 }
 
 fn check_config(path: &Path) -> Result<()> {

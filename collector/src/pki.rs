@@ -17,7 +17,7 @@ use rcgen::{
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
-use zdn_transport::bundle::{CA_FILE, CERT_FILE, KEY_FILE};
+use zdn_transport::bundle::{BUNDLE_FILE, CA_FILE, CERT_FILE, KEY_FILE};
 use zdn_transport::{Identity, Role};
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +111,9 @@ fn sign_into(dir: &Path, mut params: CertificateParams, out: &Path) -> Result<()
     write(&out.join(CERT_FILE), cert.pem().as_bytes(), false)?;
     write(&out.join(KEY_FILE), key.serialize_pem().as_bytes(), true)?;
     write(&out.join(CA_FILE), ca_pem.as_bytes(), false)?;
+    // The same three in one file, to hand to the holder (`zdn-agent enrol --bundle`).
+    let bundle = [cert.pem(), key.serialize_pem(), ca_pem].concat();
+    write(&out.join(BUNDLE_FILE), bundle.as_bytes(), true)?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! <dir>/cert.pem   the holder's certificate (chain allowed)
 //! <dir>/key.pem    its private key (PKCS#8), mode 0600
 //! <dir>/ca.pem     the CA that the peer's certificate must chain to
+//! <dir>/bundle.pem the three in one file, mode 0600, for `zdn-agent enrol --bundle`
 //! ```
 
 use rustls::pki_types::pem::PemObject;
@@ -15,6 +16,8 @@ use thiserror::Error;
 pub const CERT_FILE: &str = "cert.pem";
 pub const KEY_FILE: &str = "key.pem";
 pub const CA_FILE: &str = "ca.pem";
+/// The three above in one file (certificate, key, CA), as handed to the holder to enrol.
+pub const BUNDLE_FILE: &str = "bundle.pem";
 
 #[derive(Debug)]
 pub struct Bundle {
