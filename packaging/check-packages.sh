@@ -30,7 +30,8 @@ for unit in "${units[@]}"; do
   systemd-analyze security --offline=true "$unit" 2>/dev/null | tail -1
 done
 getent passwd zdn-agent zdn-collector
-stat -c '%A %U:%G %n' /etc/zdn/agent.toml /etc/zdn/collector.toml
+stat -c '%A %U:%G %n' /etc/zdn/agent.toml /etc/zdn/collector.toml /var/lib/zdn-agent /var/lib/zdn-collector
+test "$(stat -c '%a %U' /var/lib/zdn-collector)" = "700 zdn-collector"
 /usr/bin/zdn-agent --version
 /usr/bin/zdn-collector --version
 /usr/bin/zdn --version
@@ -38,4 +39,5 @@ stat -c '%A %U:%G %n' /etc/zdn/agent.toml /etc/zdn/collector.toml
 echo "--- purge"
 dpkg --purge zdn-agent zdn-collector
 test ! -e /usr/bin/zdn-agent && test ! -e /etc/zdn/agent.toml && test ! -e /lib/systemd/system/zdn-collector.service
+test -d /var/lib/zdn-collector # kept on purge: database, PKI, publishing key
 echo "packages: built, lint-clean, installed, verified, purged"
