@@ -233,7 +233,8 @@ fn create_state_dir(dir: &std::path::Path) -> Result<()> {
     builder.create(dir).with_context(|| format!("state directory {}", dir.display()))
 }
 
-/// Sends a heartbeat every `every` until stopped.
+/// Sends a heartbeat every `every` until stopped, and a last one when stopping (so the fleet
+/// view shows the final counters).
 async fn heartbeats(
     uplink: Arc<Uplink>,
     shared: Arc<Shared>,
@@ -245,10 +246,10 @@ async fn heartbeats(
     let mut channel = None;
     let mut interval = tokio::time::interval(every);
     loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.changed() => return,
-        }
+        let last = tokio::select! {
+            _ = interval.tick() => false,
+            _ = stop.changed() => true,
+        };
         let mut beat = shared.counters.heartbeat();
         (beat.cpu_percent, beat.rss_bytes, beat.load_average_1m) = host.read();
         beat.uptime_seconds = started.elapsed().as_secs();
@@ -256,14 +257,21 @@ async fn heartbeats(
         beat.indicator_count = shared.set.load().len() as u64;
         beat.sightings_queued = shared.spool.len();
         beat.spool_bytes = shared.spool.bytes();
-        if channel.is_none() {
-            channel = uplink.connect().await.ok();
+        let send = async {
+            if channel.is_none() {
+                channel = uplink.connect().await.ok();
+            }
+            if let Some(ch) = channel.clone()
+                && let Err(e) = crate::uplink::heartbeat(ch, beat).await
+            {
+                tracing::debug!(error = %e, "heartbeat not delivered");
+                channel = None;
+            }
+        };
+        if last {
+            let _ = tokio::time::timeout(Duration::from_secs(2), send).await;
+            return;
         }
-        if let Some(ch) = channel.clone()
-            && let Err(e) = crate::uplink::heartbeat(ch, beat).await
-        {
-            tracing::debug!(error = %e, "heartbeat not delivered");
-            channel = None;
-        }
+        send.await;
     }
 }

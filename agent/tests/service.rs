@@ -110,6 +110,15 @@ local = ["{local}"]
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
     }
 
+    /// (packets seen, sightings held back) of the agent, as the collector's fleet table has them.
+    fn fleet(&self) -> (u64, u64) {
+        let conn = rusqlite::Connection::open(self.path("collector/zdn.sqlite")).unwrap();
+        conn.query_row("SELECT packets_seen, sightings_held_back FROM agents", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })
+        .unwrap()
+    }
+
     /// Every text value in every table of the collector's database, for leak checks.
     fn everything_stored(&self) -> String {
         let conn = rusqlite::Connection::open(self.path("collector/zdn.sqlite")).unwrap();
@@ -369,6 +378,9 @@ async fn a_false_positive_storm_is_aggregated_and_held_back_in_flat_memory() {
         assert_eq!(hits, u64::from(packets), "every packet was a hit");
         assert!(held_back > 0, "2,000 hosts' sightings exceed 100/min: {stopped}");
         eprintln!("storm of {packets}: peak anonymous RSS {peak_anon_kb} KiB, held back {held_back}");
+        // The last heartbeat told the collector: the fleet view shows what was held back.
+        let fleet = site.fleet();
+        assert_eq!((fleet.0, fleet.1), (u64::from(packets), held_back), "packets seen and held back");
         peaks.push(peak_anon_kb);
     }
     // Five times the packets, the same memory: nothing grows per packet.

@@ -91,6 +91,12 @@ CREATE TABLE agents (
     r"
 ALTER TABLE sightings ADD COLUMN resolved_name TEXT NOT NULL DEFAULT '';
 ",
+    r"
+ALTER TABLE agents ADD COLUMN sightings_queued INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN sightings_held_back INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN spool_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN uptime_seconds INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 /// A sighting that passed validation, as the store takes it.
@@ -400,8 +406,9 @@ impl Store {
         let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         conn.execute(
             "INSERT OR REPLACE INTO agents (participant, agent, last_heartbeat, agent_version, indicator_version,
-                indicator_count, packets_seen, packets_dropped_kernel, sightings_sent, blind_spots, cpu_percent, rss_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                indicator_count, packets_seen, packets_dropped_kernel, sightings_sent, blind_spots, cpu_percent, rss_bytes,
+                sightings_queued, sightings_held_back, spool_bytes, uptime_seconds)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 participant,
                 agent,
@@ -414,7 +421,11 @@ impl Store {
                 clamp(beat.sightings_sent),
                 blind_spots,
                 f64::from(beat.cpu_percent),
-                clamp(beat.rss_bytes)
+                clamp(beat.rss_bytes),
+                clamp(beat.sightings_queued),
+                clamp(beat.sightings_held_back),
+                clamp(beat.spool_bytes),
+                clamp(beat.uptime_seconds)
             ],
         )?;
         Ok(())
@@ -425,7 +436,8 @@ impl Store {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
             "SELECT participant, agent, last_heartbeat, agent_version, indicator_version, indicator_count,
-                    packets_seen, packets_dropped_kernel, sightings_sent, blind_spots, cpu_percent, rss_bytes
+                    packets_seen, packets_dropped_kernel, sightings_sent, blind_spots, cpu_percent, rss_bytes,
+                    sightings_queued, sightings_held_back, spool_bytes, uptime_seconds
              FROM agents ORDER BY participant, agent",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -445,6 +457,10 @@ impl Store {
                 blind_spots: serde_json::from_str(&blind).unwrap_or_default(),
                 cpu_percent: r.get::<_, f64>(10)? as f32,
                 rss_bytes: r.get::<_, i64>(11)? as u64,
+                sightings_queued: r.get::<_, i64>(12)? as u64,
+                sightings_held_back: r.get::<_, i64>(13)? as u64,
+                spool_bytes: r.get::<_, i64>(14)? as u64,
+                uptime_seconds: r.get::<_, i64>(15)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

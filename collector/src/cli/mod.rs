@@ -279,6 +279,10 @@ fn agent_row(a: &v1::AgentStatus) -> Row {
         "indicators": a.indicator_count,
         "packets": a.packets_seen,
         "kernel_drops": a.packets_dropped_kernel,
+        "sent": a.sightings_sent,
+        "queued": a.sightings_queued,
+        "held_back": a.sightings_held_back,
+        "blind_spots": a.blind_spots.values().sum::<u64>(),
         "rss_mb": a.rss_bytes / (1024 * 1024),
     }))
 }
