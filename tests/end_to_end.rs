@@ -216,3 +216,38 @@ async fn insecure_dev_mode_serves_plain_http2() {
     let out = net.zdn(None, &["sightings", "--format", "json"]).await.unwrap();
     assert!(out.contains("\"participant\": \"insecure-dev\""), "{out}");
 }
+
+#[tokio::test]
+async fn every_analyst_query_is_audited_and_only_admins_read_the_log() {
+    let net = Network::start().await.unwrap();
+    net.run_demo_agents().await.unwrap();
+    let soc = net.issue("umc-noord", Role::Analyst, "soc");
+    let admin = net.issue(CERT, Role::Admin, "root");
+    net.zdn_json(&soc, &["sightings", "--indicator", "203.0.113.66"]).await.unwrap();
+    net.zdn_json(&soc, &["correlations"]).await.unwrap();
+
+    // An analyst may not read the log — and the attempt is refused before anything is read.
+    let err = net.zdn(Some(&soc), &["audit"]).await.unwrap_err();
+    assert_eq!(err.downcast_ref::<tonic::Status>().unwrap().code(), tonic::Code::PermissionDenied);
+
+    let log = net.zdn_json(&admin, &["audit"]).await.unwrap();
+    let entries: Vec<(String, String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().into(),
+                format!("{}/{}", e["participant"].as_str().unwrap(), e["name"].as_str().unwrap()),
+                e["detail"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    // Newest first: the admin's own read, then the analyst's two queries.
+    assert_eq!(entries[0].0, "list_audit");
+    assert_eq!(entries[0].1, "z-cert/root");
+    assert_eq!((entries[1].0.as_str(), entries[1].1.as_str()), ("list_correlations", "umc-noord/soc"));
+    assert_eq!((entries[2].0.as_str(), entries[2].1.as_str()), ("list_sightings", "umc-noord/soc"));
+    assert!(entries[2].2.contains("203.0.113.66"), "the query's arguments are kept: {}", entries[2].2);
+    assert_eq!(entries.len(), 3, "{entries:?}");
+}

@@ -97,6 +97,17 @@ ALTER TABLE agents ADD COLUMN sightings_held_back INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE agents ADD COLUMN spool_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE agents ADD COLUMN uptime_seconds INTEGER NOT NULL DEFAULT 0;
 ",
+    r"
+CREATE TABLE audit (
+    at INTEGER NOT NULL,
+    participant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (at);
+",
 ];
 
 /// A sighting that passed validation, as the store takes it.
@@ -429,6 +440,42 @@ impl Store {
             ],
         )?;
         Ok(())
+    }
+
+    /// Records one audited call; the caller answers only if this succeeds.
+    pub fn audit(
+        &self,
+        at_ms: i64,
+        who: &zdn_transport::Identity,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached(
+            "INSERT INTO audit (at, participant, name, role, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![at_ms, who.participant, who.name, who.role.as_str(), action, detail])?;
+        Ok(())
+    }
+
+    /// Audit entries at or after `since_ms`, newest first.
+    pub fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::AuditEntry>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, participant, name, role, action, detail FROM audit WHERE at >= ?1
+             ORDER BY at DESC, rowid DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![since_ms, limit], |r| {
+            Ok(v1::AuditEntry {
+                at_unix_ms: r.get(0)?,
+                participant: r.get(1)?,
+                name: r.get(2)?,
+                role: r.get(3)?,
+                action: r.get(4)?,
+                detail: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every agent that ever sent a heartbeat; `stale` when the last is older than `stale_ms`.

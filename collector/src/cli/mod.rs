@@ -53,6 +53,15 @@ pub enum Command {
     Indicator { value: String },
     /// Agents, their last heartbeat and counters; stale agents may be down.
     Fleet,
+    /// The audit log: who asked what, when (admin certificates only).
+    Audit {
+        /// Only entries since this time (RFC 3339) or age (`2h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Print correlations as they open and escalate.
     Watch {
         /// Stop after this many events.
@@ -141,6 +150,25 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
         Command::Fleet => {
             let response = client.fleet_status(v1::FleetStatusRequest {}).await?.into_inner();
             response.agents.iter().map(agent_row).collect()
+        }
+        Command::Audit { since, limit } => {
+            let since_unix_ms = since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
+            let response =
+                client.list_audit(v1::ListAuditRequest { since_unix_ms, limit }).await?.into_inner();
+            response
+                .entries
+                .iter()
+                .map(|e| {
+                    to_row(json!({
+                        "at": format_unix_ms(e.at_unix_ms),
+                        "participant": e.participant,
+                        "name": e.name,
+                        "role": e.role,
+                        "action": e.action,
+                        "detail": e.detail,
+                    }))
+                })
+                .collect()
         }
         Command::Watch { count } => {
             let mut events = client.watch_correlations(v1::WatchCorrelationsRequest {}).await?.into_inner();

@@ -36,10 +36,30 @@ fn non_zero(ms: i64) -> Option<i64> {
 }
 
 impl Analyst {
-    fn view<T>(&self, request: &Request<T>) -> Result<View, Status> {
-        let peer = authorise(request, Role::Analyst)?;
-        tracing::info!(caller = %peer.identity, "analyst query");
-        Ok(view(&peer, &self.shared.config.cert_participant))
+    /// The caller's view, once the call is in the audit log: a call that cannot be audited
+    /// is not answered.
+    async fn view<T: std::fmt::Debug>(
+        &self,
+        request: &Request<T>,
+        action: &'static str,
+    ) -> Result<View, Status> {
+        self.audited(request, Role::Analyst, action)
+            .await
+            .map(|peer| view(&peer, &self.shared.config.cert_participant))
+    }
+
+    async fn audited<T: std::fmt::Debug>(
+        &self,
+        request: &Request<T>,
+        role: Role,
+        action: &'static str,
+    ) -> Result<zdn_transport::server::Peer, Status> {
+        let peer = authorise(request, role)?;
+        tracing::info!(caller = %peer.identity, action, "analyst query");
+        let (store, identity) = (self.shared.store.clone(), peer.identity.clone());
+        let detail = format!("{:?}", request.get_ref());
+        blocking(move || store.audit(now_ms(), &identity, action, &detail)).await?;
+        Ok(peer)
     }
 }
 
@@ -49,7 +69,7 @@ impl AnalystService for Analyst {
         &self,
         request: Request<v1::ListCorrelationsRequest>,
     ) -> Result<Response<v1::ListCorrelationsResponse>, Status> {
-        let view = self.view(&request)?;
+        let view = self.view(&request, "list_correlations").await?;
         let r = request.into_inner();
         let kind = match r.kind {
             0 => None,
@@ -73,7 +93,7 @@ impl AnalystService for Analyst {
         &self,
         request: Request<v1::ListSightingsRequest>,
     ) -> Result<Response<v1::ListSightingsResponse>, Status> {
-        let view = self.view(&request)?;
+        let view = self.view(&request, "list_sightings").await?;
         let r = request.into_inner();
         let participant = match (&view, non_empty(&r.participant)) {
             (View::All, p) => p.map(str::to_owned),
@@ -109,7 +129,7 @@ impl AnalystService for Analyst {
         &self,
         request: Request<v1::GetIndicatorRequest>,
     ) -> Result<Response<v1::IndicatorDetail>, Status> {
-        let view = self.view(&request)?;
+        let view = self.view(&request, "get_indicator").await?;
         let indicator = request.into_inner().indicator;
         let store = self.shared.store.clone();
         let key = indicator.clone();
@@ -124,7 +144,7 @@ impl AnalystService for Analyst {
         &self,
         request: Request<v1::FleetStatusRequest>,
     ) -> Result<Response<v1::FleetStatusResponse>, Status> {
-        let view = self.view(&request)?;
+        let view = self.view(&request, "fleet_status").await?;
         let store = self.shared.store.clone();
         let stale_ms =
             i64::try_from(self.shared.config.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -141,7 +161,7 @@ impl AnalystService for Analyst {
         &self,
         request: Request<v1::WatchCorrelationsRequest>,
     ) -> Result<Response<Self::WatchCorrelationsStream>, Status> {
-        let view = self.view(&request)?;
+        let view = self.view(&request, "watch_correlations").await?;
         let events = BroadcastStream::new(self.shared.events.subscribe()).map(move |event| match event {
             Ok(mut event) => {
                 if let Some(c) = &mut event.correlation {
@@ -156,5 +176,16 @@ impl AnalystService for Analyst {
         });
         let events = futures::StreamExt::take_until(events, stopping(self.shared.shutdown.clone()));
         Ok(Response::new(Box::pin(events)))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<v1::ListAuditRequest>,
+    ) -> Result<Response<v1::ListAuditResponse>, Status> {
+        self.audited(&request, Role::Admin, "list_audit").await?;
+        let r = request.into_inner();
+        let store = self.shared.store.clone();
+        let entries = blocking(move || store.audit_log(r.since_unix_ms, limit(r.limit))).await?;
+        Ok(Response::new(v1::ListAuditResponse { entries }))
     }
 }
