@@ -27,6 +27,11 @@ pub struct Counters {
     pub blind_ech: Counter,
     pub blind_dot: Counter,
     pub blind_doh: Counter,
+    /// Bounded state dropped: client streams, fragmented datagrams; QUIC Initials that did
+    /// not decrypt.
+    pub streams_dropped: Counter,
+    pub datagrams_dropped: Counter,
+    pub quic_undecryptable: Counter,
     pub hits: Counter,
     /// Sightings written to the spool.
     pub spooled: Counter,
@@ -47,7 +52,7 @@ pub struct Counters {
 impl Counters {
     /// Registers every counter (shared, not copied) under `zdn_agent_<name>_total`.
     pub fn register(&self, registry: &mut Registry) {
-        let all: [(&str, &str, &Counter); 20] = [
+        let all: [(&str, &str, &Counter); 23] = [
             ("packets", "Packets seen", &self.packets),
             ("packets_undecodable", "Packets that could not be decoded", &self.undecodable),
             ("packets_dropped_kernel", "Packets the kernel dropped before capture", &self.kernel_drops),
@@ -60,6 +65,17 @@ impl Counters {
             ("blind_tls_ech", "ClientHellos with Encrypted Client Hello", &self.blind_ech),
             ("blind_dns_over_tls", "DNS over TLS connections", &self.blind_dot),
             ("blind_dns_over_https", "TLS to public DNS-over-HTTPS resolvers", &self.blind_doh),
+            (
+                "streams_dropped",
+                "Client streams abandoned before their message was read",
+                &self.streams_dropped,
+            ),
+            (
+                "datagrams_dropped",
+                "Fragmented datagrams abandoned before reassembly",
+                &self.datagrams_dropped,
+            ),
+            ("quic_undecryptable", "QUIC Initials that did not decrypt", &self.quic_undecryptable),
             ("hits", "Indicator hits", &self.hits),
             ("sightings_spooled", "Sightings written to the spool", &self.spooled),
             ("sightings_sent", "Sightings acknowledged by the collector", &self.sent),
@@ -86,6 +102,9 @@ impl Counters {
             (&self.blind_ech, before.blind_ech, after.blind_ech),
             (&self.blind_dot, before.blind_dot, after.blind_dot),
             (&self.blind_doh, before.blind_doh, after.blind_doh),
+            (&self.streams_dropped, before.streams_dropped, after.streams_dropped),
+            (&self.datagrams_dropped, before.datagrams_dropped, after.datagrams_dropped),
+            (&self.quic_undecryptable, before.quic_undecryptable, after.quic_undecryptable),
         ];
         for (counter, before, after) in pairs {
             if after > before {
@@ -102,6 +121,9 @@ impl Counters {
             ("tls_ech".to_owned(), self.blind_ech.get()),
             ("dns_over_tls".to_owned(), self.blind_dot.get()),
             ("dns_over_https".to_owned(), self.blind_doh.get()),
+            ("streams_dropped".to_owned(), self.streams_dropped.get()),
+            ("datagrams_dropped".to_owned(), self.datagrams_dropped.get()),
+            ("quic_undecryptable".to_owned(), self.quic_undecryptable.get()),
             ("spool_full".to_owned(), self.spool_full.get()),
             ("spool_failed".to_owned(), self.spool_failed.get()),
         ]);

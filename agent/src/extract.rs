@@ -8,7 +8,7 @@
 //! only an HTTP URL (canonical form) and a reassembled message allocate.
 
 use crate::decode::{Decoded, Transport};
-use crate::defrag::{DefragStats, Defragmenter, Whole};
+use crate::defrag::{Defragmenter, Whole};
 use crate::dns;
 use crate::http::{self, HttpProgress};
 use crate::pdns::PassiveDns;
@@ -82,6 +82,12 @@ pub struct ExtractStats {
     pub blind_ech: u64,
     pub blind_dot: u64,
     pub blind_doh: u64,
+    /// What the bounded state dropped: client streams abandoned (gap, too long, evicted,
+    /// expired), fragmented datagrams abandoned (evicted, expired, too long, inconsistent),
+    /// QUIC Initials that did not decrypt.
+    pub streams_dropped: u64,
+    pub datagrams_dropped: u64,
+    pub quic_undecryptable: u64,
 }
 
 /// Public DNS-over-HTTPS resolvers by server name (what browsers and OSes use by default).
@@ -107,7 +113,7 @@ pub struct Extractor {
     quic: QuicTable,
     defrag: Defragmenter,
     pdns: PassiveDns,
-    pub stats: ExtractStats,
+    stats: ExtractStats,
 }
 
 /// Smallest UDP payload of a client's first QUIC Initial (RFC 9000 §14.1 pads to 1200).
@@ -127,8 +133,15 @@ impl Extractor {
         self.pdns.name_of(ip)
     }
 
-    pub fn defrag_stats(&self) -> &DefragStats {
-        &self.defrag.stats
+    /// The counters, with what the bounded tables dropped.
+    pub fn stats(&self) -> ExtractStats {
+        let (s, d) = (&self.streams.stats, &self.defrag.stats);
+        ExtractStats {
+            streams_dropped: s.gaps + s.oversized + s.evicted + s.expired,
+            datagrams_dropped: d.evicted + d.expired + d.oversized + d.inconsistent,
+            quic_undecryptable: self.quic.stats.undecryptable,
+            ..self.stats
+        }
     }
 
     /// Adds an IP fragment; the whole datagram once this fragment completes it. Callers
@@ -453,7 +466,8 @@ mod tests {
             ["tls_sni dns.google", "blind:dns_over_https dns.google", "blind:tls_ech 192.0.2.80:443"]
         );
         assert!(seen[3].starts_with("ja3 ") && seen[4].starts_with("ja4 t12d0102"));
-        assert_eq!((ex.stats.tls_hellos, ex.stats.blind_doh, ex.stats.blind_ech), (1, 1, 1));
+        let stats = ex.stats();
+        assert_eq!((stats.tls_hellos, stats.blind_doh, stats.blind_ech), (1, 1, 1));
     }
 
     #[test]

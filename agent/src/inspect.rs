@@ -11,7 +11,6 @@
 
 use crate::decode::{Decoded, Transport};
 use crate::extract::{ExtractStats, Extractor, Observation, Value};
-use crate::stream::StreamStats;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use zdn_indicators::set::Match;
@@ -146,12 +145,8 @@ impl Inspector {
         }
     }
 
-    pub fn stats(&self) -> &ExtractStats {
-        &self.extractor.stats
-    }
-
-    pub fn stream_stats(&self) -> &StreamStats {
-        &self.extractor.streams().stats
+    pub fn stats(&self) -> ExtractStats {
+        self.extractor.stats()
     }
 }
 

@@ -58,5 +58,5 @@ pub fn observe(
             });
         })?;
     }
-    Ok(extractor.stats)
+    Ok(extractor.stats())
 }

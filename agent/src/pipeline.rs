@@ -86,7 +86,7 @@ impl Pipeline {
         if hits > 0 {
             counters.hits.inc_by(hits);
         }
-        let stats = *self.inspector.stats();
+        let stats = self.inspector.stats();
         if stats != self.reported {
             counters.add_extract(&self.reported, &stats);
             self.reported = stats;

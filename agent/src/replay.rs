@@ -85,6 +85,6 @@ pub fn replay(
     aggregator.flush();
     sightings.extend(aggregator.take_ready());
     stats.evicted_early = aggregator.evicted_early;
-    stats.inspect = *inspector.stats();
+    stats.inspect = inspector.stats();
     Ok((sightings, stats))
 }

@@ -527,6 +527,9 @@ async fn metrics_count_the_traffic_and_sighup_reloads_local_lists() {
     assert_eq!(metric(&body, "zdn_agent_hits_total"), 30);
     assert_eq!(metric(&body, "zdn_agent_sightings_spooled_total"), 20, "10 first hits + 10 repeats");
     assert_eq!(metric(&body, "zdn_agent_indicator_set_indicators"), 1);
+    for bounded in ["streams_dropped", "datagrams_dropped", "quic_undecryptable", "packets_dropped_kernel"] {
+        assert_eq!(metric(&body, &format!("zdn_agent_{bounded}_total")), 0, "{bounded} is reported");
+    }
 
     std::fs::write(site.path("local.txt"), format!("{STORM_TARGET}\nevil.example\n198.51.100.0/24\n"))
         .unwrap();
