@@ -8,7 +8,7 @@
 //! two different datagrams.
 
 use crate::decode::{Decoded, Transport};
-use std::collections::{HashMap, VecDeque};
+use crate::fifo::FifoMap;
 use std::net::IpAddr;
 
 pub const MAX_DATAGRAMS: usize = 1024;
@@ -44,7 +44,6 @@ struct Datagram {
     /// Known once the last fragment (no "more fragments") has arrived.
     total: Option<usize>,
     started_ms: i64,
-    generation: u64,
 }
 
 /// A reassembled datagram: its addresses, protocol and whole payload.
@@ -63,9 +62,7 @@ impl Whole {
 
 #[derive(Default)]
 pub struct Defragmenter {
-    datagrams: HashMap<DatagramKey, Datagram>,
-    order: VecDeque<(DatagramKey, u64)>,
-    generation: u64,
+    datagrams: FifoMap<DatagramKey, Datagram>,
     bytes: usize,
     pub stats: DefragStats,
 }
@@ -87,20 +84,12 @@ impl Defragmenter {
         }
         if !self.datagrams.contains_key(&key) {
             while self.datagrams.len() >= MAX_DATAGRAMS || self.bytes + payload.len() > MAX_BYTES {
-                if !self.evict_oldest() {
-                    break;
-                }
+                let Some((_, old)) = self.datagrams.pop_oldest() else { break };
+                self.bytes -= old.received;
+                self.stats.evicted += 1;
             }
-            self.generation += 1;
-            let datagram = Datagram {
-                pieces: Vec::new(),
-                received: 0,
-                total: None,
-                started_ms: now_ms,
-                generation: self.generation,
-            };
+            let datagram = Datagram { pieces: Vec::new(), received: 0, total: None, started_ms: now_ms };
             self.datagrams.insert(key, datagram);
-            self.order.push_back((key, self.generation));
         }
         let d = self.datagrams.get_mut(&key).expect("inserted above");
         let beyond = |total: usize| end > total || d.pieces.iter().any(|(o, b)| o + b.len() > total);
@@ -163,30 +152,11 @@ impl Defragmenter {
     }
 
     fn expire(&mut self, now_ms: i64) {
-        while let Some(&(key, generation)) = self.order.front() {
-            match self.datagrams.get(&key) {
-                Some(d) if d.generation == generation => {
-                    if d.started_ms + MAX_AGE_MS > now_ms {
-                        return;
-                    }
-                    self.remove(&key);
-                    self.stats.expired += 1;
-                }
-                _ => {}
-            }
-            self.order.pop_front();
+        while self.datagrams.oldest().is_some_and(|(_, d)| d.started_ms + MAX_AGE_MS <= now_ms) {
+            let (_, old) = self.datagrams.pop_oldest().expect("just seen");
+            self.bytes -= old.received;
+            self.stats.expired += 1;
         }
-    }
-
-    fn evict_oldest(&mut self) -> bool {
-        while let Some((key, generation)) = self.order.pop_front() {
-            if self.datagrams.get(&key).is_some_and(|d| d.generation == generation) {
-                self.remove(&key);
-                self.stats.evicted += 1;
-                return true;
-            }
-        }
-        false
     }
 }
 

@@ -120,14 +120,6 @@ pub struct Extractor {
 const QUIC_MIN_INITIAL: usize = 1200;
 
 impl Extractor {
-    pub fn streams(&self) -> &StreamTable {
-        &self.streams
-    }
-
-    pub fn quic(&self) -> &QuicTable {
-        &self.quic
-    }
-
     /// The DNS name `ip` was last resolved from, as seen in answers.
     pub fn resolved_name(&self, ip: IpAddr) -> Option<&str> {
         self.pdns.name_of(ip)

@@ -46,6 +46,7 @@
 //! | [`uplink`] | one-shot report of a replay, heartbeats, host statistics |
 //! | [`sync`] | the collector's signed set: one fetch, or a subscription that installs each version |
 //! | [`liveset`] | the set matched: installed collector set + local lists − local allowlists |
+//! | [`fifo`] | the insertion-ordered map behind every bounded table |
 //! | [`counters`] | the running tallies the heartbeat and metrics report |
 //! | [`metrics`] | Prometheus `/metrics` over HTTP, when enabled |
 //! | [`enrol`] | `zdn-agent enrol`: the issued bundle checked and installed as the identity |
@@ -66,6 +67,7 @@ pub mod delivery;
 pub mod dns;
 pub mod enrol;
 pub mod extract;
+pub mod fifo;
 pub mod http;
 pub mod inspect;
 pub mod live;

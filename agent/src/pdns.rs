@@ -6,43 +6,31 @@
 //! several names keeps the latest. Only read when an address matched, so its cost is off the
 //! per-packet path.
 
-use std::collections::{HashMap, VecDeque};
+use crate::fifo::FifoMap;
 use std::net::IpAddr;
 
 pub const MAX_ENTRIES: usize = 65_536;
 
 #[derive(Default)]
 pub struct PassiveDns {
-    names: HashMap<IpAddr, (Box<str>, u64)>,
-    order: VecDeque<(IpAddr, u64)>,
-    generation: u64,
+    names: FifoMap<IpAddr, Box<str>>,
 }
 
 impl PassiveDns {
     /// Notes that `name` resolved to `ip`.
     pub fn record(&mut self, ip: IpAddr, name: &str) {
-        if name.is_empty() || self.names.get(&ip).is_some_and(|(n, _)| &**n == name) {
+        if name.is_empty() || self.names.get(&ip).is_some_and(|n| &**n == name) {
             return;
         }
-        while self.names.len() >= MAX_ENTRIES {
-            let Some((old, generation)) = self.order.pop_front() else { break };
-            if self.names.get(&old).is_some_and(|(_, g)| *g == generation) {
-                self.names.remove(&old);
-            }
+        if self.names.len() >= MAX_ENTRIES && !self.names.contains_key(&ip) {
+            self.names.pop_oldest();
         }
-        self.generation += 1;
-        self.names.insert(ip, (name.into(), self.generation));
-        self.order.push_back((ip, self.generation));
-        // Superseded entries stay in `order` until they reach the front; keep that bounded too.
-        if self.order.len() > 2 * MAX_ENTRIES {
-            let names = &self.names;
-            self.order.retain(|(ip, g)| names.get(ip).is_some_and(|(_, current)| current == g));
-        }
+        self.names.insert(ip, name.into());
     }
 
     /// The name `ip` was last resolved from.
     pub fn name_of(&self, ip: IpAddr) -> Option<&str> {
-        self.names.get(&ip).map(|(n, _)| &**n)
+        self.names.get(&ip).map(|n| &**n)
     }
 
     pub fn len(&self) -> usize {
@@ -70,6 +58,5 @@ mod tests {
         }
         assert_eq!(p.len(), MAX_ENTRIES);
         assert_eq!(p.name_of(ip), None, "the oldest went first");
-        assert!(p.order.len() <= 2 * MAX_ENTRIES);
     }
 }

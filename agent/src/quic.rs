@@ -9,8 +9,8 @@
 
 use ring::aead::{self, quic};
 use ring::hkdf;
-use std::collections::{HashMap, VecDeque};
 
+use crate::fifo::FifoMap;
 use crate::stream::FlowKey;
 
 const V1: u32 = 0x0000_0001;
@@ -127,14 +127,11 @@ struct Client {
     crypto: Vec<u8>,
     /// Frames beyond the contiguous prefix, kept until the gap fills (bounded by MAX_CRYPTO).
     ahead: Vec<(u64, Vec<u8>)>,
-    generation: u64,
 }
 
 #[derive(Default)]
 pub struct QuicTable {
-    clients: HashMap<FlowKey, Client>,
-    order: VecDeque<(FlowKey, u64)>,
-    generation: u64,
+    clients: FifoMap<FlowKey, Client>,
     pub stats: QuicStats,
 }
 
@@ -224,17 +221,9 @@ impl QuicTable {
 
     fn insert(&mut self, key: FlowKey, keys: Keys) {
         if self.clients.len() >= MAX_CLIENTS {
-            while let Some((old, generation)) = self.order.pop_front() {
-                if self.clients.get(&old).is_some_and(|c| c.generation == generation) {
-                    self.clients.remove(&old);
-                    break;
-                }
-            }
+            self.clients.pop_oldest();
         }
-        self.generation += 1;
-        let client = Client { keys, crypto: Vec::new(), ahead: Vec::new(), generation: self.generation };
-        self.clients.insert(key, client);
-        self.order.push_back((key, self.generation));
+        self.clients.insert(key, Client { keys, crypto: Vec::new(), ahead: Vec::new() });
     }
 }
 

@@ -35,11 +35,6 @@ impl RateLimits {
         self.per_indicator.retain_recent();
         self.per_indicator.shrink_to_fit();
     }
-
-    /// Indicators with live limiter state.
-    pub fn tracked(&self) -> usize {
-        self.per_indicator.len()
-    }
 }
 
 #[cfg(test)]

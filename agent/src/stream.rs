@@ -9,8 +9,8 @@
 //! counted, not guessed at); retransmissions are ignored. A message complete in one segment —
 //! the common case — is parsed in place and never enters the table.
 
+use crate::fifo::FifoMap;
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 pub const MAX_STREAMS: usize = 4096;
@@ -53,16 +53,11 @@ struct Pending {
     buf: Vec<u8>,
     next_seq: u32,
     started_ms: i64,
-    generation: u64,
 }
 
 #[derive(Default)]
 pub struct StreamTable {
-    pending: HashMap<FlowKey, Pending>,
-    /// Insertion order for eviction and expiry; entries whose generation no longer matches
-    /// were completed or dropped already and are skipped.
-    order: VecDeque<(FlowKey, u64)>,
-    generation: u64,
+    pending: FifoMap<FlowKey, Pending>,
     pub stats: StreamStats,
 }
 
@@ -117,16 +112,13 @@ impl StreamTable {
             }
             Unit::Incomplete => {
                 self.expire(now_ms);
-                if self.pending.len() >= MAX_STREAMS {
-                    self.evict_oldest();
+                if self.pending.len() >= MAX_STREAMS && self.pending.pop_oldest().is_some() {
+                    self.stats.evicted += 1;
                 }
-                self.generation += 1;
                 let mut buf = Vec::with_capacity(payload.len() * 2);
                 buf.extend_from_slice(payload);
                 let next_seq = seq.wrapping_add(payload.len() as u32);
-                self.pending
-                    .insert(key, Pending { buf, next_seq, started_ms: now_ms, generation: self.generation });
-                self.order.push_back((key, self.generation));
+                self.pending.insert(key, Pending { buf, next_seq, started_ms: now_ms });
                 None
             }
         }
@@ -134,28 +126,9 @@ impl StreamTable {
 
     /// Drops pending streams older than [`MAX_AGE_MS`].
     fn expire(&mut self, now_ms: i64) {
-        while let Some(&(key, generation)) = self.order.front() {
-            match self.pending.get(&key) {
-                Some(p) if p.generation == generation => {
-                    if p.started_ms + MAX_AGE_MS > now_ms {
-                        return;
-                    }
-                    self.pending.remove(&key);
-                    self.stats.expired += 1;
-                }
-                _ => {}
-            }
-            self.order.pop_front();
-        }
-    }
-
-    fn evict_oldest(&mut self) {
-        while let Some((key, generation)) = self.order.pop_front() {
-            if self.pending.get(&key).is_some_and(|p| p.generation == generation) {
-                self.pending.remove(&key);
-                self.stats.evicted += 1;
-                return;
-            }
+        while self.pending.oldest().is_some_and(|(_, p)| p.started_ms + MAX_AGE_MS <= now_ms) {
+            self.pending.pop_oldest();
+            self.stats.expired += 1;
         }
     }
 
