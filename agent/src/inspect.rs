@@ -94,7 +94,9 @@ impl Inspector {
         hit: &mut impl FnMut(Hit<'s>),
     ) {
         let proto = packet.transport.proto_name();
-        let answer = matches!(packet.transport, Transport::Udp { src_port: 53, .. });
+        // A resolver talking to another from port 53 to port 53 is asking, not answering.
+        let answer =
+            matches!(packet.transport, Transport::Udp { src_port: 53, dst_port, .. } if dst_port != 53);
         let (host, remote, remote_port) = if answer {
             (packet.dst, packet.src, packet.transport.src_port())
         } else {
@@ -238,6 +240,9 @@ mod tests {
         let mut resolved = Vec::new();
         inspector.inspect(&only_ip, &home, &syn, 1, |h| resolved.push(h.resolved_name));
         assert_eq!(resolved, [Some("www.evil.example".to_owned())]);
+        // An internal resolver asking upstream from port 53 is a query, counted for it.
+        let upstream = udp("10.0.0.53", "9.9.9.9", 53, 53, &query);
+        assert_eq!(hits(&set, &home, &upstream)[0].2, "10.0.0.53".parse::<IpAddr>().unwrap());
         // Traffic between internal hosts is not outbound.
         let syn = Decoded {
             transport: Transport::Tcp { src_port: 1, dst_port: 443, seq: 0, flags: 0x02, payload: &[] },
