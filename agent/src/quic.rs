@@ -195,13 +195,20 @@ impl QuicTable {
             return Ok((end, None));
         }
         self.stats.initials += 1;
-        if !self.clients.contains_key(&key) {
+        let followed = self.clients.contains_key(&key);
+        if !followed {
             let keys = Keys::client_initial(version, dcid)?;
             self.insert(key, keys);
         }
         let client = self.clients.get_mut(&key).expect("inserted above");
         let payload = match unprotect(&client.keys, &p[..end], at) {
             Ok(payload) => payload,
+            // A first packet that does not open with client keys is most likely a server's
+            // Initial (servers pad theirs too): not ours, not a failure.
+            Err(_) if !followed => {
+                self.clients.remove(&key);
+                return Err(QuicError::NotInitial);
+            }
             Err(e) => {
                 self.stats.undecryptable += 1;
                 self.clients.remove(&key);
@@ -354,6 +361,9 @@ mod tests {
         for cut in 0..packet.len() {
             let _ = table.offer(key, &packet[..cut], |_| panic!("no hello in garbage"));
         }
-        assert_eq!(table.offer(key, &packet, |_| {}), Err(QuicError::Decrypt));
+        // Not decryptable with client keys and not a client we follow: taken for a server's
+        // Initial, not counted as a failure.
+        assert_eq!(table.offer(key, &packet, |_| {}), Err(QuicError::NotInitial));
+        assert_eq!(table.stats.undecryptable, 0);
     }
 }
