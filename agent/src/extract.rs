@@ -62,8 +62,20 @@ impl BlindSpot {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observation<'a> {
-    Seen { via: Via, value: Value<'a> },
-    Blind { spot: BlindSpot, value: Value<'a> },
+    Seen {
+        via: Via,
+        value: Value<'a>,
+    },
+    Blind {
+        spot: BlindSpot,
+        value: Value<'a>,
+    },
+    /// Context that names no destination but helps triage (`tls_alpn`, `http_user_agent`):
+    /// printed by `observe`, never matched.
+    Attribute {
+        name: &'static str,
+        value: &'a str,
+    },
 }
 
 /// Counters of extraction.
@@ -346,6 +358,9 @@ impl Extractor {
             }
         };
         each(Observation::Seen { via: Via::HttpUrl, value: Value::Text(&url) });
+        if let Some(agent) = request.user_agent {
+            each(Observation::Attribute { name: "http_user_agent", value: agent });
+        }
     }
 }
 
@@ -375,6 +390,9 @@ pub(crate) fn hello_observations(
     }
     each(Observation::Seen { via: Via::Ja3, value: Value::Text(tls::ja3_str(&hello.ja3)) });
     each(Observation::Seen { via: Via::Ja4, value: Value::Text(hello.ja4.as_str()) });
+    if let Some(alpn) = hello.alpn.and_then(|a| std::str::from_utf8(a).ok()) {
+        each(Observation::Attribute { name: "tls_alpn", value: alpn });
+    }
 }
 
 /// Host (lower-case, no trailing dot, brackets of IPv6 literals removed) and port of an
@@ -421,6 +439,7 @@ mod tests {
             out.push(match o {
                 Observation::Seen { via, value } => format!("{via} {value}"),
                 Observation::Blind { spot, value } => format!("blind:{} {value}", spot.name()),
+                Observation::Attribute { name, value } => format!("{name} {value}"),
             })
         });
         out
@@ -432,7 +451,10 @@ mod tests {
         let req = b"GET /dl/a%7Eb.exe?x=1 HTTP/1.1\r\nHost: Evil.Example:8080\r\nUser-Agent: t\r\n\r\n";
         assert!(observe(&mut ex, &tcp(&req[..20], 1, 8080)).is_empty());
         let seen = observe(&mut ex, &tcp(&req[20..], 21, 8080));
-        assert_eq!(seen, ["http_host evil.example", "http_url evil.example:8080/dl/a~b.exe?x=1"]);
+        assert_eq!(
+            seen,
+            ["http_host evil.example", "http_url evil.example:8080/dl/a~b.exe?x=1", "http_user_agent t"]
+        );
         let proxy = b"GET http://other.example/p HTTP/1.1\r\nHost: other.example\r\n\r\n";
         assert_eq!(observe(&mut ex, &tcp(proxy, 1, 3128))[1], "http_url other.example/p");
         let redirect = b"GET /r?u=http://x.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n";

@@ -13,7 +13,8 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Observed {
     pub time: String,
-    /// The mechanism (`dns_query`, `tls_sni`, `ja4`, ...) or, for a blind spot, `blind:<what>`.
+    /// The mechanism (`dns_query`, `tls_sni`, `ja4`, ...), for a blind spot `blind:<what>`,
+    /// for context `tls_alpn` or `http_user_agent`.
     pub via: String,
     pub value: String,
     pub src: IpAddr,
@@ -46,6 +47,7 @@ pub fn observe(
                     Observation::Blind { spot, value } => {
                         (format!("blind:{}", spot.name()), value.to_string())
                     }
+                    Observation::Attribute { name, value } => (name.to_owned(), value.to_owned()),
                 };
                 each(Observed {
                     time: format_unix_ms(ts_ms),
