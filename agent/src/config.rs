@@ -305,6 +305,10 @@ mod tests {
             ("[capture]\npcap=[\"x\"]\n[collector]\nurl=\"https://c:1\"\n", "needs indicators.pinned_key"),
             ("[capture]\npcap=[\"x\"]\n[indicators]\npinned_key=\"abc\"\n", "indicators.pinned_key"),
             ("home_net=[\"10.0.0.0/33\"]\n[capture]\npcap=[\"x\"]\n", "home_net"),
+            ("[capture]\npcap=[\"x\"]\nworkers=0\n", "capture.workers"),
+            ("[capture]\npcap=[\"x\"]\n[metrics]\nlisten=\"localhost\"\n", "metrics.listen"),
+            ("[capture]\npcap=[\"x\"]\n[spool]\nmax_bytes=1000\n", "spool.max_bytes"),
+            ("[capture]\npcap=[\"x\"]\n[rate_limit]\noverall_per_second=0\n", "rate_limit"),
         ] {
             std::fs::write(&path, text).unwrap();
             let err = AgentConfig::load(&path).unwrap_err().to_string();

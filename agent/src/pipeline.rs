@@ -24,6 +24,8 @@ use zdn_indicators::IndicatorSet;
 
 /// Sightings written to the spool in one transaction at most.
 pub const SPOOL_BATCH: usize = 256;
+/// Packets between two reports of the extraction counters (ticks and the end report too).
+const REPORT_EVERY: u32 = 1024;
 /// Longest a ready sighting waits for its spool transaction.
 pub const SPOOL_DELAY: Duration = Duration::from_millis(200);
 
@@ -45,8 +47,9 @@ pub struct Pipeline {
     shared: Arc<Shared>,
     aggregator: Aggregator,
     inspector: Inspector,
-    /// The inspector's counters as last added to the shared ones.
+    /// The inspector's counters as last added to the shared ones, and packets since.
     reported: ExtractStats,
+    since_report: u32,
     pending: Vec<Sighting>,
     pending_since: Option<Instant>,
     /// `aggregator.evicted_early` as last added to the shared counter.
@@ -60,6 +63,7 @@ impl Pipeline {
             aggregator,
             inspector: Inspector::default(),
             reported: ExtractStats::default(),
+            since_report: 0,
             pending: Vec::new(),
             pending_since: None,
             evictions_counted: 0,
@@ -86,10 +90,10 @@ impl Pipeline {
         if hits > 0 {
             counters.hits.inc_by(hits);
         }
-        let stats = self.inspector.stats();
-        if stats != self.reported {
-            counters.add_extract(&self.reported, &stats);
-            self.reported = stats;
+        // The extraction counters reach the shared ones in batches, not per packet.
+        self.since_report += 1;
+        if self.since_report >= REPORT_EVERY {
+            self.report_stats();
         }
         self.collect(false);
     }
@@ -106,12 +110,24 @@ impl Pipeline {
     /// write what waits.
     pub fn tick(&mut self, now_ms: i64) {
         self.aggregator.advance(now_ms);
+        self.report_stats();
         self.collect(false);
+    }
+
+    /// Adds what the inspector counted since the last report to the shared counters.
+    fn report_stats(&mut self) {
+        self.since_report = 0;
+        let stats = self.inspector.stats();
+        if stats != self.reported {
+            self.shared.counters.add_extract(&self.reported, &stats);
+            self.reported = stats;
+        }
     }
 
     /// End of input or shutdown: everything open is emitted and spooled.
     pub fn finish(&mut self) {
         self.aggregator.flush();
+        self.report_stats();
         self.collect(true);
     }
 
