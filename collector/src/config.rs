@@ -3,6 +3,7 @@
 //! ```toml
 //! listen = "127.0.0.1:7443"            # address of the gRPC API (agents and analysts)
 //! data_dir = "/var/lib/zdn-collector"  # SQLite database and, by default, the PKI
+//! store = "sqlite"                     # or "sqlite:PATH", or "postgres://user:pass@host/db"
 //! identity = "<data_dir>/pki/collector" # the collector's own credential bundle
 //! revocation_lists = []                 # CRL files (PEM or DER); revoked certificates are refused
 //! cert_participant = "z-cert"           # participant id of the CERT: its analysts see everything
@@ -27,6 +28,8 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `"sqlite"` (`<data_dir>/zdn.sqlite`), `"sqlite:PATH"` or a `postgres://` URL.
+    pub store: String,
     /// Defaults to `<data_dir>/pki/collector`.
     pub identity: Option<PathBuf>,
     pub revocation_lists: Vec<PathBuf>,
@@ -53,6 +56,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:7443".parse().expect("valid literal"),
             data_dir: PathBuf::from("/var/lib/zdn-collector"),
+            store: "sqlite".to_owned(),
             identity: None,
             revocation_lists: Vec::new(),
             cert_participant: "z-cert".to_owned(),
@@ -105,6 +109,7 @@ impl Config {
         if self.max_batch_sightings == 0 || self.max_message_bytes < 1024 {
             return invalid("max_batch_sightings must be >= 1 and max_message_bytes >= 1024");
         }
+        self.store_location()?;
         zdn_transport::identity::validate_participant(&self.cert_participant)
             .map_err(|e| ConfigError::Invalid(format!("cert_participant: {e}")))
     }
@@ -117,8 +122,10 @@ impl Config {
         self.publish_key.clone().unwrap_or_else(|| self.data_dir.join("pki").join("publish.key"))
     }
 
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("zdn.sqlite")
+    /// Where the store is: `store` resolved against `data_dir`.
+    pub fn store_location(&self) -> Result<crate::store::Location, ConfigError> {
+        crate::store::Location::parse(&self.store, &self.data_dir)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     pub fn window_ms(&self) -> i64 {

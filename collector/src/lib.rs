@@ -19,7 +19,7 @@
 //! | [`server`] | start/stop: store, listener, services, health, reflection |
 //! | [`access`] | roles: who may call what, and the redacted view of participant analysts |
 //! | [`service`] | one file per gRPC service |
-//! | [`store`] | SQLite: sightings, per-indicator aggregates, correlations, agents |
+//! | [`store`] | SQLite or PostgreSQL: sightings, per-indicator aggregates, correlations, agents, audit |
 //! | [`correlation`] | the rule that opens and escalates correlations |
 //! | [`cli`] | the analyst CLI `zdn`: queries, output formats, the demo |
 

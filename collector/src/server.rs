@@ -8,7 +8,6 @@ use crate::service::analyst::Analyst;
 use crate::service::fleet::Fleet;
 use crate::service::indicator::{Indicators, Publishing};
 use crate::service::sighting::Ingest;
-use crate::store::Store;
 use anyhow::{Context, Result};
 use rustls::pki_types::CertificateRevocationListDer;
 use rustls::pki_types::pem::PemObject;
@@ -97,7 +96,14 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         min_participants: config.correlation.min_participants,
         window_ms: config.window_ms(),
     };
-    let store = Arc::new(Store::open(&config.database_path(), rule)?);
+    let location = config.store_location()?;
+    // Off the async threads: opening may wait on the network (PostgreSQL) and the disk.
+    let store = {
+        let location = location.clone();
+        tokio::task::spawn_blocking(move || crate::store::open(&location, rule)).await?
+    }
+    .with_context(|| format!("opening the store ({location})"))?;
+    tracing::info!(store = %location, "store open");
 
     let security = if insecure_dev {
         tracing::warn!(

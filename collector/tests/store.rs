@@ -1,12 +1,65 @@
-//! The SQLite store on its own: idempotence, the correlation window, escalation, paging,
-//! durability across reopen.
+//! The store on its own, one suite run against both engines: idempotence, the correlation
+//! window, escalation, paging, durability across reopen, and two instances writing at once.
+//!
+//! The PostgreSQL half needs `ZDN_TEST_POSTGRES` (see `zdn_collector::store::scratch`).
 
+use std::sync::Arc;
 use zdn_collector::correlation::CorrelationRule;
-use zdn_collector::store::{CorrelationFilter, NewSighting, SightingFilter, Store};
+use zdn_collector::store::scratch::ScratchDatabase;
+use zdn_collector::store::{self, CorrelationFilter, Location, NewSighting, SightingFilter, Store};
 use zdn_indicators::{Kind, Via};
 use zdn_proto::v1::{self, correlation_event::Change};
 
 const HOUR: i64 = 3_600_000;
+const RULE: CorrelationRule = CorrelationRule { min_participants: 2, window_ms: 24 * HOUR };
+
+/// Where one test's store lives; dropping it removes the data.
+enum Engine {
+    Sqlite(tempfile::TempDir),
+    Postgres(ScratchDatabase),
+}
+
+impl Engine {
+    fn location(&self) -> Location {
+        match self {
+            Engine::Sqlite(dir) => Location::Sqlite(dir.path().join("zdn.sqlite")),
+            Engine::Postgres(db) => Location::Postgres(db.url()),
+        }
+    }
+
+    fn open(&self) -> Arc<dyn Store> {
+        store::open(&self.location(), RULE).unwrap()
+    }
+}
+
+/// Runs each test once per engine: `sqlite::name` always, `postgres::name` where a server is
+/// configured.
+macro_rules! on_both_engines {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $test() {
+                super::$test(&super::Engine::Sqlite(tempfile::tempdir().unwrap()));
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $test() {
+                if let Some(db) = super::ScratchDatabase::create(stringify!($test)) {
+                    super::$test(&super::Engine::Postgres(db));
+                }
+            })*
+        }
+    };
+}
+
+on_both_engines!(
+    correlations_open_escalate_and_respect_the_window,
+    retries_are_stored_once_and_survive_reopen,
+    sightings_page_newest_first_without_gaps,
+    heartbeats_and_audit_entries_round_trip,
+    two_instances_writing_at_once_lose_no_correlation,
+);
 
 fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
     v1::Sighting {
@@ -19,85 +72,84 @@ fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
         last_seen_unix_ms: at,
         count: 1,
         src: "h-1".into(),
+        dst_port: 53,
         ..Default::default()
     }
 }
 
-fn ingest(store: &Store, participant: &str, sightings: &[v1::Sighting]) -> zdn_collector::store::Ingested {
+fn ingest(store: &dyn Store, participant: &str, sightings: &[v1::Sighting]) -> store::Ingested {
     let batch: Vec<NewSighting<'_>> =
         sightings.iter().map(|w| NewSighting { wire: w, kind: Kind::Domain, via: Via::DnsQuery }).collect();
     store.ingest(participant, "gw", &batch, 1).unwrap()
-}
-
-fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(&dir.path().join("zdn.sqlite"), CorrelationRule { min_participants: 2, window_ms: 24 * HOUR })
-        .unwrap()
 }
 
 fn all() -> CorrelationFilter {
     CorrelationFilter { since_ms: None, min_participants: 0, kind: None, limit: 100 }
 }
 
-#[test]
-fn correlations_open_escalate_and_respect_the_window() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    assert!(ingest(&store, "a", &[wire("1", "evil.example", 0)]).changes.is_empty());
+fn correlations_open_escalate_and_respect_the_window(engine: &Engine) {
+    let store = engine.open();
+    let store = store.as_ref();
+    assert!(ingest(store, "a", &[wire("1", "evil.example", 0)]).changes.is_empty());
     // b sees it 25 h later: a's sighting is outside the 24 h window, nothing opens.
-    assert!(ingest(&store, "b", &[wire("2", "evil.example", 25 * HOUR)]).changes.is_empty());
+    assert!(ingest(store, "b", &[wire("2", "evil.example", 25 * HOUR)]).changes.is_empty());
     // c within the window of b: opens with b and c.
-    let opened = ingest(&store, "c", &[wire("3", "evil.example", 26 * HOUR)]).changes;
+    let opened = ingest(store, "c", &[wire("3", "evil.example", 26 * HOUR)]).changes;
     assert_eq!(opened.len(), 1);
     assert_eq!(opened[0].change, Change::Opened as i32);
     assert_eq!(opened[0].correlation.as_ref().unwrap().participants, ["b", "c"]);
     // a again, now within the window: escalates to three.
-    let escalated = ingest(&store, "a", &[wire("4", "evil.example", 27 * HOUR)]).changes;
+    let escalated = ingest(store, "a", &[wire("4", "evil.example", 27 * HOUR)]).changes;
     assert_eq!(escalated[0].change, Change::Escalated as i32);
     let c = &store.correlations(&all()).unwrap()[0];
     assert_eq!((c.participant_count, c.sightings, c.first_seen_unix_ms), (3, 4, 0));
+    assert_eq!(c.kind, v1::IndicatorKind::Domain as i32);
     // More from a known participant: no event, counts still grow.
-    assert!(ingest(&store, "c", &[wire("5", "evil.example", 28 * HOUR)]).changes.is_empty());
+    assert!(ingest(store, "c", &[wire("5", "evil.example", 28 * HOUR)]).changes.is_empty());
     assert_eq!(store.correlations(&all()).unwrap()[0].sightings, 5);
     let filtered = CorrelationFilter { min_participants: 4, ..all() };
     assert!(store.correlations(&filtered).unwrap().is_empty());
+    let by_kind = CorrelationFilter { kind: Some(Kind::Url), ..all() };
+    assert!(store.correlations(&by_kind).unwrap().is_empty());
+    let detail = store.indicator("evil.example").unwrap().unwrap();
+    let names: Vec<&str> = detail.participants.iter().map(|p| p.participant.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(detail.participants[0].vias, [v1::Via::DnsQuery as i32]);
+    assert_eq!(detail.correlation.unwrap().participant_count, 3);
 }
 
-#[test]
-fn retries_are_stored_once_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+fn retries_are_stored_once_and_survive_reopen(engine: &Engine) {
     {
-        let store = open(&dir);
+        let store = engine.open();
         let batch = [wire("x", "evil.example", 0), wire("y", "evil.example", 1)];
-        let first = ingest(&store, "a", &batch);
-        let again = ingest(&store, "a", &batch);
+        let first = ingest(store.as_ref(), "a", &batch);
+        let again = ingest(store.as_ref(), "a", &batch);
         assert_eq!((first.stored, first.duplicates, again.stored, again.duplicates), (2, 0, 0, 2));
         let detail = store.indicator("evil.example").unwrap().unwrap();
         assert_eq!(detail.sightings, 2, "duplicates must not count twice");
     }
-    let reopened = open(&dir);
+    let reopened = engine.open();
     let detail = reopened.indicator("evil.example").unwrap().unwrap();
     assert_eq!((detail.participants.len(), detail.sightings), (1, 2));
     assert!(reopened.indicator("other.example").unwrap().is_none());
 }
 
-#[test]
-fn sightings_page_newest_first_without_gaps() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn sightings_page_newest_first_without_gaps(engine: &Engine) {
+    let store = engine.open();
     let batch: Vec<_> = (0..25).map(|i| wire(&format!("s{i:02}"), "evil.example", i)).collect();
-    ingest(&store, "a", &batch);
+    ingest(store.as_ref(), "a", &batch);
+    let filter = |before_row, participant| SightingFilter {
+        indicator: Some("evil.example"),
+        participant: Some(participant),
+        since_ms: None,
+        until_ms: None,
+        before_row,
+        limit: 10,
+    };
     let mut seen = Vec::new();
     let mut token = None;
     loop {
-        let filter = SightingFilter {
-            indicator: Some("evil.example"),
-            participant: Some("a"),
-            since_ms: None,
-            until_ms: None,
-            before_row: token,
-            limit: 10,
-        };
-        let (page, next) = store.sightings(&filter).unwrap();
+        let (page, next) = store.sightings(&filter(token, "a")).unwrap();
         seen.extend(page.into_iter().map(|s| s.sighting.unwrap().id));
         match next {
             Some(n) => token = Some(n),
@@ -106,27 +158,114 @@ fn sightings_page_newest_first_without_gaps() {
     }
     let expected: Vec<String> = (0..25).rev().map(|i| format!("s{i:02}")).collect();
     assert_eq!(seen, expected);
-    let other = SightingFilter {
-        indicator: None,
-        participant: Some("b"),
-        since_ms: None,
-        until_ms: None,
-        before_row: None,
-        limit: 10,
+    assert!(store.sightings(&filter(None, "b")).unwrap().0.is_empty());
+    let window = SightingFilter { since_ms: Some(10), until_ms: Some(12), ..filter(None, "a") };
+    let (page, _) = store.sightings(&window).unwrap();
+    let ids: Vec<String> = page.into_iter().map(|s| s.sighting.unwrap().id).collect();
+    assert_eq!(ids, ["s12", "s11", "s10"]);
+}
+
+fn heartbeats_and_audit_entries_round_trip(engine: &Engine) {
+    let store = engine.open();
+    let beat = v1::HeartbeatRequest {
+        agent_version: "1.2.3".into(),
+        indicator_version: 7,
+        packets_seen: u64::MAX,
+        sightings_held_back: 5,
+        blind_spots: [("ech".to_owned(), 3)].into(),
+        ..Default::default()
     };
-    assert!(store.sightings(&other).unwrap().0.is_empty());
+    store.record_heartbeat("umc", "gw-1", &beat, 1_000).unwrap();
+    store
+        .record_heartbeat("umc", "gw-1", &v1::HeartbeatRequest { indicator_version: 8, ..beat }, 2_000)
+        .unwrap();
+    let fleet = store.fleet(400_000, 300_000).unwrap();
+    assert_eq!(fleet.len(), 1, "a second heartbeat replaces the first");
+    let agent = &fleet[0];
+    assert_eq!((agent.indicator_version, agent.last_heartbeat_unix_ms, agent.stale), (8, 2_000, true));
+    assert_eq!((agent.packets_seen, agent.sightings_held_back), (i64::MAX as u64, 5));
+    assert_eq!(agent.blind_spots.get("ech"), Some(&3));
+    assert!(!store.fleet(2_001, 300_000).unwrap()[0].stale);
+
+    let who = zdn_transport::Identity {
+        participant: "z-cert".into(),
+        role: zdn_transport::Role::Analyst,
+        name: "ann".into(),
+    };
+    store.audit(10, &who, "list_sightings", "first").unwrap();
+    store.audit(20, &who, "get_indicator", "second").unwrap();
+    let log = store.audit_log(0, 10).unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["get_indicator", "list_sightings"]);
+    assert_eq!((log[0].name.as_str(), log[0].role.as_str()), ("ann", "analyst"));
+    assert_eq!(store.audit_log(15, 10).unwrap().len(), 1);
+}
+
+/// Eight participants report ten shared indicators through two store instances at once (two
+/// collectors on one database). Each indicator must open exactly once, at two participants,
+/// and escalate one participant at a time up to eight: a lost update would show as a
+/// correlation that opens late or skips a step.
+fn two_instances_writing_at_once_lose_no_correlation(engine: &Engine) {
+    let instances = [engine.open(), engine.open()];
+    let events: Vec<v1::CorrelationEvent> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|p| {
+                let store = instances[p % 2].clone();
+                scope.spawn(move || {
+                    let mut events = Vec::new();
+                    for round in 0..10 {
+                        let batch: Vec<_> = (0..10)
+                            .map(|i| {
+                                wire(&format!("p{p}-r{round}-i{i}"), &format!("shared-{i}.example"), round)
+                            })
+                            .collect();
+                        events.extend(ingest(store.as_ref(), &format!("p{p}"), &batch).changes);
+                    }
+                    events
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    for i in 0..10 {
+        let indicator = format!("shared-{i}.example");
+        let mut counts: Vec<(i32, u32)> = events
+            .iter()
+            .filter_map(|e| {
+                let c = e.correlation.as_ref()?;
+                (c.indicator == indicator).then_some((e.change, c.participant_count))
+            })
+            .collect();
+        counts.sort_by_key(|c| c.1);
+        let expected: Vec<(i32, u32)> = std::iter::once((Change::Opened as i32, 2))
+            .chain((3..=8).map(|n| (Change::Escalated as i32, n)))
+            .collect();
+        assert_eq!(counts, expected, "{indicator}");
+        let detail = instances[0].indicator(&indicator).unwrap().unwrap();
+        assert_eq!((detail.participants.len(), detail.sightings), (8, 80));
+    }
+    let open = instances[1].correlations(&all()).unwrap();
+    assert_eq!(open.len(), 10);
+    assert!(open.iter().all(|c| c.participant_count == 8 && c.sightings == 80));
 }
 
 #[test]
-fn a_newer_schema_is_refused() {
+fn a_newer_sqlite_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(open(&dir));
+    let engine = Engine::Sqlite(dir);
+    drop(engine.open());
+    let Engine::Sqlite(dir) = &engine else { unreachable!() };
     let conn = rusqlite::Connection::open(dir.path().join("zdn.sqlite")).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
-    let err =
-        Store::open(&dir.path().join("zdn.sqlite"), CorrelationRule { min_participants: 2, window_ms: 1 })
-            .err()
-            .unwrap();
+    let err = store::open(&engine.location(), RULE).err().unwrap();
     assert!(err.to_string().contains("newer than this collector knows"), "{err}");
+}
+
+#[test]
+fn an_unreachable_postgres_server_is_a_clear_error() {
+    // Port 1 on loopback: nothing listens there.
+    let location = Location::Postgres("postgres://zdn:secret@127.0.0.1:1/zdn".into());
+    let err = store::open(&location, RULE).err().unwrap().to_string();
+    assert!(err.contains("postgres") && !err.contains("secret"), "{err}");
 }

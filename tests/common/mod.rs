@@ -32,20 +32,28 @@ impl Network {
     }
 
     pub async fn start_with(insecure_dev: bool) -> Result<Network> {
+        Network::start_on("sqlite", insecure_dev).await
+    }
+
+    /// A collector on the store `store` (a `collector.toml` `store` value).
+    pub async fn start_on(store: &str, insecure_dev: bool) -> Result<Network> {
         let dir = tempfile::tempdir()?;
         let pki = dir.path().join("pki");
         pki::init(&pki, &[])?;
-        let config = Config {
-            listen: "127.0.0.1:0".parse()?,
-            data_dir: dir.path().join("data"),
-            identity: Some(pki.join("collector")),
-            cert_participant: CERT.into(),
-            ..Config::default()
-        };
+        let config = collector_config(dir.path(), &pki, store)?;
         let collector = server::start(config, insecure_dev).await?;
         let scheme = if insecure_dev { "http" } else { "https" };
         let url = format!("{scheme}://{}", collector.addr);
         Ok(Network { dir, pki, collector, url })
+    }
+
+    /// Another collector instance with the same PKI and store (scale-out), and its URL.
+    pub async fn another_instance(&self, store: &str) -> Result<(RunningCollector, String)> {
+        let data = tempfile::tempdir_in(self.dir.path())?.keep();
+        let config = collector_config(&data, &self.pki, store)?;
+        let collector = server::start(config, false).await?;
+        let url = format!("https://{}", collector.addr);
+        Ok((collector, url))
     }
 
     pub fn issue(&self, participant: &str, role: Role, name: &str) -> PathBuf {
@@ -65,7 +73,12 @@ impl Network {
 
     /// Sends sightings with the credentials in `bundle`.
     pub async fn send(&self, bundle: &Path, sightings: &[Sighting]) -> Result<Delivery> {
-        let channel = zdn_transport::client::connect(&self.url, Some(&Bundle::load(bundle)?)).await?;
+        self.send_to(&self.url, bundle, sightings).await
+    }
+
+    /// Sends sightings to the collector at `url` (this one or another instance).
+    pub async fn send_to(&self, url: &str, bundle: &Path, sightings: &[Sighting]) -> Result<Delivery> {
+        let channel = zdn_transport::client::connect(url, Some(&Bundle::load(bundle)?)).await?;
         Ok(uplink::report(channel, sightings, 2).await?)
     }
 
@@ -82,7 +95,12 @@ impl Network {
 
     /// Runs `zdn <args>` in-process against this collector and returns its stdout.
     pub async fn zdn(&self, identity: Option<&Path>, args: &[&str]) -> Result<String> {
-        let mut argv = vec!["zdn".to_owned(), "--collector".into(), self.url.clone()];
+        self.zdn_at(&self.url, identity, args).await
+    }
+
+    /// Runs `zdn <args>` in-process against the collector at `url`.
+    pub async fn zdn_at(&self, url: &str, identity: Option<&Path>, args: &[&str]) -> Result<String> {
+        let mut argv = vec!["zdn".to_owned(), "--collector".into(), url.to_owned()];
         if let Some(id) = identity {
             argv.extend(["--identity".into(), id.display().to_string()]);
         }
@@ -99,6 +117,17 @@ impl Network {
         args.extend(["--format", "json"]);
         Ok(serde_json::from_str(&self.zdn(Some(identity), &args).await?)?)
     }
+}
+
+fn collector_config(dir: &Path, pki: &Path, store: &str) -> Result<Config> {
+    Ok(Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.join("data"),
+        store: store.to_owned(),
+        identity: Some(pki.join("collector")),
+        cert_participant: CERT.into(),
+        ..Config::default()
+    })
 }
 
 pub fn site(participant: &str) -> DemoSite {

@@ -15,7 +15,7 @@ use zdn_proto::v1;
 /// What every service needs.
 #[derive(Clone)]
 pub struct Shared {
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     /// Correlation openings and escalations, for `WatchCorrelations` subscribers.
     pub events: broadcast::Sender<v1::CorrelationEvent>,

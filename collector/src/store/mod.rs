@@ -1,0 +1,435 @@
+//! Where sightings live: one [`Store`] interface, two engines.
+//!
+//! - [`sqlite`]: the embedded default, one file under `data_dir`, nothing to run beside the
+//!   collector.
+//! - [`postgres`]: for when one machine is not enough; several collector instances share one
+//!   database and give the same answers as one.
+//! - [`scratch`]: throw-away PostgreSQL databases, so one test suite runs on both engines.
+//!
+//! Both keep the same tables: the sightings (unique on the agent's sighting id, so a retried
+//! batch is stored once), a per-(indicator, participant) aggregate updated in the same
+//! transaction, the correlations that aggregate changes, the agents' last heartbeats and the
+//! audit log. A batch is one transaction, durable before [`Store::ingest`] returns, which is
+//! what lets the service acknowledge it. The correlation rule runs on the aggregate of the
+//! indicators a batch touched ([`evaluate`]), never over the sightings.
+//!
+//! Query results are the wire types of `zdn.v1` (a stored row has exactly one outward form);
+//! role-based redaction happens in the service layer, not here. The `*Row` structs below are
+//! the engine-neutral shape of a row, so each engine only reads columns.
+
+pub mod postgres;
+pub mod scratch;
+pub mod sqlite;
+
+use crate::correlation::CorrelationRule;
+use std::path::PathBuf;
+use std::sync::Arc;
+use zdn_indicators::{Kind, Via};
+use zdn_proto::v1::{self, correlation_event::Change};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("postgres connection pool: {0}")]
+    Pool(String),
+    #[error("postgres engine runtime: {0}")]
+    Runtime(String),
+    #[error("database schema version {found} is newer than this collector knows ({known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("store {0:?}: expected \"sqlite\", \"sqlite:PATH\" or a postgres:// URL")]
+    Location(String),
+}
+
+/// Which engine, and where: the `store` key of `collector.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    /// A libpq-style URL; the password, if any, never reaches a log line (see `Display`).
+    Postgres(String),
+}
+
+impl Location {
+    /// `"sqlite"` (the file `zdn.sqlite` in `data_dir`), `"sqlite:PATH"` or `postgres://...`.
+    pub fn parse(value: &str, data_dir: &std::path::Path) -> Result<Location, StoreError> {
+        if value == "sqlite" {
+            Ok(Location::Sqlite(data_dir.join("zdn.sqlite")))
+        } else if let Some(path) = value.strip_prefix("sqlite:").filter(|p| !p.is_empty()) {
+            Ok(Location::Sqlite(PathBuf::from(path)))
+        } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            value.parse::<tokio_postgres::Config>().map_err(|_| StoreError::Location(redact(value)))?;
+            Ok(Location::Postgres(value.to_owned()))
+        } else {
+            Err(StoreError::Location(redact(value)))
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "SQLite {}", path.display()),
+            Location::Postgres(url) => write!(f, "PostgreSQL {}", redact(url)),
+        }
+    }
+}
+
+/// A URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens (and migrates) the store at `location`.
+pub fn open(location: &Location, rule: CorrelationRule) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match location {
+        Location::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, rule)?),
+        Location::Postgres(url) => Arc::new(postgres::PostgresStore::open(url, rule)?),
+    })
+}
+
+/// What the collector asks of storage. Every method is blocking; the services call them on
+/// tokio's blocking pool.
+pub trait Store: Send + Sync {
+    /// Stores a batch from `participant`'s `agent` and updates correlations, in one durable
+    /// transaction.
+    fn ingest(
+        &self,
+        participant: &str,
+        agent: &str,
+        batch: &[NewSighting<'_>],
+        now_ms: i64,
+    ) -> Result<Ingested, StoreError>;
+
+    /// Open correlations, most recently changed first.
+    fn correlations(&self, filter: &CorrelationFilter) -> Result<Vec<v1::Correlation>, StoreError>;
+
+    /// A page of sightings, newest first, and the token of the next page.
+    fn sightings(&self, filter: &SightingFilter<'_>) -> Result<SightingPage, StoreError>;
+
+    /// Per-participant timeline of one indicator, and its correlation if one is open.
+    fn indicator(&self, indicator: &str) -> Result<Option<v1::IndicatorDetail>, StoreError>;
+
+    fn record_heartbeat(
+        &self,
+        participant: &str,
+        agent: &str,
+        beat: &v1::HeartbeatRequest,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Every agent that ever sent a heartbeat; `stale` when the last is older than `stale_ms`.
+    fn fleet(&self, now_ms: i64, stale_ms: i64) -> Result<Vec<v1::AgentStatus>, StoreError>;
+
+    /// Records one audited call; the caller answers only if this succeeds.
+    fn audit(
+        &self,
+        at_ms: i64,
+        who: &zdn_transport::Identity,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Audit entries at or after `since_ms`, newest first.
+    fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::AuditEntry>, StoreError>;
+}
+
+/// A sighting that passed validation, as the store takes it.
+pub struct NewSighting<'a> {
+    pub wire: &'a v1::Sighting,
+    pub kind: Kind,
+    pub via: Via,
+}
+
+/// What one ingested batch did.
+#[derive(Debug, Default)]
+pub struct Ingested {
+    pub stored: u32,
+    pub duplicates: u32,
+    /// Correlations opened or escalated by this batch (full view, before any redaction).
+    pub changes: Vec<v1::CorrelationEvent>,
+}
+
+pub struct SightingFilter<'a> {
+    pub indicator: Option<&'a str>,
+    pub participant: Option<&'a str>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Rows older than this page token, newest first.
+    pub before_row: Option<i64>,
+    pub limit: u32,
+}
+
+/// One page of sightings and the token that continues after it (`None`: last page).
+pub type SightingPage = (Vec<v1::StoredSighting>, Option<i64>);
+
+pub struct CorrelationFilter {
+    pub since_ms: Option<i64>,
+    pub min_participants: u32,
+    pub kind: Option<Kind>,
+    pub limit: u32,
+}
+
+/// One participant's aggregate of an indicator, as the correlation rule reads it.
+pub(crate) struct ParticipantWindow {
+    pub participant: String,
+    pub first_seen: i64,
+    pub sightings: i64,
+}
+
+/// What to write into the correlations table for one indicator.
+pub(crate) struct CorrelationUpsert {
+    pub participants: String,
+    pub count: u32,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub sightings: i64,
+}
+
+/// The rule applied to one indicator: `rows` are the participants whose last sighting falls in
+/// the window before `latest`, oldest first; `before` the participant count of the open
+/// correlation, if any. Returns the change (opened, escalated) and what to upsert; an open
+/// correlation that did not grow is still upserted, to keep its times and counts current.
+pub(crate) fn evaluate(
+    rule: &CorrelationRule,
+    rows: &[ParticipantWindow],
+    latest: i64,
+    before: Option<u32>,
+) -> (Option<Change>, Option<CorrelationUpsert>) {
+    let count = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    let change = rule.change(before, count);
+    if before.is_none() && change.is_none() {
+        return (None, None);
+    }
+    let participants: Vec<&str> = rows.iter().map(|r| r.participant.as_str()).collect();
+    let upsert = CorrelationUpsert {
+        participants: participants.join(","),
+        count,
+        first_seen: rows.iter().map(|r| r.first_seen).min().unwrap_or(latest),
+        last_seen: latest,
+        sightings: rows.iter().map(|r| r.sightings).sum(),
+    };
+    (change, Some(upsert))
+}
+
+/// A stored sighting as both engines read it.
+pub(crate) struct SightingRow {
+    pub row: i64,
+    pub id: String,
+    pub participant: String,
+    pub agent: String,
+    pub indicator: String,
+    pub kind: String,
+    pub via: String,
+    pub observed: String,
+    pub indicator_id: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: i64,
+    pub src: String,
+    pub dst_ip: String,
+    pub dst_port: u32,
+    pub proto: String,
+    pub received: i64,
+    pub resolved_name: String,
+}
+
+/// Columns of [`SightingRow`], in its order, for both engines' queries.
+pub(crate) const SIGHTING_COLUMNS: &str =
+    "id, participant, agent, indicator, kind, via, observed, indicator_id,
+    first_seen, last_seen, count, src, dst_ip, dst_port, proto, received, resolved_name";
+
+impl SightingRow {
+    pub fn into_wire(self) -> (i64, v1::StoredSighting) {
+        let sighting = v1::Sighting {
+            id: self.id,
+            indicator: self.indicator,
+            kind: kind_wire(&self.kind),
+            via: Via::parse(&self.via).map_or(0, |v| v1::Via::from(v) as i32),
+            observed: self.observed,
+            indicator_id: self.indicator_id,
+            first_seen_unix_ms: self.first_seen,
+            last_seen_unix_ms: self.last_seen,
+            count: self.count.max(0) as u64,
+            src: self.src,
+            dst_ip: self.dst_ip,
+            dst_port: self.dst_port,
+            proto: self.proto,
+            resolved_name: self.resolved_name,
+        };
+        let stored = v1::StoredSighting {
+            sighting: Some(sighting),
+            participant: self.participant,
+            agent: self.agent,
+            received_unix_ms: self.received,
+        };
+        (self.row, stored)
+    }
+}
+
+/// Columns of a correlation row, in the order [`correlation_wire`] takes them.
+pub(crate) const CORRELATION_COLUMNS: &str =
+    "SELECT indicator, kind, participants, participant_count, first_seen, last_seen,
+    sightings, opened, updated FROM correlations";
+
+#[allow(clippy::too_many_arguments)] // one argument per column, in column order
+pub(crate) fn correlation_wire(
+    indicator: String,
+    kind: &str,
+    participants: &str,
+    participant_count: u32,
+    first_seen: i64,
+    last_seen: i64,
+    sightings: i64,
+    opened: i64,
+    updated: i64,
+) -> v1::Correlation {
+    v1::Correlation {
+        indicator,
+        kind: kind_wire(kind),
+        participants: participants.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+        participant_count,
+        first_seen_unix_ms: first_seen,
+        last_seen_unix_ms: last_seen,
+        sightings: sightings.max(0) as u64,
+        opened_unix_ms: opened,
+        updated_unix_ms: updated,
+        includes_caller: false,
+    }
+}
+
+/// Columns of the agents table, in the order [`AgentRow`] holds them.
+pub(crate) const AGENT_COLUMNS: &str = "participant, agent, last_heartbeat, agent_version, indicator_version,
+    indicator_count, packets_seen, packets_dropped_kernel, sightings_sent, blind_spots, cpu_percent, rss_bytes,
+    sightings_queued, sightings_held_back, spool_bytes, uptime_seconds";
+
+/// A heartbeat as stored: counters clamped to the engines' signed 64-bit integers.
+pub(crate) struct AgentRow {
+    pub participant: String,
+    pub agent: String,
+    pub last_heartbeat: i64,
+    pub agent_version: String,
+    /// indicator_version, indicator_count, packets_seen, packets_dropped_kernel, sightings_sent
+    pub counters: [i64; 5],
+    pub blind_spots: String,
+    pub cpu_percent: f64,
+    /// rss_bytes, sightings_queued, sightings_held_back, spool_bytes, uptime_seconds
+    pub host: [i64; 5],
+}
+
+impl AgentRow {
+    pub fn from_heartbeat(participant: &str, agent: &str, beat: &v1::HeartbeatRequest, now_ms: i64) -> Self {
+        AgentRow {
+            participant: participant.to_owned(),
+            agent: agent.to_owned(),
+            last_heartbeat: now_ms,
+            agent_version: beat.agent_version.clone(),
+            counters: [
+                beat.indicator_version,
+                beat.indicator_count,
+                beat.packets_seen,
+                beat.packets_dropped_kernel,
+                beat.sightings_sent,
+            ]
+            .map(clamp),
+            blind_spots: serde_json::to_string(&beat.blind_spots).unwrap_or_else(|_| "{}".into()),
+            cpu_percent: f64::from(beat.cpu_percent),
+            host: [
+                beat.rss_bytes,
+                beat.sightings_queued,
+                beat.sightings_held_back,
+                beat.spool_bytes,
+                beat.uptime_seconds,
+            ]
+            .map(clamp),
+        }
+    }
+
+    pub fn into_wire(self, now_ms: i64, stale_ms: i64) -> v1::AgentStatus {
+        let [indicator_version, indicator_count, packets_seen, packets_dropped_kernel, sightings_sent] =
+            self.counters.map(|v| v.max(0) as u64);
+        let [rss_bytes, sightings_queued, sightings_held_back, spool_bytes, uptime_seconds] =
+            self.host.map(|v| v.max(0) as u64);
+        v1::AgentStatus {
+            participant: self.participant,
+            agent: self.agent,
+            last_heartbeat_unix_ms: self.last_heartbeat,
+            stale: now_ms.saturating_sub(self.last_heartbeat) > stale_ms,
+            agent_version: self.agent_version,
+            indicator_version,
+            indicator_count,
+            packets_seen,
+            packets_dropped_kernel,
+            sightings_sent,
+            blind_spots: serde_json::from_str(&self.blind_spots).unwrap_or_default(),
+            cpu_percent: self.cpu_percent as f32,
+            rss_bytes,
+            sightings_queued,
+            sightings_held_back,
+            spool_bytes,
+            uptime_seconds,
+        }
+    }
+}
+
+pub(crate) fn kind_wire(kind: &str) -> i32 {
+    Kind::parse(kind).map_or(0, |k| v1::IndicatorKind::from(k) as i32)
+}
+
+pub(crate) fn vias_wire(vias: &str) -> Vec<i32> {
+    vias.split(',').filter_map(Via::parse).map(|v| v1::Via::from(v) as i32).collect()
+}
+
+/// The engines' integers are signed; counters beyond i64::MAX are clamped, not wrapped.
+pub(crate) fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The next-page token of a page of `limit` rows: the last row's token when the page is full.
+pub(crate) fn next_token(rows: &[(i64, v1::StoredSighting)], limit: u32) -> Option<i64> {
+    (rows.len() == limit as usize).then(|| rows.last().map(|r| r.0)).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn locations_parse_and_never_show_a_password() {
+        let dir = Path::new("/var/lib/zdn-collector");
+        assert_eq!(Location::parse("sqlite", dir).unwrap(), Location::Sqlite(dir.join("zdn.sqlite")));
+        assert_eq!(Location::parse("sqlite:/tmp/x.db", dir).unwrap(), Location::Sqlite("/tmp/x.db".into()));
+        let pg = Location::parse("postgres://zdn:s3cret@db.example:5432/zdn", dir).unwrap();
+        assert_eq!(pg.to_string(), "PostgreSQL postgres://zdn:***@db.example:5432/zdn");
+        for bad in ["", "sqlite:", "mysql://x", "postgres://x:y@h/d?sslmode=bogus"] {
+            let err = Location::parse(bad, dir).unwrap_err().to_string();
+            assert!(err.contains("expected") && !err.contains("y@"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_rule_upserts_open_correlations_and_names_the_change() {
+        let rule = CorrelationRule { min_participants: 2, window_ms: 10 };
+        let row =
+            |p: &str, first| ParticipantWindow { participant: p.into(), first_seen: first, sightings: 3 };
+        assert!(matches!(evaluate(&rule, &[row("a", 5)], 9, None), (None, None)));
+        let (change, upsert) = evaluate(&rule, &[row("a", 5), row("b", 2)], 9, None);
+        let upsert = upsert.unwrap();
+        assert_eq!(change, Some(Change::Opened));
+        assert_eq!((upsert.participants.as_str(), upsert.count, upsert.first_seen), ("a,b", 2, 2));
+        assert_eq!((upsert.last_seen, upsert.sightings), (9, 6));
+        let (change, upsert) = evaluate(&rule, &[row("a", 5), row("b", 2)], 9, Some(2));
+        assert!(change.is_none() && upsert.is_some());
+    }
+}

@@ -1,0 +1,583 @@
+//! The scale-out engine: PostgreSQL, shared by any number of collector instances.
+//!
+//! Decisions:
+//! - tokio-postgres with a deadpool pool, driven by a small runtime this engine owns, so the
+//!   same blocking [`Store`] interface serves both engines (the services already call the
+//!   store on tokio's blocking pool, where waiting on another runtime is allowed). Dropping it
+//!   uses `shutdown_background`, which is safe inside another runtime.
+//! - Concurrent instances must not lose a correlation: two transactions ingesting the same
+//!   indicator for different participants would each see only their own aggregate row under
+//!   READ COMMITTED. Each batch therefore takes a transaction-scoped advisory lock per
+//!   indicator it touches, in one global order (the key's number), before writing; the second
+//!   transaction waits and then reads the first one's committed row.
+//! - Migrations run under a session advisory lock, so instances starting together apply each
+//!   migration once; `zdn_schema` records how many ran.
+
+use super::{
+    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Ingested, NewSighting,
+    ParticipantWindow, SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError,
+    correlation_wire, evaluate, kind_wire, next_token, vias_wire,
+};
+use crate::correlation::CorrelationRule;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::collections::BTreeMap;
+use tokio_postgres::{NoTls, Row, Transaction};
+use zdn_indicators::Kind;
+use zdn_proto::v1;
+
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE sightings (
+    row_id BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    participant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    indicator TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    via TEXT NOT NULL,
+    observed TEXT NOT NULL,
+    indicator_id TEXT NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    src TEXT NOT NULL,
+    dst_ip TEXT NOT NULL,
+    dst_port INTEGER NOT NULL,
+    proto TEXT NOT NULL,
+    received BIGINT NOT NULL,
+    resolved_name TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX sightings_by_indicator ON sightings (indicator, row_id);
+CREATE INDEX sightings_by_participant ON sightings (participant, row_id);
+CREATE TABLE indicator_participants (
+    indicator TEXT NOT NULL,
+    participant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    sightings BIGINT NOT NULL,
+    vias TEXT NOT NULL,
+    PRIMARY KEY (indicator, participant)
+);
+CREATE TABLE correlations (
+    indicator TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    participants TEXT NOT NULL,
+    participant_count INTEGER NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    sightings BIGINT NOT NULL,
+    opened BIGINT NOT NULL,
+    updated BIGINT NOT NULL
+);
+CREATE INDEX correlations_by_updated ON correlations (updated);
+CREATE TABLE agents (
+    participant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    last_heartbeat BIGINT NOT NULL,
+    agent_version TEXT NOT NULL,
+    indicator_version BIGINT NOT NULL,
+    indicator_count BIGINT NOT NULL,
+    packets_seen BIGINT NOT NULL,
+    packets_dropped_kernel BIGINT NOT NULL,
+    sightings_sent BIGINT NOT NULL,
+    blind_spots TEXT NOT NULL,
+    cpu_percent DOUBLE PRECISION NOT NULL,
+    rss_bytes BIGINT NOT NULL,
+    sightings_queued BIGINT NOT NULL,
+    sightings_held_back BIGINT NOT NULL,
+    spool_bytes BIGINT NOT NULL,
+    uptime_seconds BIGINT NOT NULL,
+    PRIMARY KEY (participant, agent)
+);
+CREATE TABLE audit (
+    seq BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    participant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (at);
+"];
+
+/// Session advisory lock key held while migrating ("zdn" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7a_646e;
+
+/// Connections per collector instance.
+const POOL_SIZE: usize = 16;
+
+pub struct PostgresStore {
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    rule: CorrelationRule,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl PostgresStore {
+    pub fn open(url: &str, rule: CorrelationRule) -> Result<PostgresStore, StoreError> {
+        let config: tokio_postgres::Config = url.parse()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("zdn-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Runtime(e.to_string()))?;
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(30)))
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        let store = PostgresStore { runtime: Some(runtime), pool, rule };
+        store.run(async |pool: &Pool| {
+            let mut client = pool.get().await?;
+            migrate(&mut client).await
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `f` on this engine's runtime and waits for it.
+    fn run<T>(&self, f: impl AsyncFnOnce(&Pool) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let runtime = self.runtime.as_ref().expect("the runtime lives until drop");
+        runtime.block_on(f(&self.pool))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(e),
+            other => StoreError::Pool(other.to_string()),
+        }
+    }
+}
+
+/// The advisory-lock key of an indicator: the first 8 bytes of its SHA-256, the same in every
+/// instance and version (unlike std's hasher).
+fn lock_key(indicator: &str) -> i64 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, indicator.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    i64::from_be_bytes(first)
+}
+
+async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreError> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+    let result = async {
+        client.batch_execute("CREATE TABLE IF NOT EXISTS zdn_schema (version INTEGER NOT NULL)").await?;
+        let version: i32 =
+            client.query_opt("SELECT version FROM zdn_schema", &[]).await?.map_or(0, |r| r.get(0));
+        let known = MIGRATIONS.len() as i64;
+        if i64::from(version) > known {
+            return Err(StoreError::TooNew { found: version.into(), known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = client.transaction().await?;
+            tx.batch_execute(sql).await?;
+            tx.execute("DELETE FROM zdn_schema", &[]).await?;
+            tx.execute("INSERT INTO zdn_schema (version) VALUES ($1)", &[&(i as i32 + 1)]).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+    .await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
+    result
+}
+
+async fn correlate(
+    rule: &CorrelationRule,
+    tx: &Transaction<'_>,
+    indicator: &str,
+    kind: Kind,
+    now_ms: i64,
+) -> Result<Option<v1::CorrelationEvent>, StoreError> {
+    let latest: i64 = tx
+        .query_one("SELECT max(last_seen) FROM indicator_participants WHERE indicator = $1", &[&indicator])
+        .await?
+        .get(0);
+    let rows: Vec<ParticipantWindow> = tx
+        .query(
+            "SELECT participant, first_seen, sightings FROM indicator_participants
+             WHERE indicator = $1 AND last_seen >= $2 ORDER BY first_seen, participant",
+            &[&indicator, &latest.saturating_sub(rule.window_ms)],
+        )
+        .await?
+        .iter()
+        .map(|r| ParticipantWindow { participant: r.get(0), first_seen: r.get(1), sightings: r.get(2) })
+        .collect();
+    let before: Option<u32> = tx
+        .query_opt("SELECT participant_count FROM correlations WHERE indicator = $1", &[&indicator])
+        .await?
+        .map(|r| r.get::<_, i32>(0).max(0) as u32);
+    let (change, Some(u)) = evaluate(rule, &rows, latest, before) else { return Ok(None) };
+    let count = i32::try_from(u.count).unwrap_or(i32::MAX);
+    tx.execute(
+        "INSERT INTO correlations AS c (indicator, kind, participants, participant_count, first_seen, last_seen,
+                                        sightings, opened, updated)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+         ON CONFLICT (indicator) DO UPDATE SET
+           participants = CASE WHEN excluded.participant_count > c.participant_count
+                          THEN excluded.participants ELSE c.participants END,
+           participant_count = GREATEST(c.participant_count, excluded.participant_count),
+           first_seen = LEAST(c.first_seen, excluded.first_seen),
+           last_seen = GREATEST(c.last_seen, excluded.last_seen),
+           sightings = GREATEST(c.sightings, excluded.sightings),
+           updated = CASE WHEN excluded.participant_count > c.participant_count
+                     THEN excluded.updated ELSE c.updated END",
+        &[&indicator, &kind.as_str(), &u.participants, &count, &u.first_seen, &u.last_seen, &u.sightings, &now_ms],
+    )
+    .await?;
+    let Some(change) = change else { return Ok(None) };
+    let row = tx.query_one(&format!("{CORRELATION_COLUMNS} WHERE indicator = $1"), &[&indicator]).await?;
+    Ok(Some(v1::CorrelationEvent { change: change as i32, correlation: Some(correlation_row(&row)) }))
+}
+
+impl Store for PostgresStore {
+    fn ingest(
+        &self,
+        participant: &str,
+        agent: &str,
+        batch: &[NewSighting<'_>],
+        now_ms: i64,
+    ) -> Result<Ingested, StoreError> {
+        self.run(async |pool: &Pool| {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            // Lock every indicator of the batch in key order first (see the module comment);
+            // a function scan over the sorted array takes them in array order.
+            let mut locks: Vec<i64> = batch.iter().map(|s| lock_key(&s.wire.indicator)).collect();
+            locks.sort_unstable();
+            locks.dedup();
+            tx.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::BIGINT[]) AS k", &[&locks]).await?;
+            let insert = tx
+                .prepare(&format!(
+                    "INSERT INTO sightings ({SIGHTING_COLUMNS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                     ON CONFLICT (id) DO NOTHING"
+                ))
+                .await?;
+            let aggregate = tx
+                .prepare(
+                    "INSERT INTO indicator_participants AS t
+                       (indicator, participant, kind, first_seen, last_seen, sightings, vias)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (indicator, participant) DO UPDATE SET
+                       first_seen = LEAST(t.first_seen, excluded.first_seen),
+                       last_seen = GREATEST(t.last_seen, excluded.last_seen),
+                       sightings = t.sightings + excluded.sightings,
+                       vias = CASE WHEN position(',' || excluded.vias || ',' in ',' || t.vias || ',') > 0
+                              THEN t.vias ELSE t.vias || ',' || excluded.vias END",
+                )
+                .await?;
+            let mut out = Ingested::default();
+            let mut touched = BTreeMap::new();
+            for s in batch {
+                let w = s.wire;
+                let count = super::clamp(w.count);
+                let port = i32::try_from(w.dst_port).unwrap_or(i32::MAX);
+                let inserted = tx
+                    .execute(
+                        &insert,
+                        &[
+                            &w.id,
+                            &participant,
+                            &agent,
+                            &w.indicator,
+                            &s.kind.as_str(),
+                            &s.via.as_str(),
+                            &w.observed,
+                            &w.indicator_id,
+                            &w.first_seen_unix_ms,
+                            &w.last_seen_unix_ms,
+                            &count,
+                            &w.src,
+                            &w.dst_ip,
+                            &port,
+                            &w.proto,
+                            &now_ms,
+                            &w.resolved_name,
+                        ],
+                    )
+                    .await?;
+                if inserted == 0 {
+                    out.duplicates += 1;
+                    continue;
+                }
+                out.stored += 1;
+                tx.execute(
+                    &aggregate,
+                    &[
+                        &w.indicator,
+                        &participant,
+                        &s.kind.as_str(),
+                        &w.first_seen_unix_ms,
+                        &w.last_seen_unix_ms,
+                        &count,
+                        &s.via.as_str(),
+                    ],
+                )
+                .await?;
+                touched.insert(w.indicator.as_str(), s.kind);
+            }
+            for (indicator, kind) in touched {
+                if let Some(event) = correlate(&self.rule, &tx, indicator, kind, now_ms).await? {
+                    out.changes.push(event);
+                }
+            }
+            tx.commit().await?;
+            Ok(out)
+        })
+    }
+
+    fn correlations(&self, filter: &CorrelationFilter) -> Result<Vec<v1::Correlation>, StoreError> {
+        let min = i32::try_from(filter.min_participants.max(self.rule.min_participants)).unwrap_or(i32::MAX);
+        let since = filter.since_ms.unwrap_or(i64::MIN);
+        let kind = filter.kind.map(Kind::as_str);
+        let limit = i64::from(filter.limit);
+        self.run(async |pool: &Pool| {
+            let rows = pool
+                .get()
+                .await?
+                .query(
+                    &format!(
+                        "{CORRELATION_COLUMNS} WHERE updated >= $1 AND participant_count >= $2
+                           AND ($3::TEXT IS NULL OR kind = $3::TEXT)
+                         ORDER BY updated DESC, indicator LIMIT $4"
+                    ),
+                    &[&since, &min, &kind, &limit],
+                )
+                .await?;
+            Ok(rows.iter().map(correlation_row).collect())
+        })
+    }
+
+    fn sightings(&self, f: &SightingFilter<'_>) -> Result<SightingPage, StoreError> {
+        let limit = i64::from(f.limit);
+        self.run(async |pool: &Pool| {
+            let rows = pool
+                .get()
+                .await?
+                .query(
+                    &format!(
+                        "SELECT row_id, {SIGHTING_COLUMNS} FROM sightings
+                         WHERE ($1::TEXT IS NULL OR indicator = $1::TEXT)
+                           AND ($2::TEXT IS NULL OR participant = $2::TEXT)
+                           AND ($3::BIGINT IS NULL OR last_seen >= $3::BIGINT)
+                           AND ($4::BIGINT IS NULL OR first_seen <= $4::BIGINT)
+                           AND ($5::BIGINT IS NULL OR row_id < $5::BIGINT)
+                         ORDER BY row_id DESC LIMIT $6"
+                    ),
+                    &[&f.indicator, &f.participant, &f.since_ms, &f.until_ms, &f.before_row, &limit],
+                )
+                .await?;
+            let rows: Vec<(i64, v1::StoredSighting)> = rows
+                .iter()
+                .map(|r| {
+                    SightingRow {
+                        row: r.get(0),
+                        id: r.get(1),
+                        participant: r.get(2),
+                        agent: r.get(3),
+                        indicator: r.get(4),
+                        kind: r.get(5),
+                        via: r.get(6),
+                        observed: r.get(7),
+                        indicator_id: r.get(8),
+                        first_seen: r.get(9),
+                        last_seen: r.get(10),
+                        count: r.get(11),
+                        src: r.get(12),
+                        dst_ip: r.get(13),
+                        dst_port: r.get::<_, i32>(14).max(0) as u32,
+                        proto: r.get(15),
+                        received: r.get(16),
+                        resolved_name: r.get(17),
+                    }
+                    .into_wire()
+                })
+                .collect();
+            let next = next_token(&rows, f.limit);
+            Ok((rows.into_iter().map(|r| r.1).collect(), next))
+        })
+    }
+
+    fn indicator(&self, indicator: &str) -> Result<Option<v1::IndicatorDetail>, StoreError> {
+        self.run(async |pool: &Pool| {
+            let client = pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT participant, kind, first_seen, last_seen, sightings, vias FROM indicator_participants
+                     WHERE indicator = $1 ORDER BY first_seen, participant",
+                    &[&indicator],
+                )
+                .await?;
+            let Some(first) = rows.first() else { return Ok(None) };
+            let kind = kind_wire(first.get(1));
+            let participants: Vec<v1::ParticipantTimeline> = rows
+                .iter()
+                .map(|r| v1::ParticipantTimeline {
+                    participant: r.get(0),
+                    first_seen_unix_ms: r.get(2),
+                    last_seen_unix_ms: r.get(3),
+                    sightings: r.get::<_, i64>(4).max(0) as u64,
+                    vias: vias_wire(r.get(5)),
+                })
+                .collect();
+            let correlation = client
+                .query_opt(&format!("{CORRELATION_COLUMNS} WHERE indicator = $1"), &[&indicator])
+                .await?
+                .map(|r| correlation_row(&r));
+            Ok(Some(v1::IndicatorDetail {
+                indicator: indicator.to_owned(),
+                kind,
+                sightings: participants.iter().map(|p| p.sightings).sum(),
+                participants,
+                correlation,
+            }))
+        })
+    }
+
+    fn record_heartbeat(
+        &self,
+        participant: &str,
+        agent: &str,
+        beat: &v1::HeartbeatRequest,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let a = AgentRow::from_heartbeat(participant, agent, beat, now_ms);
+        let updates: Vec<String> =
+            AGENT_COLUMNS.split(',').map(str::trim).skip(2).map(|c| format!("{c} = excluded.{c}")).collect();
+        let sql = format!(
+            "INSERT INTO agents ({AGENT_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             ON CONFLICT (participant, agent) DO UPDATE SET {}",
+            updates.join(", ")
+        );
+        let [c0, c1, c2, c3, c4] = a.counters;
+        let [h0, h1, h2, h3, h4] = a.host;
+        self.run(async |pool: &Pool| {
+            pool.get()
+                .await?
+                .execute(
+                    &sql,
+                    &[
+                        &a.participant,
+                        &a.agent,
+                        &a.last_heartbeat,
+                        &a.agent_version,
+                        &c0,
+                        &c1,
+                        &c2,
+                        &c3,
+                        &c4,
+                        &a.blind_spots,
+                        &a.cpu_percent,
+                        &h0,
+                        &h1,
+                        &h2,
+                        &h3,
+                        &h4,
+                    ],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn fleet(&self, now_ms: i64, stale_ms: i64) -> Result<Vec<v1::AgentStatus>, StoreError> {
+        self.run(async |pool: &Pool| {
+            let rows = pool
+                .get()
+                .await?
+                .query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY participant, agent"), &[])
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    AgentRow {
+                        participant: r.get(0),
+                        agent: r.get(1),
+                        last_heartbeat: r.get(2),
+                        agent_version: r.get(3),
+                        counters: [r.get(4), r.get(5), r.get(6), r.get(7), r.get(8)],
+                        blind_spots: r.get(9),
+                        cpu_percent: r.get(10),
+                        host: [r.get(11), r.get(12), r.get(13), r.get(14), r.get(15)],
+                    }
+                    .into_wire(now_ms, stale_ms)
+                })
+                .collect())
+        })
+    }
+
+    fn audit(
+        &self,
+        at_ms: i64,
+        who: &zdn_transport::Identity,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.run(async |pool: &Pool| {
+            pool.get()
+                .await?
+                .execute(
+                    "INSERT INTO audit (at, participant, name, role, action, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[&at_ms, &who.participant, &who.name, &who.role.as_str(), &action, &detail],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::AuditEntry>, StoreError> {
+        let limit = i64::from(limit);
+        self.run(async |pool: &Pool| {
+            let rows = pool
+                .get()
+                .await?
+                .query(
+                    "SELECT at, participant, name, role, action, detail FROM audit WHERE at >= $1
+                     ORDER BY at DESC, seq DESC LIMIT $2",
+                    &[&since_ms, &limit],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| v1::AuditEntry {
+                    at_unix_ms: r.get(0),
+                    participant: r.get(1),
+                    name: r.get(2),
+                    role: r.get(3),
+                    action: r.get(4),
+                    detail: r.get(5),
+                })
+                .collect())
+        })
+    }
+}
+
+fn correlation_row(r: &Row) -> v1::Correlation {
+    correlation_wire(
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        r.get::<_, i32>(3).max(0) as u32,
+        r.get(4),
+        r.get(5),
+        r.get(6),
+        r.get(7),
+        r.get(8),
+    )
+}

@@ -1,0 +1,469 @@
+//! The embedded engine: SQLite in WAL mode, one writer and one reader connection.
+//!
+//! `synchronous = FULL` makes a commit durable before [`Store::ingest`] returns. One process
+//! owns the file; the writer mutex serialises batches, so the correlation rule always reads
+//! the aggregate its own transaction just wrote.
+
+use super::{
+    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Ingested, NewSighting,
+    ParticipantWindow, SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError,
+    correlation_wire, evaluate, kind_wire, next_token, vias_wire,
+};
+use crate::correlation::CorrelationRule;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Mutex;
+use zdn_indicators::Kind;
+use zdn_proto::v1;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    r"
+CREATE TABLE sightings (
+    id TEXT NOT NULL UNIQUE,
+    participant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    indicator TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    via TEXT NOT NULL,
+    observed TEXT NOT NULL,
+    indicator_id TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    src TEXT NOT NULL,
+    dst_ip TEXT NOT NULL,
+    dst_port INTEGER NOT NULL,
+    proto TEXT NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE INDEX sightings_by_indicator ON sightings (indicator);
+CREATE INDEX sightings_by_participant ON sightings (participant);
+CREATE TABLE indicator_participants (
+    indicator TEXT NOT NULL,
+    participant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    sightings INTEGER NOT NULL,
+    vias TEXT NOT NULL,
+    PRIMARY KEY (indicator, participant)
+) WITHOUT ROWID;
+CREATE TABLE correlations (
+    indicator TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    participants TEXT NOT NULL,
+    participant_count INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    sightings INTEGER NOT NULL,
+    opened INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE INDEX correlations_by_updated ON correlations (updated);
+CREATE TABLE agents (
+    participant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    last_heartbeat INTEGER NOT NULL,
+    agent_version TEXT NOT NULL,
+    indicator_version INTEGER NOT NULL,
+    indicator_count INTEGER NOT NULL,
+    packets_seen INTEGER NOT NULL,
+    packets_dropped_kernel INTEGER NOT NULL,
+    sightings_sent INTEGER NOT NULL,
+    blind_spots TEXT NOT NULL,
+    cpu_percent REAL NOT NULL,
+    rss_bytes INTEGER NOT NULL,
+    PRIMARY KEY (participant, agent)
+);
+",
+    r"
+ALTER TABLE sightings ADD COLUMN resolved_name TEXT NOT NULL DEFAULT '';
+",
+    r"
+ALTER TABLE agents ADD COLUMN sightings_queued INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN sightings_held_back INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN spool_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN uptime_seconds INTEGER NOT NULL DEFAULT 0;
+",
+    r"
+CREATE TABLE audit (
+    at INTEGER NOT NULL,
+    participant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (at);
+",
+];
+
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    rule: CorrelationRule,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path, rule: CorrelationRule) -> Result<SqliteStore, StoreError> {
+        let open = |p: &Path| {
+            let conn = Connection::open(p)
+                .map_err(|source| StoreError::Open { path: p.display().to_string(), source })?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            Ok::<_, StoreError>(conn)
+        };
+        let mut writer = open(path)?;
+        migrate(&mut writer)?;
+        let reader = open(path)?;
+        Ok(SqliteStore { writer: Mutex::new(writer), reader: Mutex::new(reader), rule })
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Re-evaluates the rule for one indicator; returns the event if it opened or escalated.
+    fn correlate(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        indicator: &str,
+        kind: Kind,
+        now_ms: i64,
+    ) -> Result<Option<v1::CorrelationEvent>, StoreError> {
+        let latest: i64 = tx.query_row(
+            "SELECT max(last_seen) FROM indicator_participants WHERE indicator = ?1",
+            [indicator],
+            |r| r.get(0),
+        )?;
+        let mut stmt = tx.prepare_cached(
+            "SELECT participant, first_seen, sightings FROM indicator_participants
+             WHERE indicator = ?1 AND last_seen >= ?2 ORDER BY first_seen, participant",
+        )?;
+        let rows: Vec<ParticipantWindow> = stmt
+            .query_map(params![indicator, latest.saturating_sub(self.rule.window_ms)], |r| {
+                Ok(ParticipantWindow { participant: r.get(0)?, first_seen: r.get(1)?, sightings: r.get(2)? })
+            })?
+            .collect::<Result<_, _>>()?;
+        let before: Option<u32> = tx
+            .query_row("SELECT participant_count FROM correlations WHERE indicator = ?1", [indicator], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let (change, Some(u)) = evaluate(&self.rule, &rows, latest, before) else { return Ok(None) };
+        // The participant list only ever grows; times and counts follow the latest evaluation.
+        tx.execute(
+            "INSERT INTO correlations (indicator, kind, participants, participant_count, first_seen, last_seen,
+                                       sightings, opened, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+             ON CONFLICT (indicator) DO UPDATE SET
+               participants = CASE WHEN excluded.participant_count > participant_count
+                              THEN excluded.participants ELSE participants END,
+               participant_count = max(participant_count, excluded.participant_count),
+               first_seen = min(first_seen, excluded.first_seen),
+               last_seen = max(last_seen, excluded.last_seen),
+               sightings = max(sightings, excluded.sightings),
+               updated = CASE WHEN excluded.participant_count > participant_count THEN excluded.updated ELSE updated END",
+            params![indicator, kind.as_str(), u.participants, u.count, u.first_seen, u.last_seen, u.sightings, now_ms],
+        )?;
+        let Some(change) = change else { return Ok(None) };
+        let correlation = tx.query_row(
+            &format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"),
+            [indicator],
+            correlation_row,
+        )?;
+        Ok(Some(v1::CorrelationEvent { change: change as i32, correlation: Some(correlation) }))
+    }
+}
+
+impl Store for SqliteStore {
+    fn ingest(
+        &self,
+        participant: &str,
+        agent: &str,
+        batch: &[NewSighting<'_>],
+        now_ms: i64,
+    ) -> Result<Ingested, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let mut out = Ingested::default();
+        let mut touched = BTreeSet::new();
+        {
+            let mut insert = tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO sightings ({SIGHTING_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+            ))?;
+            let mut aggregate = tx.prepare_cached(
+                "INSERT INTO indicator_participants (indicator, participant, kind, first_seen, last_seen, sightings, vias)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (indicator, participant) DO UPDATE SET
+                   first_seen = min(first_seen, excluded.first_seen),
+                   last_seen = max(last_seen, excluded.last_seen),
+                   sightings = sightings + excluded.sightings,
+                   vias = CASE WHEN instr(',' || vias || ',', ',' || excluded.vias || ',') > 0
+                          THEN vias ELSE vias || ',' || excluded.vias END",
+            )?;
+            for s in batch {
+                let w = s.wire;
+                let count = super::clamp(w.count);
+                let inserted = insert.execute(params![
+                    w.id,
+                    participant,
+                    agent,
+                    w.indicator,
+                    s.kind.as_str(),
+                    s.via.as_str(),
+                    w.observed,
+                    w.indicator_id,
+                    w.first_seen_unix_ms,
+                    w.last_seen_unix_ms,
+                    count,
+                    w.src,
+                    w.dst_ip,
+                    w.dst_port,
+                    w.proto,
+                    now_ms,
+                    w.resolved_name
+                ])?;
+                if inserted == 0 {
+                    out.duplicates += 1;
+                    continue;
+                }
+                out.stored += 1;
+                aggregate.execute(params![
+                    w.indicator,
+                    participant,
+                    s.kind.as_str(),
+                    w.first_seen_unix_ms,
+                    w.last_seen_unix_ms,
+                    count,
+                    s.via.as_str()
+                ])?;
+                touched.insert((w.indicator.as_str(), s.kind));
+            }
+        }
+        for (indicator, kind) in touched {
+            if let Some(event) = self.correlate(&tx, indicator, kind, now_ms)? {
+                out.changes.push(event);
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn correlations(&self, filter: &CorrelationFilter) -> Result<Vec<v1::Correlation>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{CORRELATION_COLUMNS} WHERE updated >= ?1 AND participant_count >= ?2 AND (?3 IS NULL OR kind = ?3)
+             ORDER BY updated DESC, indicator LIMIT ?4"
+        ))?;
+        let min = filter.min_participants.max(self.rule.min_participants);
+        let rows = stmt.query_map(
+            params![filter.since_ms.unwrap_or(i64::MIN), min, filter.kind.map(Kind::as_str), filter.limit],
+            correlation_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn sightings(&self, f: &SightingFilter<'_>) -> Result<SightingPage, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT rowid, {SIGHTING_COLUMNS} FROM sightings
+             WHERE (?1 IS NULL OR indicator = ?1) AND (?2 IS NULL OR participant = ?2)
+               AND (?3 IS NULL OR last_seen >= ?3) AND (?4 IS NULL OR first_seen <= ?4)
+               AND (?5 IS NULL OR rowid < ?5)
+             ORDER BY rowid DESC LIMIT ?6"
+        ))?;
+        let rows = stmt.query_map(
+            params![f.indicator, f.participant, f.since_ms, f.until_ms, f.before_row, f.limit],
+            |r| {
+                Ok(SightingRow {
+                    row: r.get(0)?,
+                    id: r.get(1)?,
+                    participant: r.get(2)?,
+                    agent: r.get(3)?,
+                    indicator: r.get(4)?,
+                    kind: r.get(5)?,
+                    via: r.get(6)?,
+                    observed: r.get(7)?,
+                    indicator_id: r.get(8)?,
+                    first_seen: r.get(9)?,
+                    last_seen: r.get(10)?,
+                    count: r.get(11)?,
+                    src: r.get(12)?,
+                    dst_ip: r.get(13)?,
+                    dst_port: r.get(14)?,
+                    proto: r.get(15)?,
+                    received: r.get(16)?,
+                    resolved_name: r.get(17)?,
+                }
+                .into_wire())
+            },
+        )?;
+        let rows: Vec<(i64, v1::StoredSighting)> = rows.collect::<Result<_, _>>()?;
+        let next = next_token(&rows, f.limit);
+        Ok((rows.into_iter().map(|r| r.1).collect(), next))
+    }
+
+    fn indicator(&self, indicator: &str) -> Result<Option<v1::IndicatorDetail>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT participant, kind, first_seen, last_seen, sightings, vias FROM indicator_participants
+             WHERE indicator = ?1 ORDER BY first_seen, participant",
+        )?;
+        let mut kind = 0;
+        let participants: Vec<v1::ParticipantTimeline> = stmt
+            .query_map([indicator], |r| {
+                kind = kind_wire(&r.get::<_, String>(1)?);
+                Ok(v1::ParticipantTimeline {
+                    participant: r.get(0)?,
+                    first_seen_unix_ms: r.get(2)?,
+                    last_seen_unix_ms: r.get(3)?,
+                    sightings: r.get::<_, i64>(4)?.max(0) as u64,
+                    vias: vias_wire(&r.get::<_, String>(5)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        if participants.is_empty() {
+            return Ok(None);
+        }
+        let correlation = conn
+            .query_row(&format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"), [indicator], correlation_row)
+            .optional()?;
+        Ok(Some(v1::IndicatorDetail {
+            indicator: indicator.to_owned(),
+            kind,
+            sightings: participants.iter().map(|p| p.sightings).sum(),
+            participants,
+            correlation,
+        }))
+    }
+
+    fn record_heartbeat(
+        &self,
+        participant: &str,
+        agent: &str,
+        beat: &v1::HeartbeatRequest,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let a = AgentRow::from_heartbeat(participant, agent, beat, now_ms);
+        let [c0, c1, c2, c3, c4] = a.counters;
+        let [h0, h1, h2, h3, h4] = a.host;
+        self.writer().execute(
+            &format!(
+                "INSERT OR REPLACE INTO agents ({AGENT_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            ),
+            params![
+                a.participant,
+                a.agent,
+                a.last_heartbeat,
+                a.agent_version,
+                c0,
+                c1,
+                c2,
+                c3,
+                c4,
+                a.blind_spots,
+                a.cpu_percent,
+                h0,
+                h1,
+                h2,
+                h3,
+                h4
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn fleet(&self, now_ms: i64, stale_ms: i64) -> Result<Vec<v1::AgentStatus>, StoreError> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY participant, agent"))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AgentRow {
+                participant: r.get(0)?,
+                agent: r.get(1)?,
+                last_heartbeat: r.get(2)?,
+                agent_version: r.get(3)?,
+                counters: [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+                blind_spots: r.get(9)?,
+                cpu_percent: r.get(10)?,
+                host: [r.get(11)?, r.get(12)?, r.get(13)?, r.get(14)?, r.get(15)?],
+            }
+            .into_wire(now_ms, stale_ms))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn audit(
+        &self,
+        at_ms: i64,
+        who: &zdn_transport::Identity,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.writer()
+            .prepare_cached(
+                "INSERT INTO audit (at, participant, name, role, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![at_ms, who.participant, who.name, who.role.as_str(), action, detail])?;
+        Ok(())
+    }
+
+    fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::AuditEntry>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, participant, name, role, action, detail FROM audit WHERE at >= ?1
+             ORDER BY at DESC, rowid DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![since_ms, limit], |r| {
+            Ok(v1::AuditEntry {
+                at_unix_ms: r.get(0)?,
+                participant: r.get(1)?,
+                name: r.get(2)?,
+                role: r.get(3)?,
+                action: r.get(4)?,
+                detail: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn correlation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Correlation> {
+    Ok(correlation_wire(
+        r.get(0)?,
+        &r.get::<_, String>(1)?,
+        &r.get::<_, String>(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew { found: version, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

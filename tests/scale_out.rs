@@ -1,0 +1,59 @@
+//! Two collector instances on one PostgreSQL database answer like one: agents of different
+//! participants report to different instances, and either instance shows the same
+//! correlations, sightings and fleet.
+//!
+//! Needs `ZDN_TEST_POSTGRES` (see `zdn_collector::store::scratch`); skips loudly without it,
+//! fails without it under `ZDN_REQUIRE_POSTGRES=1`.
+
+use serde_json::json;
+use zdn_collector::store::scratch::ScratchDatabase;
+use zdn_integration_tests::{CERT, Network, site};
+use zdn_transport::Role;
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_give_the_answers_of_one() {
+    let Some(db) = ScratchDatabase::create("scale_out") else { return };
+    let net = Network::start_on(&db.url(), false).await.unwrap();
+    let (second, second_url) = net.another_instance(&db.url()).await.unwrap();
+
+    // umc-noord reports to the first instance, the other two sites to the second.
+    let mut delivered = 0;
+    for (participant, url) in
+        [("umc-noord", &net.url), ("ziekenhuis-zuid", &second_url), ("ggz-oost", &second_url)]
+    {
+        let bundle = net.issue(participant, Role::Agent, "gw-1");
+        let sightings = net.sightings_of(&site(participant)).unwrap();
+        let delivery = net.send_to(url, &bundle, &sightings).await.unwrap();
+        assert_eq!(delivery.stored, sightings.len() as u64);
+        delivered += sightings.len();
+    }
+
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    let id = analyst.as_path();
+    let ask = async |url: &str, args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend(["--format", "json"]);
+        let out = net.zdn_at(url, Some(id), &args).await.unwrap();
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let first = ask(&net.url, &["correlations"]).await;
+    assert_eq!(first, ask(&second_url, &["correlations"]).await);
+    let mut opened: Vec<(String, serde_json::Value)> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["indicator"].as_str().unwrap().to_owned(), c["participants"].clone()))
+        .collect();
+    opened.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        opened,
+        [
+            ("203.0.113.66".to_owned(), json!(["umc-noord", "ggz-oost"])),
+            ("updates.evil-cdn.example".to_owned(), json!(["umc-noord", "ziekenhuis-zuid"])),
+        ]
+    );
+    let sightings = ask(&net.url, &["sightings"]).await;
+    assert_eq!(sightings, ask(&second_url, &["sightings"]).await);
+    assert_eq!(sightings.as_array().unwrap().len(), delivered);
+    second.stop().await.unwrap();
+}
