@@ -21,13 +21,16 @@
 //! | [`service`] | one file per gRPC service |
 //! | [`store`] | SQLite or PostgreSQL: sightings, per-indicator aggregates, correlations, agents, audit |
 //! | [`correlation`] | the rule that opens and escalates correlations |
+//! | [`http`] | the analyst API as HTTP/JSON (+ OpenAPI, server-sent events) on the gRPC port |
 //! | [`cli`] | the analyst CLI `zdn`: queries, output formats, the demo |
 
 pub mod access;
 pub mod cli;
 pub mod config;
 pub mod correlation;
+pub mod http;
 pub mod pki;
+pub mod rows;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -150,8 +150,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let router = tonic::transport::Server::builder()
-        .add_service(health)
+    let grpc = tonic::service::Routes::new(health)
         .add_service(reflection)
         .add_service(
             SightingServiceServer::new(Ingest { shared: shared.clone() })
@@ -171,6 +170,11 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
             })
             .max_decoding_message_size(max_message),
         );
+    // The HTTP/JSON API shares the port and the TLS identity check (see `http`); HTTP/1.1 is
+    // accepted for it, gRPC stays on HTTP/2.
+    let api = crate::http::router(Arc::new(Analyst { shared: shared.clone() }));
+    let routes = tonic::service::Routes::from(grpc.into_axum_router().merge(api));
+    let router = tonic::transport::Server::builder().accept_http1(true).add_routes(routes);
     let conns = incoming(listener, security, stats.clone());
     let task =
         tokio::spawn(router.serve_with_incoming_shutdown(conns, crate::service::stopping(stop_signal)));

@@ -56,7 +56,7 @@ pub enum ServerTlsError {
 }
 
 /// A rustls server configuration: TLS 1.3 only, client certificates required and verified
-/// against the bundle's CA and the given revocation lists, ALPN h2.
+/// against the bundle's CA and the given revocation lists, ALPN h2 and http/1.1.
 pub fn server_config(
     bundle: &Bundle,
     crls: Vec<CertificateRevocationListDer<'static>>,
@@ -69,7 +69,8 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(bundle.certs.clone(), bundle.key.clone_key())?;
-    config.alpn_protocols = vec![crate::ALPN_H2.to_vec()];
+    // h2 for gRPC (and HTTP clients that speak it), http/1.1 for the collector's JSON API.
+    config.alpn_protocols = vec![crate::ALPN_H2.to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 

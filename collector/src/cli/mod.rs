@@ -6,17 +6,16 @@
 pub mod demo;
 pub mod output;
 
+use crate::rows::{agent_row, audit_row, correlation_row, indicator_rows, sighting_row};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use output::{Format, Row};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use tonic::transport::Channel;
-use zdn_agent::sighting::format_unix_ms;
 use zdn_indicators::Kind;
 use zdn_proto::v1::{self, analyst_service_client::AnalystServiceClient};
-use zdn_proto::{kind_from_wire, via_from_wire};
 
 #[derive(Parser)]
 #[command(
@@ -155,20 +154,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             let since_unix_ms = since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
             let response =
                 client.list_audit(v1::ListAuditRequest { since_unix_ms, limit }).await?.into_inner();
-            response
-                .entries
-                .iter()
-                .map(|e| {
-                    to_row(json!({
-                        "at": format_unix_ms(e.at_unix_ms),
-                        "participant": e.participant,
-                        "name": e.name,
-                        "role": e.role,
-                        "action": e.action,
-                        "detail": e.detail,
-                    }))
-                })
-                .collect()
+            response.entries.iter().map(audit_row).collect()
         }
         Command::Watch { count } => {
             let mut events = client.watch_correlations(v1::WatchCorrelationsRequest {}).await?.into_inner();
@@ -228,91 +214,6 @@ pub fn parse_since(text: &str) -> Result<i64> {
         _ => bail!("--since {text:?}: age unit must be s, m, h or d"),
     };
     Ok(crate::service::now_ms() - n.saturating_mul(unit_ms))
-}
-
-fn kind_name(kind: i32) -> &'static str {
-    kind_from_wire(kind).map_or("unknown", Kind::as_str)
-}
-
-fn to_row(value: Value) -> Row {
-    match value {
-        Value::Object(map) => map,
-        _ => Row::new(),
-    }
-}
-
-/// `participants` is the list of ids where the caller may see them, else their count.
-pub fn correlation_row(c: &v1::Correlation) -> Row {
-    let participants =
-        if c.participants.is_empty() { json!(c.participant_count) } else { json!(c.participants) };
-    to_row(json!({
-        "indicator": c.indicator,
-        "kind": kind_name(c.kind),
-        "participants": participants,
-        "participant_count": c.participant_count,
-        "first_seen": format_unix_ms(c.first_seen_unix_ms),
-        "last_seen": format_unix_ms(c.last_seen_unix_ms),
-        "sightings": c.sightings,
-        "opened": format_unix_ms(c.opened_unix_ms),
-    }))
-}
-
-fn sighting_row(s: &v1::StoredSighting) -> Row {
-    let w = s.sighting.clone().unwrap_or_default();
-    to_row(json!({
-        "participant": s.participant,
-        "agent": s.agent,
-        "indicator": w.indicator,
-        "kind": kind_name(w.kind),
-        "via": via_from_wire(w.via).map_or("unknown", |v| v.as_str()),
-        "observed": w.observed,
-        "resolved_name": w.resolved_name,
-        "first_seen": format_unix_ms(w.first_seen_unix_ms),
-        "last_seen": format_unix_ms(w.last_seen_unix_ms),
-        "count": w.count,
-        "src": w.src,
-        "dst_ip": w.dst_ip,
-        "dst_port": w.dst_port,
-        "proto": w.proto,
-        "id": w.id,
-    }))
-}
-
-fn indicator_rows(d: &v1::IndicatorDetail) -> Vec<Row> {
-    d.participants
-        .iter()
-        .map(|p| {
-            let vias: Vec<&str> =
-                p.vias.iter().filter_map(|v| via_from_wire(*v).ok()).map(|v| v.as_str()).collect();
-            let participant = if p.participant.is_empty() { "(another institution)" } else { &p.participant };
-            to_row(json!({
-                "indicator": d.indicator,
-                "participant": participant,
-                "first_seen": format_unix_ms(p.first_seen_unix_ms),
-                "last_seen": format_unix_ms(p.last_seen_unix_ms),
-                "sightings": p.sightings,
-                "vias": vias,
-            }))
-        })
-        .collect()
-}
-
-fn agent_row(a: &v1::AgentStatus) -> Row {
-    to_row(json!({
-        "participant": a.participant,
-        "agent": a.agent,
-        "status": if a.stale { "STALE" } else { "ok" },
-        "last_heartbeat": format_unix_ms(a.last_heartbeat_unix_ms),
-        "version": a.agent_version,
-        "indicators": a.indicator_count,
-        "packets": a.packets_seen,
-        "kernel_drops": a.packets_dropped_kernel,
-        "sent": a.sightings_sent,
-        "queued": a.sightings_queued,
-        "held_back": a.sightings_held_back,
-        "blind_spots": a.blind_spots.values().sum::<u64>(),
-        "rss_mb": a.rss_bytes / (1024 * 1024),
-    }))
 }
 
 #[cfg(test)]

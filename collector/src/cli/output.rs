@@ -3,10 +3,10 @@
 //! Every command turns its results into [`Row`]s (ordered JSON objects), so the three formats
 //! show the same fields in the same order and no command formats by hand.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::io::Write;
 
-pub type Row = Map<String, Value>;
+pub use crate::rows::Row;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

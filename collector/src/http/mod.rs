@@ -1,0 +1,267 @@
+//! The analyst API over HTTP/JSON, on the same port and behind the same mutual TLS as gRPC.
+//!
+//! Why the same port: one certificate story, one firewall rule, and the caller's identity comes
+//! from the same verified client certificate ([`Peer`], which tonic's connection layer puts on
+//! every request, gRPC or not). Why call the gRPC service: each handler builds the gRPC request,
+//! attaches the peer and calls [`Analyst`] directly, so roles, redaction, limits and the audit
+//! log are the ones gRPC callers get, written once. Answers are the rows of [`crate::rows`],
+//! exactly what `zdn --format json` prints. The OpenAPI document (`openapi.json`, served at
+//! `/api/v1/openapi.json`) describes every route; a test keeps the two in step.
+//!
+//! Errors are JSON (`{"error": "..."}`) with the HTTP status of the gRPC code.
+
+use crate::rows::{agent_row, audit_row, correlation_row, indicator_rows, sighting_row};
+use crate::service::analyst::Analyst;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use zdn_indicators::Kind;
+use zdn_proto::v1::{self, analyst_service_server::AnalystService};
+use zdn_transport::server::Peer;
+
+/// The OpenAPI 3.1 description of these routes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route, as the OpenAPI document lists it.
+pub const ROUTES: &[&str] = &[
+    "/api/v1/openapi.json",
+    "/api/v1/correlations",
+    "/api/v1/correlations/watch",
+    "/api/v1/sightings",
+    "/api/v1/indicator",
+    "/api/v1/fleet",
+    "/api/v1/audit",
+];
+
+pub fn router(analyst: Arc<Analyst>) -> Router {
+    Router::new()
+        .route(ROUTES[0], get(openapi))
+        .route(ROUTES[1], get(correlations))
+        .route(ROUTES[2], get(watch))
+        .route(ROUTES[3], get(sightings))
+        .route(ROUTES[4], get(indicator))
+        .route(ROUTES[5], get(fleet))
+        .route(ROUTES[6], get(audit))
+        .with_state(analyst)
+}
+
+/// A failed call: the gRPC status mapped to HTTP, with its message as JSON.
+pub struct ApiError(tonic::Status);
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        ApiError(status)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError(tonic::Status::invalid_argument(rejection.body_text()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use tonic::Code;
+        let status = match self.0.code() {
+            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(json!({ "error": self.0.message() }))).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The gRPC request for `message`, carrying the HTTP caller's verified identity.
+fn grpc<T>(request: &Request, message: T) -> tonic::Request<T> {
+    let mut grpc = tonic::Request::new(message);
+    if let Some(peer) = request.extensions().get::<Peer>() {
+        grpc.extensions_mut().insert(peer.clone());
+    }
+    grpc
+}
+
+/// `since`/`until`: RFC 3339, or an age like `24h` before now.
+fn time(value: Option<&str>) -> Result<i64, ApiError> {
+    match value {
+        None | Some("") => Ok(0),
+        Some(v) => {
+            crate::cli::parse_since(v).map_err(|e| ApiError(tonic::Status::invalid_argument(e.to_string())))
+        }
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrelationsQuery {
+    since: Option<String>,
+    #[serde(default)]
+    min_participants: u32,
+    kind: Option<String>,
+    #[serde(default)]
+    limit: u32,
+}
+
+async fn correlations(
+    State(analyst): State<Arc<Analyst>>,
+    query: Result<Query<CorrelationsQuery>, QueryRejection>,
+    request: Request,
+) -> ApiResult {
+    let Query(q) = query?;
+    let kind = match q.kind.as_deref() {
+        None | Some("") => 0,
+        Some(k) => Kind::parse(k)
+            .map(|k| v1::IndicatorKind::from(k) as i32)
+            .ok_or_else(|| ApiError(tonic::Status::invalid_argument(format!("unknown kind {k:?}"))))?,
+    };
+    let message = v1::ListCorrelationsRequest {
+        since_unix_ms: time(q.since.as_deref())?,
+        min_participants: q.min_participants,
+        kind,
+        limit: q.limit,
+    };
+    let answer = analyst.list_correlations(grpc(&request, message)).await?.into_inner();
+    Ok(Json(json!({ "correlations": answer.correlations.iter().map(correlation_row).collect::<Vec<_>>() })))
+}
+
+/// Correlations as they open and escalate, as server-sent events (`event: opened|escalated`,
+/// `data:` the correlation row).
+async fn watch(
+    State(analyst): State<Arc<Analyst>>,
+    request: Request,
+) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
+    let events =
+        analyst.watch_correlations(grpc(&request, v1::WatchCorrelationsRequest {})).await?.into_inner();
+    let events = events.map(|event| {
+        Ok(match event {
+            Ok(e) => {
+                let change = v1::correlation_event::Change::try_from(e.change).map_or("unknown", |c| {
+                    if c == v1::correlation_event::Change::Opened { "opened" } else { "escalated" }
+                });
+                let row = e.correlation.as_ref().map(correlation_row).unwrap_or_default();
+                Event::default().event(change).data(Value::Object(row).to_string())
+            }
+            Err(status) => {
+                Event::default().event("error").data(json!({ "error": status.message() }).to_string())
+            }
+        })
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SightingsQuery {
+    indicator: Option<String>,
+    participant: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    #[serde(default)]
+    limit: u32,
+    page_token: Option<String>,
+}
+
+async fn sightings(
+    State(analyst): State<Arc<Analyst>>,
+    query: Result<Query<SightingsQuery>, QueryRejection>,
+    request: Request,
+) -> ApiResult {
+    let Query(q) = query?;
+    let message = v1::ListSightingsRequest {
+        indicator: q.indicator.unwrap_or_default(),
+        participant: q.participant.unwrap_or_default(),
+        since_unix_ms: time(q.since.as_deref())?,
+        until_unix_ms: time(q.until.as_deref())?,
+        page_size: q.limit,
+        page_token: q.page_token.unwrap_or_default(),
+    };
+    let answer = analyst.list_sightings(grpc(&request, message)).await?.into_inner();
+    let next = (!answer.next_page_token.is_empty()).then_some(answer.next_page_token);
+    Ok(Json(json!({
+        "sightings": answer.sightings.iter().map(sighting_row).collect::<Vec<_>>(),
+        "next_page_token": next,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndicatorQuery {
+    value: String,
+}
+
+async fn indicator(
+    State(analyst): State<Arc<Analyst>>,
+    query: Result<Query<IndicatorQuery>, QueryRejection>,
+    request: Request,
+) -> ApiResult {
+    let Query(q) = query?;
+    let detail = analyst
+        .get_indicator(grpc(&request, v1::GetIndicatorRequest { indicator: q.value }))
+        .await?
+        .into_inner();
+    Ok(Json(json!({
+        "indicator": detail.indicator,
+        "sightings": detail.sightings,
+        "participants": indicator_rows(&detail),
+        "correlation": detail.correlation.as_ref().map(correlation_row),
+    })))
+}
+
+async fn fleet(State(analyst): State<Arc<Analyst>>, request: Request) -> ApiResult {
+    let answer = analyst.fleet_status(grpc(&request, v1::FleetStatusRequest {})).await?.into_inner();
+    Ok(Json(json!({ "agents": answer.agents.iter().map(agent_row).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    since: Option<String>,
+    #[serde(default)]
+    limit: u32,
+}
+
+async fn audit(
+    State(analyst): State<Arc<Analyst>>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+    request: Request,
+) -> ApiResult {
+    let Query(q) = query?;
+    let message = v1::ListAuditRequest { since_unix_ms: time(q.since.as_deref())?, limit: q.limit };
+    let answer = analyst.list_audit(grpc(&request, message)).await?.into_inner();
+    Ok(Json(json!({ "entries": answer.entries.iter().map(audit_row).collect::<Vec<_>>() })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let mut documented: Vec<&str> =
+            doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut served = ROUTES.to_vec();
+        documented.sort_unstable();
+        served.sort_unstable();
+        assert_eq!(documented, served);
+    }
+}

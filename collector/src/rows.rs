@@ -1,0 +1,111 @@
+//! Each analyst answer as JSON rows: one shape shared by `zdn` (table, JSON, CSV) and the
+//! HTTP API, so both show the same fields under the same names.
+//!
+//! Times are RFC 3339 in UTC; where the caller may not see other institutions' names, a
+//! correlation's `participants` is their number instead of a list, and a timeline entry of
+//! another institution reads `(another institution)`.
+
+use serde_json::{Map, Value, json};
+use zdn_agent::sighting::format_unix_ms;
+use zdn_indicators::Kind;
+use zdn_proto::v1;
+use zdn_proto::{kind_from_wire, via_from_wire};
+
+/// One ordered JSON object.
+pub type Row = Map<String, Value>;
+
+fn kind_name(kind: i32) -> &'static str {
+    kind_from_wire(kind).map_or("unknown", Kind::as_str)
+}
+
+fn to_row(value: Value) -> Row {
+    match value {
+        Value::Object(map) => map,
+        _ => Row::new(),
+    }
+}
+
+/// `participants` is the list of ids where the caller may see them, else their count.
+pub fn correlation_row(c: &v1::Correlation) -> Row {
+    let participants =
+        if c.participants.is_empty() { json!(c.participant_count) } else { json!(c.participants) };
+    to_row(json!({
+        "indicator": c.indicator,
+        "kind": kind_name(c.kind),
+        "participants": participants,
+        "participant_count": c.participant_count,
+        "first_seen": format_unix_ms(c.first_seen_unix_ms),
+        "last_seen": format_unix_ms(c.last_seen_unix_ms),
+        "sightings": c.sightings,
+        "opened": format_unix_ms(c.opened_unix_ms),
+    }))
+}
+
+pub fn sighting_row(s: &v1::StoredSighting) -> Row {
+    let w = s.sighting.clone().unwrap_or_default();
+    to_row(json!({
+        "participant": s.participant,
+        "agent": s.agent,
+        "indicator": w.indicator,
+        "kind": kind_name(w.kind),
+        "via": via_from_wire(w.via).map_or("unknown", |v| v.as_str()),
+        "observed": w.observed,
+        "resolved_name": w.resolved_name,
+        "first_seen": format_unix_ms(w.first_seen_unix_ms),
+        "last_seen": format_unix_ms(w.last_seen_unix_ms),
+        "count": w.count,
+        "src": w.src,
+        "dst_ip": w.dst_ip,
+        "dst_port": w.dst_port,
+        "proto": w.proto,
+        "id": w.id,
+    }))
+}
+
+pub fn indicator_rows(d: &v1::IndicatorDetail) -> Vec<Row> {
+    d.participants
+        .iter()
+        .map(|p| {
+            let vias: Vec<&str> =
+                p.vias.iter().filter_map(|v| via_from_wire(*v).ok()).map(|v| v.as_str()).collect();
+            let participant = if p.participant.is_empty() { "(another institution)" } else { &p.participant };
+            to_row(json!({
+                "indicator": d.indicator,
+                "participant": participant,
+                "first_seen": format_unix_ms(p.first_seen_unix_ms),
+                "last_seen": format_unix_ms(p.last_seen_unix_ms),
+                "sightings": p.sightings,
+                "vias": vias,
+            }))
+        })
+        .collect()
+}
+
+pub fn agent_row(a: &v1::AgentStatus) -> Row {
+    to_row(json!({
+        "participant": a.participant,
+        "agent": a.agent,
+        "status": if a.stale { "STALE" } else { "ok" },
+        "last_heartbeat": format_unix_ms(a.last_heartbeat_unix_ms),
+        "version": a.agent_version,
+        "indicators": a.indicator_count,
+        "packets": a.packets_seen,
+        "kernel_drops": a.packets_dropped_kernel,
+        "sent": a.sightings_sent,
+        "queued": a.sightings_queued,
+        "held_back": a.sightings_held_back,
+        "blind_spots": a.blind_spots.values().sum::<u64>(),
+        "rss_mb": a.rss_bytes / (1024 * 1024),
+    }))
+}
+
+pub fn audit_row(e: &v1::AuditEntry) -> Row {
+    to_row(json!({
+        "at": format_unix_ms(e.at_unix_ms),
+        "participant": e.participant,
+        "name": e.name,
+        "role": e.role,
+        "action": e.action,
+        "detail": e.detail,
+    }))
+}
