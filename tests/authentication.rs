@@ -147,3 +147,50 @@ async fn oversized_heartbeats_are_refused() {
     let long = v1::HeartbeatRequest { agent_version: "x".repeat(65), ..Default::default() };
     assert!(zdn_agent::uplink::heartbeat(channel, long).await.is_err());
 }
+
+/// An agent over its ingest rate is refused with the time to wait; sending again what was
+/// not acknowledged (as the agent's spool does, after its backoff) stores everything once, so
+/// the refusal delayed sightings without losing any.
+#[tokio::test]
+async fn an_agent_over_its_ingest_rate_is_told_to_wait_and_loses_nothing() {
+    const BATCH: usize = 2; // what `Network::send` uses
+    let net = Network::start_configured("sqlite", false, |c| {
+        c.max_batch_sightings = BATCH;
+        c.ingest.per_agent_sightings_per_second = 1;
+        c.ingest.per_agent_burst = 2;
+    })
+    .await
+    .unwrap();
+    let agent = net.issue("umc-noord", Role::Agent, "gw-1");
+    let sightings = net.sightings_of(&site("umc-noord")).unwrap();
+    assert!(sightings.len() > 2, "more than one burst");
+    let mut sent = 0;
+    let mut refusals = 0;
+    for _ in 0..30 {
+        match net.send(&agent, &sightings[sent..]).await {
+            Ok(_) => {
+                sent = sightings.len();
+                break;
+            }
+            Err(e) => {
+                let Some(UplinkError::Broken { acked, status, .. }) = e.downcast_ref::<UplinkError>() else {
+                    panic!("unexpected error: {e:#}")
+                };
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+                assert!(status.message().contains("retry in"), "{}", status.message());
+                sent += *acked as usize * BATCH;
+                refusals += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            }
+        }
+    }
+    assert_eq!(sent, sightings.len(), "all delivered within 30 tries");
+    assert!(refusals > 0, "the rate limit did bind");
+    // Another agent is not affected by gw-1's limit.
+    let other = net.issue("ggz-oost", Role::Agent, "gw-1");
+    let theirs = net.sightings_of(&site("ggz-oost")).unwrap();
+    assert_eq!(net.send(&other, &theirs).await.unwrap().stored, theirs.len() as u64);
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    let rows = net.zdn_json(&analyst, &["sightings", "--participant", "umc-noord"]).await.unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), sightings.len(), "every sighting stored exactly once");
+}

@@ -17,6 +17,10 @@
 //! [correlation]
 //! min_participants = 2                  # distinct participants that open a correlation
 //! window_hours = 24                     # ... within this window of packet time
+//!
+//! [ingest]
+//! per_agent_sightings_per_second = 20000 # long-run rate per agent; more is refused, retried
+//! per_agent_burst = 200000              # ... with bursts up to this (>= max_batch_sightings)
 //! ```
 
 use serde::Deserialize;
@@ -42,6 +46,20 @@ pub struct Config {
     pub max_message_bytes: usize,
     pub stale_after_seconds: u64,
     pub correlation: CorrelationConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub per_agent_sightings_per_second: u32,
+    pub per_agent_burst: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { per_agent_sightings_per_second: 20_000, per_agent_burst: 200_000 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -67,6 +85,7 @@ impl Default for Config {
             max_message_bytes: 4 * 1024 * 1024,
             stale_after_seconds: 300,
             correlation: CorrelationConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -108,6 +127,13 @@ impl Config {
         }
         if self.max_batch_sightings == 0 || self.max_message_bytes < 1024 {
             return invalid("max_batch_sightings must be >= 1 and max_message_bytes >= 1024");
+        }
+        if self.ingest.per_agent_sightings_per_second == 0
+            || (self.ingest.per_agent_burst as usize) < self.max_batch_sightings
+        {
+            return invalid(
+                "ingest.per_agent_sightings_per_second must be >= 1 and ingest.per_agent_burst >= max_batch_sightings",
+            );
         }
         self.store_location()?;
         zdn_transport::identity::validate_participant(&self.cert_participant)

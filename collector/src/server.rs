@@ -135,6 +135,10 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     let (shutdown, stop_signal) = watch::channel(false);
     let shared = Shared {
         store,
+        ingest_limits: Arc::new(crate::service::ingest_limit::IngestLimits::new(
+            config.ingest.per_agent_sightings_per_second,
+            config.ingest.per_agent_burst,
+        )),
         config: Arc::new(config),
         events: broadcast::channel(EVENT_BUFFER).0,
         shutdown: stop_signal.clone(),

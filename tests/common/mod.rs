@@ -37,10 +37,20 @@ impl Network {
 
     /// A collector on the store `store` (a `collector.toml` `store` value).
     pub async fn start_on(store: &str, insecure_dev: bool) -> Result<Network> {
+        Network::start_configured(store, insecure_dev, |_| {}).await
+    }
+
+    /// A collector whose configuration `adjust` changes first.
+    pub async fn start_configured(
+        store: &str,
+        insecure_dev: bool,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Network> {
         let dir = tempfile::tempdir()?;
         let pki = dir.path().join("pki");
         pki::init(&pki, &[])?;
-        let config = collector_config(dir.path(), &pki, store)?;
+        let mut config = collector_config(dir.path(), &pki, store)?;
+        adjust(&mut config);
         let collector = server::start(config, insecure_dev).await?;
         let scheme = if insecure_dev { "http" } else { "https" };
         let url = format!("{scheme}://{}", collector.addr);

@@ -3,6 +3,7 @@
 pub mod analyst;
 pub mod fleet;
 pub mod indicator;
+pub mod ingest_limit;
 pub mod sighting;
 
 use crate::config::Config;
@@ -17,6 +18,8 @@ use zdn_proto::v1;
 pub struct Shared {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
+    /// Per-agent ingest rates.
+    pub ingest_limits: Arc<ingest_limit::IngestLimits>,
     /// Correlation openings and escalations, for `WatchCorrelations` subscribers.
     pub events: broadcast::Sender<v1::CorrelationEvent>,
     /// Becomes `true` when the collector stops; long-lived streams end then, so a graceful

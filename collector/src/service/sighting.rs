@@ -104,6 +104,7 @@ async fn ingest(
             batch.sightings.len()
         )));
     }
+    shared.ingest_limits.admit(&peer.identity, batch.sightings.len())?;
     *last_sequence = batch.sequence;
     let store = shared.store.clone();
     let (participant, agent) = (peer.identity.participant.clone(), peer.identity.name.clone());
