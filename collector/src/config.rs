@@ -21,6 +21,14 @@
 //! [ingest]
 //! per_agent_sightings_per_second = 20000 # long-run rate per agent; more is refused, retried
 //! per_agent_burst = 200000              # ... with bursts up to this (>= max_batch_sightings)
+//!
+//! [alerts]                              # correlation opened/escalated → CERT systems
+//! webhook = ""                          # http(s) URL: one signed JSON POST per event
+//! webhook_secret_file = ""              # HMAC-SHA256 key file for X-ZDN-Signature
+//! webhook_ca = ""                       # extra CA (PEM) for the webhook's certificate
+//! webhook_attempts = 8                  # tries per event (transient failures only)
+//! webhook_first_retry_ms = 1000         # first backoff; doubles, jittered
+//! syslog = ""                           # syslog socket, e.g. /dev/log
 //! ```
 
 use serde::Deserialize;
@@ -47,6 +55,32 @@ pub struct Config {
     pub stale_after_seconds: u64,
     pub correlation: CorrelationConfig,
     pub ingest: IngestConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// Where correlation alerts go besides `WatchCorrelations` (see `alerts`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub webhook: String,
+    pub webhook_secret_file: String,
+    pub webhook_ca: String,
+    pub webhook_attempts: u32,
+    pub webhook_first_retry_ms: u64,
+    pub syslog: String,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook: String::new(),
+            webhook_secret_file: String::new(),
+            webhook_ca: String::new(),
+            webhook_attempts: 8,
+            webhook_first_retry_ms: 1000,
+            syslog: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -86,6 +120,7 @@ impl Default for Config {
             stale_after_seconds: 300,
             correlation: CorrelationConfig::default(),
             ingest: IngestConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }

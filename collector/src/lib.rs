@@ -21,10 +21,12 @@
 //! | [`service`] | one file per gRPC service |
 //! | [`store`] | SQLite or PostgreSQL: sightings, per-indicator aggregates, correlations, agents, audit |
 //! | [`correlation`] | the rule that opens and escalates correlations |
+//! | [`alerts`] | correlation events to a signed webhook and syslog |
 //! | [`http`] | the analyst API as HTTP/JSON (+ OpenAPI, server-sent events) on the gRPC port |
 //! | [`cli`] | the analyst CLI `zdn`: queries, output formats, the demo |
 
 pub mod access;
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod correlation;

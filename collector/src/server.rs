@@ -29,6 +29,8 @@ use zdn_transport::server::{ListenerStats, Security, incoming};
 pub struct RunningCollector {
     pub addr: SocketAddr,
     pub stats: Arc<ListenerStats>,
+    /// What the alert sinks did; `None` when no sink is configured.
+    pub alerts: Option<Arc<crate::alerts::AlertStats>>,
     publishing: Arc<Publishing>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
@@ -144,6 +146,8 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         shutdown: stop_signal.clone(),
     };
 
+    let alert_stats = crate::alerts::start(&shared.config.alerts, &shared.events, stop_signal.clone())
+        .context("starting the alert sinks")?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<SightingServiceServer<Ingest>>().await;
     health_reporter.set_serving::<AnalystServiceServer<Analyst>>().await;
@@ -183,7 +187,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     let task =
         tokio::spawn(router.serve_with_incoming_shutdown(conns, crate::service::stopping(stop_signal)));
     tracing::info!(%addr, "collector listening");
-    Ok(RunningCollector { addr, stats, publishing, shutdown, task })
+    Ok(RunningCollector { addr, stats, alerts: alert_stats, publishing, shutdown, task })
 }
 
 /// Reads revocation lists, PEM (one or more) or DER.

@@ -47,8 +47,22 @@ impl Network {
         adjust: impl FnOnce(&mut Config),
     ) -> Result<Network> {
         let dir = tempfile::tempdir()?;
+        pki::init(&dir.path().join("pki"), &[])?;
+        Network::start_with_dir(dir, store, insecure_dev, adjust).await
+    }
+
+    /// A collector in `dir`, whose `pki` the caller created (to use the CA before the start).
+    pub async fn start_in(dir: TempDir, store: &str, adjust: impl FnOnce(&mut Config)) -> Result<Network> {
+        Network::start_with_dir(dir, store, false, adjust).await
+    }
+
+    async fn start_with_dir(
+        dir: TempDir,
+        store: &str,
+        insecure_dev: bool,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Network> {
         let pki = dir.path().join("pki");
-        pki::init(&pki, &[])?;
         let mut config = collector_config(dir.path(), &pki, store)?;
         adjust(&mut config);
         let collector = server::start(config, insecure_dev).await?;
