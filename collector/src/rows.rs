@@ -14,11 +14,22 @@ use zdn_proto::{kind_from_wire, via_from_wire};
 /// One ordered JSON object.
 pub type Row = Map<String, Value>;
 
+/// The name of a correlation event's change: `opened`, `escalated`, `closed_false_positive`.
+pub fn change_name(change: i32) -> &'static str {
+    use v1::correlation_event::Change;
+    match Change::try_from(change) {
+        Ok(Change::Opened) => "opened",
+        Ok(Change::Escalated) => "escalated",
+        Ok(Change::ClosedFalsePositive) => "closed_false_positive",
+        _ => "unknown",
+    }
+}
+
 fn kind_name(kind: i32) -> &'static str {
     kind_from_wire(kind).map_or("unknown", Kind::as_str)
 }
 
-fn to_row(value: Value) -> Row {
+pub fn to_row(value: Value) -> Row {
     match value {
         Value::Object(map) => map,
         _ => Row::new(),
@@ -38,6 +49,7 @@ pub fn correlation_row(c: &v1::Correlation) -> Row {
         "last_seen": format_unix_ms(c.last_seen_unix_ms),
         "sightings": c.sightings,
         "opened": format_unix_ms(c.opened_unix_ms),
+        "status": c.status,
     }))
 }
 

@@ -126,8 +126,16 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
 
     let publisher = Publisher::load_or_create(&config.publish_key_path())?;
     tracing::info!(public_key = %publisher.public_hex(), "indicator sets are signed with this key; pin it on agents");
-    let publishing =
-        Arc::new(Publishing::start(publisher, config.indicators.clone(), config.allowlists.clone())?);
+    let withdrawn = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.false_positives()).await??
+    };
+    let publishing = Arc::new(Publishing::start(
+        publisher,
+        config.indicators.clone(),
+        config.allowlists.clone(),
+        withdrawn,
+    )?);
 
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
@@ -143,6 +151,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         )),
         config: Arc::new(config),
         events: broadcast::channel(EVENT_BUFFER).0,
+        publishing: publishing.clone(),
         shutdown: stop_signal.clone(),
     };
 

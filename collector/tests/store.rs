@@ -59,6 +59,7 @@ on_both_engines!(
     sightings_page_newest_first_without_gaps,
     heartbeats_and_audit_entries_round_trip,
     two_instances_writing_at_once_lose_no_correlation,
+    a_false_positive_closes_and_stays_closed,
 );
 
 fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
@@ -247,6 +248,34 @@ fn two_instances_writing_at_once_lose_no_correlation(engine: &Engine) {
     let open = instances[1].correlations(&all()).unwrap();
     assert_eq!(open.len(), 10);
     assert!(open.iter().all(|c| c.participant_count == 8 && c.sightings == 80));
+}
+
+fn a_false_positive_closes_and_stays_closed(engine: &Engine) {
+    let store = engine.open();
+    let store = store.as_ref();
+    let who = zdn_transport::Identity {
+        participant: "z-cert".into(),
+        role: zdn_transport::Role::Analyst,
+        name: "ann".into(),
+    };
+    ingest(store, "a", &[wire("1", "cdn.example", 0)]);
+    ingest(store, "b", &[wire("2", "cdn.example", 1)]);
+    let closed = store.mark_false_positive("cdn.example", &who, "shared CDN", 50).unwrap().unwrap();
+    assert_eq!(
+        (closed.status.as_str(), closed.participant_count, closed.updated_unix_ms),
+        ("false_positive", 2, 50)
+    );
+    assert!(store.mark_false_positive("cdn.example", &who, "again", 60).unwrap().is_none(), "already closed");
+    assert!(ingest(store, "c", &[wire("3", "cdn.example", 2)]).changes.is_empty(), "no escalation");
+    // Marked before it ever correlates: it never opens.
+    store.mark_false_positive("quiet.example", &who, "vendor", 70).unwrap();
+    ingest(store, "a", &[wire("4", "quiet.example", 0)]);
+    assert!(ingest(store, "b", &[wire("5", "quiet.example", 0)]).changes.is_empty());
+    let listed = store.correlations(&all()).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].status.as_str(), listed[0].participant_count), ("false_positive", 2));
+    assert_eq!(store.false_positives().unwrap(), ["cdn.example", "quiet.example"]);
+    assert_eq!(store.indicator("cdn.example").unwrap().unwrap().participants.len(), 3, "sightings are kept");
 }
 
 #[test]

@@ -11,14 +11,14 @@
 pub mod webhook;
 
 use crate::config::AlertsConfig;
-use crate::rows::correlation_row;
+use crate::rows::{change_name, correlation_row};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 use tokio::sync::{broadcast, mpsc, watch};
 use webhook::Webhook;
-use zdn_proto::v1::{self, correlation_event::Change};
+use zdn_proto::v1;
 
 /// Webhook deliveries waiting for the worker before new ones are dropped.
 const WEBHOOK_QUEUE: usize = 1024;
@@ -42,13 +42,8 @@ pub struct AlertStats {
 
 /// The alert document of one event: what the webhook posts and syslog carries.
 pub fn document(event: &v1::CorrelationEvent) -> Value {
-    let change = match Change::try_from(event.change) {
-        Ok(Change::Opened) => "correlation.opened",
-        Ok(Change::Escalated) => "correlation.escalated",
-        _ => "correlation.changed",
-    };
     let correlation = event.correlation.as_ref().map(correlation_row).map(Value::Object);
-    json!({ "event": change, "correlation": correlation })
+    json!({ "event": format!("correlation.{}", change_name(event.change)), "correlation": correlation })
 }
 
 /// Starts the configured sinks; returns `None` when none is configured.

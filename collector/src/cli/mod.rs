@@ -6,7 +6,7 @@
 pub mod demo;
 pub mod output;
 
-use crate::rows::{agent_row, audit_row, correlation_row, indicator_rows, sighting_row};
+use crate::rows::{agent_row, audit_row, change_name, correlation_row, indicator_rows, sighting_row, to_row};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use output::{Format, Row};
@@ -61,6 +61,9 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Manage the published indicators (CERT analysts and admins).
+    #[command(subcommand)]
+    Indicators(IndicatorsCommand),
     /// Print correlations as they open and escalate.
     Watch {
         /// Stop after this many events.
@@ -69,6 +72,19 @@ pub enum Command {
     },
     /// Start a collector and three agents over demo captures, and show what correlates.
     Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+pub enum IndicatorsCommand {
+    /// Mark an indicator as a false positive: it is withdrawn from the published set at once
+    /// (agents stop reporting it after their next sync) and its correlations are closed.
+    FalsePositive {
+        /// The indicator as sightings and correlations name it.
+        value: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Args)]
@@ -156,16 +172,23 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
                 client.list_audit(v1::ListAuditRequest { since_unix_ms, limit }).await?.into_inner();
             response.entries.iter().map(audit_row).collect()
         }
+        Command::Indicators(IndicatorsCommand::FalsePositive { value, reason }) => {
+            let request = v1::MarkFalsePositiveRequest { indicator: value.clone(), reason };
+            let answer = client.mark_false_positive(request).await?.into_inner();
+            vec![to_row(json!({
+                "indicator": value,
+                "status": "false_positive",
+                "correlations_closed": answer.correlations_closed,
+                "published_version": answer.published_version,
+            }))]
+        }
         Command::Watch { count } => {
             let mut events = client.watch_correlations(v1::WatchCorrelationsRequest {}).await?.into_inner();
             let mut seen = 0;
             while count.is_none_or(|c| seen < c) {
                 let Some(event) = events.message().await? else { break };
-                let change = v1::correlation_event::Change::try_from(event.change).map_or("unknown", |c| {
-                    if c == v1::correlation_event::Change::Opened { "opened" } else { "escalated" }
-                });
                 let mut row = Row::new();
-                row.insert("change".into(), json!(change));
+                row.insert("change".into(), json!(change_name(event.change)));
                 row.extend(event.correlation.as_ref().map(correlation_row).unwrap_or_default());
                 output::write(out, cli.format, &[row])?;
                 out.flush()?;

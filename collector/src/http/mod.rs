@@ -10,7 +10,7 @@
 //!
 //! Errors are JSON (`{"error": "..."}`) with the HTTP status of the gRPC code.
 
-use crate::rows::{agent_row, audit_row, correlation_row, indicator_rows, sighting_row};
+use crate::rows::{agent_row, audit_row, change_name, correlation_row, indicator_rows, sighting_row};
 use crate::service::analyst::Analyst;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
@@ -153,9 +153,7 @@ async fn watch(
     let events = events.map(|event| {
         Ok(match event {
             Ok(e) => {
-                let change = v1::correlation_event::Change::try_from(e.change).map_or("unknown", |c| {
-                    if c == v1::correlation_event::Change::Opened { "opened" } else { "escalated" }
-                });
+                let change = change_name(e.change);
                 let row = e.correlation.as_ref().map(correlation_row).unwrap_or_default();
                 Event::default().event(change).data(Value::Object(row).to_string())
             }

@@ -178,6 +178,54 @@ impl AnalystService for Analyst {
         Ok(Response::new(Box::pin(events)))
     }
 
+    async fn mark_false_positive(
+        &self,
+        request: Request<v1::MarkFalsePositiveRequest>,
+    ) -> Result<Response<v1::MarkFalsePositiveResponse>, Status> {
+        // Audited before the role check, so refused attempts are on record too.
+        let view = self.view(&request, "mark_false_positive").await?;
+        let peer = authorise(&request, Role::Analyst)?;
+        if view != View::All {
+            return Err(Status::permission_denied(
+                "only CERT analysts and admins mark false positives; ask the CERT",
+            ));
+        }
+        let r = request.into_inner();
+        if r.indicator.is_empty() || r.indicator.len() > 2048 {
+            return Err(Status::invalid_argument("indicator must be 1-2048 bytes"));
+        }
+        let reason = r.reason.trim().to_owned();
+        if reason.is_empty() || reason.len() > 1000 {
+            return Err(Status::invalid_argument("a reason (1-1000 bytes) is required"));
+        }
+        let (store, indicator) = (self.shared.store.clone(), r.indicator.clone());
+        let closed =
+            blocking(move || store.mark_false_positive(&indicator, &peer.identity, &reason, now_ms()))
+                .await?;
+        let publishing = self.shared.publishing.clone();
+        let indicator = r.indicator.clone();
+        let version = match tokio::task::spawn_blocking(move || publishing.withdraw(&indicator)).await {
+            Ok(Ok(version)) => version,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "false positive recorded, but the indicator set could not be republished");
+                return Err(Status::unavailable(
+                    "marked, but republishing failed (see the collector log); it is withdrawn at the next publish",
+                ));
+            }
+            Err(e) => return Err(Status::internal(format!("republishing task failed: {e}"))),
+        };
+        let closed_count = u32::from(closed.is_some());
+        if let Some(correlation) = closed {
+            let change = v1::correlation_event::Change::ClosedFalsePositive as i32;
+            let _ = self.shared.events.send(v1::CorrelationEvent { change, correlation: Some(correlation) });
+        }
+        tracing::info!(indicator = %r.indicator, version, "indicator marked as a false positive and withdrawn");
+        Ok(Response::new(v1::MarkFalsePositiveResponse {
+            correlations_closed: closed_count,
+            published_version: version,
+        }))
+    }
+
     async fn list_audit(
         &self,
         request: Request<v1::ListAuditRequest>,

@@ -5,11 +5,13 @@
 //! [`Publishing::republish`] (SIGHUP). An agent that names another version gets the whole signed
 //! set, in chunks of at most [`CHUNK`] bytes; the stream then stays open and every later
 //! version is pushed on it as it is published, until the collector stops.
+//! Indicators marked as false positives are withdrawn from every version published after the
+//! mark ([`Publishing::withdraw`] publishes one at once).
 //! Not yet: deltas (a new version is sent whole).
 
 use crate::access::authorise;
 use futures::{Stream, StreamExt};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -64,8 +66,8 @@ pub struct Publishing {
     indicators: Vec<PathBuf>,
     allowlists: Vec<PathBuf>,
     current: watch::Sender<Arc<Published>>,
-    /// One rebuild at a time.
-    rebuilding: Mutex<()>,
+    /// Indicator values marked as false positives; the lock also makes rebuilds one at a time.
+    withdrawn: Mutex<BTreeSet<String>>,
 }
 
 impl Publishing {
@@ -75,24 +77,40 @@ impl Publishing {
         publisher: Publisher,
         indicators: Vec<PathBuf>,
         allowlists: Vec<PathBuf>,
+        withdrawn: Vec<String>,
     ) -> Result<Publishing, zdn_indicators::LoadError> {
+        let withdrawn: BTreeSet<String> = withdrawn.into_iter().collect();
         let built = zdn_indicators::build_set(&indicators, &allowlists, None)?;
-        tracing::info!(summary = %built.summary(), "indicators loaded for publishing");
+        tracing::info!(summary = %built.summary(), withdrawn = withdrawn.len(), "indicators loaded for publishing");
+        let set = without(built.set, &withdrawn);
         let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1);
-        let current = watch::Sender::new(Arc::new(Published::new(version, &built.set, &publisher)));
-        Ok(Publishing { publisher, indicators, allowlists, current, rebuilding: Mutex::new(()) })
+        let current = watch::Sender::new(Arc::new(Published::new(version, &set, &publisher)));
+        Ok(Publishing { publisher, indicators, allowlists, current, withdrawn: Mutex::new(withdrawn) })
     }
 
     /// Loads the sources again and publishes them as the next version, pushed at once to every
     /// subscribed agent. On a load error the published version stays. Blocking (call off the
     /// async threads).
     pub fn republish(&self) -> Result<u64, zdn_indicators::LoadError> {
-        let _one = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+        let withdrawn = self.withdrawn.lock().unwrap_or_else(|p| p.into_inner());
+        self.publish(&withdrawn)
+    }
+
+    /// Withdraws `indicator` (a false positive) and publishes the set without it. Blocking.
+    pub fn withdraw(&self, indicator: &str) -> Result<u64, zdn_indicators::LoadError> {
+        let mut withdrawn = self.withdrawn.lock().unwrap_or_else(|p| p.into_inner());
+        withdrawn.insert(indicator.to_owned());
+        self.publish(&withdrawn)
+    }
+
+    fn publish(&self, withdrawn: &BTreeSet<String>) -> Result<u64, zdn_indicators::LoadError> {
         let built = zdn_indicators::build_set(&self.indicators, &self.allowlists, None)?;
+        let summary = built.summary();
+        let set = without(built.set, withdrawn);
         let previous = self.current.borrow().version;
         let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1).max(previous + 1);
-        self.current.send_replace(Arc::new(Published::new(version, &built.set, &self.publisher)));
-        tracing::info!(version, summary = %built.summary(), "published a new indicator set version");
+        self.current.send_replace(Arc::new(Published::new(version, &set, &self.publisher)));
+        tracing::info!(version, %summary, withdrawn = withdrawn.len(), "published a new indicator set version");
         Ok(version)
     }
 
@@ -103,6 +121,16 @@ impl Publishing {
     pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
         self.current.subscribe()
     }
+}
+
+/// `set` without the indicators whose value is in `withdrawn` (rebuilt only when needed).
+fn without(set: IndicatorSet, withdrawn: &BTreeSet<String>) -> IndicatorSet {
+    if withdrawn.is_empty() {
+        return set;
+    }
+    let kept: Vec<_> =
+        set.iter().map(|m| m.to_indicator()).filter(|i| !withdrawn.contains(&i.value)).collect();
+    IndicatorSet::from_sources(&[kept])
 }
 
 pub struct Indicators {

@@ -22,6 +22,8 @@ pub struct Shared {
     pub ingest_limits: Arc<ingest_limit::IngestLimits>,
     /// Correlation openings and escalations, for `WatchCorrelations` subscribers.
     pub events: broadcast::Sender<v1::CorrelationEvent>,
+    /// The published indicator set (false positives withdraw from it).
+    pub publishing: Arc<indicator::Publishing>,
     /// Becomes `true` when the collector stops; long-lived streams end then, so a graceful
     /// shutdown does not wait for clients that never hang up.
     pub shutdown: watch::Receiver<bool>,

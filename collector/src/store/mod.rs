@@ -142,7 +142,25 @@ pub trait Store: Send + Sync {
 
     /// Audit entries at or after `since_ms`, newest first.
     fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::AuditEntry>, StoreError>;
+
+    /// Marks `indicator` as a false positive (again: the reason is updated) and closes its
+    /// correlation; later sightings are stored but never reopen it. Returns the closed
+    /// correlation, if one was open.
+    fn mark_false_positive(
+        &self,
+        indicator: &str,
+        who: &zdn_transport::Identity,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Option<v1::Correlation>, StoreError>;
+
+    /// Every indicator marked as a false positive (withdrawn from publishing).
+    fn false_positives(&self) -> Result<Vec<String>, StoreError>;
 }
+
+/// `correlations.status` of an open correlation and of one closed as a false positive.
+pub const OPEN: &str = "open";
+pub const FALSE_POSITIVE: &str = "false_positive";
 
 /// A sighting that passed validation, as the store takes it.
 pub struct NewSighting<'a> {
@@ -280,7 +298,7 @@ impl SightingRow {
 /// Columns of a correlation row, in the order [`correlation_wire`] takes them.
 pub(crate) const CORRELATION_COLUMNS: &str =
     "SELECT indicator, kind, participants, participant_count, first_seen, last_seen,
-    sightings, opened, updated FROM correlations";
+    sightings, opened, updated, status FROM correlations";
 
 #[allow(clippy::too_many_arguments)] // one argument per column, in column order
 pub(crate) fn correlation_wire(
@@ -293,6 +311,7 @@ pub(crate) fn correlation_wire(
     sightings: i64,
     opened: i64,
     updated: i64,
+    status: String,
 ) -> v1::Correlation {
     v1::Correlation {
         indicator,
@@ -305,6 +324,7 @@ pub(crate) fn correlation_wire(
         opened_unix_ms: opened,
         updated_unix_ms: updated,
         includes_caller: false,
+        status,
     }
 }
 

@@ -14,8 +14,8 @@
 //!   migration once; `zdn_schema` records how many ran.
 
 use super::{
-    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Ingested, NewSighting,
-    ParticipantWindow, SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError,
+    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, FALSE_POSITIVE, Ingested, NewSighting,
+    OPEN, ParticipantWindow, SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError,
     correlation_wire, evaluate, kind_wire, next_token, vias_wire,
 };
 use crate::correlation::CorrelationRule;
@@ -25,7 +25,8 @@ use tokio_postgres::{NoTls, Row, Transaction};
 use zdn_indicators::Kind;
 use zdn_proto::v1;
 
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE sightings (
     row_id BIGSERIAL PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -99,7 +100,18 @@ CREATE TABLE audit (
     detail TEXT NOT NULL
 );
 CREATE INDEX audit_by_time ON audit (at);
-"];
+",
+    r"
+ALTER TABLE correlations ADD COLUMN status TEXT NOT NULL DEFAULT 'open';
+CREATE TABLE false_positives (
+    indicator TEXT PRIMARY KEY,
+    marked_at BIGINT NOT NULL,
+    participant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+",
+];
 
 /// Session advisory lock key held while migrating ("zdn" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7a_646e;
@@ -203,6 +215,10 @@ async fn correlate(
     kind: Kind,
     now_ms: i64,
 ) -> Result<Option<v1::CorrelationEvent>, StoreError> {
+    // A false positive stays closed, whatever arrives later from agents with an older set.
+    if tx.query_opt("SELECT 1 FROM false_positives WHERE indicator = $1", &[&indicator]).await?.is_some() {
+        return Ok(None);
+    }
     let latest: i64 = tx
         .query_one("SELECT max(last_seen) FROM indicator_participants WHERE indicator = $1", &[&indicator])
         .await?
@@ -541,6 +557,55 @@ impl Store for PostgresStore {
         })
     }
 
+    fn mark_false_positive(
+        &self,
+        indicator: &str,
+        who: &zdn_transport::Identity,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Option<v1::Correlation>, StoreError> {
+        self.run(async |pool: &Pool| {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            // Serialised with ingest of the same indicator (see the module comment).
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(indicator)]).await?;
+            tx.execute(
+                "INSERT INTO false_positives (indicator, marked_at, participant, name, reason)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (indicator) DO UPDATE SET marked_at = excluded.marked_at,
+                   participant = excluded.participant, name = excluded.name, reason = excluded.reason",
+                &[&indicator, &now_ms, &who.participant, &who.name, &reason],
+            )
+            .await?;
+            let closed = tx
+                .query_opt(
+                    &format!(
+                        "UPDATE correlations SET status = $2, updated = $3 WHERE indicator = $1 AND status = $4
+                         RETURNING {}",
+                        CORRELATION_COLUMNS
+                            .trim_start_matches("SELECT ")
+                            .trim_end_matches(" FROM correlations")
+                    ),
+                    &[&indicator, &FALSE_POSITIVE, &now_ms, &OPEN],
+                )
+                .await?
+                .map(|r| correlation_row(&r));
+            tx.commit().await?;
+            Ok(closed)
+        })
+    }
+
+    fn false_positives(&self) -> Result<Vec<String>, StoreError> {
+        self.run(async |pool: &Pool| {
+            let rows = pool
+                .get()
+                .await?
+                .query("SELECT indicator FROM false_positives ORDER BY indicator", &[])
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::AuditEntry>, StoreError> {
         let limit = i64::from(limit);
         self.run(async |pool: &Pool| {
@@ -579,5 +644,6 @@ fn correlation_row(r: &Row) -> v1::Correlation {
         r.get(6),
         r.get(7),
         r.get(8),
+        r.get(9),
     )
 }

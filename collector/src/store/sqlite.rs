@@ -5,8 +5,8 @@
 //! the aggregate its own transaction just wrote.
 
 use super::{
-    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Ingested, NewSighting,
-    ParticipantWindow, SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError,
+    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, FALSE_POSITIVE, Ingested, NewSighting,
+    OPEN, ParticipantWindow, SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError,
     correlation_wire, evaluate, kind_wire, next_token, vias_wire,
 };
 use crate::correlation::CorrelationRule;
@@ -98,6 +98,16 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_time ON audit (at);
 ",
+    r"
+ALTER TABLE correlations ADD COLUMN status TEXT NOT NULL DEFAULT 'open';
+CREATE TABLE false_positives (
+    indicator TEXT PRIMARY KEY,
+    marked_at INTEGER NOT NULL,
+    participant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+",
 ];
 
 pub struct SqliteStore {
@@ -139,6 +149,12 @@ impl SqliteStore {
         kind: Kind,
         now_ms: i64,
     ) -> Result<Option<v1::CorrelationEvent>, StoreError> {
+        // A false positive stays closed, whatever arrives later from agents with an older set.
+        let withdrawn: bool =
+            tx.prepare_cached("SELECT 1 FROM false_positives WHERE indicator = ?1")?.exists([indicator])?;
+        if withdrawn {
+            return Ok(None);
+        }
         let latest: i64 = tx.query_row(
             "SELECT max(last_seen) FROM indicator_participants WHERE indicator = ?1",
             [indicator],
@@ -419,6 +435,45 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn mark_false_positive(
+        &self,
+        indicator: &str,
+        who: &zdn_transport::Identity,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Option<v1::Correlation>, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO false_positives (indicator, marked_at, participant, name, reason) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (indicator) DO UPDATE SET marked_at = excluded.marked_at, participant = excluded.participant,
+               name = excluded.name, reason = excluded.reason",
+            params![indicator, now_ms, who.participant, who.name, reason],
+        )?;
+        let closed = tx.execute(
+            "UPDATE correlations SET status = ?2, updated = ?3 WHERE indicator = ?1 AND status = ?4",
+            params![indicator, FALSE_POSITIVE, now_ms, OPEN],
+        )?;
+        let correlation = if closed > 0 {
+            Some(tx.query_row(
+                &format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"),
+                [indicator],
+                correlation_row,
+            )?)
+        } else {
+            None
+        };
+        tx.commit()?;
+        Ok(correlation)
+    }
+
+    fn false_positives(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached("SELECT indicator FROM false_positives ORDER BY indicator")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::AuditEntry>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
@@ -450,6 +505,7 @@ fn correlation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Correlation> {
         r.get(6)?,
         r.get(7)?,
         r.get(8)?,
+        r.get(9)?,
     ))
 }
 
