@@ -122,6 +122,13 @@ async fn the_json_api_answers_like_zdn_with_the_same_roles_and_audit() {
             .any(|e| e["name"] == "uma" && e["action"] == "list_sightings")
     );
 
+    // Exports download under the same view.
+    let bundle = get(&net, Some(&analyst), "/api/v1/export?format=stix", &[]).await.unwrap();
+    assert_eq!((bundle.status, bundle.body["type"].as_str()), (200, Some("bundle")));
+    let own = get(&net, Some(&umc), "/api/v1/export?format=misp", &[]).await.unwrap().body;
+    assert!(own.as_array().unwrap().iter().all(|e| e["source"] == "ZDN/umc-noord"), "{own}");
+    assert_eq!(get(&net, Some(&analyst), "/api/v1/export?format=pdf", &[]).await.unwrap().status, 400);
+
     let openapi = get(&net, Some(&analyst), "/api/v1/openapi.json", &[]).await.unwrap().body;
     assert_eq!(openapi["openapi"], "3.1.0");
 }

@@ -22,6 +22,7 @@
 //! | [`store`] | SQLite or PostgreSQL: sightings, per-indicator aggregates, correlations, agents, audit |
 //! | [`correlation`] | the rule that opens and escalates correlations |
 //! | [`alerts`] | correlation events to a signed webhook and syslog |
+//! | [`export`] | sightings as STIX 2.1, MISP sightings, CSV |
 //! | [`http`] | the analyst API as HTTP/JSON (+ OpenAPI, server-sent events) on the gRPC port |
 //! | [`cli`] | the analyst CLI `zdn`: queries, output formats, the demo |
 
@@ -30,6 +31,7 @@ pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod correlation;
+pub mod export;
 pub mod http;
 pub mod pki;
 pub mod rows;

@@ -61,6 +61,8 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Export sightings for other tools: a STIX 2.1 bundle, MISP sightings or CSV.
+    Export(ExportArgs),
     /// Manage the published indicators (CERT analysts and admins).
     #[command(subcommand)]
     Indicators(IndicatorsCommand),
@@ -72,6 +74,24 @@ pub enum Command {
     },
     /// Start a collector and three agents over demo captures, and show what correlates.
     Demo(demo::DemoArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// stix (a STIX 2.1 bundle of Sighting objects), misp (MISP sightings) or csv.
+    #[arg(value_name = "FORMAT", value_parser = ["stix", "misp", "csv"])]
+    document: String,
+    /// Only this indicator (e.g. one correlation's).
+    #[arg(long)]
+    indicator: Option<String>,
+    #[arg(long)]
+    participant: Option<String>,
+    /// Only sightings last seen since: RFC 3339 time, or an age like 30m, 24h, 7d.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only sightings first seen until: RFC 3339 time, or an age.
+    #[arg(long)]
+    until: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +191,29 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             let response =
                 client.list_audit(v1::ListAuditRequest { since_unix_ms, limit }).await?.into_inner();
             response.entries.iter().map(audit_row).collect()
+        }
+        Command::Export(a) => {
+            use v1::export_sightings_request::Format as Wire;
+            let format = match a.document.as_str() {
+                "stix" => Wire::Stix,
+                "misp" => Wire::Misp,
+                _ => Wire::Csv,
+            };
+            let request = v1::ExportSightingsRequest {
+                format: format as i32,
+                indicator: a.indicator.unwrap_or_default(),
+                participant: a.participant.unwrap_or_default(),
+                since_unix_ms: a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0),
+                until_unix_ms: a.until.as_deref().map(parse_since).transpose()?.unwrap_or(0),
+            };
+            let mut chunks = client.export_sightings(request).await?.into_inner();
+            while let Some(chunk) = chunks.message().await? {
+                if !chunk.media_type.is_empty() {
+                    eprintln!("{} sightings ({})", chunk.sightings, chunk.media_type);
+                }
+                out.write_all(&chunk.data)?;
+            }
+            return Ok(out.flush()?);
         }
         Command::Indicators(IndicatorsCommand::FalsePositive { value, reason }) => {
             let request = v1::MarkFalsePositiveRequest { indicator: value.clone(), reason };

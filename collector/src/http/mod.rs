@@ -39,6 +39,7 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/indicator",
     "/api/v1/fleet",
     "/api/v1/audit",
+    "/api/v1/export",
 ];
 
 pub fn router(analyst: Arc<Analyst>) -> Router {
@@ -50,6 +51,7 @@ pub fn router(analyst: Arc<Analyst>) -> Router {
         .route(ROUTES[4], get(indicator))
         .route(ROUTES[5], get(fleet))
         .route(ROUTES[6], get(audit))
+        .route(ROUTES[7], get(export))
         .with_state(analyst)
 }
 
@@ -245,6 +247,55 @@ async fn audit(
     let message = v1::ListAuditRequest { since_unix_ms: time(q.since.as_deref())?, limit: q.limit };
     let answer = analyst.list_audit(grpc(&request, message)).await?.into_inner();
     Ok(Json(json!({ "entries": answer.entries.iter().map(audit_row).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    format: String,
+    indicator: Option<String>,
+    participant: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// A download: the whole document, named for its format.
+async fn export(
+    State(analyst): State<Arc<Analyst>>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    use v1::export_sightings_request::Format as Wire;
+    let Query(q) = query?;
+    let (format, file) = match q.format.as_str() {
+        "stix" => (Wire::Stix, "zdn-sightings.stix.json"),
+        "misp" => (Wire::Misp, "zdn-sightings.misp.json"),
+        "csv" => (Wire::Csv, "zdn-sightings.csv"),
+        other => {
+            return Err(ApiError(tonic::Status::invalid_argument(format!(
+                "format {other:?}: expected stix, misp or csv"
+            ))));
+        }
+    };
+    let message = v1::ExportSightingsRequest {
+        format: format as i32,
+        indicator: q.indicator.unwrap_or_default(),
+        participant: q.participant.unwrap_or_default(),
+        since_unix_ms: time(q.since.as_deref())?,
+        until_unix_ms: time(q.until.as_deref())?,
+    };
+    let mut chunks = analyst.export_sightings(grpc(&request, message)).await?.into_inner();
+    let (mut media_type, mut body) = (String::new(), Vec::new());
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        if !chunk.media_type.is_empty() {
+            media_type = chunk.media_type;
+        }
+        body.extend_from_slice(&chunk.data);
+    }
+    let disposition = format!("attachment; filename=\"{file}\"");
+    Ok(([(header::CONTENT_TYPE, media_type), (header::CONTENT_DISPOSITION, disposition)], body)
+        .into_response())
 }
 
 #[cfg(test)]

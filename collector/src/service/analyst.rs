@@ -2,6 +2,7 @@
 
 use super::{Shared, blocking, now_ms, stopping};
 use crate::access::{View, authorise, view};
+use crate::export;
 use crate::store::{CorrelationFilter, SightingFilter};
 use futures::Stream;
 use std::pin::Pin;
@@ -33,6 +34,25 @@ fn non_empty(s: &str) -> Option<&str> {
 
 fn non_zero(ms: i64) -> Option<i64> {
     (ms != 0).then_some(ms)
+}
+
+/// Most sightings one export holds; narrow the time range for more.
+const MAX_EXPORT: usize = 100_000;
+
+/// Largest piece of an exported document in one message.
+const EXPORT_CHUNK: usize = 1 << 20;
+
+/// The participant filter a caller may use: anything for the CERT's view, only its own
+/// institution (also when it names none) for a participant analyst.
+fn scope(view: &View, requested: &str) -> Result<Option<String>, Status> {
+    match (view, non_empty(requested)) {
+        (View::All, p) => Ok(p.map(str::to_owned)),
+        (View::Own(me), None) => Ok(Some(me.clone())),
+        (View::Own(me), Some(p)) if p == me => Ok(Some(me.clone())),
+        (View::Own(_), Some(_)) => {
+            Err(Status::permission_denied("participant analysts see only their own sightings"))
+        }
+    }
 }
 
 impl Analyst {
@@ -95,14 +115,7 @@ impl AnalystService for Analyst {
     ) -> Result<Response<v1::ListSightingsResponse>, Status> {
         let view = self.view(&request, "list_sightings").await?;
         let r = request.into_inner();
-        let participant = match (&view, non_empty(&r.participant)) {
-            (View::All, p) => p.map(str::to_owned),
-            (View::Own(me), None) => Some(me.clone()),
-            (View::Own(me), Some(p)) if p == me => Some(me.clone()),
-            (View::Own(_), Some(_)) => {
-                return Err(Status::permission_denied("participant analysts see only their own sightings"));
-            }
-        };
+        let participant = scope(&view, &r.participant)?;
         let before_row = match non_empty(&r.page_token) {
             None => None,
             Some(t) => Some(t.parse::<i64>().map_err(|_| Status::invalid_argument("bad page_token"))?),
@@ -224,6 +237,70 @@ impl AnalystService for Analyst {
             correlations_closed: closed_count,
             published_version: version,
         }))
+    }
+
+    type ExportSightingsStream = Pin<Box<dyn Stream<Item = Result<v1::ExportChunk, Status>> + Send>>;
+
+    async fn export_sightings(
+        &self,
+        request: Request<v1::ExportSightingsRequest>,
+    ) -> Result<Response<Self::ExportSightingsStream>, Status> {
+        use v1::export_sightings_request::Format as Wire;
+        let view = self.view(&request, "export_sightings").await?;
+        let r = request.into_inner();
+        let format = match Wire::try_from(r.format) {
+            Ok(Wire::Stix) => export::Format::Stix,
+            Ok(Wire::Misp) => export::Format::Misp,
+            Ok(Wire::Csv) => export::Format::Csv,
+            _ => return Err(Status::invalid_argument("format must be stix, misp or csv")),
+        };
+        let participant = scope(&view, &r.participant)?;
+        let (store, producer) = (self.shared.store.clone(), self.shared.config.cert_participant.clone());
+        let (document, count) = blocking(move || {
+            let mut all = Vec::new();
+            let mut before_row = None;
+            loop {
+                let (page, next) = store.sightings(&SightingFilter {
+                    indicator: non_empty(&r.indicator),
+                    participant: participant.as_deref(),
+                    since_ms: non_zero(r.since_unix_ms),
+                    until_ms: non_zero(r.until_unix_ms),
+                    before_row,
+                    limit: MAX_LIMIT,
+                })?;
+                all.extend(page);
+                if all.len() > MAX_EXPORT {
+                    return Ok(None);
+                }
+                match next {
+                    Some(n) => before_row = Some(n),
+                    None => break,
+                }
+            }
+            let false_positives = store.false_positives()?.into_iter().collect();
+            let document = export::document(format, &all, &false_positives, &producer, now_ms());
+            Ok(Some((document, all.len() as u32)))
+        })
+        .await?
+        .ok_or_else(|| {
+            Status::out_of_range(format!("more than {MAX_EXPORT} sightings match; narrow the time range"))
+        })?;
+        let media_type = format.media_type().to_owned();
+        // An empty document is still one (empty) chunk, so the caller learns the media type.
+        let pieces: Vec<&[u8]> =
+            if document.is_empty() { vec![&[][..]] } else { document.chunks(EXPORT_CHUNK).collect() };
+        let chunks: Vec<Result<v1::ExportChunk, Status>> = pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| {
+                Ok(v1::ExportChunk {
+                    media_type: if i == 0 { media_type.clone() } else { String::new() },
+                    sightings: if i == 0 { count } else { 0 },
+                    data: data.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
     async fn list_audit(

@@ -1,0 +1,252 @@
+//! Sightings out, in the formats other tools import: STIX 2.1 bundles of Sighting objects,
+//! MISP sightings, and CSV.
+//!
+//! - **STIX 2.1**: one `indicator` per distinct indicator (its STIX pattern), one `identity`
+//!   per institution and one for the CERT (the producer), and one `sighting` per stored
+//!   sighting (`sighting_of_ref` the indicator, `where_sighted_refs` the institution, first/last
+//!   seen, count). Ids are UUIDv5 under a ZDN namespace, so exporting the same sighting twice
+//!   gives the same object and importers de-duplicate. Checked with OASIS's `stix2-validator`
+//!   in CI.
+//! - **MISP**: the sightings array MISP's `/sightings/add` takes: `value`, `type` (`"0"` seen,
+//!   `"1"` false positive: the indicator was marked as one), `source`, `timestamp`.
+//! - **CSV**: the rows of `zdn sightings --format csv`.
+//!
+//! The caller's view applies before any of this: a participant analyst exports only its own
+//! institution's sightings.
+
+use crate::rows::sighting_row;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+use zdn_agent::sighting::format_unix_ms;
+use zdn_indicators::Kind;
+use zdn_proto::{kind_from_wire, v1};
+
+/// `created`/`modified` of identity objects: an institution's identity never changes, so it
+/// has one version, the same in every export.
+const IDENTITY_VERSION: &str = "2026-01-01T00:00:00.000Z";
+
+/// Namespace of the UUIDv5 ids of exported STIX objects.
+const NAMESPACE: Uuid = Uuid::from_u128(0x5a44_4e00_7a64_6e2d_8000_0000_0000_0001);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Stix,
+    Misp,
+    Csv,
+}
+
+impl Format {
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Stix => "application/stix+json;version=2.1",
+            Format::Misp => "application/json",
+            Format::Csv => "text/csv",
+        }
+    }
+}
+
+/// The document of `sightings` in `format`; `false_positives` are the indicators marked as
+/// such, `producer` the CERT's participant id, `now_ms` the export time.
+pub fn document(
+    format: Format,
+    sightings: &[v1::StoredSighting],
+    false_positives: &BTreeSet<String>,
+    producer: &str,
+    now_ms: i64,
+) -> Vec<u8> {
+    match format {
+        Format::Stix => {
+            let mut bytes = serde_json::to_vec_pretty(&stix(sightings, producer, now_ms)).expect("JSON");
+            bytes.push(b'\n');
+            bytes
+        }
+        Format::Misp => {
+            let mut bytes = serde_json::to_vec_pretty(&misp(sightings, false_positives)).expect("JSON");
+            bytes.push(b'\n');
+            bytes
+        }
+        Format::Csv => csv(sightings),
+    }
+}
+
+fn id(kind: &str, name: &str) -> String {
+    format!("{kind}--{}", Uuid::new_v5(&NAMESPACE, format!("{kind}:{name}").as_bytes()))
+}
+
+/// A STIX 2.1 pattern for an indicator of `kind`, or `None` for kinds STIX has no object for.
+pub fn pattern(kind: Kind, value: &str) -> Option<String> {
+    let quoted = value.replace('\\', "\\\\").replace('\'', "\\'");
+    Some(match kind {
+        Kind::Domain => format!("[domain-name:value = '{quoted}']"),
+        Kind::Ipv4 => format!("[ipv4-addr:value = '{quoted}']"),
+        Kind::Ipv6 => format!("[ipv6-addr:value = '{quoted}']"),
+        Kind::Cidr if value.contains(':') => format!("[ipv6-addr:value ISSUBSET '{quoted}']"),
+        Kind::Cidr => format!("[ipv4-addr:value ISSUBSET '{quoted}']"),
+        Kind::Url => format!("[url:value = '{quoted}']"),
+        Kind::IpPort => {
+            let (ip, port) = value.rsplit_once(':')?;
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            let family = if ip.contains(':') { "ipv6-addr" } else { "ipv4-addr" };
+            format!(
+                "[network-traffic:dst_ref.type = '{family}' AND network-traffic:dst_ref.value = '{ip}' AND network-traffic:dst_port = {port}]"
+            )
+        }
+        // TLS fingerprints have no STIX cyber-observable; they travel as a custom pattern.
+        Kind::Ja3 | Kind::Ja4 => return None,
+    })
+}
+
+fn stix(sightings: &[v1::StoredSighting], producer: &str, now_ms: i64) -> Value {
+    let now = format_unix_ms(now_ms);
+    let producer_ref = id("identity", producer);
+    let mut objects = vec![json!({
+        "type": "identity", "spec_version": "2.1", "id": producer_ref,
+        "created": IDENTITY_VERSION, "modified": IDENTITY_VERSION,
+        "name": producer, "identity_class": "organization", "sectors": ["healthcare"],
+    })];
+    let mut indicators = BTreeMap::new();
+    let mut participants = BTreeSet::new();
+    let mut sighting_objects = Vec::new();
+    for stored in sightings {
+        let Some(s) = &stored.sighting else { continue };
+        let kind = kind_from_wire(s.kind).unwrap_or(Kind::Domain);
+        let indicator_ref = id("indicator", &format!("{}:{}", kind.as_str(), s.indicator));
+        indicators
+            .entry(indicator_ref.clone())
+            .or_insert_with(|| (kind, s.indicator.clone(), s.first_seen_unix_ms));
+        participants.insert(stored.participant.clone());
+        let count = s.count.clamp(1, 999_999_999);
+        sighting_objects.push(json!({
+            "type": "sighting", "spec_version": "2.1", "id": id("sighting", &s.id),
+            "created": format_unix_ms(stored.received_unix_ms), "modified": format_unix_ms(stored.received_unix_ms),
+            "created_by_ref": producer_ref,
+            "sighting_of_ref": indicator_ref,
+            "where_sighted_refs": [id("identity", &stored.participant)],
+            "first_seen": format_unix_ms(s.first_seen_unix_ms), "last_seen": format_unix_ms(s.last_seen_unix_ms),
+            "count": count,
+            "description": format!("{} seen by {} ({})", s.observed, stored.participant, zdn_proto::via_from_wire(s.via).map_or("unknown", |v| v.as_str())),
+        }));
+    }
+    for (indicator_ref, (kind, value, first_seen)) in indicators {
+        let (pattern, pattern_type) = match pattern(kind, &value) {
+            Some(p) => (p, "stix"),
+            None => (value.clone(), kind.as_str()),
+        };
+        let first = format_unix_ms(first_seen);
+        objects.push(json!({
+            "type": "indicator", "spec_version": "2.1", "id": indicator_ref, "created": first, "modified": first,
+            "created_by_ref": producer_ref,
+            "name": value, "indicator_types": ["malicious-activity"],
+            "pattern": pattern, "pattern_type": pattern_type, "valid_from": first,
+        }));
+    }
+    for participant in participants.into_iter().filter(|p| p != producer) {
+        objects.push(json!({
+            "type": "identity", "spec_version": "2.1", "id": id("identity", &participant),
+            "created": IDENTITY_VERSION, "modified": IDENTITY_VERSION,
+            "name": participant, "identity_class": "organization", "sectors": ["healthcare"],
+        }));
+    }
+    objects.extend(sighting_objects);
+    json!({ "type": "bundle", "id": format!("bundle--{}", Uuid::new_v5(&NAMESPACE, now.as_bytes())), "objects": objects })
+}
+
+fn misp(sightings: &[v1::StoredSighting], false_positives: &BTreeSet<String>) -> Value {
+    let entries: Vec<Value> = sightings
+        .iter()
+        .filter_map(|stored| {
+            let s = stored.sighting.as_ref()?;
+            let kind = if false_positives.contains(&s.indicator) { "1" } else { "0" };
+            Some(json!({
+                "value": s.indicator,
+                "type": kind,
+                "source": format!("ZDN/{}", stored.participant),
+                "timestamp": (s.last_seen_unix_ms / 1000).to_string(),
+                "uuid": Uuid::new_v5(&NAMESPACE, format!("misp:{}", s.id).as_bytes()).to_string(),
+            }))
+        })
+        .collect();
+    Value::Array(entries)
+}
+
+fn csv(sightings: &[v1::StoredSighting]) -> Vec<u8> {
+    let rows: Vec<crate::rows::Row> = sightings.iter().map(sighting_row).collect();
+    let mut out = Vec::new();
+    crate::cli::output::write(&mut out, crate::cli::output::Format::Csv, &rows).expect("writing to memory");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(id: &str, participant: &str, indicator: &str, kind: Kind) -> v1::StoredSighting {
+        v1::StoredSighting {
+            sighting: Some(v1::Sighting {
+                id: id.into(),
+                indicator: indicator.into(),
+                kind: v1::IndicatorKind::from(kind) as i32,
+                via: v1::Via::DnsQuery as i32,
+                observed: indicator.into(),
+                first_seen_unix_ms: 1_768_467_660_000,
+                last_seen_unix_ms: 1_768_467_720_000,
+                count: 2,
+                ..Default::default()
+            }),
+            participant: participant.into(),
+            agent: "gw-1".into(),
+            received_unix_ms: 1_768_467_800_000,
+        }
+    }
+
+    #[test]
+    fn patterns_quote_and_cover_every_kind_stix_has() {
+        assert_eq!(pattern(Kind::Domain, "it's.example").unwrap(), r"[domain-name:value = 'it\'s.example']");
+        assert_eq!(
+            pattern(Kind::IpPort, "198.51.100.23:8443").unwrap(),
+            "[network-traffic:dst_ref.type = 'ipv4-addr' AND network-traffic:dst_ref.value = '198.51.100.23' AND network-traffic:dst_port = 8443]"
+        );
+        assert!(pattern(Kind::IpPort, "[2001:db8::1]:443").unwrap().contains("'ipv6-addr'"));
+        assert!(pattern(Kind::Cidr, "10.0.0.0/8").unwrap().contains("ipv4-addr:value ISSUBSET"));
+        assert!(pattern(Kind::Ja3, "e7d705a3286e19ea42f587b344ee6865").is_none());
+    }
+
+    #[test]
+    fn stix_ids_are_stable_and_objects_reference_each_other() {
+        let sightings = [
+            stored("s1", "umc", "evil.example", Kind::Domain),
+            stored("s2", "ggz", "evil.example", Kind::Domain),
+        ];
+        let a = stix(&sightings, "z-cert", 1);
+        let b = stix(&sightings, "z-cert", 1);
+        assert_eq!(a, b);
+        let objects = a["objects"].as_array().unwrap();
+        let types: Vec<&str> = objects.iter().map(|o| o["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["identity", "indicator", "identity", "identity", "sighting", "sighting"]);
+        let indicator = &objects[1];
+        assert!(objects[4..].iter().all(|s| s["sighting_of_ref"] == indicator["id"]));
+        let ids: BTreeSet<&str> = objects.iter().map(|o| o["id"].as_str().unwrap()).collect();
+        for s in &objects[4..] {
+            assert!(ids.contains(s["where_sighted_refs"][0].as_str().unwrap()));
+        }
+    }
+
+    #[test]
+    fn misp_marks_false_positives_as_type_1() {
+        let sightings = [
+            stored("s1", "umc", "evil.example", Kind::Domain),
+            stored("s2", "umc", "cdn.example", Kind::Domain),
+        ];
+        let fp = BTreeSet::from(["cdn.example".to_owned()]);
+        let doc = misp(&sightings, &fp);
+        assert_eq!(doc[0]["type"], "0");
+        assert_eq!(doc[1]["type"], "1");
+        assert_eq!(
+            (doc[0]["source"].as_str(), doc[0]["timestamp"].as_str()),
+            (Some("ZDN/umc"), Some("1768467720"))
+        );
+        let text = String::from_utf8(document(Format::Csv, &sightings, &fp, "z-cert", 0)).unwrap();
+        assert!(text.starts_with("participant,agent,indicator,") && text.lines().count() == 3, "{text}");
+    }
+}
