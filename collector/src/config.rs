@@ -29,6 +29,13 @@
 //! webhook_attempts = 8                  # tries per event (transient failures only)
 //! webhook_first_retry_ms = 1000         # first backoff; doubles, jittered
 //! syslog = ""                           # syslog socket, e.g. /dev/log
+//!
+//! [retention]                           # days each class of data is kept (0: forever)
+//! sightings_days = 365
+//! correlations_days = 730               # aggregates and correlations
+//! audit_days = 730
+//! agents_days = 90                      # agents without a heartbeat for this long
+//! interval_minutes = 60                 # how often the purge runs
 //! ```
 
 use serde::Deserialize;
@@ -56,6 +63,7 @@ pub struct Config {
     pub correlation: CorrelationConfig,
     pub ingest: IngestConfig,
     pub alerts: AlertsConfig,
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// Where correlation alerts go besides `WatchCorrelations` (see `alerts`).
@@ -121,6 +129,7 @@ impl Default for Config {
             correlation: CorrelationConfig::default(),
             ingest: IngestConfig::default(),
             alerts: AlertsConfig::default(),
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 }

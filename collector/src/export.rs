@@ -170,6 +170,43 @@ fn misp(sightings: &[v1::StoredSighting], false_positives: &BTreeSet<String>) ->
     Value::Array(entries)
 }
 
+/// Everything held about one participant (a data subject access request of an institution):
+/// its sightings, per-indicator aggregates, agents and the audit entries of its people.
+pub fn participant_record(
+    participant: &str,
+    sightings: &[v1::StoredSighting],
+    timelines: &[(String, v1::ParticipantTimeline)],
+    agents: &[v1::AgentStatus],
+    audit: &[v1::AuditEntry],
+    now_ms: i64,
+) -> Vec<u8> {
+    let aggregates: Vec<Value> = timelines
+        .iter()
+        .map(|(indicator, t)| {
+            let vias: Vec<&str> =
+                t.vias.iter().filter_map(|v| zdn_proto::via_from_wire(*v).ok()).map(|v| v.as_str()).collect();
+            json!({
+                "indicator": indicator,
+                "first_seen": format_unix_ms(t.first_seen_unix_ms),
+                "last_seen": format_unix_ms(t.last_seen_unix_ms),
+                "sightings": t.sightings,
+                "vias": vias,
+            })
+        })
+        .collect();
+    let doc = json!({
+        "participant": participant,
+        "exported": format_unix_ms(now_ms),
+        "sightings": sightings.iter().map(sighting_row).collect::<Vec<_>>(),
+        "aggregates": aggregates,
+        "agents": agents.iter().map(crate::rows::agent_row).collect::<Vec<_>>(),
+        "audit": audit.iter().map(crate::rows::audit_row).collect::<Vec<_>>(),
+    });
+    let mut bytes = serde_json::to_vec_pretty(&doc).expect("JSON");
+    bytes.push(b'\n');
+    bytes
+}
+
 fn csv(sightings: &[v1::StoredSighting]) -> Vec<u8> {
     let rows: Vec<crate::rows::Row> = sightings.iter().map(sighting_row).collect();
     let mut out = Vec::new();

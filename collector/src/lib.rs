@@ -19,6 +19,7 @@
 //! | [`server`] | start/stop: store, listener, services, health, reflection |
 //! | [`access`] | roles: who may call what, and the redacted view of participant analysts |
 //! | [`service`] | one file per gRPC service |
+//! | [`retention`] | how long each data class is kept; the purge job |
 //! | [`store`] | SQLite or PostgreSQL: sightings, per-indicator aggregates, correlations, agents, audit |
 //! | [`correlation`] | the rule that opens and escalates correlations |
 //! | [`alerts`] | correlation events to a signed webhook and syslog |
@@ -34,6 +35,7 @@ pub mod correlation;
 pub mod export;
 pub mod http;
 pub mod pki;
+pub mod retention;
 pub mod rows;
 pub mod server;
 pub mod service;

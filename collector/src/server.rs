@@ -155,6 +155,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         shutdown: stop_signal.clone(),
     };
 
+    crate::retention::start(shared.store.clone(), shared.config.retention, stop_signal.clone());
     let alert_stats = crate::alerts::start(&shared.config.alerts, &shared.events, stop_signal.clone())
         .context("starting the alert sinks")?;
     let (health_reporter, health) = tonic_health::server::health_reporter();

@@ -60,6 +60,8 @@ on_both_engines!(
     heartbeats_and_audit_entries_round_trip,
     two_instances_writing_at_once_lose_no_correlation,
     a_false_positive_closes_and_stays_closed,
+    retention_purges_each_class_by_its_own_cutoff,
+    erasing_a_participant_removes_it_everywhere,
 );
 
 fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
@@ -79,9 +81,27 @@ fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
 }
 
 fn ingest(store: &dyn Store, participant: &str, sightings: &[v1::Sighting]) -> store::Ingested {
+    ingest_at(store, participant, sightings, 1)
+}
+
+/// Ingests as if the collector received the batch at `now_ms`.
+fn ingest_at(
+    store: &dyn Store,
+    participant: &str,
+    sightings: &[v1::Sighting],
+    now_ms: i64,
+) -> store::Ingested {
     let batch: Vec<NewSighting<'_>> =
         sightings.iter().map(|w| NewSighting { wire: w, kind: Kind::Domain, via: Via::DnsQuery }).collect();
-    store.ingest(participant, "gw", &batch, 1).unwrap()
+    store.ingest(participant, "gw", &batch, now_ms).unwrap()
+}
+
+fn analyst(participant: &str) -> zdn_transport::Identity {
+    zdn_transport::Identity {
+        participant: participant.into(),
+        role: zdn_transport::Role::Analyst,
+        name: "ann".into(),
+    }
 }
 
 fn all() -> CorrelationFilter {
@@ -276,6 +296,101 @@ fn a_false_positive_closes_and_stays_closed(engine: &Engine) {
     assert_eq!((listed[0].status.as_str(), listed[0].participant_count), ("false_positive", 2));
     assert_eq!(store.false_positives().unwrap(), ["cdn.example", "quiet.example"]);
     assert_eq!(store.indicator("cdn.example").unwrap().unwrap().participants.len(), 3, "sightings are kept");
+}
+
+fn retention_purges_each_class_by_its_own_cutoff(engine: &Engine) {
+    let store = engine.open();
+    let store = store.as_ref();
+    // Old: received at 1000, packet time 0; new: received at 5000, packet time 4000.
+    ingest_at(store, "a", &[wire("old-a", "old.example", 0)], 1_000);
+    ingest_at(store, "b", &[wire("old-b", "old.example", 0)], 1_000);
+    let fresh: Vec<_> = (0..3).map(|i| wire(&format!("new-{i}"), "new.example", 4_000)).collect();
+    ingest_at(store, "a", &fresh, 5_000);
+    store.audit(1_000, &analyst("z-cert"), "old_call", "").unwrap();
+    store.audit(5_000, &analyst("z-cert"), "new_call", "").unwrap();
+    store.record_heartbeat("a", "gone", &v1::HeartbeatRequest::default(), 1_000).unwrap();
+    store.record_heartbeat("a", "alive", &v1::HeartbeatRequest::default(), 5_000).unwrap();
+
+    // Only sightings first: the aggregates and the correlation built from them stay.
+    let cutoffs = store::Cutoffs { sightings: Some(2_000), ..Default::default() };
+    assert_eq!(store.purge(&cutoffs).unwrap(), store::Purged { sightings: 2, ..Default::default() });
+    assert_eq!(store.correlations(&all()).unwrap().len(), 1);
+    let all_classes = store::Cutoffs {
+        sightings: Some(2_000),
+        correlations: Some(2_000),
+        audit: Some(2_000),
+        agents: Some(2_000),
+    };
+    let purged = store.purge(&all_classes).unwrap();
+    assert_eq!(purged, store::Purged { sightings: 0, aggregates: 2, correlations: 1, audit: 1, agents: 1 });
+    assert!(store.correlations(&all()).unwrap().is_empty());
+    assert!(store.indicator("old.example").unwrap().is_none());
+    assert_eq!(store.indicator("new.example").unwrap().unwrap().sightings, 3);
+    let remaining = SightingFilter {
+        indicator: None,
+        participant: None,
+        since_ms: None,
+        until_ms: None,
+        before_row: None,
+        limit: 100,
+    };
+    assert_eq!(store.sightings(&remaining).unwrap().0.len(), 3);
+    let actions: Vec<String> = store.audit_log(0, 10).unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(actions, ["new_call"]);
+    assert_eq!(store.fleet(5_000, 1_000).unwrap()[0].agent, "alive");
+    assert_eq!(store.purge(&all_classes).unwrap(), store::Purged::default(), "nothing left to purge");
+}
+
+fn erasing_a_participant_removes_it_everywhere(engine: &Engine) {
+    let store = engine.open();
+    let store = store.as_ref();
+    for p in ["a", "b", "c"] {
+        let mut mine = wire(&format!("{p}-1"), "three.example", 0);
+        mine.src = format!("h-{p}");
+        let mut other_host = wire(&format!("{p}-2"), "three.example", 1);
+        other_host.src = "h-other".into();
+        ingest(store, p, &[mine, other_host]);
+    }
+    ingest(store, "a", &[wire("a-3", "two.example", 0)]);
+    ingest(store, "b", &[wire("b-3", "two.example", 0)]);
+    store.record_heartbeat("a", "gw", &v1::HeartbeatRequest::default(), 1).unwrap();
+    store.audit(1, &analyst("a"), "list_sightings", "").unwrap();
+
+    // One host of a: only its sightings go.
+    let host = store.erase("a", Some("h-a")).unwrap();
+    assert_eq!(host, store::Erased { sightings: 1, ..Default::default() });
+    // All of a: sightings, aggregates, agents, and its name from both correlations; the one
+    // left with a single participant is removed.
+    let erased = store.erase("a", None).unwrap();
+    assert_eq!(
+        erased,
+        store::Erased {
+            sightings: 2,
+            aggregates: 2,
+            agents: 1,
+            correlations_changed: 1,
+            correlations_removed: 1
+        }
+    );
+    let left = store.correlations(&all()).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].participants.clone(), left[0].participant_count),
+        (vec!["b".to_owned(), "c".to_owned()], 2)
+    );
+    assert!(store.timelines_of("a").unwrap().is_empty());
+    assert_eq!(store.timelines_of("b").unwrap().len(), 2);
+    let of_a = SightingFilter {
+        indicator: None,
+        participant: Some("a"),
+        since_ms: None,
+        until_ms: None,
+        before_row: None,
+        limit: 100,
+    };
+    assert!(store.sightings(&of_a).unwrap().0.is_empty());
+    assert!(store.fleet(1, 1_000).unwrap().is_empty());
+    assert_eq!(store.audit_of("a").unwrap().len(), 1, "the audit trail stays");
 }
 
 #[test]

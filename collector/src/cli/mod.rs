@@ -63,6 +63,9 @@ pub enum Command {
     },
     /// Export sightings for other tools: a STIX 2.1 bundle, MISP sightings or CSV.
     Export(ExportArgs),
+    /// Privacy operations on one participant's data (admin certificates only).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Manage the published indicators (CERT analysts and admins).
     #[command(subcommand)]
     Indicators(IndicatorsCommand),
@@ -92,6 +95,26 @@ pub struct ExportArgs {
     /// Only sightings first seen until: RFC 3339 time, or an age.
     #[arg(long)]
     until: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Everything held about a participant, as one JSON document (subject access).
+    Export {
+        #[arg(long)]
+        participant: String,
+    },
+    /// Erase what is held about a participant: all of it, or one pseudonymised host's sightings.
+    Erase {
+        #[arg(long)]
+        participant: String,
+        /// Only this host's sightings (its pseudonym, as sightings show it in `src`).
+        #[arg(long)]
+        host: Option<String>,
+        /// Confirm: erasing cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,6 +237,32 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
                 out.write_all(&chunk.data)?;
             }
             return Ok(out.flush()?);
+        }
+        Command::Admin(AdminCommand::Export { participant }) => {
+            let mut chunks =
+                client.export_participant(v1::ExportParticipantRequest { participant }).await?.into_inner();
+            while let Some(chunk) = chunks.message().await? {
+                out.write_all(&chunk.data)?;
+            }
+            return Ok(out.flush()?);
+        }
+        Command::Admin(AdminCommand::Erase { participant, host, yes }) => {
+            if !yes {
+                bail!("erasing {participant}'s data cannot be undone; run again with --yes to confirm");
+            }
+            let request = v1::EraseParticipantRequest {
+                participant: participant.clone(),
+                host: host.unwrap_or_default(),
+            };
+            let e = client.erase_participant(request).await?.into_inner();
+            vec![to_row(json!({
+                "participant": participant,
+                "sightings": e.sightings,
+                "aggregates": e.aggregates,
+                "agents": e.agents,
+                "correlations_changed": e.correlations_changed,
+                "correlations_removed": e.correlations_removed,
+            }))]
         }
         Command::Indicators(IndicatorsCommand::FalsePositive { value, reason }) => {
             let request = v1::MarkFalsePositiveRequest { indicator: value.clone(), reason };

@@ -55,6 +55,29 @@ fn scope(view: &View, requested: &str) -> Result<Option<String>, Status> {
     }
 }
 
+/// `document` as a stream of chunks; an empty document is still one (empty) chunk, so the
+/// caller learns the media type.
+fn chunked(
+    document: Vec<u8>,
+    media_type: &str,
+    sightings: u32,
+) -> Pin<Box<dyn Stream<Item = Result<v1::ExportChunk, Status>> + Send>> {
+    let pieces: Vec<&[u8]> =
+        if document.is_empty() { vec![&[][..]] } else { document.chunks(EXPORT_CHUNK).collect() };
+    let chunks: Vec<Result<v1::ExportChunk, Status>> = pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, data)| {
+            Ok(v1::ExportChunk {
+                media_type: if i == 0 { media_type.to_owned() } else { String::new() },
+                sightings: if i == 0 { sightings } else { 0 },
+                data: data.to_vec(),
+            })
+        })
+        .collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
 impl Analyst {
     /// The caller's view, once the call is in the audit log: a call that cannot be audited
     /// is not answered.
@@ -285,22 +308,72 @@ impl AnalystService for Analyst {
         .ok_or_else(|| {
             Status::out_of_range(format!("more than {MAX_EXPORT} sightings match; narrow the time range"))
         })?;
-        let media_type = format.media_type().to_owned();
-        // An empty document is still one (empty) chunk, so the caller learns the media type.
-        let pieces: Vec<&[u8]> =
-            if document.is_empty() { vec![&[][..]] } else { document.chunks(EXPORT_CHUNK).collect() };
-        let chunks: Vec<Result<v1::ExportChunk, Status>> = pieces
-            .into_iter()
-            .enumerate()
-            .map(|(i, data)| {
-                Ok(v1::ExportChunk {
-                    media_type: if i == 0 { media_type.clone() } else { String::new() },
-                    sightings: if i == 0 { count } else { 0 },
-                    data: data.to_vec(),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        Ok(Response::new(chunked(document, format.media_type(), count)))
+    }
+
+    type ExportParticipantStream = Pin<Box<dyn Stream<Item = Result<v1::ExportChunk, Status>> + Send>>;
+
+    async fn export_participant(
+        &self,
+        request: Request<v1::ExportParticipantRequest>,
+    ) -> Result<Response<Self::ExportParticipantStream>, Status> {
+        self.audited(&request, Role::Admin, "export_participant").await?;
+        let participant = request.into_inner().participant;
+        zdn_transport::identity::validate_participant(&participant)
+            .map_err(|e| Status::invalid_argument(format!("participant: {e}")))?;
+        let store = self.shared.store.clone();
+        let stale_ms =
+            i64::try_from(self.shared.config.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let (document, count) = blocking(move || {
+            let mut sightings = Vec::new();
+            let mut before_row = None;
+            loop {
+                let (page, next) = store.sightings(&SightingFilter {
+                    indicator: None,
+                    participant: Some(&participant),
+                    since_ms: None,
+                    until_ms: None,
+                    before_row,
+                    limit: MAX_LIMIT,
+                })?;
+                sightings.extend(page);
+                match next {
+                    Some(n) => before_row = Some(n),
+                    None => break,
+                }
+            }
+            let timelines = store.timelines_of(&participant)?;
+            let mut agents = store.fleet(now_ms(), stale_ms)?;
+            agents.retain(|a| a.participant == participant);
+            let audit = store.audit_of(&participant)?;
+            let count = sightings.len() as u32;
+            let document =
+                export::participant_record(&participant, &sightings, &timelines, &agents, &audit, now_ms());
+            Ok((document, count))
+        })
+        .await?;
+        Ok(Response::new(chunked(document, "application/json", count)))
+    }
+
+    async fn erase_participant(
+        &self,
+        request: Request<v1::EraseParticipantRequest>,
+    ) -> Result<Response<v1::EraseParticipantResponse>, Status> {
+        self.audited(&request, Role::Admin, "erase_participant").await?;
+        let r = request.into_inner();
+        zdn_transport::identity::validate_participant(&r.participant)
+            .map_err(|e| Status::invalid_argument(format!("participant: {e}")))?;
+        let store = self.shared.store.clone();
+        let host = non_empty(&r.host).map(str::to_owned);
+        let erased = blocking(move || store.erase(&r.participant, host.as_deref())).await?;
+        tracing::warn!(?erased, "participant data erased on an admin's request");
+        Ok(Response::new(v1::EraseParticipantResponse {
+            sightings: erased.sightings,
+            aggregates: erased.aggregates,
+            agents: erased.agents,
+            correlations_changed: erased.correlations_changed,
+            correlations_removed: erased.correlations_removed,
+        }))
     }
 
     async fn list_audit(

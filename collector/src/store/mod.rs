@@ -156,6 +156,65 @@ pub trait Store: Send + Sync {
 
     /// Every indicator marked as a false positive (withdrawn from publishing).
     fn false_positives(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes what is older than the retention cutoffs, in bounded batches (ingest keeps
+    /// going in between).
+    fn purge(&self, cutoffs: &Cutoffs) -> Result<Purged, StoreError>;
+
+    /// Erases what is held about `participant`: with `host`, only that pseudonymised host's
+    /// sightings; without, all its sightings, aggregates and agents, and its name from every
+    /// correlation (a correlation left below the threshold is removed). Audit entries stay:
+    /// they are the CERT's accountability record.
+    fn erase(&self, participant: &str, host: Option<&str>) -> Result<Erased, StoreError>;
+
+    /// `participant`'s per-indicator aggregates, for the subject-access export.
+    fn timelines_of(&self, participant: &str) -> Result<Vec<(String, v1::ParticipantTimeline)>, StoreError>;
+
+    /// Audit entries of `participant`'s own people, oldest first.
+    fn audit_of(&self, participant: &str) -> Result<Vec<v1::AuditEntry>, StoreError>;
+}
+
+/// Rows older than these (collector clock, Unix ms) are purged; `None` keeps a class forever.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cutoffs {
+    /// Sightings by when the collector received them.
+    pub sightings: Option<i64>,
+    /// Correlations by their last change, aggregates by their last sighting.
+    pub correlations: Option<i64>,
+    pub audit: Option<i64>,
+    /// Agents by their last heartbeat.
+    pub agents: Option<i64>,
+}
+
+/// Rows a purge deleted, per class.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub sightings: u64,
+    pub aggregates: u64,
+    pub correlations: u64,
+    pub audit: u64,
+    pub agents: u64,
+}
+
+/// What an erase removed or changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Erased {
+    pub sightings: u64,
+    pub aggregates: u64,
+    pub agents: u64,
+    /// Correlations that lost the participant's name but stay open.
+    pub correlations_changed: u64,
+    /// Correlations removed because too few participants remain.
+    pub correlations_removed: u64,
+}
+
+/// Rows deleted per statement by purges, so a long purge never holds the writer for long.
+pub(crate) const PURGE_BATCH: i64 = 10_000;
+
+/// A correlation's participant list without `participant`, and how many remain.
+pub(crate) fn without_participant(participants: &str, participant: &str) -> (String, u32) {
+    let kept: Vec<&str> = participants.split(',').filter(|p| !p.is_empty() && *p != participant).collect();
+    (kept.join(","), u32::try_from(kept.len()).unwrap_or(u32::MAX))
 }
 
 /// `correlations.status` of an open correlation and of one closed as a false positive.

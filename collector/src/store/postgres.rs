@@ -14,9 +14,10 @@
 //!   migration once; `zdn_schema` records how many ran.
 
 use super::{
-    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, FALSE_POSITIVE, Ingested, NewSighting,
-    OPEN, ParticipantWindow, SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError,
-    correlation_wire, evaluate, kind_wire, next_token, vias_wire,
+    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased, FALSE_POSITIVE,
+    Ingested, NewSighting, OPEN, PURGE_BATCH, ParticipantWindow, Purged, SIGHTING_COLUMNS, SightingFilter,
+    SightingPage, SightingRow, Store, StoreError, correlation_wire, evaluate, kind_wire, next_token,
+    vias_wire, without_participant,
 };
 use crate::correlation::CorrelationRule;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -110,6 +111,11 @@ CREATE TABLE false_positives (
     name TEXT NOT NULL,
     reason TEXT NOT NULL
 );
+",
+    r"
+CREATE INDEX sightings_by_received ON sightings (received);
+CREATE INDEX agents_by_heartbeat ON agents (last_heartbeat);
+CREATE INDEX indicator_participants_by_participant ON indicator_participants (participant);
 ",
 ];
 
@@ -606,6 +612,124 @@ impl Store for PostgresStore {
         })
     }
 
+    fn purge(&self, cutoffs: &Cutoffs) -> Result<Purged, StoreError> {
+        // (table, key of a row, column compared with the cutoff, cutoff)
+        let classes = [
+            ("sightings", "row_id", "received", cutoffs.sightings),
+            ("indicator_participants", "(indicator, participant)", "last_seen", cutoffs.correlations),
+            ("correlations", "indicator", "updated", cutoffs.correlations),
+            ("audit", "seq", "at", cutoffs.audit),
+            ("agents", "(participant, agent)", "last_heartbeat", cutoffs.agents),
+        ];
+        self.run(async |pool: &Pool| {
+            let client = pool.get().await?;
+            let mut counts = [0u64; 5];
+            for ((table, key, column, cutoff), count) in classes.into_iter().zip(&mut counts) {
+                let Some(cutoff) = cutoff else { continue };
+                let columns = key.trim_start_matches('(').trim_end_matches(')');
+                let sql = format!(
+                    "DELETE FROM {table} WHERE {key} IN (SELECT {columns} FROM {table} WHERE {column} < $1 LIMIT {PURGE_BATCH})"
+                );
+                loop {
+                    let deleted = client.execute(&sql, &[&cutoff]).await?;
+                    *count += deleted;
+                    if deleted < PURGE_BATCH as u64 {
+                        break;
+                    }
+                }
+            }
+            let [sightings, aggregates, correlations, audit, agents] = counts;
+            Ok(Purged { sightings, aggregates, correlations, audit, agents })
+        })
+    }
+
+    fn erase(&self, participant: &str, host: Option<&str>) -> Result<Erased, StoreError> {
+        let min = self.rule.min_participants;
+        self.run(async |pool: &Pool| {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            let mut erased = Erased::default();
+            if let Some(host) = host {
+                erased.sightings = tx
+                    .execute("DELETE FROM sightings WHERE participant = $1 AND src = $2", &[&participant, &host])
+                    .await?;
+                tx.commit().await?;
+                return Ok(erased);
+            }
+            erased.sightings = tx.execute("DELETE FROM sightings WHERE participant = $1", &[&participant]).await?;
+            erased.aggregates =
+                tx.execute("DELETE FROM indicator_participants WHERE participant = $1", &[&participant]).await?;
+            erased.agents = tx.execute("DELETE FROM agents WHERE participant = $1", &[&participant]).await?;
+            let named = tx
+                .query(
+                    "SELECT indicator, participants FROM correlations
+                     WHERE ',' || participants || ',' LIKE $1 FOR UPDATE",
+                    &[&format!("%,{participant},%")],
+                )
+                .await?;
+            for row in named {
+                let (indicator, participants): (String, String) = (row.get(0), row.get(1));
+                let (kept, count) = without_participant(&participants, participant);
+                if count < min {
+                    tx.execute("DELETE FROM correlations WHERE indicator = $1", &[&indicator]).await?;
+                    erased.correlations_removed += 1;
+                } else {
+                    let count = i32::try_from(count).unwrap_or(i32::MAX);
+                    tx.execute(
+                        "UPDATE correlations SET participants = $2, participant_count = $3 WHERE indicator = $1",
+                        &[&indicator, &kept, &count],
+                    )
+                    .await?;
+                    erased.correlations_changed += 1;
+                }
+            }
+            tx.commit().await?;
+            Ok(erased)
+        })
+    }
+
+    fn timelines_of(&self, participant: &str) -> Result<Vec<(String, v1::ParticipantTimeline)>, StoreError> {
+        self.run(async |pool: &Pool| {
+            let rows = pool
+                .get()
+                .await?
+                .query(
+                    "SELECT indicator, first_seen, last_seen, sightings, vias FROM indicator_participants
+                     WHERE participant = $1 ORDER BY indicator",
+                    &[&participant],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let timeline = v1::ParticipantTimeline {
+                        participant: participant.to_owned(),
+                        first_seen_unix_ms: r.get(1),
+                        last_seen_unix_ms: r.get(2),
+                        sightings: r.get::<_, i64>(3).max(0) as u64,
+                        vias: vias_wire(r.get(4)),
+                    };
+                    (r.get(0), timeline)
+                })
+                .collect())
+        })
+    }
+
+    fn audit_of(&self, participant: &str) -> Result<Vec<v1::AuditEntry>, StoreError> {
+        self.run(async |pool: &Pool| {
+            let rows = pool
+                .get()
+                .await?
+                .query(
+                    "SELECT at, participant, name, role, action, detail FROM audit WHERE participant = $1
+                     ORDER BY at, seq",
+                    &[&participant],
+                )
+                .await?;
+            Ok(rows.iter().map(audit_row).collect())
+        })
+    }
+
     fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::AuditEntry>, StoreError> {
         let limit = i64::from(limit);
         self.run(async |pool: &Pool| {
@@ -618,18 +742,19 @@ impl Store for PostgresStore {
                     &[&since_ms, &limit],
                 )
                 .await?;
-            Ok(rows
-                .iter()
-                .map(|r| v1::AuditEntry {
-                    at_unix_ms: r.get(0),
-                    participant: r.get(1),
-                    name: r.get(2),
-                    role: r.get(3),
-                    action: r.get(4),
-                    detail: r.get(5),
-                })
-                .collect())
+            Ok(rows.iter().map(audit_row).collect())
         })
+    }
+}
+
+fn audit_row(r: &Row) -> v1::AuditEntry {
+    v1::AuditEntry {
+        at_unix_ms: r.get(0),
+        participant: r.get(1),
+        name: r.get(2),
+        role: r.get(3),
+        action: r.get(4),
+        detail: r.get(5),
     }
 }
 

@@ -5,9 +5,10 @@
 //! the aggregate its own transaction just wrote.
 
 use super::{
-    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, FALSE_POSITIVE, Ingested, NewSighting,
-    OPEN, ParticipantWindow, SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError,
-    correlation_wire, evaluate, kind_wire, next_token, vias_wire,
+    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased, FALSE_POSITIVE,
+    Ingested, NewSighting, OPEN, PURGE_BATCH, ParticipantWindow, Purged, SIGHTING_COLUMNS, SightingFilter,
+    SightingPage, SightingRow, Store, StoreError, correlation_wire, evaluate, kind_wire, next_token,
+    vias_wire, without_participant,
 };
 use crate::correlation::CorrelationRule;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -107,6 +108,11 @@ CREATE TABLE false_positives (
     name TEXT NOT NULL,
     reason TEXT NOT NULL
 );
+",
+    r"
+CREATE INDEX sightings_by_received ON sightings (received);
+CREATE INDEX agents_by_heartbeat ON agents (last_heartbeat);
+CREATE INDEX indicator_participants_by_participant ON indicator_participants (participant);
 ",
 ];
 
@@ -474,24 +480,123 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn purge(&self, cutoffs: &Cutoffs) -> Result<Purged, StoreError> {
+        // (table, key of a row, column compared with the cutoff, cutoff)
+        let classes = [
+            ("sightings", "rowid", "received", cutoffs.sightings),
+            ("indicator_participants", "(indicator, participant)", "last_seen", cutoffs.correlations),
+            ("correlations", "rowid", "updated", cutoffs.correlations),
+            ("audit", "rowid", "at", cutoffs.audit),
+            ("agents", "rowid", "last_heartbeat", cutoffs.agents),
+        ];
+        let mut counts = [0u64; 5];
+        for ((table, key, column, cutoff), count) in classes.into_iter().zip(&mut counts) {
+            let Some(cutoff) = cutoff else { continue };
+            let columns = key.trim_start_matches('(').trim_end_matches(')');
+            let sql = format!(
+                "DELETE FROM {table} WHERE {key} IN (SELECT {columns} FROM {table} WHERE {column} < ?1 LIMIT {PURGE_BATCH})"
+            );
+            loop {
+                // The writer is taken per batch, so ingest runs between batches.
+                let deleted = self.writer().prepare_cached(&sql)?.execute([cutoff])? as u64;
+                *count += deleted;
+                if deleted < PURGE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        let [sightings, aggregates, correlations, audit, agents] = counts;
+        Ok(Purged { sightings, aggregates, correlations, audit, agents })
+    }
+
+    fn erase(&self, participant: &str, host: Option<&str>) -> Result<Erased, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let mut erased = Erased::default();
+        if let Some(host) = host {
+            erased.sightings = tx
+                .execute("DELETE FROM sightings WHERE participant = ?1 AND src = ?2", [participant, host])?
+                as u64;
+            tx.commit()?;
+            return Ok(erased);
+        }
+        erased.sightings = tx.execute("DELETE FROM sightings WHERE participant = ?1", [participant])? as u64;
+        erased.aggregates =
+            tx.execute("DELETE FROM indicator_participants WHERE participant = ?1", [participant])? as u64;
+        erased.agents = tx.execute("DELETE FROM agents WHERE participant = ?1", [participant])? as u64;
+        let named: Vec<(String, String)> = tx
+            .prepare(
+                "SELECT indicator, participants FROM correlations WHERE ',' || participants || ',' LIKE ?1",
+            )?
+            .query_map([format!("%,{participant},%")], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (indicator, participants) in named {
+            let (kept, count) = without_participant(&participants, participant);
+            if count < self.rule.min_participants {
+                tx.execute("DELETE FROM correlations WHERE indicator = ?1", [&indicator])?;
+                erased.correlations_removed += 1;
+            } else {
+                tx.execute(
+                    "UPDATE correlations SET participants = ?2, participant_count = ?3 WHERE indicator = ?1",
+                    params![indicator, kept, count],
+                )?;
+                erased.correlations_changed += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(erased)
+    }
+
+    fn timelines_of(&self, participant: &str) -> Result<Vec<(String, v1::ParticipantTimeline)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT indicator, first_seen, last_seen, sightings, vias FROM indicator_participants
+             WHERE participant = ?1 ORDER BY indicator",
+        )?;
+        let rows = stmt.query_map([participant], |r| {
+            Ok((
+                r.get(0)?,
+                v1::ParticipantTimeline {
+                    participant: participant.to_owned(),
+                    first_seen_unix_ms: r.get(1)?,
+                    last_seen_unix_ms: r.get(2)?,
+                    sightings: r.get::<_, i64>(3)?.max(0) as u64,
+                    vias: vias_wire(&r.get::<_, String>(4)?),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn audit_of(&self, participant: &str) -> Result<Vec<v1::AuditEntry>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, participant, name, role, action, detail FROM audit WHERE participant = ?1 ORDER BY at, rowid",
+        )?;
+        let rows = stmt.query_map([participant], audit_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::AuditEntry>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT at, participant, name, role, action, detail FROM audit WHERE at >= ?1
              ORDER BY at DESC, rowid DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![since_ms, limit], |r| {
-            Ok(v1::AuditEntry {
-                at_unix_ms: r.get(0)?,
-                participant: r.get(1)?,
-                name: r.get(2)?,
-                role: r.get(3)?,
-                action: r.get(4)?,
-                detail: r.get(5)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![since_ms, limit], audit_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::AuditEntry> {
+    Ok(v1::AuditEntry {
+        at_unix_ms: r.get(0)?,
+        participant: r.get(1)?,
+        name: r.get(2)?,
+        role: r.get(3)?,
+        action: r.get(4)?,
+        detail: r.get(5)?,
+    })
 }
 
 fn correlation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Correlation> {

@@ -1,0 +1,73 @@
+//! Privacy operations over the real API: an admin exports everything held about a
+//! participant and erases it — one pseudonymised host, or the whole institution — and the
+//! correlations forget it. Analysts may do neither; both are audited.
+
+use serde_json::Value;
+use zdn_integration_tests::{CERT, Network};
+use zdn_transport::Role;
+
+#[tokio::test]
+async fn an_admin_exports_and_erases_a_participant() {
+    let net = Network::start().await.unwrap();
+    net.run_demo_agents().await.unwrap();
+    let admin = net.issue(CERT, Role::Admin, "root");
+    let analyst = net.issue(CERT, Role::Analyst, "ann");
+    let theirs = net.zdn_json(&analyst, &["sightings", "--participant", "umc-noord"]).await.unwrap();
+    let theirs = theirs.as_array().unwrap().clone();
+    assert!(theirs.len() >= 3);
+
+    let record: Value = serde_json::from_str(
+        &net.zdn(Some(&admin), &["admin", "export", "--participant", "umc-noord"]).await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["participant"], "umc-noord");
+    assert_eq!(record["sightings"].as_array().unwrap().len(), theirs.len());
+    assert!(record["sightings"].as_array().unwrap().iter().all(|s| s["participant"] == "umc-noord"));
+    assert_eq!(record["aggregates"].as_array().unwrap().len(), 2, "two indicators seen");
+    let text = record.to_string();
+    assert!(!text.contains("ggz-oost") && !text.contains("ziekenhuis-zuid"), "nothing about others: {text}");
+
+    // Analysts may not; erasing needs confirmation.
+    assert!(net.zdn(Some(&analyst), &["admin", "export", "--participant", "umc-noord"]).await.is_err());
+    let unconfirmed =
+        net.zdn(Some(&admin), &["admin", "erase", "--participant", "umc-noord"]).await.unwrap_err();
+    assert!(format!("{unconfirmed:#}").contains("--yes"));
+
+    // One host first.
+    let host = theirs[0]["src"].as_str().unwrap().to_owned();
+    let of_host = theirs.iter().filter(|s| s["src"] == host.as_str()).count();
+    let erased = net
+        .zdn_json(&admin, &["admin", "erase", "--participant", "umc-noord", "--host", &host, "--yes"])
+        .await
+        .unwrap();
+    assert_eq!(erased[0]["sightings"], of_host);
+    let left = net.zdn_json(&analyst, &["sightings", "--participant", "umc-noord"]).await.unwrap();
+    assert_eq!(left.as_array().unwrap().len(), theirs.len() - of_host);
+    assert!(left.as_array().unwrap().iter().all(|s| s["src"] != host.as_str()));
+
+    // Then the whole institution: both correlations it was part of fall below two participants.
+    let erased =
+        net.zdn_json(&admin, &["admin", "erase", "--participant", "umc-noord", "--yes"]).await.unwrap();
+    assert_eq!(
+        (erased[0]["aggregates"].as_u64(), erased[0]["correlations_removed"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert!(
+        net.zdn_json(&analyst, &["sightings", "--participant", "umc-noord"])
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(net.zdn_json(&analyst, &["correlations"]).await.unwrap().as_array().unwrap().is_empty());
+    let detail = net.zdn_json(&analyst, &["indicator", "203.0.113.66"]).await.unwrap();
+    assert!(detail.as_array().unwrap().iter().all(|t| t["participant"] != "umc-noord"));
+    let others = net.zdn_json(&analyst, &["sightings", "--participant", "ggz-oost"]).await.unwrap();
+    assert!(!others.as_array().unwrap().is_empty(), "other institutions keep their data");
+
+    let log = net.zdn_json(&admin, &["audit"]).await.unwrap();
+    let actions: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "erase_participant").count(), 2);
+    assert!(actions.contains(&"export_participant"));
+}
