@@ -257,6 +257,69 @@ pub struct CorrelationFilter {
     pub limit: u32,
 }
 
+/// What one batch did to one indicator, for the correlation rule.
+///
+/// The rule is evaluated in full (the window's participants read back) only when the batch
+/// may have brought a participant *into* the window: a participant new to the indicator, or
+/// one whose previous sighting had fallen out of the window of the open correlation. If
+/// everyone in the batch was in the window already, the participant count cannot have grown
+/// (and correlations never shrink), so the open correlation only moves its times and counts
+/// on: one row update instead of a scan of the indicator's participants.
+///
+/// A batch comes from one agent, so from one participant: its sightings of an indicator are
+/// summed here first and reach the aggregate as one upsert per mechanism ([`Touched::by_via`]),
+/// however many repeats the batch holds.
+pub(crate) struct Touched {
+    pub kind: Kind,
+    /// The participant had no aggregate of this indicator before the batch.
+    pub newcomer: bool,
+    /// The participant's `last_seen` of this indicator before the batch.
+    pub previous: i64,
+    pub sightings: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Per mechanism: first seen, last seen, summed count.
+    pub by_via: Vec<(Via, i64, i64, i64)>,
+}
+
+impl Touched {
+    pub fn new(kind: Kind) -> Touched {
+        Touched {
+            kind,
+            newcomer: false,
+            previous: i64::MAX,
+            sightings: 0,
+            first_seen: i64::MAX,
+            last_seen: i64::MIN,
+            by_via: Vec::new(),
+        }
+    }
+
+    /// One stored sighting of the indicator.
+    pub fn add(&mut self, via: Via, sighting: &v1::Sighting, count: i64) {
+        let (first, last) = (sighting.first_seen_unix_ms, sighting.last_seen_unix_ms);
+        self.sightings = self.sightings.saturating_add(count);
+        self.first_seen = self.first_seen.min(first);
+        self.last_seen = self.last_seen.max(last);
+        match self.by_via.iter_mut().find(|v| v.0 == via) {
+            Some(v) => *v = (via, v.1.min(first), v.2.max(last), v.3.saturating_add(count)),
+            None => self.by_via.push((via, first, last, count)),
+        }
+    }
+
+    /// The participant's aggregate before the batch: its `last_seen`, or none.
+    pub fn set_previous(&mut self, previous: Option<i64>) {
+        self.newcomer = previous.is_none();
+        self.previous = previous.unwrap_or(i64::MAX);
+    }
+
+    /// Whether every participant of the batch was inside the window of an open correlation
+    /// whose latest sighting was `latest_before` (see the type's comment).
+    pub fn stayed_within(&self, latest_before: i64, window_ms: i64) -> bool {
+        !self.newcomer && self.previous >= latest_before.saturating_sub(window_ms)
+    }
+}
+
 /// One participant's aggregate of an indicator, as the correlation rule reads it.
 pub(crate) struct ParticipantWindow {
     pub participant: String,
@@ -495,6 +558,24 @@ mod tests {
             let err = Location::parse(bad, dir).unwrap_err().to_string();
             assert!(err.contains("expected") && !err.contains("y@"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn only_a_participant_entering_the_window_needs_a_full_evaluation() {
+        let at = |t: i64| v1::Sighting { first_seen_unix_ms: t, last_seen_unix_ms: t, ..Default::default() };
+        let mut known = Touched::new(Kind::Domain);
+        known.add(Via::DnsQuery, &at(100), 2);
+        known.add(Via::TlsSni, &at(99), 1);
+        known.add(Via::DnsQuery, &at(101), 1);
+        known.set_previous(Some(95));
+        assert!(known.stayed_within(100, 10), "95 >= 100 - 10: it was in the window");
+        assert!(!known.stayed_within(110, 10), "95 < 110 - 10: it had fallen out, it may re-enter");
+        assert_eq!((known.sightings, known.first_seen, known.last_seen), (4, 99, 101));
+        assert_eq!(known.by_via, [(Via::DnsQuery, 100, 101, 3), (Via::TlsSni, 99, 99, 1)]);
+        let mut new = Touched::new(Kind::Domain);
+        new.add(Via::DnsQuery, &at(100), 1);
+        new.set_previous(None);
+        assert!(!new.stayed_within(100, 10));
     }
 
     #[test]

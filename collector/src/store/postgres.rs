@@ -16,7 +16,7 @@
 use super::{
     AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased, FALSE_POSITIVE,
     Ingested, NewSighting, OPEN, PURGE_BATCH, ParticipantWindow, Purged, SIGHTING_COLUMNS, SightingFilter,
-    SightingPage, SightingRow, Store, StoreError, correlation_wire, evaluate, kind_wire, next_token,
+    SightingPage, SightingRow, Store, StoreError, Touched, correlation_wire, evaluate, kind_wire, next_token,
     vias_wire, without_participant,
 };
 use crate::correlation::CorrelationRule;
@@ -218,13 +218,32 @@ async fn correlate(
     rule: &CorrelationRule,
     tx: &Transaction<'_>,
     indicator: &str,
-    kind: Kind,
+    batch: &Touched,
     now_ms: i64,
 ) -> Result<Option<v1::CorrelationEvent>, StoreError> {
     // A false positive stays closed, whatever arrives later from agents with an older set.
     if tx.query_opt("SELECT 1 FROM false_positives WHERE indicator = $1", &[&indicator]).await?.is_some() {
         return Ok(None);
     }
+    let open: Option<(u32, i64)> = tx
+        .query_opt(
+            "SELECT participant_count, last_seen FROM correlations WHERE indicator = $1",
+            &[&indicator],
+        )
+        .await?
+        .map(|r| (r.get::<_, i32>(0).max(0) as u32, r.get(1)));
+    if let Some((_, latest_before)) = open
+        && batch.stayed_within(latest_before, rule.window_ms)
+    {
+        tx.execute(
+            "UPDATE correlations SET first_seen = LEAST(first_seen, $2), last_seen = GREATEST(last_seen, $3),
+               sightings = sightings + $4 WHERE indicator = $1",
+            &[&indicator, &batch.first_seen, &batch.last_seen, &batch.sightings],
+        )
+        .await?;
+        return Ok(None);
+    }
+    let kind = batch.kind;
     let latest: i64 = tx
         .query_one("SELECT max(last_seen) FROM indicator_participants WHERE indicator = $1", &[&indicator])
         .await?
@@ -239,10 +258,7 @@ async fn correlate(
         .iter()
         .map(|r| ParticipantWindow { participant: r.get(0), first_seen: r.get(1), sightings: r.get(2) })
         .collect();
-    let before: Option<u32> = tx
-        .query_opt("SELECT participant_count FROM correlations WHERE indicator = $1", &[&indicator])
-        .await?
-        .map(|r| r.get::<_, i32>(0).max(0) as u32);
+    let before = open.map(|(count, _)| count);
     let (change, Some(u)) = evaluate(rule, &rows, latest, before) else { return Ok(None) };
     let count = i32::try_from(u.count).unwrap_or(i32::MAX);
     tx.execute(
@@ -292,7 +308,11 @@ impl Store for PostgresStore {
                 .await?;
             let aggregate = tx
                 .prepare(
-                    "INSERT INTO indicator_participants AS t
+                    // The CTE sees the row as it was before this statement: the previous
+                    // last_seen, for the correlation rule (see `Touched`).
+                    "WITH previous AS (
+                       SELECT last_seen FROM indicator_participants WHERE indicator = $1 AND participant = $2)
+                     INSERT INTO indicator_participants AS t
                        (indicator, participant, kind, first_seen, last_seen, sightings, vias)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (indicator, participant) DO UPDATE SET
@@ -300,11 +320,12 @@ impl Store for PostgresStore {
                        last_seen = GREATEST(t.last_seen, excluded.last_seen),
                        sightings = t.sightings + excluded.sightings,
                        vias = CASE WHEN position(',' || excluded.vias || ',' in ',' || t.vias || ',') > 0
-                              THEN t.vias ELSE t.vias || ',' || excluded.vias END",
+                              THEN t.vias ELSE t.vias || ',' || excluded.vias END
+                     RETURNING (SELECT last_seen FROM previous)",
                 )
                 .await?;
             let mut out = Ingested::default();
-            let mut touched = BTreeMap::new();
+            let mut touched: BTreeMap<&str, Touched> = BTreeMap::new();
             for s in batch {
                 let w = s.wire;
                 let count = super::clamp(w.count);
@@ -338,23 +359,38 @@ impl Store for PostgresStore {
                     continue;
                 }
                 out.stored += 1;
-                tx.execute(
-                    &aggregate,
-                    &[
-                        &w.indicator,
-                        &participant,
-                        &s.kind.as_str(),
-                        &w.first_seen_unix_ms,
-                        &w.last_seen_unix_ms,
-                        &count,
-                        &s.via.as_str(),
-                    ],
-                )
-                .await?;
-                touched.insert(w.indicator.as_str(), s.kind);
+                touched
+                    .entry(w.indicator.as_str())
+                    .or_insert_with(|| Touched::new(s.kind))
+                    .add(s.via, w, count);
             }
-            for (indicator, kind) in touched {
-                if let Some(event) = correlate(&self.rule, &tx, indicator, kind, now_ms).await? {
+            // One upsert per indicator and mechanism, not per sighting; the first one tells the
+            // participant's state before the batch.
+            for (indicator, t) in &mut touched {
+                for (i, &(via, first, last, count)) in t.by_via.iter().enumerate() {
+                    let previous: Option<i64> = tx
+                        .query_one(
+                            &aggregate,
+                            &[
+                                indicator,
+                                &participant,
+                                &t.kind.as_str(),
+                                &first,
+                                &last,
+                                &count,
+                                &via.as_str(),
+                            ],
+                        )
+                        .await?
+                        .get(0);
+                    if i == 0 {
+                        t.newcomer = previous.is_none();
+                        t.previous = previous.unwrap_or(i64::MAX);
+                    }
+                }
+            }
+            for (indicator, batch) in touched {
+                if let Some(event) = correlate(&self.rule, &tx, indicator, &batch, now_ms).await? {
                     out.changes.push(event);
                 }
             }

@@ -7,14 +7,16 @@
 use super::{
     AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased, FALSE_POSITIVE,
     Ingested, NewSighting, OPEN, PURGE_BATCH, ParticipantWindow, Purged, SIGHTING_COLUMNS, SightingFilter,
-    SightingPage, SightingRow, Store, StoreError, correlation_wire, evaluate, kind_wire, next_token,
+    SightingPage, SightingRow, Store, StoreError, Touched, correlation_wire, evaluate, kind_wire, next_token,
     vias_wire, without_participant,
 };
 use crate::correlation::CorrelationRule;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use zdn_indicators::Kind;
 use zdn_proto::v1;
 
@@ -120,6 +122,29 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     rule: CorrelationRule,
+    /// Tells the checkpoint thread to end (see [`checkpoints`]).
+    stop_checkpoints: Arc<AtomicBool>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop_checkpoints.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How often the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies committed WAL frames into the database file from a thread of its own, so a batch's
+/// commit never pays for a checkpoint (SQLite would otherwise run one inside the commit that
+/// crosses `wal_autocheckpoint`). PASSIVE checkpoints never block the writer or readers.
+fn checkpoints(conn: Connection, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+        }
+    }
 }
 
 impl SqliteStore {
@@ -128,15 +153,30 @@ impl SqliteStore {
             let conn = Connection::open(p)
                 .map_err(|source| StoreError::Open { path: p.display().to_string(), source })?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            // Room for every statement of ingest and the queries (the default is 16).
+            conn.set_prepared_statement_cache_capacity(64);
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
+            // 64 MiB of page cache per connection (the default is 2 MiB): the indexes' hot
+            // pages stay in memory instead of being read again for every batch.
+            conn.pragma_update(None, "cache_size", -65_536)?;
             Ok::<_, StoreError>(conn)
         };
         let mut writer = open(path)?;
         migrate(&mut writer)?;
+        // Checkpoints run on their own thread; this is only the backstop should it fall
+        // behind (64 MiB of WAL).
+        writer.pragma_update(None, "wal_autocheckpoint", 16_384)?;
         let reader = open(path)?;
-        Ok(SqliteStore { writer: Mutex::new(writer), reader: Mutex::new(reader), rule })
+        let stop_checkpoints = Arc::new(AtomicBool::new(false));
+        let checkpointer = open(path)?;
+        let stop = stop_checkpoints.clone();
+        std::thread::Builder::new()
+            .name("zdn-checkpoint".into())
+            .spawn(move || checkpoints(checkpointer, stop))
+            .map_err(|e| StoreError::Runtime(e.to_string()))?;
+        Ok(SqliteStore { writer: Mutex::new(writer), reader: Mutex::new(reader), rule, stop_checkpoints })
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -147,12 +187,13 @@ impl SqliteStore {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Re-evaluates the rule for one indicator; returns the event if it opened or escalated.
+    /// Applies the rule to one indicator a batch touched; returns the event if it opened or
+    /// escalated.
     fn correlate(
         &self,
         tx: &rusqlite::Transaction<'_>,
         indicator: &str,
-        kind: Kind,
+        batch: &Touched,
         now_ms: i64,
     ) -> Result<Option<v1::CorrelationEvent>, StoreError> {
         // A false positive stays closed, whatever arrives later from agents with an older set.
@@ -161,11 +202,25 @@ impl SqliteStore {
         if withdrawn {
             return Ok(None);
         }
-        let latest: i64 = tx.query_row(
-            "SELECT max(last_seen) FROM indicator_participants WHERE indicator = ?1",
-            [indicator],
-            |r| r.get(0),
-        )?;
+        let open: Option<(u32, i64)> = tx
+            .prepare_cached("SELECT participant_count, last_seen FROM correlations WHERE indicator = ?1")?
+            .query_row([indicator], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((_, latest_before)) = open
+            && batch.stayed_within(latest_before, self.rule.window_ms)
+        {
+            tx.prepare_cached(
+                "UPDATE correlations SET first_seen = min(first_seen, ?2), last_seen = max(last_seen, ?3),
+                   sightings = sightings + ?4 WHERE indicator = ?1",
+            )?
+            .execute(params![indicator, batch.first_seen, batch.last_seen, batch.sightings])?;
+            return Ok(None);
+        }
+        let kind = batch.kind;
+        // Every statement here runs once per touched indicator: all are cached, prepared once.
+        let latest: i64 = tx
+            .prepare_cached("SELECT max(last_seen) FROM indicator_participants WHERE indicator = ?1")?
+            .query_row([indicator], |r| r.get(0))?;
         let mut stmt = tx.prepare_cached(
             "SELECT participant, first_seen, sightings FROM indicator_participants
              WHERE indicator = ?1 AND last_seen >= ?2 ORDER BY first_seen, participant",
@@ -175,14 +230,10 @@ impl SqliteStore {
                 Ok(ParticipantWindow { participant: r.get(0)?, first_seen: r.get(1)?, sightings: r.get(2)? })
             })?
             .collect::<Result<_, _>>()?;
-        let before: Option<u32> = tx
-            .query_row("SELECT participant_count FROM correlations WHERE indicator = ?1", [indicator], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let before = open.map(|(count, _)| count);
         let (change, Some(u)) = evaluate(&self.rule, &rows, latest, before) else { return Ok(None) };
         // The participant list only ever grows; times and counts follow the latest evaluation.
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO correlations (indicator, kind, participants, participant_count, first_seen, last_seen,
                                        sightings, opened, updated)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
@@ -194,14 +245,12 @@ impl SqliteStore {
                last_seen = max(last_seen, excluded.last_seen),
                sightings = max(sightings, excluded.sightings),
                updated = CASE WHEN excluded.participant_count > participant_count THEN excluded.updated ELSE updated END",
-            params![indicator, kind.as_str(), u.participants, u.count, u.first_seen, u.last_seen, u.sightings, now_ms],
-        )?;
+        )?
+        .execute(params![indicator, kind.as_str(), u.participants, u.count, u.first_seen, u.last_seen, u.sightings, now_ms])?;
         let Some(change) = change else { return Ok(None) };
-        let correlation = tx.query_row(
-            &format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"),
-            [indicator],
-            correlation_row,
-        )?;
+        let correlation = tx
+            .prepare_cached(&format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"))?
+            .query_row([indicator], correlation_row)?;
         Ok(Some(v1::CorrelationEvent { change: change as i32, correlation: Some(correlation) }))
     }
 }
@@ -217,12 +266,15 @@ impl Store for SqliteStore {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
         let mut out = Ingested::default();
-        let mut touched = BTreeSet::new();
+        let mut touched: BTreeMap<&str, Touched> = BTreeMap::new();
         {
             let mut insert = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO sightings ({SIGHTING_COLUMNS})
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ))?;
+            let mut previous_seen = tx.prepare_cached(
+                "SELECT last_seen FROM indicator_participants WHERE indicator = ?1 AND participant = ?2",
+            )?;
             let mut aggregate = tx.prepare_cached(
                 "INSERT INTO indicator_participants (indicator, participant, kind, first_seen, last_seen, sightings, vias)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -260,20 +312,31 @@ impl Store for SqliteStore {
                     continue;
                 }
                 out.stored += 1;
-                aggregate.execute(params![
-                    w.indicator,
-                    participant,
-                    s.kind.as_str(),
-                    w.first_seen_unix_ms,
-                    w.last_seen_unix_ms,
-                    count,
-                    s.via.as_str()
-                ])?;
-                touched.insert((w.indicator.as_str(), s.kind));
+                touched
+                    .entry(w.indicator.as_str())
+                    .or_insert_with(|| Touched::new(s.kind))
+                    .add(s.via, w, count);
+            }
+            // One previous-state read and one upsert per indicator and mechanism, not per sighting.
+            for (indicator, t) in &mut touched {
+                let previous: Option<i64> =
+                    previous_seen.query_row(params![indicator, participant], |r| r.get(0)).optional()?;
+                t.set_previous(previous);
+                for &(via, first, last, count) in &t.by_via {
+                    aggregate.execute(params![
+                        indicator,
+                        participant,
+                        t.kind.as_str(),
+                        first,
+                        last,
+                        count,
+                        via.as_str()
+                    ])?;
+                }
             }
         }
-        for (indicator, kind) in touched {
-            if let Some(event) = self.correlate(&tx, indicator, kind, now_ms)? {
+        for (indicator, batch) in touched {
+            if let Some(event) = self.correlate(&tx, indicator, &batch, now_ms)? {
                 out.changes.push(event);
             }
         }
@@ -296,40 +359,55 @@ impl Store for SqliteStore {
     }
 
     fn sightings(&self, f: &SightingFilter<'_>) -> Result<SightingPage, StoreError> {
+        use rusqlite::types::Value;
+        // Only the filters in use appear in the query: SQLite cannot use an index behind
+        // `?1 IS NULL OR indicator = ?1`, and a page of one indicator must not scan them all.
+        let filters = [
+            ("indicator = ", f.indicator.map(|v| Value::Text(v.to_owned()))),
+            ("participant = ", f.participant.map(|v| Value::Text(v.to_owned()))),
+            ("last_seen >= ", f.since_ms.map(Value::Integer)),
+            ("first_seen <= ", f.until_ms.map(Value::Integer)),
+            ("rowid < ", f.before_row.map(Value::Integer)),
+        ];
+        let mut clauses = Vec::new();
+        let mut values = Vec::new();
+        for (condition, value) in filters {
+            if let Some(value) = value {
+                values.push(value);
+                clauses.push(format!("{condition}?{}", values.len()));
+            }
+        }
+        values.push(Value::Integer(i64::from(f.limit)));
+        let filter =
+            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT rowid, {SIGHTING_COLUMNS} FROM sightings
-             WHERE (?1 IS NULL OR indicator = ?1) AND (?2 IS NULL OR participant = ?2)
-               AND (?3 IS NULL OR last_seen >= ?3) AND (?4 IS NULL OR first_seen <= ?4)
-               AND (?5 IS NULL OR rowid < ?5)
-             ORDER BY rowid DESC LIMIT ?6"
+            "SELECT rowid, {SIGHTING_COLUMNS} FROM sightings {filter} ORDER BY rowid DESC LIMIT ?{}",
+            values.len()
         ))?;
-        let rows = stmt.query_map(
-            params![f.indicator, f.participant, f.since_ms, f.until_ms, f.before_row, f.limit],
-            |r| {
-                Ok(SightingRow {
-                    row: r.get(0)?,
-                    id: r.get(1)?,
-                    participant: r.get(2)?,
-                    agent: r.get(3)?,
-                    indicator: r.get(4)?,
-                    kind: r.get(5)?,
-                    via: r.get(6)?,
-                    observed: r.get(7)?,
-                    indicator_id: r.get(8)?,
-                    first_seen: r.get(9)?,
-                    last_seen: r.get(10)?,
-                    count: r.get(11)?,
-                    src: r.get(12)?,
-                    dst_ip: r.get(13)?,
-                    dst_port: r.get(14)?,
-                    proto: r.get(15)?,
-                    received: r.get(16)?,
-                    resolved_name: r.get(17)?,
-                }
-                .into_wire())
-            },
-        )?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+            Ok(SightingRow {
+                row: r.get(0)?,
+                id: r.get(1)?,
+                participant: r.get(2)?,
+                agent: r.get(3)?,
+                indicator: r.get(4)?,
+                kind: r.get(5)?,
+                via: r.get(6)?,
+                observed: r.get(7)?,
+                indicator_id: r.get(8)?,
+                first_seen: r.get(9)?,
+                last_seen: r.get(10)?,
+                count: r.get(11)?,
+                src: r.get(12)?,
+                dst_ip: r.get(13)?,
+                dst_port: r.get(14)?,
+                proto: r.get(15)?,
+                received: r.get(16)?,
+                resolved_name: r.get(17)?,
+            }
+            .into_wire())
+        })?;
         let rows: Vec<(i64, v1::StoredSighting)> = rows.collect::<Result<_, _>>()?;
         let next = next_token(&rows, f.limit);
         Ok((rows.into_iter().map(|r| r.1).collect(), next))
