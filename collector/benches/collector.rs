@@ -134,6 +134,8 @@ async fn main() {
     let total: usize =
         std::env::var("ZDN_BENCH_SIGHTINGS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let store = std::env::var("ZDN_BENCH_STORE").unwrap_or_else(|_| "sqlite".into());
+    // Errors only: a failing batch says why on stderr.
+    zdn_telemetry::init_logging(zdn_telemetry::LogFormat::Text, "error");
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = dir.path().join("pki");
     pki::init(&pki_dir, &[]).unwrap();

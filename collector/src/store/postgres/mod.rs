@@ -10,19 +10,20 @@
 //!   READ COMMITTED. Each batch therefore takes a transaction-scoped advisory lock per
 //!   indicator it touches, in one global order (the key's number), before writing; the second
 //!   transaction waits and then reads the first one's committed row.
+//! - Ingest writes a batch set-wise, in a fixed number of round trips ([`ingest`]).
 //! - Migrations run under a session advisory lock, so instances starting together apply each
 //!   migration once; `zdn_schema` records how many ran.
 
 use super::{
     AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased, FALSE_POSITIVE,
-    Ingested, NewSighting, OPEN, PURGE_BATCH, ParticipantWindow, Purged, SIGHTING_COLUMNS, SightingFilter,
-    SightingPage, SightingRow, Store, StoreError, Touched, correlation_wire, evaluate, kind_wire, next_token,
-    vias_wire, without_participant,
+    Ingested, NewSighting, OPEN, PURGE_BATCH, Purged, SIGHTING_COLUMNS, SightingFilter, SightingPage,
+    SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token, vias_wire, without_participant,
 };
 use crate::correlation::CorrelationRule;
+mod ingest;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use std::collections::BTreeMap;
-use tokio_postgres::{NoTls, Row, Transaction};
+use tokio_postgres::{NoTls, Row};
 use zdn_indicators::Kind;
 use zdn_proto::v1;
 
@@ -214,74 +215,6 @@ async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreErro
     result
 }
 
-async fn correlate(
-    rule: &CorrelationRule,
-    tx: &Transaction<'_>,
-    indicator: &str,
-    batch: &Touched,
-    now_ms: i64,
-) -> Result<Option<v1::CorrelationEvent>, StoreError> {
-    // A false positive stays closed, whatever arrives later from agents with an older set.
-    if tx.query_opt("SELECT 1 FROM false_positives WHERE indicator = $1", &[&indicator]).await?.is_some() {
-        return Ok(None);
-    }
-    let open: Option<(u32, i64)> = tx
-        .query_opt(
-            "SELECT participant_count, last_seen FROM correlations WHERE indicator = $1",
-            &[&indicator],
-        )
-        .await?
-        .map(|r| (r.get::<_, i32>(0).max(0) as u32, r.get(1)));
-    if let Some((_, latest_before)) = open
-        && batch.stayed_within(latest_before, rule.window_ms)
-    {
-        tx.execute(
-            "UPDATE correlations SET first_seen = LEAST(first_seen, $2), last_seen = GREATEST(last_seen, $3),
-               sightings = sightings + $4 WHERE indicator = $1",
-            &[&indicator, &batch.first_seen, &batch.last_seen, &batch.sightings],
-        )
-        .await?;
-        return Ok(None);
-    }
-    let kind = batch.kind;
-    let latest: i64 = tx
-        .query_one("SELECT max(last_seen) FROM indicator_participants WHERE indicator = $1", &[&indicator])
-        .await?
-        .get(0);
-    let rows: Vec<ParticipantWindow> = tx
-        .query(
-            "SELECT participant, first_seen, sightings FROM indicator_participants
-             WHERE indicator = $1 AND last_seen >= $2 ORDER BY first_seen, participant",
-            &[&indicator, &latest.saturating_sub(rule.window_ms)],
-        )
-        .await?
-        .iter()
-        .map(|r| ParticipantWindow { participant: r.get(0), first_seen: r.get(1), sightings: r.get(2) })
-        .collect();
-    let before = open.map(|(count, _)| count);
-    let (change, Some(u)) = evaluate(rule, &rows, latest, before) else { return Ok(None) };
-    let count = i32::try_from(u.count).unwrap_or(i32::MAX);
-    tx.execute(
-        "INSERT INTO correlations AS c (indicator, kind, participants, participant_count, first_seen, last_seen,
-                                        sightings, opened, updated)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-         ON CONFLICT (indicator) DO UPDATE SET
-           participants = CASE WHEN excluded.participant_count > c.participant_count
-                          THEN excluded.participants ELSE c.participants END,
-           participant_count = GREATEST(c.participant_count, excluded.participant_count),
-           first_seen = LEAST(c.first_seen, excluded.first_seen),
-           last_seen = GREATEST(c.last_seen, excluded.last_seen),
-           sightings = GREATEST(c.sightings, excluded.sightings),
-           updated = CASE WHEN excluded.participant_count > c.participant_count
-                     THEN excluded.updated ELSE c.updated END",
-        &[&indicator, &kind.as_str(), &u.participants, &count, &u.first_seen, &u.last_seen, &u.sightings, &now_ms],
-    )
-    .await?;
-    let Some(change) = change else { return Ok(None) };
-    let row = tx.query_one(&format!("{CORRELATION_COLUMNS} WHERE indicator = $1"), &[&indicator]).await?;
-    Ok(Some(v1::CorrelationEvent { change: change as i32, correlation: Some(correlation_row(&row)) }))
-}
-
 impl Store for PostgresStore {
     fn ingest(
         &self,
@@ -293,107 +226,7 @@ impl Store for PostgresStore {
         self.run(async |pool: &Pool| {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
-            // Lock every indicator of the batch in key order first (see the module comment);
-            // a function scan over the sorted array takes them in array order.
-            let mut locks: Vec<i64> = batch.iter().map(|s| lock_key(&s.wire.indicator)).collect();
-            locks.sort_unstable();
-            locks.dedup();
-            tx.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::BIGINT[]) AS k", &[&locks]).await?;
-            let insert = tx
-                .prepare(&format!(
-                    "INSERT INTO sightings ({SIGHTING_COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-                     ON CONFLICT (id) DO NOTHING"
-                ))
-                .await?;
-            let aggregate = tx
-                .prepare(
-                    // The CTE sees the row as it was before this statement: the previous
-                    // last_seen, for the correlation rule (see `Touched`).
-                    "WITH previous AS (
-                       SELECT last_seen FROM indicator_participants WHERE indicator = $1 AND participant = $2)
-                     INSERT INTO indicator_participants AS t
-                       (indicator, participant, kind, first_seen, last_seen, sightings, vias)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (indicator, participant) DO UPDATE SET
-                       first_seen = LEAST(t.first_seen, excluded.first_seen),
-                       last_seen = GREATEST(t.last_seen, excluded.last_seen),
-                       sightings = t.sightings + excluded.sightings,
-                       vias = CASE WHEN position(',' || excluded.vias || ',' in ',' || t.vias || ',') > 0
-                              THEN t.vias ELSE t.vias || ',' || excluded.vias END
-                     RETURNING (SELECT last_seen FROM previous)",
-                )
-                .await?;
-            let mut out = Ingested::default();
-            let mut touched: BTreeMap<&str, Touched> = BTreeMap::new();
-            for s in batch {
-                let w = s.wire;
-                let count = super::clamp(w.count);
-                let port = i32::try_from(w.dst_port).unwrap_or(i32::MAX);
-                let inserted = tx
-                    .execute(
-                        &insert,
-                        &[
-                            &w.id,
-                            &participant,
-                            &agent,
-                            &w.indicator,
-                            &s.kind.as_str(),
-                            &s.via.as_str(),
-                            &w.observed,
-                            &w.indicator_id,
-                            &w.first_seen_unix_ms,
-                            &w.last_seen_unix_ms,
-                            &count,
-                            &w.src,
-                            &w.dst_ip,
-                            &port,
-                            &w.proto,
-                            &now_ms,
-                            &w.resolved_name,
-                        ],
-                    )
-                    .await?;
-                if inserted == 0 {
-                    out.duplicates += 1;
-                    continue;
-                }
-                out.stored += 1;
-                touched
-                    .entry(w.indicator.as_str())
-                    .or_insert_with(|| Touched::new(s.kind))
-                    .add(s.via, w, count);
-            }
-            // One upsert per indicator and mechanism, not per sighting; the first one tells the
-            // participant's state before the batch.
-            for (indicator, t) in &mut touched {
-                for (i, &(via, first, last, count)) in t.by_via.iter().enumerate() {
-                    let previous: Option<i64> = tx
-                        .query_one(
-                            &aggregate,
-                            &[
-                                indicator,
-                                &participant,
-                                &t.kind.as_str(),
-                                &first,
-                                &last,
-                                &count,
-                                &via.as_str(),
-                            ],
-                        )
-                        .await?
-                        .get(0);
-                    if i == 0 {
-                        t.newcomer = previous.is_none();
-                        t.previous = previous.unwrap_or(i64::MAX);
-                    }
-                }
-            }
-            for (indicator, batch) in touched {
-                if let Some(event) = correlate(&self.rule, &tx, indicator, &batch, now_ms).await? {
-                    out.changes.push(event);
-                }
-            }
+            let out = ingest::ingest(&tx, &self.rule, participant, agent, batch, now_ms).await?;
             tx.commit().await?;
             Ok(out)
         })
