@@ -18,10 +18,12 @@
 //! the engine-neutral shape of a row, so each engine only reads columns.
 
 pub mod postgres;
+mod rows;
 pub mod scratch;
 pub mod sqlite;
 
 use crate::correlation::CorrelationRule;
+pub(crate) use rows::*;
 use std::path::PathBuf;
 use std::sync::Arc;
 use zdn_indicators::{Kind, Via};
@@ -360,186 +362,6 @@ pub(crate) fn evaluate(
         sightings: rows.iter().map(|r| r.sightings).sum(),
     };
     (change, Some(upsert))
-}
-
-/// A stored sighting as both engines read it.
-pub(crate) struct SightingRow {
-    pub row: i64,
-    pub id: String,
-    pub participant: String,
-    pub agent: String,
-    pub indicator: String,
-    pub kind: String,
-    pub via: String,
-    pub observed: String,
-    pub indicator_id: String,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub count: i64,
-    pub src: String,
-    pub dst_ip: String,
-    pub dst_port: u32,
-    pub proto: String,
-    pub received: i64,
-    pub resolved_name: String,
-}
-
-/// Columns of [`SightingRow`], in its order, for both engines' queries.
-pub(crate) const SIGHTING_COLUMNS: &str =
-    "id, participant, agent, indicator, kind, via, observed, indicator_id,
-    first_seen, last_seen, count, src, dst_ip, dst_port, proto, received, resolved_name";
-
-impl SightingRow {
-    pub fn into_wire(self) -> (i64, v1::StoredSighting) {
-        let sighting = v1::Sighting {
-            id: self.id,
-            indicator: self.indicator,
-            kind: kind_wire(&self.kind),
-            via: Via::parse(&self.via).map_or(0, |v| v1::Via::from(v) as i32),
-            observed: self.observed,
-            indicator_id: self.indicator_id,
-            first_seen_unix_ms: self.first_seen,
-            last_seen_unix_ms: self.last_seen,
-            count: self.count.max(0) as u64,
-            src: self.src,
-            dst_ip: self.dst_ip,
-            dst_port: self.dst_port,
-            proto: self.proto,
-            resolved_name: self.resolved_name,
-        };
-        let stored = v1::StoredSighting {
-            sighting: Some(sighting),
-            participant: self.participant,
-            agent: self.agent,
-            received_unix_ms: self.received,
-        };
-        (self.row, stored)
-    }
-}
-
-/// Columns of a correlation row, in the order [`correlation_wire`] takes them.
-pub(crate) const CORRELATION_COLUMNS: &str =
-    "SELECT indicator, kind, participants, participant_count, first_seen, last_seen,
-    sightings, opened, updated, status FROM correlations";
-
-#[allow(clippy::too_many_arguments)] // one argument per column, in column order
-pub(crate) fn correlation_wire(
-    indicator: String,
-    kind: &str,
-    participants: &str,
-    participant_count: u32,
-    first_seen: i64,
-    last_seen: i64,
-    sightings: i64,
-    opened: i64,
-    updated: i64,
-    status: String,
-) -> v1::Correlation {
-    v1::Correlation {
-        indicator,
-        kind: kind_wire(kind),
-        participants: participants.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
-        participant_count,
-        first_seen_unix_ms: first_seen,
-        last_seen_unix_ms: last_seen,
-        sightings: sightings.max(0) as u64,
-        opened_unix_ms: opened,
-        updated_unix_ms: updated,
-        includes_caller: false,
-        status,
-    }
-}
-
-/// Columns of the agents table, in the order [`AgentRow`] holds them.
-pub(crate) const AGENT_COLUMNS: &str = "participant, agent, last_heartbeat, agent_version, indicator_version,
-    indicator_count, packets_seen, packets_dropped_kernel, sightings_sent, blind_spots, cpu_percent, rss_bytes,
-    sightings_queued, sightings_held_back, spool_bytes, uptime_seconds";
-
-/// A heartbeat as stored: counters clamped to the engines' signed 64-bit integers.
-pub(crate) struct AgentRow {
-    pub participant: String,
-    pub agent: String,
-    pub last_heartbeat: i64,
-    pub agent_version: String,
-    /// indicator_version, indicator_count, packets_seen, packets_dropped_kernel, sightings_sent
-    pub counters: [i64; 5],
-    pub blind_spots: String,
-    pub cpu_percent: f64,
-    /// rss_bytes, sightings_queued, sightings_held_back, spool_bytes, uptime_seconds
-    pub host: [i64; 5],
-}
-
-impl AgentRow {
-    pub fn from_heartbeat(participant: &str, agent: &str, beat: &v1::HeartbeatRequest, now_ms: i64) -> Self {
-        AgentRow {
-            participant: participant.to_owned(),
-            agent: agent.to_owned(),
-            last_heartbeat: now_ms,
-            agent_version: beat.agent_version.clone(),
-            counters: [
-                beat.indicator_version,
-                beat.indicator_count,
-                beat.packets_seen,
-                beat.packets_dropped_kernel,
-                beat.sightings_sent,
-            ]
-            .map(clamp),
-            blind_spots: serde_json::to_string(&beat.blind_spots).unwrap_or_else(|_| "{}".into()),
-            cpu_percent: f64::from(beat.cpu_percent),
-            host: [
-                beat.rss_bytes,
-                beat.sightings_queued,
-                beat.sightings_held_back,
-                beat.spool_bytes,
-                beat.uptime_seconds,
-            ]
-            .map(clamp),
-        }
-    }
-
-    pub fn into_wire(self, now_ms: i64, stale_ms: i64) -> v1::AgentStatus {
-        let [indicator_version, indicator_count, packets_seen, packets_dropped_kernel, sightings_sent] =
-            self.counters.map(|v| v.max(0) as u64);
-        let [rss_bytes, sightings_queued, sightings_held_back, spool_bytes, uptime_seconds] =
-            self.host.map(|v| v.max(0) as u64);
-        v1::AgentStatus {
-            participant: self.participant,
-            agent: self.agent,
-            last_heartbeat_unix_ms: self.last_heartbeat,
-            stale: now_ms.saturating_sub(self.last_heartbeat) > stale_ms,
-            agent_version: self.agent_version,
-            indicator_version,
-            indicator_count,
-            packets_seen,
-            packets_dropped_kernel,
-            sightings_sent,
-            blind_spots: serde_json::from_str(&self.blind_spots).unwrap_or_default(),
-            cpu_percent: self.cpu_percent as f32,
-            rss_bytes,
-            sightings_queued,
-            sightings_held_back,
-            spool_bytes,
-            uptime_seconds,
-        }
-    }
-}
-
-pub(crate) fn kind_wire(kind: &str) -> i32 {
-    Kind::parse(kind).map_or(0, |k| v1::IndicatorKind::from(k) as i32)
-}
-
-pub(crate) fn vias_wire(vias: &str) -> Vec<i32> {
-    vias.split(',').filter_map(Via::parse).map(|v| v1::Via::from(v) as i32).collect()
-}
-
-/// The engines' integers are signed; counters beyond i64::MAX are clamped, not wrapped.
-pub(crate) fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// The next-page token of a page of `limit` rows: the last row's token when the page is full.
-pub(crate) fn next_token(rows: &[(i64, v1::StoredSighting)], limit: u32) -> Option<i64> {
-    (rows.len() == limit as usize).then(|| rows.last().map(|r| r.0)).flatten()
 }
 
 #[cfg(test)]

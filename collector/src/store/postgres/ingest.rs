@@ -300,7 +300,7 @@ async fn evaluate_all(
     let rows =
         tx.query(&format!("{CORRELATION_COLUMNS} WHERE indicator = ANY($1::TEXT[])"), &[&names]).await?;
     let mut correlations: BTreeMap<String, v1::Correlation> =
-        rows.iter().map(|r| correlation_row(r)).map(|c| (c.indicator.clone(), c)).collect();
+        rows.iter().map(correlation_row).map(|c| (c.indicator.clone(), c)).collect();
     Ok(changed
         .into_iter()
         .filter_map(|(indicator, change)| {

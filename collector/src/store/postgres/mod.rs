@@ -20,108 +20,14 @@ use super::{
     SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token, vias_wire, without_participant,
 };
 use crate::correlation::CorrelationRule;
+use migrations::migrate;
 mod ingest;
+mod migrations;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
 use zdn_indicators::Kind;
 use zdn_proto::v1;
-
-const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE sightings (
-    row_id BIGSERIAL PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    participant TEXT NOT NULL,
-    agent TEXT NOT NULL,
-    indicator TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    via TEXT NOT NULL,
-    observed TEXT NOT NULL,
-    indicator_id TEXT NOT NULL,
-    first_seen BIGINT NOT NULL,
-    last_seen BIGINT NOT NULL,
-    count BIGINT NOT NULL,
-    src TEXT NOT NULL,
-    dst_ip TEXT NOT NULL,
-    dst_port INTEGER NOT NULL,
-    proto TEXT NOT NULL,
-    received BIGINT NOT NULL,
-    resolved_name TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX sightings_by_indicator ON sightings (indicator, row_id);
-CREATE INDEX sightings_by_participant ON sightings (participant, row_id);
-CREATE TABLE indicator_participants (
-    indicator TEXT NOT NULL,
-    participant TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    first_seen BIGINT NOT NULL,
-    last_seen BIGINT NOT NULL,
-    sightings BIGINT NOT NULL,
-    vias TEXT NOT NULL,
-    PRIMARY KEY (indicator, participant)
-);
-CREATE TABLE correlations (
-    indicator TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    participants TEXT NOT NULL,
-    participant_count INTEGER NOT NULL,
-    first_seen BIGINT NOT NULL,
-    last_seen BIGINT NOT NULL,
-    sightings BIGINT NOT NULL,
-    opened BIGINT NOT NULL,
-    updated BIGINT NOT NULL
-);
-CREATE INDEX correlations_by_updated ON correlations (updated);
-CREATE TABLE agents (
-    participant TEXT NOT NULL,
-    agent TEXT NOT NULL,
-    last_heartbeat BIGINT NOT NULL,
-    agent_version TEXT NOT NULL,
-    indicator_version BIGINT NOT NULL,
-    indicator_count BIGINT NOT NULL,
-    packets_seen BIGINT NOT NULL,
-    packets_dropped_kernel BIGINT NOT NULL,
-    sightings_sent BIGINT NOT NULL,
-    blind_spots TEXT NOT NULL,
-    cpu_percent DOUBLE PRECISION NOT NULL,
-    rss_bytes BIGINT NOT NULL,
-    sightings_queued BIGINT NOT NULL,
-    sightings_held_back BIGINT NOT NULL,
-    spool_bytes BIGINT NOT NULL,
-    uptime_seconds BIGINT NOT NULL,
-    PRIMARY KEY (participant, agent)
-);
-CREATE TABLE audit (
-    seq BIGSERIAL PRIMARY KEY,
-    at BIGINT NOT NULL,
-    participant TEXT NOT NULL,
-    name TEXT NOT NULL,
-    role TEXT NOT NULL,
-    action TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE INDEX audit_by_time ON audit (at);
-",
-    r"
-ALTER TABLE correlations ADD COLUMN status TEXT NOT NULL DEFAULT 'open';
-CREATE TABLE false_positives (
-    indicator TEXT PRIMARY KEY,
-    marked_at BIGINT NOT NULL,
-    participant TEXT NOT NULL,
-    name TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-",
-    r"
-CREATE INDEX sightings_by_received ON sightings (received);
-CREATE INDEX agents_by_heartbeat ON agents (last_heartbeat);
-CREATE INDEX indicator_participants_by_participant ON indicator_participants (participant);
-",
-];
-
-/// Session advisory lock key held while migrating ("zdn" in ASCII).
-const MIGRATION_LOCK: i64 = 0x7a_646e;
 
 /// Connections per collector instance.
 const POOL_SIZE: usize = 16;
@@ -189,30 +95,6 @@ fn lock_key(indicator: &str) -> i64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest.as_ref()[..8]);
     i64::from_be_bytes(first)
-}
-
-async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreError> {
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
-    let result = async {
-        client.batch_execute("CREATE TABLE IF NOT EXISTS zdn_schema (version INTEGER NOT NULL)").await?;
-        let version: i32 =
-            client.query_opt("SELECT version FROM zdn_schema", &[]).await?.map_or(0, |r| r.get(0));
-        let known = MIGRATIONS.len() as i64;
-        if i64::from(version) > known {
-            return Err(StoreError::TooNew { found: version.into(), known });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            let tx = client.transaction().await?;
-            tx.batch_execute(sql).await?;
-            tx.execute("DELETE FROM zdn_schema", &[]).await?;
-            tx.execute("INSERT INTO zdn_schema (version) VALUES ($1)", &[&(i as i32 + 1)]).await?;
-            tx.commit().await?;
-        }
-        Ok(())
-    }
-    .await;
-    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
-    result
 }
 
 impl Store for PostgresStore {

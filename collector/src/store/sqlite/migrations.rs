@@ -1,0 +1,118 @@
+//! The SQLite schema, as the migrations that build it; `PRAGMA user_version` records how
+//! many ran, and a database newer than this binary knows is refused.
+
+use crate::store::StoreError;
+use rusqlite::Connection;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    r"
+CREATE TABLE sightings (
+    id TEXT NOT NULL UNIQUE,
+    participant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    indicator TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    via TEXT NOT NULL,
+    observed TEXT NOT NULL,
+    indicator_id TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    src TEXT NOT NULL,
+    dst_ip TEXT NOT NULL,
+    dst_port INTEGER NOT NULL,
+    proto TEXT NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE INDEX sightings_by_indicator ON sightings (indicator);
+CREATE INDEX sightings_by_participant ON sightings (participant);
+CREATE TABLE indicator_participants (
+    indicator TEXT NOT NULL,
+    participant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    sightings INTEGER NOT NULL,
+    vias TEXT NOT NULL,
+    PRIMARY KEY (indicator, participant)
+) WITHOUT ROWID;
+CREATE TABLE correlations (
+    indicator TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    participants TEXT NOT NULL,
+    participant_count INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    sightings INTEGER NOT NULL,
+    opened INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE INDEX correlations_by_updated ON correlations (updated);
+CREATE TABLE agents (
+    participant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    last_heartbeat INTEGER NOT NULL,
+    agent_version TEXT NOT NULL,
+    indicator_version INTEGER NOT NULL,
+    indicator_count INTEGER NOT NULL,
+    packets_seen INTEGER NOT NULL,
+    packets_dropped_kernel INTEGER NOT NULL,
+    sightings_sent INTEGER NOT NULL,
+    blind_spots TEXT NOT NULL,
+    cpu_percent REAL NOT NULL,
+    rss_bytes INTEGER NOT NULL,
+    PRIMARY KEY (participant, agent)
+);
+",
+    r"
+ALTER TABLE sightings ADD COLUMN resolved_name TEXT NOT NULL DEFAULT '';
+",
+    r"
+ALTER TABLE agents ADD COLUMN sightings_queued INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN sightings_held_back INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN spool_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN uptime_seconds INTEGER NOT NULL DEFAULT 0;
+",
+    r"
+CREATE TABLE audit (
+    at INTEGER NOT NULL,
+    participant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (at);
+",
+    r"
+ALTER TABLE correlations ADD COLUMN status TEXT NOT NULL DEFAULT 'open';
+CREATE TABLE false_positives (
+    indicator TEXT PRIMARY KEY,
+    marked_at INTEGER NOT NULL,
+    participant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+",
+    r"
+CREATE INDEX sightings_by_received ON sightings (received);
+CREATE INDEX agents_by_heartbeat ON agents (last_heartbeat);
+CREATE INDEX indicator_participants_by_participant ON indicator_participants (participant);
+",
+];
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew { found: version, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
