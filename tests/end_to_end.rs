@@ -226,7 +226,8 @@ async fn every_analyst_query_is_audited_and_only_admins_read_the_log() {
     net.zdn_json(&soc, &["sightings", "--indicator", "203.0.113.66"]).await.unwrap();
     net.zdn_json(&soc, &["correlations"]).await.unwrap();
 
-    // An analyst may not read the log — and the attempt is refused before anything is read.
+    // An analyst may not read the log — the attempt is refused before anything is read, and
+    // recorded.
     let err = net.zdn(Some(&soc), &["audit"]).await.unwrap_err();
     assert_eq!(err.downcast_ref::<tonic::Status>().unwrap().code(), tonic::Code::PermissionDenied);
 
@@ -243,11 +244,12 @@ async fn every_analyst_query_is_audited_and_only_admins_read_the_log() {
             )
         })
         .collect();
-    // Newest first: the admin's own read, then the analyst's two queries.
+    // Newest first: the admin's own read, the analyst's refused attempt, its two queries.
     assert_eq!(entries[0].0, "list_audit");
     assert_eq!(entries[0].1, "z-cert/root");
-    assert_eq!((entries[1].0.as_str(), entries[1].1.as_str()), ("list_correlations", "umc-noord/soc"));
-    assert_eq!((entries[2].0.as_str(), entries[2].1.as_str()), ("list_sightings", "umc-noord/soc"));
-    assert!(entries[2].2.contains("203.0.113.66"), "the query's arguments are kept: {}", entries[2].2);
-    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert_eq!((entries[1].0.as_str(), entries[1].1.as_str()), ("refused:list_audit", "umc-noord/soc"));
+    assert_eq!((entries[2].0.as_str(), entries[2].1.as_str()), ("list_correlations", "umc-noord/soc"));
+    assert_eq!((entries[3].0.as_str(), entries[3].1.as_str()), ("list_sightings", "umc-noord/soc"));
+    assert!(entries[3].2.contains("203.0.113.66"), "the query's arguments are kept: {}", entries[3].2);
+    assert_eq!(entries.len(), 4, "{entries:?}");
 }

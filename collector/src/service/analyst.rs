@@ -97,10 +97,24 @@ impl Analyst {
         role: Role,
         action: &'static str,
     ) -> Result<zdn_transport::server::Peer, Status> {
-        let peer = authorise(request, role)?;
+        let detail = format!("{:?}", request.get_ref());
+        let peer = match authorise(request, role) {
+            Ok(peer) => peer,
+            Err(refused) => {
+                // A refusal of a known caller is on record too (an agent or a participant's
+                // analyst trying an admin call is worth knowing about).
+                if let Some(peer) = request.extensions().get::<zdn_transport::server::Peer>() {
+                    let (store, identity) = (self.shared.store.clone(), peer.identity.clone());
+                    let action = format!("refused:{action}");
+                    if let Err(e) = blocking(move || store.audit(now_ms(), &identity, &action, &detail)).await {
+                        tracing::error!(error = %e, "could not audit a refused call");
+                    }
+                }
+                return Err(refused);
+            }
+        };
         tracing::info!(caller = %peer.identity, action, "analyst query");
         let (store, identity) = (self.shared.store.clone(), peer.identity.clone());
-        let detail = format!("{:?}", request.get_ref());
         blocking(move || store.audit(now_ms(), &identity, action, &detail)).await?;
         Ok(peer)
     }
