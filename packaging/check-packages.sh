@@ -11,11 +11,22 @@ missing=()
 command -v lintian >/dev/null || missing+=(lintian)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v adduser >/dev/null || missing+=(adduser)
+command -v help2man >/dev/null || missing+=(help2man)
 if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; fi
 
 rm -f target/debian/*.deb
-cargo deb --locked --strip -p zdn-agent
-cargo deb --locked --strip -p zdn-collector
+cargo build --release --locked -p zdn-agent -p zdn-collector
+# Manual pages from each program's --help (help2man), so they never disagree with it.
+mkdir -p target/man
+man_page() { # binary, one-line description
+  help2man --no-info --version-string="$(target/release/"$1" --version | awk '{print $2}')" \
+    --name "$2" "target/release/$1" | gzip -9n > "target/man/$1.1.gz"
+}
+man_page zdn-agent "ZDN sensor agent: decode traffic, match indicators, report sightings"
+man_page zdn-collector "ZDN collector: authenticate agents, store and correlate sightings"
+man_page zdn "query a ZDN collector: correlations, sightings, indicators, fleet, exports"
+cargo deb --locked --no-build --strip -p zdn-agent
+cargo deb --locked --no-build --strip -p zdn-collector
 debs=(target/debian/zdn-agent_*.deb target/debian/zdn-collector_*.deb)
 
 echo "--- lintian"
@@ -35,6 +46,7 @@ test "$(stat -c '%a %U' /var/lib/zdn-collector)" = "700 zdn-collector"
 /usr/bin/zdn-agent --version
 /usr/bin/zdn-collector --version
 /usr/bin/zdn --version
+for page in zdn-agent zdn-collector zdn; do zcat "/usr/share/man/man1/$page.1.gz" | grep -q '^\.SH DESCRIPTION'; done
 
 echo "--- purge"
 dpkg --purge zdn-agent zdn-collector
