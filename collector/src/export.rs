@@ -170,17 +170,20 @@ fn misp(sightings: &[v1::StoredSighting], false_positives: &BTreeSet<String>) ->
     Value::Array(entries)
 }
 
+/// What the collector holds about one participant, as the store gives it.
+pub struct Held<'a> {
+    pub sightings: &'a [v1::StoredSighting],
+    pub timelines: &'a [(String, v1::ParticipantTimeline)],
+    pub agents: &'a [v1::AgentStatus],
+    pub audit: &'a [v1::AuditEntry],
+    pub hosts: &'a [v1::SuspectHost],
+}
+
 /// Everything held about one participant (a data subject access request of an institution):
 /// its sightings, per-indicator aggregates, agents and the audit entries of its people.
-pub fn participant_record(
-    participant: &str,
-    sightings: &[v1::StoredSighting],
-    timelines: &[(String, v1::ParticipantTimeline)],
-    agents: &[v1::AgentStatus],
-    audit: &[v1::AuditEntry],
-    now_ms: i64,
-) -> Vec<u8> {
-    let aggregates: Vec<Value> = timelines
+pub fn participant_record(participant: &str, held: &Held<'_>, now_ms: i64) -> Vec<u8> {
+    let aggregates: Vec<Value> = held
+        .timelines
         .iter()
         .map(|(indicator, t)| {
             let vias: Vec<&str> =
@@ -197,10 +200,11 @@ pub fn participant_record(
     let doc = json!({
         "participant": participant,
         "exported": format_unix_ms(now_ms),
-        "sightings": sightings.iter().map(sighting_row).collect::<Vec<_>>(),
+        "sightings": held.sightings.iter().map(sighting_row).collect::<Vec<_>>(),
         "aggregates": aggregates,
-        "agents": agents.iter().map(crate::rows::agent_row).collect::<Vec<_>>(),
-        "audit": audit.iter().map(crate::rows::audit_row).collect::<Vec<_>>(),
+        "suspect_hosts": held.hosts.iter().map(crate::rows::host_row).collect::<Vec<_>>(),
+        "agents": held.agents.iter().map(crate::rows::agent_row).collect::<Vec<_>>(),
+        "audit": held.audit.iter().map(crate::rows::audit_row).collect::<Vec<_>>(),
     });
     let mut bytes = serde_json::to_vec_pretty(&doc).expect("JSON");
     bytes.push(b'\n');

@@ -50,6 +50,8 @@ pub fn correlation_row(c: &v1::Correlation) -> Row {
         "sightings": c.sightings,
         "opened": format_unix_ms(c.opened_unix_ms),
         "status": c.status,
+        "scope": c.scope,
+        "campaign": c.campaign,
     }))
 }
 
@@ -108,6 +110,17 @@ pub fn agent_row(a: &v1::AgentStatus) -> Row {
         "held_back": a.sightings_held_back,
         "blind_spots": a.blind_spots.values().sum::<u64>(),
         "rss_mb": a.rss_bytes / (1024 * 1024),
+    }))
+}
+
+pub fn host_row(h: &v1::SuspectHost) -> Row {
+    to_row(json!({
+        "participant": h.participant,
+        "host": h.host,
+        "campaign": h.campaign,
+        "indicators": h.indicators,
+        "first_seen": format_unix_ms(h.first_seen_unix_ms),
+        "last_seen": format_unix_ms(h.last_seen_unix_ms),
     }))
 }
 

@@ -62,6 +62,7 @@ on_both_engines!(
     a_false_positive_closes_and_stays_closed,
     retention_purges_each_class_by_its_own_cutoff,
     erasing_a_participant_removes_it_everywhere,
+    campaigns_correlate_across_indicators_and_flag_hosts,
 );
 
 fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
@@ -80,6 +81,20 @@ fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
     }
 }
 
+/// Ingests sightings of indicators of `campaign`.
+fn ingest_campaign(
+    store: &dyn Store,
+    participant: &str,
+    sightings: &[v1::Sighting],
+    campaign: &str,
+) -> store::Ingested {
+    let batch: Vec<NewSighting<'_>> = sightings
+        .iter()
+        .map(|w| NewSighting { wire: w, kind: Kind::Domain, via: Via::DnsQuery, campaign: Some(campaign) })
+        .collect();
+    store.ingest(participant, "gw", &batch, 1).unwrap()
+}
+
 fn ingest(store: &dyn Store, participant: &str, sightings: &[v1::Sighting]) -> store::Ingested {
     ingest_at(store, participant, sightings, 1)
 }
@@ -91,8 +106,10 @@ fn ingest_at(
     sightings: &[v1::Sighting],
     now_ms: i64,
 ) -> store::Ingested {
-    let batch: Vec<NewSighting<'_>> =
-        sightings.iter().map(|w| NewSighting { wire: w, kind: Kind::Domain, via: Via::DnsQuery }).collect();
+    let batch: Vec<NewSighting<'_>> = sightings
+        .iter()
+        .map(|w| NewSighting { wire: w, kind: Kind::Domain, via: Via::DnsQuery, campaign: None })
+        .collect();
     store.ingest(participant, "gw", &batch, now_ms).unwrap()
 }
 
@@ -105,7 +122,14 @@ fn analyst(participant: &str) -> zdn_transport::Identity {
 }
 
 fn all() -> CorrelationFilter {
-    CorrelationFilter { since_ms: None, min_participants: 0, kind: None, limit: 100 }
+    CorrelationFilter {
+        since_ms: None,
+        min_participants: 0,
+        kind: None,
+        campaign: None,
+        campaigns: false,
+        limit: 100,
+    }
 }
 
 fn correlations_open_escalate_and_respect_the_window(engine: &Engine) {
@@ -391,6 +415,79 @@ fn erasing_a_participant_removes_it_everywhere(engine: &Engine) {
     assert!(store.sightings(&of_a).unwrap().0.is_empty());
     assert!(store.fleet(1, 1_000).unwrap().is_empty());
     assert_eq!(store.audit_of("a").unwrap().len(), 1, "the audit trail stays");
+}
+
+/// Two institutions see *different* indicators of one campaign: no indicator correlates, the
+/// campaign does. A host that hit two of its indicators is flagged; one that hit one is not.
+fn campaigns_correlate_across_indicators_and_flag_hosts(engine: &Engine) {
+    let store = engine.open();
+    let store = store.as_ref();
+    let at_host =
+        |id: &str, indicator: &str, host: &str| v1::Sighting { src: host.into(), ..wire(id, indicator, 0) };
+    let first = ingest_campaign(
+        store,
+        "a",
+        &[at_host("1", "dga-1.example", "h-1"), at_host("2", "dga-2.example", "h-1")],
+        "emotet",
+    );
+    assert!(first.changes.is_empty());
+    let second = ingest_campaign(store, "b", &[at_host("3", "dga-3.example", "h-9")], "emotet");
+    assert_eq!(second.changes.len(), 1, "the campaign opens");
+    let c = second.changes[0].correlation.as_ref().unwrap();
+    assert_eq!(
+        (c.indicator.as_str(), c.scope.as_str(), c.participants.clone()),
+        ("emotet", "campaign", vec!["a".to_owned(), "b".to_owned()])
+    );
+    assert!(store.correlations(&all()).unwrap().is_empty(), "no single indicator correlates");
+    let campaigns = store.correlations(&CorrelationFilter { campaigns: true, ..all() }).unwrap();
+    assert_eq!((campaigns.len(), campaigns[0].participant_count, campaigns[0].sightings), (1, 2, 3));
+    // A third institution escalates the campaign.
+    let third = ingest_campaign(store, "c", &[at_host("4", "dga-1.example", "h-5")], "emotet");
+    let changes: Vec<(&str, &str, i32)> = third
+        .changes
+        .iter()
+        .map(|e| {
+            let c = e.correlation.as_ref().unwrap();
+            (c.scope.as_str(), c.indicator.as_str(), e.change)
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("indicator", "dga-1.example", Change::Opened as i32),
+            ("campaign", "emotet", Change::Escalated as i32)
+        ]
+    );
+    // Indicator correlations carry their campaign and can be filtered by it.
+    let dga1 = store.correlations(&CorrelationFilter { campaign: Some("emotet".into()), ..all() }).unwrap();
+    assert_eq!(
+        (dga1.len(), dga1[0].indicator.as_str(), dga1[0].campaign.as_str()),
+        (1, "dga-1.example", "emotet")
+    );
+    assert!(
+        store
+            .correlations(&CorrelationFilter { campaign: Some("other".into()), ..all() })
+            .unwrap()
+            .is_empty()
+    );
+
+    let hosts = store.suspect_hosts(None, 10).unwrap();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(
+        (hosts[0].participant.as_str(), hosts[0].host.as_str(), hosts[0].campaign.as_str()),
+        ("a", "h-1", "emotet")
+    );
+    assert_eq!(hosts[0].indicators, ["dga-1.example", "dga-2.example"]);
+    assert!(store.suspect_hosts(Some("b"), 10).unwrap().is_empty());
+    // h-9 of b becomes suspect when it hits a second indicator of the campaign later.
+    ingest_campaign(store, "b", &[at_host("5", "dga-2.example", "h-9")], "emotet");
+    assert_eq!(store.suspect_hosts(Some("b"), 10).unwrap()[0].indicators, ["dga-2.example", "dga-3.example"]);
+
+    // Erasing a takes it out of the campaign and its hosts with it.
+    store.erase("a", None).unwrap();
+    assert!(store.suspect_hosts(Some("a"), 10).unwrap().is_empty());
+    let campaigns = store.correlations(&CorrelationFilter { campaigns: true, ..all() }).unwrap();
+    assert_eq!(campaigns[0].participants, ["b", "c"]);
 }
 
 #[test]

@@ -6,7 +6,9 @@
 pub mod demo;
 pub mod output;
 
-use crate::rows::{agent_row, audit_row, change_name, correlation_row, indicator_rows, sighting_row, to_row};
+use crate::rows::{
+    agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row, to_row,
+};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use output::{Format, Row};
@@ -52,6 +54,13 @@ pub enum Command {
     Indicator { value: String },
     /// Agents, their last heartbeat and counters; stale agents may be down.
     Fleet,
+    /// Hosts that hit several indicators of one campaign: likely compromised.
+    Hosts {
+        #[arg(long)]
+        participant: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// The audit log: who asked what, when (admin certificates only).
     Audit {
         /// Only entries since this time (RFC 3339) or age (`2h`, `7d`).
@@ -142,6 +151,12 @@ pub struct CorrelationsArgs {
     kind: Option<String>,
     #[arg(long, default_value_t = 100)]
     limit: u32,
+    /// Only indicators of this campaign (event, family).
+    #[arg(long)]
+    campaign: Option<String>,
+    /// Campaigns seen at several institutions, instead of single indicators.
+    #[arg(long)]
+    campaigns: bool,
 }
 
 #[derive(Args)]
@@ -181,6 +196,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
                 min_participants: a.min_participants,
                 kind,
                 limit: a.limit,
+                campaign: a.campaign.unwrap_or_default(),
+                campaigns: a.campaigns,
             };
             let response = client.list_correlations(request).await?.into_inner();
             response.correlations.iter().map(correlation_row).collect()
@@ -204,6 +221,10 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             let detail =
                 client.get_indicator(v1::GetIndicatorRequest { indicator: value }).await?.into_inner();
             indicator_rows(&detail)
+        }
+        Command::Hosts { participant, limit } => {
+            let request = v1::ListSuspectHostsRequest { participant: participant.unwrap_or_default(), limit };
+            client.list_suspect_hosts(request).await?.into_inner().hosts.iter().map(host_row).collect()
         }
         Command::Fleet => {
             let response = client.fleet_status(v1::FleetStatusRequest {}).await?.into_inner();

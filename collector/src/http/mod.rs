@@ -10,7 +10,9 @@
 //!
 //! Errors are JSON (`{"error": "..."}`) with the HTTP status of the gRPC code.
 
-use crate::rows::{agent_row, audit_row, change_name, correlation_row, indicator_rows, sighting_row};
+use crate::rows::{
+    agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row,
+};
 use crate::service::analyst::Analyst;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
@@ -40,6 +42,7 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/fleet",
     "/api/v1/audit",
     "/api/v1/export",
+    "/api/v1/hosts",
 ];
 
 pub fn router(analyst: Arc<Analyst>) -> Router {
@@ -52,6 +55,7 @@ pub fn router(analyst: Arc<Analyst>) -> Router {
         .route(ROUTES[5], get(fleet))
         .route(ROUTES[6], get(audit))
         .route(ROUTES[7], get(export))
+        .route(ROUTES[8], get(hosts))
         .with_state(analyst)
 }
 
@@ -120,6 +124,9 @@ struct CorrelationsQuery {
     kind: Option<String>,
     #[serde(default)]
     limit: u32,
+    campaign: Option<String>,
+    #[serde(default)]
+    campaigns: bool,
 }
 
 async fn correlations(
@@ -139,6 +146,8 @@ async fn correlations(
         min_participants: q.min_participants,
         kind,
         limit: q.limit,
+        campaign: q.campaign.unwrap_or_default(),
+        campaigns: q.campaigns,
     };
     let answer = analyst.list_correlations(grpc(&request, message)).await?.into_inner();
     Ok(Json(json!({ "correlations": answer.correlations.iter().map(correlation_row).collect::<Vec<_>>() })))
@@ -247,6 +256,26 @@ async fn audit(
     let message = v1::ListAuditRequest { since_unix_ms: time(q.since.as_deref())?, limit: q.limit };
     let answer = analyst.list_audit(grpc(&request, message)).await?.into_inner();
     Ok(Json(json!({ "entries": answer.entries.iter().map(audit_row).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostsQuery {
+    participant: Option<String>,
+    #[serde(default)]
+    limit: u32,
+}
+
+async fn hosts(
+    State(analyst): State<Arc<Analyst>>,
+    query: Result<Query<HostsQuery>, QueryRejection>,
+    request: Request,
+) -> ApiResult {
+    let Query(q) = query?;
+    let message =
+        v1::ListSuspectHostsRequest { participant: q.participant.unwrap_or_default(), limit: q.limit };
+    let answer = analyst.list_suspect_hosts(grpc(&request, message)).await?.into_inner();
+    Ok(Json(json!({ "hosts": answer.hosts.iter().map(host_row).collect::<Vec<_>>() })))
 }
 
 #[derive(Deserialize)]

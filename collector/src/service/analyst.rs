@@ -106,7 +106,8 @@ impl Analyst {
                 if let Some(peer) = request.extensions().get::<zdn_transport::server::Peer>() {
                     let (store, identity) = (self.shared.store.clone(), peer.identity.clone());
                     let action = format!("refused:{action}");
-                    if let Err(e) = blocking(move || store.audit(now_ms(), &identity, &action, &detail)).await {
+                    if let Err(e) = blocking(move || store.audit(now_ms(), &identity, &action, &detail)).await
+                    {
                         tracing::error!(error = %e, "could not audit a refused call");
                     }
                 }
@@ -136,6 +137,8 @@ impl AnalystService for Analyst {
             since_ms: non_zero(r.since_unix_ms),
             min_participants: r.min_participants,
             kind,
+            campaign: non_empty(&r.campaign).map(str::to_owned),
+            campaigns: r.campaigns,
             limit: limit(r.limit),
         };
         let store = self.shared.store.clone();
@@ -276,6 +279,18 @@ impl AnalystService for Analyst {
         }))
     }
 
+    async fn list_suspect_hosts(
+        &self,
+        request: Request<v1::ListSuspectHostsRequest>,
+    ) -> Result<Response<v1::ListSuspectHostsResponse>, Status> {
+        let view = self.view(&request, "list_suspect_hosts").await?;
+        let r = request.into_inner();
+        let participant = scope(&view, &r.participant)?;
+        let store = self.shared.store.clone();
+        let hosts = blocking(move || store.suspect_hosts(participant.as_deref(), limit(r.limit))).await?;
+        Ok(Response::new(v1::ListSuspectHostsResponse { hosts }))
+    }
+
     type ExportSightingsStream = Pin<Box<dyn Stream<Item = Result<v1::ExportChunk, Status>> + Send>>;
 
     async fn export_sightings(
@@ -360,9 +375,16 @@ impl AnalystService for Analyst {
             let mut agents = store.fleet(now_ms(), stale_ms)?;
             agents.retain(|a| a.participant == participant);
             let audit = store.audit_of(&participant)?;
+            let hosts = store.suspect_hosts(Some(&participant), MAX_LIMIT)?;
             let count = sightings.len() as u32;
-            let document =
-                export::participant_record(&participant, &sightings, &timelines, &agents, &audit, now_ms());
+            let held = export::Held {
+                sightings: &sightings,
+                timelines: &timelines,
+                agents: &agents,
+                audit: &audit,
+                hosts: &hosts,
+            };
+            let document = export::participant_record(&participant, &held, now_ms());
             Ok((document, count))
         })
         .await?;

@@ -17,8 +17,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
-use zdn_indicators::IndicatorSet;
 use zdn_indicators::signing::Publisher;
+use zdn_indicators::{IndicatorSet, Kind};
 use zdn_proto::v1::{self, indicator_service_server::IndicatorService};
 use zdn_transport::Role;
 
@@ -31,12 +31,32 @@ pub struct Published {
     pub key_id: String,
     /// The signed compiled set; empty when nothing is published.
     pub signed: Vec<u8>,
+    /// The set itself, for what ingest asks of it (an indicator's campaign).
+    set: IndicatorSet,
 }
 
 impl Published {
-    pub fn new(version: u64, set: &IndicatorSet, publisher: &Publisher) -> Published {
-        let signed = if set.is_empty() { Vec::new() } else { publisher.sign(set, version) };
-        Published { version, key_id: publisher.key_id_hex(), signed }
+    pub fn new(version: u64, set: IndicatorSet, publisher: &Publisher) -> Published {
+        let signed = if set.is_empty() { Vec::new() } else { publisher.sign(&set, version) };
+        Published { version, key_id: publisher.key_id_hex(), signed, set }
+    }
+
+    /// The event or campaign `value` (an indicator of `kind`, canonical, as a sighting names
+    /// it) belongs to in this version, if it is published and its source gives one.
+    pub fn campaign_of(&self, kind: Kind, value: &str) -> Option<&str> {
+        let found = match kind {
+            Kind::Domain => self.set.match_domain(value)?,
+            Kind::Ipv4 | Kind::Ipv6 => self.set.match_ip(value.parse().ok()?)?,
+            Kind::IpPort => {
+                let (ip, port) = value.rsplit_once(':')?;
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                self.set.match_ip_port(ip.parse().ok()?, port.parse().ok()?)?
+            }
+            Kind::Cidr => self.set.match_ip(value.split('/').next()?.parse().ok()?)?,
+            Kind::Url | Kind::Ja3 | Kind::Ja4 => self.set.match_text(kind, value)?,
+        };
+        let event = found.meta().event.as_str();
+        (!event.is_empty()).then_some(event)
     }
 
     /// The messages that carry this version.
@@ -84,7 +104,7 @@ impl Publishing {
         tracing::info!(summary = %built.summary(), withdrawn = withdrawn.len(), "indicators loaded for publishing");
         let set = without(built.set, &withdrawn);
         let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1);
-        let current = watch::Sender::new(Arc::new(Published::new(version, &set, &publisher)));
+        let current = watch::Sender::new(Arc::new(Published::new(version, set, &publisher)));
         Ok(Publishing { publisher, indicators, allowlists, current, withdrawn: Mutex::new(withdrawn) })
     }
 
@@ -109,7 +129,7 @@ impl Publishing {
         let set = without(built.set, withdrawn);
         let previous = self.current.borrow().version;
         let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1).max(previous + 1);
-        self.current.send_replace(Arc::new(Published::new(version, &set, &self.publisher)));
+        self.current.send_replace(Arc::new(Published::new(version, set, &self.publisher)));
         tracing::info!(version, %summary, withdrawn = withdrawn.len(), "published a new indicator set version");
         Ok(version)
     }
@@ -176,5 +196,46 @@ impl IndicatorService for Indicators {
         let stream = futures::stream::unfold(subscription, Subscription::next)
             .take_until(super::stopping(self.shutdown.clone()));
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zdn_indicators::Indicator;
+    use zdn_indicators::model::Meta;
+
+    #[test]
+    fn an_indicator_names_its_campaign_in_the_published_version() {
+        let emotet = Arc::new(Meta { event: "emotet".into(), ..Meta::default() });
+        let none = Arc::new(Meta::default());
+        let indicator = |kind, value: &str, meta: &Arc<Meta>| Indicator {
+            id: None,
+            kind,
+            value: value.into(),
+            meta: meta.clone(),
+            exact_only: false,
+        };
+        let set = IndicatorSet::from_sources(&[vec![
+            indicator(Kind::Domain, "evil.example", &emotet),
+            indicator(Kind::Ipv4, "203.0.113.66", &emotet),
+            indicator(Kind::IpPort, "198.51.100.23:8443", &emotet),
+            indicator(Kind::Url, "evil.example/x.exe", &emotet),
+            indicator(Kind::Domain, "plain.example", &none),
+        ]]);
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = Publisher::load_or_create(&dir.path().join("k")).unwrap();
+        let published = Published::new(1, set, &publisher);
+        for (kind, value) in [
+            (Kind::Domain, "evil.example"),
+            (Kind::Ipv4, "203.0.113.66"),
+            (Kind::IpPort, "198.51.100.23:8443"),
+            (Kind::Url, "evil.example/x.exe"),
+        ] {
+            assert_eq!(published.campaign_of(kind, value), Some("emotet"), "{value}");
+        }
+        assert_eq!(published.campaign_of(Kind::Domain, "plain.example"), None, "no event in its source");
+        assert_eq!(published.campaign_of(Kind::Domain, "unknown.example"), None, "not published");
+        assert_eq!(published.campaign_of(Kind::Ipv4, "not an address"), None);
     }
 }

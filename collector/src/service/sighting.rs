@@ -44,7 +44,7 @@ pub fn validate(s: &v1::Sighting) -> Result<NewSighting<'_>, String> {
             s.id
         ));
     }
-    Ok(NewSighting { wire: s, kind, via })
+    Ok(NewSighting { wire: s, kind, via, campaign: None })
 }
 
 #[tonic::async_trait]
@@ -108,12 +108,17 @@ async fn ingest(
     *last_sequence = batch.sequence;
     let store = shared.store.clone();
     let (participant, agent) = (peer.identity.participant.clone(), peer.identity.name.clone());
+    // The published version now: it names each indicator's campaign.
+    let published = shared.publishing.subscribe().borrow().clone();
     let (ingested, rejected, reject_reason) = blocking(move || {
         let mut valid = Vec::with_capacity(batch.sightings.len());
         let mut reasons = Vec::new();
         for s in &batch.sightings {
             match validate(s) {
-                Ok(v) => valid.push(v),
+                Ok(mut v) => {
+                    v.campaign = published.campaign_of(v.kind, &s.indicator);
+                    valid.push(v);
+                }
                 Err(reason) => reasons.push(reason),
             }
         }

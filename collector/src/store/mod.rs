@@ -17,6 +17,7 @@
 //! role-based redaction happens in the service layer, not here. The `*Row` structs below are
 //! the engine-neutral shape of a row, so each engine only reads columns.
 
+pub(crate) mod campaign;
 pub mod postgres;
 mod rows;
 pub mod scratch;
@@ -159,6 +160,13 @@ pub trait Store: Send + Sync {
     /// Every indicator marked as a false positive (withdrawn from publishing).
     fn false_positives(&self) -> Result<Vec<String>, StoreError>;
 
+    /// Hosts flagged as likely compromised (see `campaign`), most recently seen first.
+    fn suspect_hosts(
+        &self,
+        participant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<v1::SuspectHost>, StoreError>;
+
     /// Deletes what is older than the retention cutoffs, in bounded batches (ingest keeps
     /// going in between).
     fn purge(&self, cutoffs: &Cutoffs) -> Result<Purged, StoreError>;
@@ -228,6 +236,8 @@ pub struct NewSighting<'a> {
     pub wire: &'a v1::Sighting,
     pub kind: Kind,
     pub via: Via,
+    /// The indicator's event or campaign in the published set, if it has one.
+    pub campaign: Option<&'a str>,
 }
 
 /// What one ingested batch did.
@@ -256,6 +266,10 @@ pub struct CorrelationFilter {
     pub since_ms: Option<i64>,
     pub min_participants: u32,
     pub kind: Option<Kind>,
+    /// Only indicators of this campaign.
+    pub campaign: Option<String>,
+    /// Campaign-level correlations instead of indicator correlations.
+    pub campaigns: bool,
     pub limit: u32,
 }
 
@@ -273,6 +287,8 @@ pub struct CorrelationFilter {
 /// however many repeats the batch holds.
 pub(crate) struct Touched {
     pub kind: Kind,
+    /// The indicator's campaign ("" if none).
+    pub campaign: String,
     /// The participant had no aggregate of this indicator before the batch.
     pub newcomer: bool,
     /// The participant's `last_seen` of this indicator before the batch.
@@ -285,9 +301,10 @@ pub(crate) struct Touched {
 }
 
 impl Touched {
-    pub fn new(kind: Kind) -> Touched {
+    pub fn new(kind: Kind, campaign: Option<&str>) -> Touched {
         Touched {
             kind,
+            campaign: campaign.unwrap_or_default().to_owned(),
             newcomer: false,
             previous: i64::MAX,
             sightings: 0,
@@ -385,7 +402,7 @@ mod tests {
     #[test]
     fn only_a_participant_entering_the_window_needs_a_full_evaluation() {
         let at = |t: i64| v1::Sighting { first_seen_unix_ms: t, last_seen_unix_ms: t, ..Default::default() };
-        let mut known = Touched::new(Kind::Domain);
+        let mut known = Touched::new(Kind::Domain, None);
         known.add(Via::DnsQuery, &at(100), 2);
         known.add(Via::TlsSni, &at(99), 1);
         known.add(Via::DnsQuery, &at(101), 1);
@@ -394,7 +411,7 @@ mod tests {
         assert!(!known.stayed_within(110, 10), "95 < 110 - 10: it had fallen out, it may re-enter");
         assert_eq!((known.sightings, known.first_seen, known.last_seen), (4, 99, 101));
         assert_eq!(known.by_via, [(Via::DnsQuery, 100, 101, 3), (Via::TlsSni, 99, 99, 1)]);
-        let mut new = Touched::new(Kind::Domain);
+        let mut new = Touched::new(Kind::Domain, Some("emotet"));
         new.add(Via::DnsQuery, &at(100), 1);
         new.set_previous(None);
         assert!(!new.stayed_within(100, 10));

@@ -62,7 +62,12 @@ impl SightingRow {
 /// Columns of a correlation row, in the order [`correlation_wire`] takes them.
 pub(crate) const CORRELATION_COLUMNS: &str =
     "SELECT indicator, kind, participants, participant_count, first_seen, last_seen,
-    sightings, opened, updated, status FROM correlations";
+    sightings, opened, updated, status, campaign FROM correlations";
+
+/// The same columns of a campaign-level correlation, in the same order.
+pub(crate) const CAMPAIGN_COLUMNS: &str =
+    "SELECT campaign, '', participants, participant_count, first_seen, last_seen,
+    sightings, opened, updated, 'open', campaign FROM campaigns";
 
 #[allow(clippy::too_many_arguments)] // one argument per column, in column order
 pub(crate) fn correlation_wire(
@@ -76,6 +81,7 @@ pub(crate) fn correlation_wire(
     opened: i64,
     updated: i64,
     status: String,
+    campaign: String,
 ) -> v1::Correlation {
     v1::Correlation {
         indicator,
@@ -89,6 +95,9 @@ pub(crate) fn correlation_wire(
         updated_unix_ms: updated,
         includes_caller: false,
         status,
+        // A campaign-level row names its campaign where an indicator row names the indicator.
+        scope: if kind.is_empty() { "campaign" } else { "indicator" }.to_owned(),
+        campaign,
     }
 }
 

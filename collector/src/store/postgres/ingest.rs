@@ -10,6 +10,7 @@
 
 use super::{correlation_row, lock_key};
 use crate::correlation::CorrelationRule;
+use crate::store::campaign::CampaignBatch;
 use crate::store::{
     CORRELATION_COLUMNS, Ingested, NewSighting, ParticipantWindow, SIGHTING_COLUMNS, StoreError, Touched,
     clamp, evaluate,
@@ -39,8 +40,10 @@ pub(super) async fn ingest(
         changes: Vec::new(),
     };
     let mut touched: BTreeMap<&str, Touched> = BTreeMap::new();
+    let mut campaigns = CampaignBatch::default();
     for s in batch.iter().filter(|s| stored.contains(s.wire.id.as_str())) {
-        touched.entry(s.wire.indicator.as_str()).or_insert_with(|| Touched::new(s.kind)).add(
+        campaigns.add(s);
+        touched.entry(s.wire.indicator.as_str()).or_insert_with(|| Touched::new(s.kind, s.campaign)).add(
             s.via,
             s.wire,
             clamp(s.wire.count),
@@ -51,6 +54,7 @@ pub(super) async fn ingest(
     }
     upsert_aggregates(tx, participant, &mut touched).await?;
     out.changes = correlate(tx, rule, &touched, now_ms).await?;
+    out.changes.extend(super::campaign::ingest(tx, rule, participant, &campaigns, now_ms).await?);
     Ok(out)
 }
 
@@ -269,6 +273,8 @@ async fn evaluate_all(
     }
     let names: Vec<&str> = upserts.iter().map(|u| u.0.as_str()).collect();
     let kinds: Vec<&str> = upserts.iter().map(|u| u.1).collect();
+    let campaigns: Vec<&str> =
+        upserts.iter().map(|u| touched.get(u.0.as_str()).map_or("", |t| t.campaign.as_str())).collect();
     let participants: Vec<&str> = upserts.iter().map(|u| u.2.participants.as_str()).collect();
     let counts: Vec<i32> = upserts.iter().map(|u| i32::try_from(u.2.count).unwrap_or(i32::MAX)).collect();
     let firsts: Vec<i64> = upserts.iter().map(|u| u.2.first_seen).collect();
@@ -277,11 +283,13 @@ async fn evaluate_all(
     // The participant list only ever grows; times and counts follow the latest evaluation.
     tx.execute(
         "INSERT INTO correlations AS c (indicator, kind, participants, participant_count, first_seen, last_seen,
-                                        sightings, opened, updated)
-         SELECT indicator, kind, participants, participant_count, first_seen, last_seen, sightings, $8, $8
-         FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INTEGER[], $5::BIGINT[], $6::BIGINT[], $7::BIGINT[])
-           AS u(indicator, kind, participants, participant_count, first_seen, last_seen, sightings)
+                                        sightings, opened, updated, campaign)
+         SELECT indicator, kind, participants, participant_count, first_seen, last_seen, sightings, $8, $8, campaign
+         FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INTEGER[], $5::BIGINT[], $6::BIGINT[], $7::BIGINT[],
+                     $9::TEXT[])
+           AS u(indicator, kind, participants, participant_count, first_seen, last_seen, sightings, campaign)
          ON CONFLICT (indicator) DO UPDATE SET
+           campaign = excluded.campaign,
            participants = CASE WHEN excluded.participant_count > c.participant_count
                           THEN excluded.participants ELSE c.participants END,
            participant_count = GREATEST(c.participant_count, excluded.participant_count),
@@ -290,7 +298,7 @@ async fn evaluate_all(
            sightings = GREATEST(c.sightings, excluded.sightings),
            updated = CASE WHEN excluded.participant_count > c.participant_count
                      THEN excluded.updated ELSE c.updated END",
-        &[&names, &kinds, &participants, &counts, &firsts, &lasts, &sightings, &now_ms],
+        &[&names, &kinds, &participants, &counts, &firsts, &lasts, &sightings, &now_ms, &campaigns],
     )
     .await?;
     if changed.is_empty() {

@@ -94,6 +94,40 @@ CREATE INDEX sightings_by_received ON sightings (received);
 CREATE INDEX agents_by_heartbeat ON agents (last_heartbeat);
 CREATE INDEX indicator_participants_by_participant ON indicator_participants (participant);
 ",
+    r"
+ALTER TABLE correlations ADD COLUMN campaign TEXT NOT NULL DEFAULT '';
+CREATE INDEX correlations_by_campaign ON correlations (campaign);
+CREATE TABLE campaign_participants (
+    campaign TEXT NOT NULL,
+    participant TEXT NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    sightings BIGINT NOT NULL,
+    PRIMARY KEY (campaign, participant)
+);
+CREATE INDEX campaign_participants_by_participant ON campaign_participants (participant);
+CREATE TABLE campaigns (
+    campaign TEXT PRIMARY KEY,
+    participants TEXT NOT NULL,
+    participant_count INTEGER NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    sightings BIGINT NOT NULL,
+    opened BIGINT NOT NULL,
+    updated BIGINT NOT NULL
+);
+CREATE TABLE suspect_hosts (
+    participant TEXT NOT NULL,
+    host TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    indicators TEXT NOT NULL,
+    indicator_count INTEGER NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    PRIMARY KEY (participant, host, campaign)
+);
+CREATE INDEX suspect_hosts_by_last_seen ON suspect_hosts (last_seen);
+",
 ];
 
 /// Session advisory lock key held while migrating ("zdn" in ASCII).

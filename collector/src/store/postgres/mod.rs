@@ -15,12 +15,14 @@
 //!   migration once; `zdn_schema` records how many ran.
 
 use super::{
-    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased, FALSE_POSITIVE,
-    Ingested, NewSighting, OPEN, PURGE_BATCH, Purged, SIGHTING_COLUMNS, SightingFilter, SightingPage,
-    SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token, vias_wire, without_participant,
+    AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
+    FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, Purged, SIGHTING_COLUMNS, SightingFilter,
+    SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token, vias_wire,
+    without_participant,
 };
 use crate::correlation::CorrelationRule;
 use migrations::migrate;
+mod campaign;
 mod ingest;
 mod migrations;
 
@@ -119,19 +121,22 @@ impl Store for PostgresStore {
         let since = filter.since_ms.unwrap_or(i64::MIN);
         let kind = filter.kind.map(Kind::as_str);
         let limit = i64::from(filter.limit);
+        let campaign = filter.campaign.as_deref();
+        let sql = if filter.campaigns {
+            format!(
+                "{CAMPAIGN_COLUMNS} WHERE updated >= $1 AND participant_count >= $2
+                   AND ($3::TEXT IS NULL OR $3::TEXT = '') AND ($4::TEXT IS NULL OR campaign = $4::TEXT)
+                 ORDER BY updated DESC, campaign LIMIT $5"
+            )
+        } else {
+            format!(
+                "{CORRELATION_COLUMNS} WHERE updated >= $1 AND participant_count >= $2
+                   AND ($3::TEXT IS NULL OR kind = $3::TEXT) AND ($4::TEXT IS NULL OR campaign = $4::TEXT)
+                 ORDER BY updated DESC, indicator LIMIT $5"
+            )
+        };
         self.run(async |pool: &Pool| {
-            let rows = pool
-                .get()
-                .await?
-                .query(
-                    &format!(
-                        "{CORRELATION_COLUMNS} WHERE updated >= $1 AND participant_count >= $2
-                           AND ($3::TEXT IS NULL OR kind = $3::TEXT)
-                         ORDER BY updated DESC, indicator LIMIT $4"
-                    ),
-                    &[&since, &min, &kind, &limit],
-                )
-                .await?;
+            let rows = pool.get().await?.query(&sql, &[&since, &min, &kind, &campaign, &limit]).await?;
             Ok(rows.iter().map(correlation_row).collect())
         })
     }
@@ -352,6 +357,14 @@ impl Store for PostgresStore {
         })
     }
 
+    fn suspect_hosts(
+        &self,
+        participant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<v1::SuspectHost>, StoreError> {
+        self.run(async |pool: &Pool| campaign::suspect_hosts(&pool.get().await?, participant, limit).await)
+    }
+
     fn false_positives(&self) -> Result<Vec<String>, StoreError> {
         self.run(async |pool: &Pool| {
             let rows = pool
@@ -371,10 +384,14 @@ impl Store for PostgresStore {
             ("correlations", "indicator", "updated", cutoffs.correlations),
             ("audit", "seq", "at", cutoffs.audit),
             ("agents", "(participant, agent)", "last_heartbeat", cutoffs.agents),
+            // Campaign state follows its indicator counterparts; suspect hosts are host data.
+            ("campaign_participants", "(campaign, participant)", "last_seen", cutoffs.correlations),
+            ("campaigns", "campaign", "updated", cutoffs.correlations),
+            ("suspect_hosts", "(participant, host, campaign)", "last_seen", cutoffs.sightings),
         ];
         self.run(async |pool: &Pool| {
             let client = pool.get().await?;
-            let mut counts = [0u64; 5];
+            let mut counts = [0u64; 8];
             for ((table, key, column, cutoff), count) in classes.into_iter().zip(&mut counts) {
                 let Some(cutoff) = cutoff else { continue };
                 let columns = key.trim_start_matches('(').trim_end_matches(')');
@@ -389,8 +406,14 @@ impl Store for PostgresStore {
                     }
                 }
             }
-            let [sightings, aggregates, correlations, audit, agents] = counts;
-            Ok(Purged { sightings, aggregates, correlations, audit, agents })
+            let [sightings, aggregates, correlations, audit, agents, campaign_aggregates, campaigns, hosts] = counts;
+            Ok(Purged {
+                sightings: sightings + hosts,
+                aggregates: aggregates + campaign_aggregates,
+                correlations: correlations + campaigns,
+                audit,
+                agents,
+            })
         })
     }
 
@@ -404,34 +427,42 @@ impl Store for PostgresStore {
                 erased.sightings = tx
                     .execute("DELETE FROM sightings WHERE participant = $1 AND src = $2", &[&participant, &host])
                     .await?;
+                tx.execute("DELETE FROM suspect_hosts WHERE participant = $1 AND host = $2", &[&participant, &host])
+                    .await?;
                 tx.commit().await?;
                 return Ok(erased);
             }
             erased.sightings = tx.execute("DELETE FROM sightings WHERE participant = $1", &[&participant]).await?;
+            tx.execute("DELETE FROM suspect_hosts WHERE participant = $1", &[&participant]).await?;
             erased.aggregates =
-                tx.execute("DELETE FROM indicator_participants WHERE participant = $1", &[&participant]).await?;
+                tx.execute("DELETE FROM indicator_participants WHERE participant = $1", &[&participant]).await?
+                    + tx.execute("DELETE FROM campaign_participants WHERE participant = $1", &[&participant]).await?;
             erased.agents = tx.execute("DELETE FROM agents WHERE participant = $1", &[&participant]).await?;
-            let named = tx
-                .query(
-                    "SELECT indicator, participants FROM correlations
-                     WHERE ',' || participants || ',' LIKE $1 FOR UPDATE",
-                    &[&format!("%,{participant},%")],
-                )
-                .await?;
-            for row in named {
-                let (indicator, participants): (String, String) = (row.get(0), row.get(1));
-                let (kept, count) = without_participant(&participants, participant);
-                if count < min {
-                    tx.execute("DELETE FROM correlations WHERE indicator = $1", &[&indicator]).await?;
-                    erased.correlations_removed += 1;
-                } else {
-                    let count = i32::try_from(count).unwrap_or(i32::MAX);
-                    tx.execute(
-                        "UPDATE correlations SET participants = $2, participant_count = $3 WHERE indicator = $1",
-                        &[&indicator, &kept, &count],
+            // Its name leaves every correlation, of indicators and of campaigns alike.
+            for (table, key) in [("correlations", "indicator"), ("campaigns", "campaign")] {
+                let named = tx
+                    .query(
+                        &format!(
+                            "SELECT {key}, participants FROM {table} WHERE ',' || participants || ',' LIKE $1 FOR UPDATE"
+                        ),
+                        &[&format!("%,{participant},%")],
                     )
                     .await?;
-                    erased.correlations_changed += 1;
+                for row in named {
+                    let (name, participants): (String, String) = (row.get(0), row.get(1));
+                    let (kept, count) = without_participant(&participants, participant);
+                    if count < min {
+                        tx.execute(&format!("DELETE FROM {table} WHERE {key} = $1"), &[&name]).await?;
+                        erased.correlations_removed += 1;
+                    } else {
+                        let count = i32::try_from(count).unwrap_or(i32::MAX);
+                        tx.execute(
+                            &format!("UPDATE {table} SET participants = $2, participant_count = $3 WHERE {key} = $1"),
+                            &[&name, &kept, &count],
+                        )
+                        .await?;
+                        erased.correlations_changed += 1;
+                    }
                 }
             }
             tx.commit().await?;
@@ -521,5 +552,6 @@ fn correlation_row(r: &Row) -> v1::Correlation {
         r.get(7),
         r.get(8),
         r.get(9),
+        r.get(10),
     )
 }

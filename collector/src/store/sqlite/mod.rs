@@ -5,14 +5,16 @@
 //! the aggregate its own transaction just wrote.
 
 use super::{
-    AGENT_COLUMNS, AgentRow, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased, FALSE_POSITIVE,
-    Ingested, NewSighting, OPEN, PURGE_BATCH, ParticipantWindow, Purged, SIGHTING_COLUMNS, SightingFilter,
-    SightingPage, SightingRow, Store, StoreError, Touched, correlation_wire, evaluate, kind_wire, next_token,
-    vias_wire, without_participant,
+    AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
+    FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, ParticipantWindow, Purged, SIGHTING_COLUMNS,
+    SightingFilter, SightingPage, SightingRow, Store, StoreError, Touched, correlation_wire, evaluate,
+    kind_wire, next_token, vias_wire, without_participant,
 };
+mod campaign;
 mod migrations;
 
 use crate::correlation::CorrelationRule;
+use crate::store::campaign::CampaignBatch;
 use migrations::migrate;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
@@ -140,9 +142,10 @@ impl SqliteStore {
         // The participant list only ever grows; times and counts follow the latest evaluation.
         tx.prepare_cached(
             "INSERT INTO correlations (indicator, kind, participants, participant_count, first_seen, last_seen,
-                                       sightings, opened, updated)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                                       sightings, opened, updated, campaign)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)
              ON CONFLICT (indicator) DO UPDATE SET
+               campaign = excluded.campaign,
                participants = CASE WHEN excluded.participant_count > participant_count
                               THEN excluded.participants ELSE participants END,
                participant_count = max(participant_count, excluded.participant_count),
@@ -151,7 +154,17 @@ impl SqliteStore {
                sightings = max(sightings, excluded.sightings),
                updated = CASE WHEN excluded.participant_count > participant_count THEN excluded.updated ELSE updated END",
         )?
-        .execute(params![indicator, kind.as_str(), u.participants, u.count, u.first_seen, u.last_seen, u.sightings, now_ms])?;
+        .execute(params![
+            indicator,
+            kind.as_str(),
+            u.participants,
+            u.count,
+            u.first_seen,
+            u.last_seen,
+            u.sightings,
+            now_ms,
+            batch.campaign
+        ])?;
         let Some(change) = change else { return Ok(None) };
         let correlation = tx
             .prepare_cached(&format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"))?
@@ -172,6 +185,7 @@ impl Store for SqliteStore {
         let tx = conn.transaction()?;
         let mut out = Ingested::default();
         let mut touched: BTreeMap<&str, Touched> = BTreeMap::new();
+        let mut campaigns = CampaignBatch::default();
         {
             let mut insert = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO sightings ({SIGHTING_COLUMNS})
@@ -217,9 +231,10 @@ impl Store for SqliteStore {
                     continue;
                 }
                 out.stored += 1;
+                campaigns.add(s);
                 touched
                     .entry(w.indicator.as_str())
-                    .or_insert_with(|| Touched::new(s.kind))
+                    .or_insert_with(|| Touched::new(s.kind, s.campaign))
                     .add(s.via, w, count);
             }
             // One previous-state read and one upsert per indicator and mechanism, not per sighting.
@@ -245,19 +260,30 @@ impl Store for SqliteStore {
                 out.changes.push(event);
             }
         }
+        out.changes.extend(campaign::ingest(&tx, &self.rule, participant, &campaigns, now_ms)?);
         tx.commit()?;
         Ok(out)
     }
 
     fn correlations(&self, filter: &CorrelationFilter) -> Result<Vec<v1::Correlation>, StoreError> {
         let conn = self.reader();
+        let min = filter.min_participants.max(self.rule.min_participants);
+        let since = filter.since_ms.unwrap_or(i64::MIN);
+        if filter.campaigns {
+            let mut stmt = conn.prepare_cached(&format!(
+                "{CAMPAIGN_COLUMNS} WHERE updated >= ?1 AND participant_count >= ?2 AND (?3 IS NULL OR campaign = ?3)
+                 ORDER BY updated DESC, campaign LIMIT ?4"
+            ))?;
+            let rows = stmt.query_map(params![since, min, filter.campaign, filter.limit], correlation_row)?;
+            return Ok(rows.collect::<Result<_, _>>()?);
+        }
         let mut stmt = conn.prepare_cached(&format!(
             "{CORRELATION_COLUMNS} WHERE updated >= ?1 AND participant_count >= ?2 AND (?3 IS NULL OR kind = ?3)
-             ORDER BY updated DESC, indicator LIMIT ?4"
+               AND (?4 IS NULL OR campaign = ?4)
+             ORDER BY updated DESC, indicator LIMIT ?5"
         ))?;
-        let min = filter.min_participants.max(self.rule.min_participants);
         let rows = stmt.query_map(
-            params![filter.since_ms.unwrap_or(i64::MIN), min, filter.kind.map(Kind::as_str), filter.limit],
+            params![since, min, filter.kind.map(Kind::as_str), filter.campaign, filter.limit],
             correlation_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -456,6 +482,14 @@ impl Store for SqliteStore {
         Ok(correlation)
     }
 
+    fn suspect_hosts(
+        &self,
+        participant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<v1::SuspectHost>, StoreError> {
+        campaign::suspect_hosts(&self.reader(), participant, limit)
+    }
+
     fn false_positives(&self) -> Result<Vec<String>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached("SELECT indicator FROM false_positives ORDER BY indicator")?;
@@ -471,8 +505,12 @@ impl Store for SqliteStore {
             ("correlations", "rowid", "updated", cutoffs.correlations),
             ("audit", "rowid", "at", cutoffs.audit),
             ("agents", "rowid", "last_heartbeat", cutoffs.agents),
+            // Campaign state follows its indicator counterparts; suspect hosts are host data.
+            ("campaign_participants", "(campaign, participant)", "last_seen", cutoffs.correlations),
+            ("campaigns", "rowid", "updated", cutoffs.correlations),
+            ("suspect_hosts", "rowid", "last_seen", cutoffs.sightings),
         ];
-        let mut counts = [0u64; 5];
+        let mut counts = [0u64; 8];
         for ((table, key, column, cutoff), count) in classes.into_iter().zip(&mut counts) {
             let Some(cutoff) = cutoff else { continue };
             let columns = key.trim_start_matches('(').trim_end_matches(')');
@@ -488,8 +526,15 @@ impl Store for SqliteStore {
                 }
             }
         }
-        let [sightings, aggregates, correlations, audit, agents] = counts;
-        Ok(Purged { sightings, aggregates, correlations, audit, agents })
+        let [sightings, aggregates, correlations, audit, agents, campaign_aggregates, campaigns, hosts] =
+            counts;
+        Ok(Purged {
+            sightings: sightings + hosts,
+            aggregates: aggregates + campaign_aggregates,
+            correlations: correlations + campaigns,
+            audit,
+            agents,
+        })
     }
 
     fn erase(&self, participant: &str, host: Option<&str>) -> Result<Erased, StoreError> {
@@ -500,30 +545,42 @@ impl Store for SqliteStore {
             erased.sightings = tx
                 .execute("DELETE FROM sightings WHERE participant = ?1 AND src = ?2", [participant, host])?
                 as u64;
+            tx.execute(
+                "DELETE FROM suspect_hosts WHERE participant = ?1 AND host = ?2",
+                [participant, host],
+            )?;
             tx.commit()?;
             return Ok(erased);
         }
         erased.sightings = tx.execute("DELETE FROM sightings WHERE participant = ?1", [participant])? as u64;
-        erased.aggregates =
-            tx.execute("DELETE FROM indicator_participants WHERE participant = ?1", [participant])? as u64;
+        tx.execute("DELETE FROM suspect_hosts WHERE participant = ?1", [participant])?;
+        erased.aggregates = tx
+            .execute("DELETE FROM indicator_participants WHERE participant = ?1", [participant])?
+            as u64
+            + tx.execute("DELETE FROM campaign_participants WHERE participant = ?1", [participant])? as u64;
         erased.agents = tx.execute("DELETE FROM agents WHERE participant = ?1", [participant])? as u64;
-        let named: Vec<(String, String)> = tx
-            .prepare(
-                "SELECT indicator, participants FROM correlations WHERE ',' || participants || ',' LIKE ?1",
-            )?
-            .query_map([format!("%,{participant},%")], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        for (indicator, participants) in named {
-            let (kept, count) = without_participant(&participants, participant);
-            if count < self.rule.min_participants {
-                tx.execute("DELETE FROM correlations WHERE indicator = ?1", [&indicator])?;
-                erased.correlations_removed += 1;
-            } else {
-                tx.execute(
-                    "UPDATE correlations SET participants = ?2, participant_count = ?3 WHERE indicator = ?1",
-                    params![indicator, kept, count],
-                )?;
-                erased.correlations_changed += 1;
+        // Its name leaves every correlation, of indicators and of campaigns alike.
+        for (table, key) in [("correlations", "indicator"), ("campaigns", "campaign")] {
+            let named: Vec<(String, String)> = tx
+                .prepare(&format!(
+                    "SELECT {key}, participants FROM {table} WHERE ',' || participants || ',' LIKE ?1"
+                ))?
+                .query_map([format!("%,{participant},%")], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (name, participants) in named {
+                let (kept, count) = without_participant(&participants, participant);
+                if count < self.rule.min_participants {
+                    tx.execute(&format!("DELETE FROM {table} WHERE {key} = ?1"), [&name])?;
+                    erased.correlations_removed += 1;
+                } else {
+                    tx.execute(
+                        &format!(
+                            "UPDATE {table} SET participants = ?2, participant_count = ?3 WHERE {key} = ?1"
+                        ),
+                        params![name, kept, count],
+                    )?;
+                    erased.correlations_changed += 1;
+                }
             }
         }
         tx.commit()?;
@@ -582,7 +639,7 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::AuditEntry> {
     })
 }
 
-fn correlation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Correlation> {
+pub(super) fn correlation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Correlation> {
     Ok(correlation_wire(
         r.get(0)?,
         &r.get::<_, String>(1)?,
@@ -594,5 +651,6 @@ fn correlation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Correlation> {
         r.get(7)?,
         r.get(8)?,
         r.get(9)?,
+        r.get(10)?,
     ))
 }
