@@ -53,7 +53,6 @@ impl RunningCollector {
         }
     }
 
-    /// Serves until the process gets SIGINT or SIGTERM, then stops gracefully.
     /// Loads the indicator sources again and publishes them as a new version, pushed to every
     /// subscribed agent. On an error the published version stays.
     pub async fn republish_indicators(&self) -> Result<u64> {

@@ -16,9 +16,9 @@
 
 use super::{
     AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
-    FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, Purged, SIGHTING_COLUMNS, SightingFilter,
-    SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token, vias_wire,
-    without_participant,
+    FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, Purged, SIGHTING_COLUMNS,
+    SightingFilter, SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token,
+    vias_wire, without_participant,
 };
 use crate::correlation::CorrelationRule;
 use migrations::migrate;
@@ -377,43 +377,21 @@ impl Store for PostgresStore {
     }
 
     fn purge(&self, cutoffs: &Cutoffs) -> Result<Purged, StoreError> {
-        // (table, key of a row, column compared with the cutoff, cutoff)
-        let classes = [
-            ("sightings", "row_id", "received", cutoffs.sightings),
-            ("indicator_participants", "(indicator, participant)", "last_seen", cutoffs.correlations),
-            ("correlations", "indicator", "updated", cutoffs.correlations),
-            ("audit", "seq", "at", cutoffs.audit),
-            ("agents", "(participant, agent)", "last_heartbeat", cutoffs.agents),
-            // Campaign state follows its indicator counterparts; suspect hosts are host data.
-            ("campaign_participants", "(campaign, participant)", "last_seen", cutoffs.correlations),
-            ("campaigns", "campaign", "updated", cutoffs.correlations),
-            ("suspect_hosts", "(participant, host, campaign)", "last_seen", cutoffs.sightings),
-        ];
         self.run(async |pool: &Pool| {
             let client = pool.get().await?;
-            let mut counts = [0u64; 8];
-            for ((table, key, column, cutoff), count) in classes.into_iter().zip(&mut counts) {
-                let Some(cutoff) = cutoff else { continue };
-                let columns = key.trim_start_matches('(').trim_end_matches(')');
-                let sql = format!(
-                    "DELETE FROM {table} WHERE {key} IN (SELECT {columns} FROM {table} WHERE {column} < $1 LIMIT {PURGE_BATCH})"
-                );
+            let mut purged = Purged::default();
+            for class in &PURGE_CLASSES {
+                let Some(cutoff) = (class.cutoff)(cutoffs) else { continue };
+                let sql = class.statement(class.postgres_key, "$1");
                 loop {
                     let deleted = client.execute(&sql, &[&cutoff]).await?;
-                    *count += deleted;
+                    *(class.counts_as)(&mut purged) += deleted;
                     if deleted < PURGE_BATCH as u64 {
                         break;
                     }
                 }
             }
-            let [sightings, aggregates, correlations, audit, agents, campaign_aggregates, campaigns, hosts] = counts;
-            Ok(Purged {
-                sightings: sightings + hosts,
-                aggregates: aggregates + campaign_aggregates,
-                correlations: correlations + campaigns,
-                audit,
-                agents,
-            })
+            Ok(purged)
         })
     }
 

@@ -6,9 +6,9 @@
 
 use super::{
     AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
-    FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, ParticipantWindow, Purged, SIGHTING_COLUMNS,
-    SightingFilter, SightingPage, SightingRow, Store, StoreError, Touched, correlation_wire, evaluate,
-    kind_wire, next_token, vias_wire, without_participant,
+    FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, ParticipantWindow, Purged,
+    SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError, Touched,
+    correlation_wire, evaluate, kind_wire, next_token, vias_wire, without_participant,
 };
 mod campaign;
 mod migrations;
@@ -498,43 +498,20 @@ impl Store for SqliteStore {
     }
 
     fn purge(&self, cutoffs: &Cutoffs) -> Result<Purged, StoreError> {
-        // (table, key of a row, column compared with the cutoff, cutoff)
-        let classes = [
-            ("sightings", "rowid", "received", cutoffs.sightings),
-            ("indicator_participants", "(indicator, participant)", "last_seen", cutoffs.correlations),
-            ("correlations", "rowid", "updated", cutoffs.correlations),
-            ("audit", "rowid", "at", cutoffs.audit),
-            ("agents", "rowid", "last_heartbeat", cutoffs.agents),
-            // Campaign state follows its indicator counterparts; suspect hosts are host data.
-            ("campaign_participants", "(campaign, participant)", "last_seen", cutoffs.correlations),
-            ("campaigns", "rowid", "updated", cutoffs.correlations),
-            ("suspect_hosts", "rowid", "last_seen", cutoffs.sightings),
-        ];
-        let mut counts = [0u64; 8];
-        for ((table, key, column, cutoff), count) in classes.into_iter().zip(&mut counts) {
-            let Some(cutoff) = cutoff else { continue };
-            let columns = key.trim_start_matches('(').trim_end_matches(')');
-            let sql = format!(
-                "DELETE FROM {table} WHERE {key} IN (SELECT {columns} FROM {table} WHERE {column} < ?1 LIMIT {PURGE_BATCH})"
-            );
+        let mut purged = Purged::default();
+        for class in &PURGE_CLASSES {
+            let Some(cutoff) = (class.cutoff)(cutoffs) else { continue };
+            let sql = class.statement(class.sqlite_key, "?1");
             loop {
                 // The writer is taken per batch, so ingest runs between batches.
                 let deleted = self.writer().prepare_cached(&sql)?.execute([cutoff])? as u64;
-                *count += deleted;
+                *(class.counts_as)(&mut purged) += deleted;
                 if deleted < PURGE_BATCH as u64 {
                     break;
                 }
             }
         }
-        let [sightings, aggregates, correlations, audit, agents, campaign_aggregates, campaigns, hosts] =
-            counts;
-        Ok(Purged {
-            sightings: sightings + hosts,
-            aggregates: aggregates + campaign_aggregates,
-            correlations: correlations + campaigns,
-            audit,
-            agents,
-        })
+        Ok(purged)
     }
 
     fn erase(&self, participant: &str, host: Option<&str>) -> Result<Erased, StoreError> {
