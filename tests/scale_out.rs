@@ -16,10 +16,36 @@ async fn two_instances_on_one_postgres_give_the_answers_of_one() {
     let net = Network::start_on(&db.url(), false).await.unwrap();
     let (second, second_url) = net.another_instance(&db.url()).await.unwrap();
 
-    // umc-noord reports to the first instance, the other two sites to the second.
+    // A watcher on the second instance; it must hear correlations opened through the first.
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    let watcher = {
+        let (url, id) = (second_url.clone(), analyst.clone());
+        tokio::spawn(async move {
+            let argv =
+                ["zdn", "--collector", &url, "--identity", id.to_str().unwrap(), "watch", "--count", "2"];
+            let cli = <zdn_collector::cli::Cli as clap::Parser>::try_parse_from(
+                argv.iter().chain(&["--format", "json"]),
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            zdn_collector::cli::run(cli, &mut out).await.unwrap();
+            String::from_utf8(out).unwrap()
+        })
+    };
+    let admin = net.issue(CERT, Role::Admin, "root");
+    for _ in 0..200 {
+        let log = net.zdn_json(&admin, &["audit"]).await.unwrap();
+        if log.as_array().unwrap().iter().any(|e| e["action"] == "watch_correlations") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+
+    // Two sites report to the second instance, then umc-noord to the first: its batch opens
+    // both correlations, through the first instance.
     let mut delivered = 0;
     for (participant, url) in
-        [("umc-noord", &net.url), ("ziekenhuis-zuid", &second_url), ("ggz-oost", &second_url)]
+        [("ziekenhuis-zuid", &second_url), ("ggz-oost", &second_url), ("umc-noord", &net.url)]
     {
         let bundle = net.issue(participant, Role::Agent, "gw-1");
         let sightings = net.sightings_of(&site(participant)).unwrap();
@@ -28,7 +54,12 @@ async fn two_instances_on_one_postgres_give_the_answers_of_one() {
         delivered += sightings.len();
     }
 
-    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(20), watcher).await.unwrap().unwrap();
+    let mut heard: Vec<String> =
+        heard.lines().filter(|l| l.trim_start().starts_with("\"indicator\"")).map(str::to_owned).collect();
+    heard.sort();
+    assert_eq!(heard.len(), 2, "both openings reached the other instance's watcher: {heard:?}");
+    assert_ne!(heard[0], heard[1], "each once: {heard:?}");
     let id = analyst.as_path();
     let ask = async |url: &str, args: &[&str]| {
         let mut args = args.to_vec();

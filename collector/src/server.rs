@@ -136,6 +136,11 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         withdrawn,
     )?);
 
+    let events = broadcast::channel(EVENT_BUFFER).0;
+    let events_from_store = {
+        let (store, events) = (store.clone(), events.clone());
+        tokio::task::spawn_blocking(move || store.distribute_events(events)).await??
+    };
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -149,7 +154,8 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
             config.ingest.per_agent_burst,
         )),
         config: Arc::new(config),
-        events: broadcast::channel(EVENT_BUFFER).0,
+        events,
+        events_from_store,
         publishing: publishing.clone(),
         shutdown: stop_signal.clone(),
     };

@@ -268,7 +268,7 @@ impl AnalystService for Analyst {
             Err(e) => return Err(Status::internal(format!("republishing task failed: {e}"))),
         };
         let closed_count = u32::from(closed.is_some());
-        if let Some(correlation) = closed {
+        if let Some(correlation) = closed.filter(|_| !self.shared.events_from_store) {
             let change = v1::correlation_event::Change::ClosedFalsePositive as i32;
             let _ = self.shared.events.send(v1::CorrelationEvent { change, correlation: Some(correlation) });
         }

@@ -22,6 +22,9 @@ pub struct Shared {
     pub ingest_limits: Arc<ingest_limit::IngestLimits>,
     /// Correlation openings and escalations, for `WatchCorrelations` subscribers.
     pub events: broadcast::Sender<v1::CorrelationEvent>,
+    /// The store delivers every instance's events to `events` (PostgreSQL); the services then
+    /// send none of their own.
+    pub events_from_store: bool,
     /// The published indicator set (false positives withdraw from it).
     pub publishing: Arc<indicator::Publishing>,
     /// Becomes `true` when the collector stops; long-lived streams end then, so a graceful

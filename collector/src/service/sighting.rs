@@ -129,9 +129,11 @@ async fn ingest(
     if rejected > 0 {
         tracing::warn!(agent = %peer.identity, rejected, reason = %reject_reason, "rejected malformed sightings");
     }
-    for event in ingested.changes {
-        // No subscribers is fine; the correlation is in the store either way.
-        let _ = shared.events.send(event);
+    if !shared.events_from_store {
+        for event in ingested.changes {
+            // No subscribers is fine; the correlation is in the store either way.
+            let _ = shared.events.send(event);
+        }
     }
     Ok(v1::BatchAck {
         sequence: batch.sequence,

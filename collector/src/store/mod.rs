@@ -27,6 +27,7 @@ use crate::correlation::CorrelationRule;
 pub(crate) use rows::*;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::sync::broadcast;
 use zdn_indicators::{Kind, Via};
 use zdn_proto::v1::{self, correlation_event::Change};
 
@@ -159,6 +160,13 @@ pub trait Store: Send + Sync {
 
     /// Every indicator marked as a false positive (withdrawn from publishing).
     fn false_positives(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Engines shared by several collector instances deliver every instance's correlation
+    /// events to `to` themselves; returns whether this one does (then the collector does not
+    /// send the events of its own batches, which arrive through the engine like the others').
+    fn distribute_events(&self, _to: broadcast::Sender<v1::CorrelationEvent>) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 
     /// Hosts flagged as likely compromised (see `campaign`), most recently seen first.
     fn suspect_hosts(

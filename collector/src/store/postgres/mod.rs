@@ -23,10 +23,12 @@ use super::{
 use crate::correlation::CorrelationRule;
 use migrations::migrate;
 mod campaign;
+mod events;
 mod ingest;
 mod migrations;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::broadcast;
 use tokio_postgres::{NoTls, Row};
 use zdn_indicators::Kind;
 use zdn_proto::v1;
@@ -38,6 +40,8 @@ pub struct PostgresStore {
     runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
     rule: CorrelationRule,
+    /// For the connection that listens for every instance's correlation events.
+    url: String,
 }
 
 impl Drop for PostgresStore {
@@ -66,7 +70,7 @@ impl PostgresStore {
             .create_timeout(Some(std::time::Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let store = PostgresStore { runtime: Some(runtime), pool, rule };
+        let store = PostgresStore { runtime: Some(runtime), pool, rule, url: url.to_owned() };
         store.run(async |pool: &Pool| {
             let mut client = pool.get().await?;
             migrate(&mut client).await
@@ -111,6 +115,7 @@ impl Store for PostgresStore {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
             let out = ingest::ingest(&tx, &self.rule, participant, agent, batch, now_ms).await?;
+            events::notify(&tx, &out.changes).await?;
             tx.commit().await?;
             Ok(out)
         })
@@ -352,9 +357,27 @@ impl Store for PostgresStore {
                 )
                 .await?
                 .map(|r| correlation_row(&r));
+            if let Some(c) = &closed {
+                let change = v1::correlation_event::Change::ClosedFalsePositive as i32;
+                events::notify(&tx, &[v1::CorrelationEvent { change, correlation: Some(c.clone()) }]).await?;
+            }
             tx.commit().await?;
             Ok(closed)
         })
+    }
+
+    fn distribute_events(&self, to: broadcast::Sender<v1::CorrelationEvent>) -> Result<bool, StoreError> {
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        let runtime = self.runtime.as_ref().expect("the runtime lives until drop");
+        runtime.spawn(events::listen(self.url.clone(), to, Some(ready)));
+        // Listening before the first batch arrives, so no event is missed.
+        runtime
+            .block_on(tokio::time::timeout(std::time::Duration::from_secs(10), listening))
+            .map_err(|_| {
+                StoreError::Runtime("the correlation event listener did not start within 10 s".into())
+            })?
+            .map_err(|_| StoreError::Runtime("the correlation event listener failed to start".into()))?;
+        Ok(true)
     }
 
     fn suspect_hosts(
