@@ -122,6 +122,14 @@ async fn the_json_api_answers_like_zdn_with_the_same_roles_and_audit() {
             .any(|e| e["name"] == "uma" && e["action"] == "list_sightings")
     );
 
+    // The ranking: the two correlated indicators (two institutions each) lead.
+    let top = get(&net, Some(&umc), "/api/v1/top?limit=2", &[]).await.unwrap().body;
+    let top = top["indicators"].as_array().unwrap();
+    assert_eq!(top.len(), 2);
+    assert!(top.iter().all(|t| t["participants"] == 2), "{top:?}");
+    let cli_top = net.zdn_json(&umc, &["top", "--limit", "2"]).await.unwrap();
+    assert_eq!(&Value::Array(top.clone()), &cli_top);
+
     // Exports download under the same view.
     let bundle = get(&net, Some(&analyst), "/api/v1/export?format=stix", &[]).await.unwrap();
     assert_eq!((bundle.status, bundle.body["type"].as_str()), (200, Some("bundle")));

@@ -113,6 +113,17 @@ pub fn agent_row(a: &v1::AgentStatus) -> Row {
     }))
 }
 
+pub fn top_row(t: &v1::TopIndicator) -> Row {
+    to_row(json!({
+        "indicator": t.indicator,
+        "kind": kind_name(t.kind),
+        "participants": t.participant_count,
+        "sightings": t.sightings,
+        "last_seen": format_unix_ms(t.last_seen_unix_ms),
+        "campaign": t.campaign,
+    }))
+}
+
 pub fn host_row(h: &v1::SuspectHost) -> Row {
     to_row(json!({
         "participant": h.participant,

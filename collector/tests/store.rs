@@ -63,6 +63,7 @@ on_both_engines!(
     retention_purges_each_class_by_its_own_cutoff,
     erasing_a_participant_removes_it_everywhere,
     campaigns_correlate_across_indicators_and_flag_hosts,
+    top_indicators_rank_by_institutions_then_sightings,
 );
 
 fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
@@ -488,6 +489,25 @@ fn campaigns_correlate_across_indicators_and_flag_hosts(engine: &Engine) {
     assert!(store.suspect_hosts(Some("a"), 10).unwrap().is_empty());
     let campaigns = store.correlations(&CorrelationFilter { campaigns: true, ..all() }).unwrap();
     assert_eq!(campaigns[0].participants, ["b", "c"]);
+}
+
+fn top_indicators_rank_by_institutions_then_sightings(engine: &Engine) {
+    let store = engine.open();
+    let store = store.as_ref();
+    ingest(
+        store,
+        "a",
+        &[wire("1", "wide.example", 10), wire("2", "busy.example", 10), wire("3", "busy.example", 11)],
+    );
+    ingest(store, "b", &[wire("4", "wide.example", 12), wire("5", "busy.example", 12)]);
+    ingest(store, "c", &[wire("6", "wide.example", 13), wire("7", "old.example", 1)]);
+    let top = store.top_indicators(i64::MIN, 10).unwrap();
+    let ranking: Vec<(&str, u32, u64)> =
+        top.iter().map(|t| (t.indicator.as_str(), t.participant_count, t.sightings)).collect();
+    assert_eq!(ranking, [("wide.example", 3, 3), ("busy.example", 2, 3), ("old.example", 1, 1)]);
+    assert_eq!(top[0].last_seen_unix_ms, 13);
+    assert_eq!(store.top_indicators(5, 10).unwrap().len(), 2, "old.example was last seen before 5");
+    assert_eq!(store.top_indicators(i64::MIN, 1).unwrap().len(), 1);
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod output;
 
 use crate::rows::{
     agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row, to_row,
+    top_row,
 };
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -54,6 +55,14 @@ pub enum Command {
     Indicator { value: String },
     /// Agents, their last heartbeat and counters; stale agents may be down.
     Fleet,
+    /// The indicators seen at the most institutions, then with the most sightings.
+    Top {
+        /// Only what was seen since: RFC 3339 time, or an age like 24h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Hosts that hit several indicators of one campaign: likely compromised.
     Hosts {
         #[arg(long)]
@@ -221,6 +230,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             let detail =
                 client.get_indicator(v1::GetIndicatorRequest { indicator: value }).await?.into_inner();
             indicator_rows(&detail)
+        }
+        Command::Top { since, limit } => {
+            let since_unix_ms = since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
+            let request = v1::TopIndicatorsRequest { since_unix_ms, limit };
+            client.top_indicators(request).await?.into_inner().indicators.iter().map(top_row).collect()
         }
         Command::Hosts { participant, limit } => {
             let request = v1::ListSuspectHostsRequest { participant: participant.unwrap_or_default(), limit };

@@ -11,7 +11,7 @@
 //! Errors are JSON (`{"error": "..."}`) with the HTTP status of the gRPC code.
 
 use crate::rows::{
-    agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row,
+    agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row, top_row,
 };
 use crate::service::analyst::Analyst;
 use axum::extract::rejection::QueryRejection;
@@ -43,6 +43,7 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/audit",
     "/api/v1/export",
     "/api/v1/hosts",
+    "/api/v1/top",
 ];
 
 pub fn router(analyst: Arc<Analyst>) -> Router {
@@ -56,6 +57,7 @@ pub fn router(analyst: Arc<Analyst>) -> Router {
         .route(ROUTES[6], get(audit))
         .route(ROUTES[7], get(export))
         .route(ROUTES[8], get(hosts))
+        .route(ROUTES[9], get(top))
         .with_state(analyst)
 }
 
@@ -256,6 +258,25 @@ async fn audit(
     let message = v1::ListAuditRequest { since_unix_ms: time(q.since.as_deref())?, limit: q.limit };
     let answer = analyst.list_audit(grpc(&request, message)).await?.into_inner();
     Ok(Json(json!({ "entries": answer.entries.iter().map(audit_row).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopQuery {
+    since: Option<String>,
+    #[serde(default)]
+    limit: u32,
+}
+
+async fn top(
+    State(analyst): State<Arc<Analyst>>,
+    query: Result<Query<TopQuery>, QueryRejection>,
+    request: Request,
+) -> ApiResult {
+    let Query(q) = query?;
+    let message = v1::TopIndicatorsRequest { since_unix_ms: time(q.since.as_deref())?, limit: q.limit };
+    let answer = analyst.top_indicators(grpc(&request, message)).await?.into_inner();
+    Ok(Json(json!({ "indicators": answer.indicators.iter().map(top_row).collect::<Vec<_>>() })))
 }
 
 #[derive(Deserialize)]

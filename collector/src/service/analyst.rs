@@ -279,6 +279,19 @@ impl AnalystService for Analyst {
         }))
     }
 
+    async fn top_indicators(
+        &self,
+        request: Request<v1::TopIndicatorsRequest>,
+    ) -> Result<Response<v1::TopIndicatorsResponse>, Status> {
+        // Counts only, no names: every analyst may see the ranking.
+        self.view(&request, "top_indicators").await?;
+        let r = request.into_inner();
+        let store = self.shared.store.clone();
+        let since = if r.since_unix_ms == 0 { i64::MIN } else { r.since_unix_ms };
+        let indicators = blocking(move || store.top_indicators(since, limit(r.limit))).await?;
+        Ok(Response::new(v1::TopIndicatorsResponse { indicators }))
+    }
+
     async fn list_suspect_hosts(
         &self,
         request: Request<v1::ListSuspectHostsRequest>,

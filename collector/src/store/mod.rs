@@ -168,6 +168,10 @@ pub trait Store: Send + Sync {
         Ok(false)
     }
 
+    /// The indicators seen by the most participants since `since_ms` (packet time), then by
+    /// the most sightings.
+    fn top_indicators(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::TopIndicator>, StoreError>;
+
     /// Hosts flagged as likely compromised (see `campaign`), most recently seen first.
     fn suspect_hosts(
         &self,

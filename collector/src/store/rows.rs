@@ -101,6 +101,19 @@ pub(crate) fn correlation_wire(
     }
 }
 
+/// The ranking of `Store::top_indicators`; the engines differ only in placeholders.
+pub(crate) fn top_indicators_sql(since: &str, limit: &str) -> String {
+    format!(
+        "SELECT a.indicator, a.kind, count(*) AS participants, CAST(sum(a.sightings) AS BIGINT) AS total, max(a.last_seen),
+                coalesce(max(c.campaign), '')
+         FROM indicator_participants a LEFT JOIN correlations c ON c.indicator = a.indicator
+         WHERE a.last_seen >= {since}
+         GROUP BY a.indicator, a.kind
+         ORDER BY participants DESC, total DESC, a.indicator
+         LIMIT {limit}"
+    )
+}
+
 /// Columns of the agents table, in the order [`AgentRow`] holds them.
 pub(crate) const AGENT_COLUMNS: &str = "participant, agent, last_heartbeat, agent_version, indicator_version,
     indicator_count, packets_seen, packets_dropped_kernel, sightings_sent, blind_spots, cpu_percent, rss_bytes,

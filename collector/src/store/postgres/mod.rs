@@ -18,7 +18,7 @@ use super::{
     AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
     FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, Purged, SIGHTING_COLUMNS,
     SightingFilter, SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token,
-    vias_wire, without_participant,
+    top_indicators_sql, vias_wire, without_participant,
 };
 use crate::correlation::CorrelationRule;
 use migrations::migrate;
@@ -378,6 +378,24 @@ impl Store for PostgresStore {
             })?
             .map_err(|_| StoreError::Runtime("the correlation event listener failed to start".into()))?;
         Ok(true)
+    }
+
+    fn top_indicators(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::TopIndicator>, StoreError> {
+        let limit = i64::from(limit);
+        self.run(async |pool: &Pool| {
+            let rows = pool.get().await?.query(&top_indicators_sql("$1", "$2"), &[&since_ms, &limit]).await?;
+            Ok(rows
+                .iter()
+                .map(|r| v1::TopIndicator {
+                    indicator: r.get(0),
+                    kind: kind_wire(r.get(1)),
+                    participant_count: r.get::<_, i64>(2).max(0) as u32,
+                    sightings: r.get::<_, i64>(3).max(0) as u64,
+                    last_seen_unix_ms: r.get(4),
+                    campaign: r.get(5),
+                })
+                .collect())
+        })
     }
 
     fn suspect_hosts(

@@ -8,7 +8,7 @@ use super::{
     AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
     FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, ParticipantWindow, Purged,
     SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError, Touched,
-    correlation_wire, evaluate, kind_wire, next_token, vias_wire, without_participant,
+    correlation_wire, evaluate, kind_wire, next_token, top_indicators_sql, vias_wire, without_participant,
 };
 mod campaign;
 mod migrations;
@@ -480,6 +480,22 @@ impl Store for SqliteStore {
         };
         tx.commit()?;
         Ok(correlation)
+    }
+
+    fn top_indicators(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::TopIndicator>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&top_indicators_sql("?1", "?2"))?;
+        let rows = stmt.query_map(params![since_ms, limit], |r| {
+            Ok(v1::TopIndicator {
+                indicator: r.get(0)?,
+                kind: kind_wire(&r.get::<_, String>(1)?),
+                participant_count: r.get(2)?,
+                sightings: r.get::<_, i64>(3)?.max(0) as u64,
+                last_seen_unix_ms: r.get(4)?,
+                campaign: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn suspect_hosts(
