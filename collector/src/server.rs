@@ -133,6 +133,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         publisher,
         config.indicators.clone(),
         config.allowlists.clone(),
+        config.data_dir.join("imports"),
         withdrawn,
     )?);
 

@@ -137,6 +137,20 @@ pub enum AdminCommand {
 
 #[derive(Subcommand)]
 pub enum IndicatorsCommand {
+    /// Add (or replace) an indicator source on the collector (admins): a file or a directory
+    /// (a MISP feed) in any supported format. It is checked against the collector's
+    /// allowlists, every rejected entry is reported, and a new set is published at once.
+    Import {
+        /// The file or directory to import.
+        path: PathBuf,
+        /// Its name on the collector (default: the file or directory name, lowercased);
+        /// importing under a name again replaces that import.
+        #[arg(long)]
+        name: Option<String>,
+        /// Accept a replacement with less than half the indicators of the one it replaces.
+        #[arg(long)]
+        force: bool,
+    },
     /// Mark an indicator as a false positive: it is withdrawn from the published set at once
     /// (agents stop reporting it after their next sync) and its correlations are closed.
     FalsePositive {
@@ -299,6 +313,28 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
                 "correlations_removed": e.correlations_removed,
             }))]
         }
+        Command::Indicators(IndicatorsCommand::Import { path, name, force }) => {
+            let files = import_files(&path)?;
+            let name = match name {
+                Some(n) => n,
+                None => import_name(&path),
+            };
+            let request = v1::ImportIndicatorsRequest { name: name.clone(), files, force };
+            let r = client.import_indicators(request).await?.into_inner();
+            for line in r.reports.iter().chain(&r.rejected_examples) {
+                eprintln!("{line}");
+            }
+            if r.held_back > 0 {
+                eprintln!("held back by allowlists ({}): {}", r.held_back, r.held_back_examples.join(", "));
+            }
+            vec![to_row(json!({
+                "import": name,
+                "accepted": r.accepted,
+                "rejected": r.rejected,
+                "held_back": r.held_back,
+                "published_version": r.published_version,
+            }))]
+        }
         Command::Indicators(IndicatorsCommand::FalsePositive { value, reason }) => {
             let request = v1::MarkFalsePositiveRequest { indicator: value.clone(), reason };
             let answer = client.mark_false_positive(request).await?.into_inner();
@@ -326,6 +362,38 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
         Command::Demo(_) => unreachable!("handled above"),
     };
     output::write(out, cli.format, &rows)
+}
+
+/// The files of an import: one file under its name, or a directory's files (hidden ones
+/// left out) under `<directory name>/<relative path>`.
+fn import_files(path: &std::path::Path) -> Result<Vec<v1::ImportFile>> {
+    let base = path.file_name().with_context(|| format!("{}: not a file or directory", path.display()))?;
+    let mut files = Vec::new();
+    let mut pending = vec![(path.to_owned(), PathBuf::from(base))];
+    while let Some((on_disk, relative)) = pending.pop() {
+        if on_disk.is_dir() {
+            for entry in
+                std::fs::read_dir(&on_disk).with_context(|| format!("reading {}", on_disk.display()))?
+            {
+                let entry = entry?;
+                if !entry.file_name().to_string_lossy().starts_with('.') {
+                    pending.push((entry.path(), relative.join(entry.file_name())));
+                }
+            }
+        } else {
+            let content =
+                std::fs::read(&on_disk).with_context(|| format!("reading {}", on_disk.display()))?;
+            files.push(v1::ImportFile { path: relative.to_string_lossy().into_owned(), content });
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// The default name of an import: its file stem, lowercased, other characters as '-'.
+fn import_name(path: &std::path::Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_default();
+    stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).take(64).collect()
 }
 
 /// An error for people: a gRPC status as its code and message, anything else with its causes.

@@ -97,7 +97,18 @@ impl Analyst {
         role: Role,
         action: &'static str,
     ) -> Result<zdn_transport::server::Peer, Status> {
-        let detail = format!("{:?}", request.get_ref());
+        self.audited_as(request, role, action, format!("{:?}", request.get_ref())).await
+    }
+
+    /// [`Self::audited`] with the arguments as `detail` says them (for calls whose request is
+    /// too large to log whole).
+    async fn audited_as<T>(
+        &self,
+        request: &Request<T>,
+        role: Role,
+        action: &'static str,
+        detail: String,
+    ) -> Result<zdn_transport::server::Peer, Status> {
         let peer = match authorise(request, role) {
             Ok(peer) => peer,
             Err(refused) => {
@@ -277,6 +288,23 @@ impl AnalystService for Analyst {
             correlations_closed: closed_count,
             published_version: version,
         }))
+    }
+
+    async fn import_indicators(
+        &self,
+        request: Request<v1::ImportIndicatorsRequest>,
+    ) -> Result<Response<v1::ImportIndicatorsResponse>, Status> {
+        let r = request.get_ref();
+        let bytes: usize = r.files.iter().map(|f| f.content.len()).sum();
+        let first = r.files.first().map_or("", |f| f.path.as_str());
+        let detail = format!(
+            "name {:?}: {} files, {bytes} bytes, first {first:?}, force {}",
+            r.name,
+            r.files.len(),
+            r.force
+        );
+        self.audited_as(&request, Role::Admin, "import_indicators", detail).await?;
+        super::import::import(&self.shared, request.into_inner()).await.map(Response::new)
     }
 
     async fn top_indicators(

@@ -85,6 +85,9 @@ pub struct Publishing {
     publisher: Publisher,
     indicators: Vec<PathBuf>,
     allowlists: Vec<PathBuf>,
+    /// Sources imported with `zdn indicators import`: one directory per import, holding the
+    /// file or directory that was imported (see `service::import`).
+    imports: PathBuf,
     current: watch::Sender<Arc<Published>>,
     /// Indicator values marked as false positives; the lock also makes rebuilds one at a time.
     withdrawn: Mutex<BTreeSet<String>>,
@@ -97,15 +100,23 @@ impl Publishing {
         publisher: Publisher,
         indicators: Vec<PathBuf>,
         allowlists: Vec<PathBuf>,
+        imports: PathBuf,
         withdrawn: Vec<String>,
     ) -> Result<Publishing, zdn_indicators::LoadError> {
         let withdrawn: BTreeSet<String> = withdrawn.into_iter().collect();
-        let built = zdn_indicators::build_set(&indicators, &allowlists, None)?;
+        let built = zdn_indicators::build_set(&sources(&indicators, &imports), &allowlists, None)?;
         tracing::info!(summary = %built.summary(), withdrawn = withdrawn.len(), "indicators loaded for publishing");
         let set = without(built.set, &withdrawn);
         let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1);
         let current = watch::Sender::new(Arc::new(Published::new(version, set, &publisher)));
-        Ok(Publishing { publisher, indicators, allowlists, current, withdrawn: Mutex::new(withdrawn) })
+        Ok(Publishing {
+            publisher,
+            indicators,
+            allowlists,
+            imports,
+            current,
+            withdrawn: Mutex::new(withdrawn),
+        })
     }
 
     /// Loads the sources again and publishes them as the next version, pushed at once to every
@@ -123,8 +134,29 @@ impl Publishing {
         self.publish(&withdrawn)
     }
 
+    /// Where imports live, and the allowlists an import is checked against.
+    pub fn imports(&self) -> (&std::path::Path, &[PathBuf]) {
+        (&self.imports, &self.allowlists)
+    }
+
+    /// Runs `change` (which adds or replaces an import) and publishes the result, one rebuild
+    /// at a time; if publishing fails, `undo` puts the previous state back. Blocking.
+    pub fn with_import(
+        &self,
+        change: impl FnOnce() -> std::io::Result<()>,
+        undo: impl FnOnce(),
+    ) -> Result<u64, String> {
+        let withdrawn = self.withdrawn.lock().unwrap_or_else(|p| p.into_inner());
+        change().map_err(|e| format!("storing the import: {e}"))?;
+        self.publish(&withdrawn).map_err(|e| {
+            undo();
+            e.to_string()
+        })
+    }
+
     fn publish(&self, withdrawn: &BTreeSet<String>) -> Result<u64, zdn_indicators::LoadError> {
-        let built = zdn_indicators::build_set(&self.indicators, &self.allowlists, None)?;
+        let built =
+            zdn_indicators::build_set(&sources(&self.indicators, &self.imports), &self.allowlists, None)?;
         let summary = built.summary();
         let set = without(built.set, withdrawn);
         let previous = self.current.borrow().version;
@@ -141,6 +173,23 @@ impl Publishing {
     pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
         self.current.subscribe()
     }
+}
+
+/// The configured sources, then each import (the one entry of each import's directory).
+fn sources(configured: &[PathBuf], imports: &std::path::Path) -> Vec<PathBuf> {
+    let mut all = configured.to_vec();
+    let mut imported: Vec<PathBuf> = std::fs::read_dir(imports)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_type().is_ok_and(|t| t.is_dir()) && !e.file_name().to_string_lossy().starts_with('.')
+        })
+        .filter_map(|e| std::fs::read_dir(e.path()).ok()?.flatten().next().map(|inner| inner.path()))
+        .collect();
+    imported.sort();
+    all.extend(imported);
+    all
 }
 
 /// `set` without the indicators whose value is in `withdrawn` (rebuilt only when needed).

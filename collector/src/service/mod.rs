@@ -2,6 +2,7 @@
 
 pub mod analyst;
 pub mod fleet;
+pub mod import;
 pub mod indicator;
 pub mod ingest_limit;
 pub mod sighting;

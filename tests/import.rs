@@ -1,0 +1,101 @@
+//! `zdn indicators import`: an admin adds a real MISP feed directory and a CSV to the running
+//! collector; rejected entries come back with their place and reason, allowlisted values are
+//! held back, a new set is published at once and reaches an agent, an implausible shrink is
+//! refused, and analysts may not import.
+
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+use zdn_agent::sync::{Synced, sync};
+use zdn_indicators::signing::{Publisher, parse_public_key};
+use zdn_integration_tests::{CERT, Network};
+use zdn_transport::{Bundle, Role};
+
+const FEED: &str = "../../shared/data/intel-samples/misp-feed";
+
+async fn published(net: &Network, agent: &Path, installed: &Path) -> Vec<String> {
+    let key = Publisher::load_or_create(&net.dir.path().join("data/pki/publish.key")).unwrap().public_hex();
+    let channel =
+        zdn_transport::client::connect(&net.url, Some(&Bundle::load(agent).unwrap())).await.unwrap();
+    match sync(channel, &parse_public_key(&key).unwrap(), installed, true, Duration::from_secs(10))
+        .await
+        .unwrap()
+    {
+        Synced::Installed { set, .. } => set.iter().map(|m| m.value().into_owned()).collect(),
+        Synced::Current => Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn an_admin_imports_a_misp_feed_and_a_csv_into_the_published_set() {
+    let feed = Path::new(env!("CARGO_MANIFEST_DIR")).join(FEED);
+    assert!(feed.is_dir(), "the shared MISP feed sample is missing at {}", feed.display());
+    let scratch = tempfile::tempdir().unwrap();
+    let allowlist = scratch.path().join("warninglist.json");
+    std::fs::write(&allowlist, r#"{"name": "test resolvers", "type": "cidr", "list": ["9.9.9.9/32"]}"#)
+        .unwrap();
+    let allow = allowlist.clone();
+    let net = Network::start_configured("sqlite", false, |c| c.allowlists = vec![allow]).await.unwrap();
+    let admin = net.issue(CERT, Role::Admin, "root");
+    let agent = net.issue("umc-noord", Role::Agent, "gw-1");
+    let installed = net.dir.path().join("installed.zdn");
+
+    let imported = net.zdn_json(&admin, &["indicators", "import", feed.to_str().unwrap()]).await.unwrap();
+    let accepted = imported[0]["accepted"].as_u64().unwrap();
+    assert!(accepted > 10, "{imported}");
+    assert_eq!(imported[0]["import"], "misp-feed");
+    let values = published(&net, &agent, &installed).await;
+    let truth: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/intel-samples/truth.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // Names and addresses are published as the feed has them (URLs in canonical form).
+    let plain = truth["misp"]["live"].as_array().unwrap().iter().filter(|l| l["kind"] != "url");
+    for live in plain {
+        let value = live["value"].as_str().unwrap();
+        assert!(values.iter().any(|v| v == value), "{value} is published");
+    }
+
+    // A CSV with one bad line and one allowlisted value.
+    let csv = scratch.path().join("Partner Feed.csv");
+    std::fs::write(
+        &csv,
+        "value,type,event\nbad.partner.example,domain,op-x\n9.9.9.9,ip-dst,op-x\nnot a value!,domain,op-x\n",
+    )
+    .unwrap();
+    let report = net.zdn_json(&admin, &["indicators", "import", csv.to_str().unwrap()]).await.unwrap();
+    assert_eq!(report[0]["import"], "partner-feed");
+    assert_eq!(
+        (report[0]["accepted"].as_u64(), report[0]["rejected"].as_u64()),
+        (Some(2), Some(1)),
+        "{report}"
+    );
+    assert_eq!(report[0]["held_back"], 1, "9.9.9.9 is on the allowlist");
+    let values = published(&net, &agent, &installed).await;
+    assert!(values.iter().any(|v| v == "bad.partner.example"));
+    assert!(!values.iter().any(|v| v == "9.9.9.9"), "held back");
+
+    // Replacing the feed with a much smaller one is refused unless forced.
+    let tiny = scratch.path().join("misp-feed.txt");
+    std::fs::write(&tiny, "one.example\n").unwrap();
+    let refused =
+        net.zdn(Some(&admin), &["indicators", "import", tiny.to_str().unwrap(), "--name", "misp-feed"]).await;
+    assert!(format!("{:#}", refused.unwrap_err()).contains("shrink"));
+    let forced = net
+        .zdn_json(&admin, &["indicators", "import", tiny.to_str().unwrap(), "--name", "misp-feed", "--force"])
+        .await
+        .unwrap();
+    assert_eq!(forced[0]["accepted"], 1);
+
+    // A file that is no indicator source is refused with the reason; analysts may not import.
+    let junk = scratch.path().join("junk.json");
+    std::fs::write(&junk, "{ not json").unwrap();
+    let err = net.zdn(Some(&admin), &["indicators", "import", junk.to_str().unwrap()]).await.unwrap_err();
+    assert!(format!("{err:#}").contains("junk.json"), "{err:#}");
+    let analyst = net.issue(CERT, Role::Analyst, "ann");
+    let err = net.zdn(Some(&analyst), &["indicators", "import", csv.to_str().unwrap()]).await.unwrap_err();
+    assert_eq!(err.downcast_ref::<tonic::Status>().unwrap().code(), tonic::Code::PermissionDenied);
+}
