@@ -18,7 +18,7 @@ use super::{
     AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
     FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, Purged, SIGHTING_COLUMNS,
     SightingFilter, SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token,
-    top_indicators_sql, vias_wire, without_participant,
+    top_indicators_sql, vias_wire,
 };
 use crate::correlation::CorrelationRule;
 use migrations::migrate;
@@ -26,6 +26,7 @@ mod campaign;
 mod events;
 mod ingest;
 mod migrations;
+mod privacy;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::broadcast;
@@ -438,55 +439,7 @@ impl Store for PostgresStore {
 
     fn erase(&self, participant: &str, host: Option<&str>) -> Result<Erased, StoreError> {
         let min = self.rule.min_participants;
-        self.run(async |pool: &Pool| {
-            let mut client = pool.get().await?;
-            let tx = client.transaction().await?;
-            let mut erased = Erased::default();
-            if let Some(host) = host {
-                erased.sightings = tx
-                    .execute("DELETE FROM sightings WHERE participant = $1 AND src = $2", &[&participant, &host])
-                    .await?;
-                tx.execute("DELETE FROM suspect_hosts WHERE participant = $1 AND host = $2", &[&participant, &host])
-                    .await?;
-                tx.commit().await?;
-                return Ok(erased);
-            }
-            erased.sightings = tx.execute("DELETE FROM sightings WHERE participant = $1", &[&participant]).await?;
-            tx.execute("DELETE FROM suspect_hosts WHERE participant = $1", &[&participant]).await?;
-            erased.aggregates =
-                tx.execute("DELETE FROM indicator_participants WHERE participant = $1", &[&participant]).await?
-                    + tx.execute("DELETE FROM campaign_participants WHERE participant = $1", &[&participant]).await?;
-            erased.agents = tx.execute("DELETE FROM agents WHERE participant = $1", &[&participant]).await?;
-            // Its name leaves every correlation, of indicators and of campaigns alike.
-            for (table, key) in [("correlations", "indicator"), ("campaigns", "campaign")] {
-                let named = tx
-                    .query(
-                        &format!(
-                            "SELECT {key}, participants FROM {table} WHERE ',' || participants || ',' LIKE $1 FOR UPDATE"
-                        ),
-                        &[&format!("%,{participant},%")],
-                    )
-                    .await?;
-                for row in named {
-                    let (name, participants): (String, String) = (row.get(0), row.get(1));
-                    let (kept, count) = without_participant(&participants, participant);
-                    if count < min {
-                        tx.execute(&format!("DELETE FROM {table} WHERE {key} = $1"), &[&name]).await?;
-                        erased.correlations_removed += 1;
-                    } else {
-                        let count = i32::try_from(count).unwrap_or(i32::MAX);
-                        tx.execute(
-                            &format!("UPDATE {table} SET participants = $2, participant_count = $3 WHERE {key} = $1"),
-                            &[&name, &kept, &count],
-                        )
-                        .await?;
-                        erased.correlations_changed += 1;
-                    }
-                }
-            }
-            tx.commit().await?;
-            Ok(erased)
-        })
+        self.run(async |pool: &Pool| privacy::erase(&mut pool.get().await?, min, participant, host).await)
     }
 
     fn timelines_of(&self, participant: &str) -> Result<Vec<(String, v1::ParticipantTimeline)>, StoreError> {

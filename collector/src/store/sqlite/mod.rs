@@ -8,10 +8,11 @@ use super::{
     AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
     FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, ParticipantWindow, Purged,
     SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError, Touched,
-    correlation_wire, evaluate, kind_wire, next_token, top_indicators_sql, vias_wire, without_participant,
+    correlation_wire, evaluate, kind_wire, next_token, top_indicators_sql, vias_wire,
 };
 mod campaign;
 mod migrations;
+mod privacy;
 
 use crate::correlation::CorrelationRule;
 use crate::store::campaign::CampaignBatch;
@@ -531,53 +532,7 @@ impl Store for SqliteStore {
     }
 
     fn erase(&self, participant: &str, host: Option<&str>) -> Result<Erased, StoreError> {
-        let mut conn = self.writer();
-        let tx = conn.transaction()?;
-        let mut erased = Erased::default();
-        if let Some(host) = host {
-            erased.sightings = tx
-                .execute("DELETE FROM sightings WHERE participant = ?1 AND src = ?2", [participant, host])?
-                as u64;
-            tx.execute(
-                "DELETE FROM suspect_hosts WHERE participant = ?1 AND host = ?2",
-                [participant, host],
-            )?;
-            tx.commit()?;
-            return Ok(erased);
-        }
-        erased.sightings = tx.execute("DELETE FROM sightings WHERE participant = ?1", [participant])? as u64;
-        tx.execute("DELETE FROM suspect_hosts WHERE participant = ?1", [participant])?;
-        erased.aggregates = tx
-            .execute("DELETE FROM indicator_participants WHERE participant = ?1", [participant])?
-            as u64
-            + tx.execute("DELETE FROM campaign_participants WHERE participant = ?1", [participant])? as u64;
-        erased.agents = tx.execute("DELETE FROM agents WHERE participant = ?1", [participant])? as u64;
-        // Its name leaves every correlation, of indicators and of campaigns alike.
-        for (table, key) in [("correlations", "indicator"), ("campaigns", "campaign")] {
-            let named: Vec<(String, String)> = tx
-                .prepare(&format!(
-                    "SELECT {key}, participants FROM {table} WHERE ',' || participants || ',' LIKE ?1"
-                ))?
-                .query_map([format!("%,{participant},%")], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            for (name, participants) in named {
-                let (kept, count) = without_participant(&participants, participant);
-                if count < self.rule.min_participants {
-                    tx.execute(&format!("DELETE FROM {table} WHERE {key} = ?1"), [&name])?;
-                    erased.correlations_removed += 1;
-                } else {
-                    tx.execute(
-                        &format!(
-                            "UPDATE {table} SET participants = ?2, participant_count = ?3 WHERE {key} = ?1"
-                        ),
-                        params![name, kept, count],
-                    )?;
-                    erased.correlations_changed += 1;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(erased)
+        privacy::erase(&mut self.writer(), self.rule.min_participants, participant, host)
     }
 
     fn timelines_of(&self, participant: &str) -> Result<Vec<(String, v1::ParticipantTimeline)>, StoreError> {
