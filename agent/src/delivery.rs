@@ -49,6 +49,22 @@ enum SessionError {
     Spool(#[from] crate::spool::SpoolError),
 }
 
+impl SessionError {
+    /// How long the collector asked us to wait (a batch over our ingest rate is refused with
+    /// `RESOURCE_EXHAUSTED` and a `retry-after-ms` header).
+    fn asked_to_wait(&self) -> Option<Duration> {
+        let SessionError::Status(status) = self else { return None };
+        if status.code() != tonic::Code::ResourceExhausted {
+            return None;
+        }
+        let ms: u64 = status.metadata().get(RETRY_AFTER)?.to_str().ok()?.parse().ok()?;
+        Some(Duration::from_millis(ms.min(600_000)))
+    }
+}
+
+/// The header of a refusal that says when to try again, in milliseconds.
+pub const RETRY_AFTER: &str = "retry-after-ms";
+
 /// Sends what the spool holds until `stop` turns true; then waits up to [`DRAIN_GRACE`] for
 /// outstanding acknowledgements and returns.
 pub async fn run(
@@ -64,8 +80,9 @@ pub async fn run(
         match result {
             Ok(()) => return,
             Err(e) => {
-                let wait = backoff.next_wait();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, queued = spool.len(), "collector unreachable; sightings stay in the spool");
+                let jittered = backoff.next_wait();
+                let wait = e.asked_to_wait().map_or(jittered, |hint| hint.max(jittered));
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, queued = spool.len(), "sightings stay in the spool until the collector takes them");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => {}
@@ -145,5 +162,24 @@ async fn session(
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_over_the_ingest_rate_says_how_long_to_wait() {
+        let mut refused = tonic::Status::resource_exhausted("over the rate");
+        refused.metadata_mut().insert(RETRY_AFTER, "1500".parse().unwrap());
+        assert_eq!(SessionError::Status(refused).asked_to_wait(), Some(Duration::from_millis(1500)));
+        let mut other = tonic::Status::unavailable("down");
+        other.metadata_mut().insert(RETRY_AFTER, "1500".parse().unwrap());
+        assert_eq!(SessionError::Status(other).asked_to_wait(), None, "only a rate refusal carries a wait");
+        assert_eq!(SessionError::Closed.asked_to_wait(), None);
+        let mut absurd = tonic::Status::resource_exhausted("x");
+        absurd.metadata_mut().insert(RETRY_AFTER, "99999999999".parse().unwrap());
+        assert_eq!(SessionError::Status(absurd).asked_to_wait(), Some(Duration::from_secs(600)), "capped");
     }
 }

@@ -33,12 +33,16 @@ impl IngestLimits {
         match self.limiter.check_key_n(&key, n) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
-                let wait = not_until.wait_time_from(self.clock.now());
-                Err(Status::resource_exhausted(format!(
-                    "agent {agent} is over its ingest rate of {} sightings/s; retry in {} ms",
-                    self.per_second,
-                    wait.as_millis().max(1)
-                )))
+                let wait_ms = not_until.wait_time_from(self.clock.now()).as_millis().max(1);
+                let mut refused = Status::resource_exhausted(format!(
+                    "agent {agent} is over its ingest rate of {} sightings/s; retry in {wait_ms} ms",
+                    self.per_second
+                ));
+                // The agent's delivery waits at least this long before it sends again.
+                if let Ok(value) = wait_ms.to_string().parse() {
+                    refused.metadata_mut().insert(zdn_agent::delivery::RETRY_AFTER, value);
+                }
+                Err(refused)
             }
             Err(insufficient) => Err(Status::invalid_argument(format!(
                 "a batch of {sightings} sightings is larger than the ingest burst ({insufficient})"
@@ -63,6 +67,8 @@ mod tests {
         let refused = limits.admit(&agent("gw-1"), 50).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(refused.message().contains("retry in"), "{}", refused.message());
+        let hint: u64 = refused.metadata().get("retry-after-ms").unwrap().to_str().unwrap().parse().unwrap();
+        assert!((1..=10_000).contains(&hint), "{hint}");
         assert!(limits.admit(&agent("gw-2"), 100).is_ok(), "limits are per agent");
         assert_eq!(limits.admit(&agent("gw-3"), 101).unwrap_err().code(), tonic::Code::InvalidArgument);
         assert!(limits.admit(&agent("gw-1"), 0).is_ok());
