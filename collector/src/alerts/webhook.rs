@@ -168,6 +168,7 @@ impl Webhook {
         if let Some(key) = &self.key {
             request = request.header("x-zdn-signature", signature(key, &timestamp, body));
         }
+        // Every header value is valid by construction (static, digits, hex, `delivery_id`).
         let request = request.body(Full::new(Bytes::from(body.to_owned()))).expect("valid request parts");
         Ok(self.client.request(request).await?.status())
     }
@@ -180,15 +181,21 @@ pub fn signature(key: &hmac::Key, timestamp: &str, body: &str) -> String {
     format!("sha256={hex}")
 }
 
-/// The same for every retry of one event.
+/// The same for every retry of one event. Indicators come from agents, so anything that is
+/// not visible ASCII is percent-encoded: the id is always a valid header value.
 fn delivery_id(doc: &Value) -> String {
     let c = &doc["correlation"];
-    format!(
+    let id = format!(
         "{}:{}:{}",
         doc["event"].as_str().unwrap_or(""),
         c["indicator"].as_str().unwrap_or(""),
         c["participant_count"]
-    )
+    );
+    id.bytes()
+        .map(
+            |b| if b.is_ascii_graphic() && b != b'%' { (b as char).to_string() } else { format!("%{b:02X}") },
+        )
+        .collect()
 }
 
 /// The shared secret: the file's content without surrounding whitespace, at least 16 bytes.
@@ -215,6 +222,17 @@ mod tests {
             signature(&key, "1767225600", r#"{"event":"correlation.opened"}"#),
             "sha256=d45b7f8971b0680f871b6a18a6942227bc4572bb9289b3e961e0338c5aa201fd"
         );
+    }
+
+    #[test]
+    fn delivery_ids_are_valid_header_values_whatever_the_indicator() {
+        let doc = serde_json::json!({
+            "event": "correlation.opened",
+            "correlation": {"indicator": "evil.example/a b\r\nx-evil: 1\u{e9}%", "participant_count": 2}
+        });
+        let id = delivery_id(&doc);
+        assert_eq!(id, "correlation.opened:evil.example/a%20b%0D%0Ax-evil:%201%C3%A9%25:2");
+        assert!(hyper::header::HeaderValue::from_str(&id).is_ok());
     }
 
     #[test]
