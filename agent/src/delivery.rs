@@ -81,8 +81,14 @@ pub async fn run(
             Ok(()) => return,
             Err(e) => {
                 let jittered = backoff.next_wait();
-                let wait = e.asked_to_wait().map_or(jittered, |hint| hint.max(jittered));
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, queued = spool.len(), "sightings stay in the spool until the collector takes them");
+                let (queued, asked) = (spool.len(), e.asked_to_wait());
+                let wait = asked.map_or(jittered, |hint| hint.max(jittered));
+                let retry_in_ms = wait.as_millis() as u64;
+                if asked.is_some() {
+                    tracing::warn!(error = %e, retry_in_ms, queued, "collector asked us to wait; sightings stay in the spool");
+                } else {
+                    tracing::warn!(error = %e, retry_in_ms, queued, "collector unreachable; sightings stay in the spool");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => {}
