@@ -222,6 +222,25 @@ mod tests {
     }
 
     #[test]
+    fn bad_ingest_limits_and_store_locations_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for (text, expected) in [
+            ("[ingest]\nper_agent_sightings_per_second = 0\n", "ingest.per_agent_sightings_per_second"),
+            (
+                "max_batch_sightings = 500\n[ingest]\nper_agent_burst = 100\n",
+                "per_agent_burst >= max_batch_sightings",
+            ),
+            ("store = \"mysql://x\"\n", "expected \"sqlite\""),
+            ("[retention]\nsightings_day = 3\n", "unknown field `sightings_day`"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn the_packaged_reference_file_states_the_real_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/collector.toml");
         let packaged = Config::load(&path).unwrap();
