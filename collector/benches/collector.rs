@@ -146,6 +146,7 @@ async fn main() {
         identity: Some(pki_dir.join("collector")),
         ..Config::default()
     };
+    config.console.enabled = false;
     config.ingest.per_agent_sightings_per_second = 1_000_000;
     config.ingest.per_agent_burst = 1_000_000;
     let collector = server::start(config, false).await.unwrap();

@@ -36,6 +36,11 @@
 //! audit_days = 730
 //! agents_days = 90                      # agents without a heartbeat for this long
 //! interval_minutes = 60                 # how often the purge runs
+//!
+//! [console]                             # the analysts' web console (HTTPS)
+//! enabled = true
+//! listen = "127.0.0.1:7444"             # its own port: browsers need no client certificate
+//! session_hours = 12                    # a sign-in lasts this long (at most its token's life)
 //! ```
 
 use serde::Deserialize;
@@ -64,6 +69,22 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub alerts: AlertsConfig,
     pub retention: crate::retention::RetentionConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The web console (see `console`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub session_hours: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { enabled: true, listen: "127.0.0.1:7444".parse().expect("valid literal"), session_hours: 12 }
+    }
 }
 
 /// Where correlation alerts go besides `WatchCorrelations` (see `alerts`).
@@ -130,6 +151,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             alerts: AlertsConfig::default(),
             retention: crate::retention::RetentionConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -178,6 +200,9 @@ impl Config {
             return invalid(
                 "ingest.per_agent_sightings_per_second must be >= 1 and ingest.per_agent_burst >= max_batch_sightings",
             );
+        }
+        if self.console.session_hours == 0 || self.console.session_hours > 24 * 7 {
+            return invalid("console.session_hours must be 1 to 168");
         }
         self.store_location()?;
         zdn_transport::identity::validate_participant(&self.cert_participant)
@@ -233,6 +258,8 @@ mod tests {
             ),
             ("store = \"mysql://x\"\n", "expected \"sqlite\""),
             ("[retention]\nsightings_day = 3\n", "unknown field `sightings_day`"),
+            ("[console]\nsession_hours = 0\n", "console.session_hours must be 1 to 168"),
+            ("[console]\nlisten = \"localhost\"\n", "invalid socket address"),
         ] {
             std::fs::write(&path, text).unwrap();
             let err = Config::load(&path).unwrap_err().to_string();

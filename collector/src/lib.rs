@@ -31,6 +31,7 @@ pub mod access;
 pub mod alerts;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod correlation;
 pub mod export;
 pub mod http;

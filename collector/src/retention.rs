@@ -3,7 +3,9 @@
 //! The CERT is bound by the AVG/GDPR's storage limitation: sightings (which carry pseudonymised
 //! hosts) are kept for `sightings_days`, the per-indicator aggregates and correlations built
 //! from them (institutions, no hosts) for `correlations_days`, the audit log for `audit_days`,
-//! agents that stopped reporting for `agents_days`; 0 keeps a class forever. The job runs at
+//! agents that stopped reporting for `agents_days`; 0 keeps a class forever. Console tokens
+//! and sessions go [`CONSOLE_TOKENS_AFTER_EXPIRY_DAYS`] after they expire (who used them stays
+//! in the audit log). The job runs at
 //! start and then every `interval_minutes`; it deletes in bounded batches, so ingest goes on.
 
 use crate::store::{Cutoffs, Store};
@@ -13,6 +15,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Expired console tokens are kept this long, so an admin listing tokens still sees why a
+/// recent sign-in failed.
+pub const CONSOLE_TOKENS_AFTER_EXPIRY_DAYS: u32 = 30;
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,6 +51,7 @@ impl RetentionConfig {
             correlations: before(self.correlations_days),
             audit: before(self.audit_days),
             agents: before(self.agents_days),
+            console_tokens: before(CONSOLE_TOKENS_AFTER_EXPIRY_DAYS),
         }
     }
 }

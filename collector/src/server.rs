@@ -23,11 +23,13 @@ use zdn_proto::v1::{
     indicator_service_server::IndicatorServiceServer, sighting_service_server::SightingServiceServer,
 };
 use zdn_transport::Bundle;
-use zdn_transport::server::{ListenerStats, Security, incoming};
+use zdn_transport::server::{ClientAuth, ListenerStats, Security, incoming, server_config};
 
 /// A collector serving in the background.
 pub struct RunningCollector {
     pub addr: SocketAddr,
+    /// The web console's address, when it is enabled.
+    pub console: Option<SocketAddr>,
     pub stats: Arc<ListenerStats>,
     /// What the alert sinks did; `None` when no sink is configured.
     pub alerts: Option<Arc<crate::alerts::AlertStats>>,
@@ -106,10 +108,17 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     .with_context(|| format!("opening the store ({location})"))?;
     tracing::info!(store = %location, "store open");
 
+    // The console's TLS: the same certificate, CA and revocation lists, client certificate
+    // optional (see `console::listener`). None in insecure-dev mode: a console without TLS
+    // would put session cookies on the wire.
+    let mut console_tls = None;
     let security = if insecure_dev {
         tracing::warn!(
             "=== INSECURE DEV MODE: plain TCP, no authentication, every caller is admin. Never in production. ==="
         );
+        if config.console.enabled {
+            tracing::warn!("the web console needs TLS; it is off in insecure-dev mode");
+        }
         Security::InsecureDev
     } else {
         let identity = config.identity_dir();
@@ -120,6 +129,9 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
             )
         })?;
         let crls = load_crls(&config.revocation_lists)?;
+        if config.console.enabled {
+            console_tls = Some(server_config(&bundle, crls.clone(), ClientAuth::Optional)?);
+        }
         Security::mutual_tls(&bundle, crls)?
     };
 
@@ -199,11 +211,17 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     let api = crate::http::router(Arc::new(Analyst { shared: shared.clone() }));
     let routes = tonic::service::Routes::from(grpc.into_axum_router().merge(api));
     let router = tonic::transport::Server::builder().accept_http1(true).add_routes(routes);
+    let console = match console_tls {
+        Some(tls) => Some(
+            crate::console::start(shared.clone(), shared.config.console.listen, tls, stop_signal.clone()).await?,
+        ),
+        None => None,
+    };
     let conns = incoming(listener, security, stats.clone());
     let task =
         tokio::spawn(router.serve_with_incoming_shutdown(conns, crate::service::stopping(stop_signal)));
     tracing::info!(%addr, "collector listening");
-    Ok(RunningCollector { addr, stats, alerts: alert_stats, publishing, shutdown, task })
+    Ok(RunningCollector { addr, console, stats, alerts: alert_stats, publishing, shutdown, task })
 }
 
 /// Reads revocation lists, PEM (one or more) or DER.

@@ -61,7 +61,7 @@ async fn collector_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = {:?}\nidentity = {:?}\n",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = {:?}\nidentity = {:?}\n[console]\nenabled = false\n",
             dir.path().join("data"),
             pki.join("collector")
         ),

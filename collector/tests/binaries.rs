@@ -91,7 +91,8 @@ async fn operator_workflow_with_the_real_binaries() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nidentity = {:?}\nindicators = [{:?}]\npublish_key = {:?}\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nidentity = {:?}\nindicators = [{:?}]\npublish_key = {:?}\n\
+             [console]\nlisten = \"127.0.0.1:0\"\n",
             dir.path().join("data"),
             pki.join("collector"),
             iocs,

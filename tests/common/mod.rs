@@ -11,7 +11,7 @@ use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
 use zdn_agent::sample::{DEMO_INDICATORS, DemoSite, demo_sites};
 use zdn_agent::sighting::{Aggregator, Sighting};
 use zdn_agent::uplink::{self, Delivery};
-use zdn_collector::config::Config;
+use zdn_collector::config::{Config, ConsoleConfig};
 use zdn_collector::pki;
 use zdn_collector::server::{self, RunningCollector};
 use zdn_transport::{Bundle, Role};
@@ -150,6 +150,7 @@ fn collector_config(dir: &Path, pki: &Path, store: &str) -> Result<Config> {
         store: store.to_owned(),
         identity: Some(pki.join("collector")),
         cert_participant: CERT.into(),
+        console: ConsoleConfig { listen: "127.0.0.1:0".parse()?, ..ConsoleConfig::default() },
         ..Config::default()
     })
 }

@@ -55,16 +55,30 @@ pub enum ServerTlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
-/// A rustls server configuration: TLS 1.3 only, client certificates required and verified
-/// against the bundle's CA and the given revocation lists, ALPN h2 and http/1.1.
+/// Whether a listener demands a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// The agent and analyst port: no certificate, no connection.
+    Required,
+    /// The web console: browsers sign in with a token, or present a certificate, which is then
+    /// verified exactly as on the required port (CA and revocation lists).
+    Optional,
+}
+
+/// A rustls server configuration: TLS 1.3 only, client certificates verified against the
+/// bundle's CA and the given revocation lists, ALPN h2 and http/1.1.
 pub fn server_config(
     bundle: &Bundle,
     crls: Vec<CertificateRevocationListDer<'static>>,
+    client_auth: ClientAuth,
 ) -> Result<rustls::ServerConfig, ServerTlsError> {
     let provider = crate::crypto_provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(bundle.roots()?), provider.clone())
-        .with_crls(crls)
-        .build()?;
+        .with_crls(crls);
+    let verifier = match client_auth {
+        ClientAuth::Required => verifier.build()?,
+        ClientAuth::Optional => verifier.allow_unauthenticated().build()?,
+    };
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -129,7 +143,7 @@ impl Security {
         bundle: &Bundle,
         crls: Vec<CertificateRevocationListDer<'static>>,
     ) -> Result<Security, ServerTlsError> {
-        Ok(Security::MutualTls(TlsAcceptor::from(Arc::new(server_config(bundle, crls)?))))
+        Ok(Security::MutualTls(TlsAcceptor::from(Arc::new(server_config(bundle, crls, ClientAuth::Required)?))))
     }
 }
 

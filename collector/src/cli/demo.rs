@@ -7,7 +7,7 @@
 
 use super::output::{self, Format};
 use super::{correlation_row, sighting_row};
-use crate::config::Config;
+use crate::config::{Config, ConsoleConfig};
 use crate::{pki, server};
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -29,6 +29,9 @@ pub struct DemoArgs {
     /// Address for the demo collector (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
+    /// Address for the demo's web console (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    console_listen: std::net::SocketAddr,
     /// Stop after printing the results instead of serving until Ctrl-C.
     #[arg(long)]
     exit: bool,
@@ -63,6 +66,7 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         data_dir: dir.join("data"),
         identity: Some(pki_dir.join("collector")),
         cert_participant: CERT.to_owned(),
+        console: ConsoleConfig { listen: args.console_listen, ..ConsoleConfig::default() },
         ..Config::default()
     };
     write_config(&dir.join("collector.toml"), &config)?;
@@ -113,6 +117,29 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     writeln!(out, "\nThe sightings behind them (src is the agent's keyed pseudonym of the internal host):")?;
     output::write(out, Format::Table, &rows)?;
 
+    let admin = pki::issue(&pki_dir, CERT, Role::Admin, Some("demo-admin"), None)?;
+    let mut admin_client = AnalystServiceClient::new(super::connect(&url, Some(&admin)).await?);
+    let mut token = async |participant: &str, name: &str| -> Result<String> {
+        let request = v1::IssueConsoleTokenRequest {
+            participant: participant.into(),
+            role: "analyst".into(),
+            name: name.into(),
+            ttl_hours: 24,
+        };
+        Ok(admin_client.issue_console_token(request).await?.into_inner().token)
+    };
+    let (cert_token, participant_token) = (token(CERT, "demo CERT analyst").await?, token("umc-noord", "demo umc-noord analyst").await?);
+    if let Some(console) = collector.console {
+        writeln!(out, "\nWeb console: https://{console}/")?;
+        writeln!(out, "  sign in as the CERT's analyst with    {cert_token}")?;
+        writeln!(out, "  or as umc-noord's own analyst with    {participant_token}")?;
+        writeln!(
+            out,
+            "  (its certificate is from the demo's own CA, {}: trust it, or accept the browser's warning)",
+            pki_dir.join("ca").join("ca.pem").display()
+        )?;
+    }
+
     if args.exit {
         return collector.stop().await;
     }
@@ -143,7 +170,8 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
 /// `zdn-collector serve --config <dir>/collector.toml`.
 fn write_config(path: &Path, c: &Config) -> Result<()> {
     let text = format!(
-        "# Written by `zdn demo`.\nlisten = \"127.0.0.1:7443\"\ndata_dir = {:?}\nidentity = {:?}\ncert_participant = {:?}\n",
+        "# Written by `zdn demo`.\nlisten = \"127.0.0.1:7443\"\ndata_dir = {:?}\nidentity = {:?}\ncert_participant = {:?}\n\
+         [console]\nlisten = \"127.0.0.1:7444\"\n",
         c.data_dir.display().to_string(),
         c.identity_dir().display().to_string(),
         c.cert_participant

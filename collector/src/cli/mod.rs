@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod output;
+pub mod tokens;
 
 use crate::rows::{
     agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row, to_row,
@@ -81,7 +82,7 @@ pub enum Command {
     },
     /// Export sightings for other tools: a STIX 2.1 bundle, MISP sightings or CSV.
     Export(ExportArgs),
-    /// Privacy operations on one participant's data (admin certificates only).
+    /// Admin operations (admin certificates only): privacy exports and erasure, console tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
     /// Manage the published indicators (CERT analysts and admins).
@@ -133,6 +134,9 @@ pub enum AdminCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Web-console sign-in tokens: issue, revoke, list.
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
 }
 
 #[derive(Subcommand)]
@@ -313,6 +317,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
                 "correlations_removed": e.correlations_removed,
             }))]
         }
+        Command::Admin(AdminCommand::Token(command)) => tokens::run(&mut client, command).await?,
         Command::Indicators(IndicatorsCommand::Import { path, name, force }) => {
             let files = import_files(&path)?;
             let name = match name {

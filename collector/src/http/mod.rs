@@ -62,7 +62,7 @@ pub fn router(analyst: Arc<Analyst>) -> Router {
 }
 
 /// A failed call: the gRPC status mapped to HTTP, with its message as JSON.
-pub struct ApiError(tonic::Status);
+pub struct ApiError(pub tonic::Status);
 
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
@@ -76,19 +76,23 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// The HTTP status that says what a gRPC status code says.
+pub fn http_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code;
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        use tonic::Code;
-        let status = match self.0.code() {
-            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Code::PermissionDenied => StatusCode::FORBIDDEN,
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (status, Json(json!({ "error": self.0.message() }))).into_response()
+        (http_status(self.0.code()), Json(json!({ "error": self.0.message() }))).into_response()
     }
 }
 
@@ -104,7 +108,7 @@ fn grpc<T>(request: &Request, message: T) -> tonic::Request<T> {
 }
 
 /// `since`/`until`: RFC 3339, or an age like `24h` before now.
-fn time(value: Option<&str>) -> Result<i64, ApiError> {
+pub fn time(value: Option<&str>) -> Result<i64, ApiError> {
     match value {
         None | Some("") => Ok(0),
         Some(v) => {

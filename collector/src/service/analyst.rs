@@ -91,7 +91,7 @@ impl Analyst {
             .map(|peer| view(&peer, &self.shared.config.cert_participant))
     }
 
-    async fn audited<T: std::fmt::Debug>(
+    pub(super) async fn audited<T: std::fmt::Debug>(
         &self,
         request: &Request<T>,
         role: Role,
@@ -462,5 +462,26 @@ impl AnalystService for Analyst {
         let store = self.shared.store.clone();
         let entries = blocking(move || store.audit_log(r.since_unix_ms, limit(r.limit))).await?;
         Ok(Response::new(v1::ListAuditResponse { entries }))
+    }
+
+    async fn issue_console_token(
+        &self,
+        request: Request<v1::IssueConsoleTokenRequest>,
+    ) -> Result<Response<v1::IssueConsoleTokenResponse>, Status> {
+        self.issue_token(request).await
+    }
+
+    async fn revoke_console_token(
+        &self,
+        request: Request<v1::RevokeConsoleTokenRequest>,
+    ) -> Result<Response<v1::RevokeConsoleTokenResponse>, Status> {
+        self.revoke_token(request).await
+    }
+
+    async fn list_console_tokens(
+        &self,
+        request: Request<v1::ListConsoleTokensRequest>,
+    ) -> Result<Response<v1::ListConsoleTokensResponse>, Status> {
+        self.list_tokens(request).await
     }
 }

@@ -44,6 +44,13 @@ impl Published {
     /// The event or campaign `value` (an indicator of `kind`, canonical, as a sighting names
     /// it) belongs to in this version, if it is published and its source gives one.
     pub fn campaign_of(&self, kind: Kind, value: &str) -> Option<&str> {
+        let event = self.meta_of(kind, value)?.event.as_str();
+        (!event.is_empty()).then_some(event)
+    }
+
+    /// What the published set says about `value` (an indicator of `kind`, canonical): its
+    /// source, event, TLP, confidence, validity and tags.
+    pub fn meta_of(&self, kind: Kind, value: &str) -> Option<&zdn_indicators::model::Meta> {
         let found = match kind {
             Kind::Domain => self.set.match_domain(value)?,
             Kind::Ipv4 | Kind::Ipv6 => self.set.match_ip(value.parse().ok()?)?,
@@ -55,8 +62,7 @@ impl Published {
             Kind::Cidr => self.set.match_ip(value.split('/').next()?.parse().ok()?)?,
             Kind::Url | Kind::Ja3 | Kind::Ja4 => self.set.match_text(kind, value)?,
         };
-        let event = found.meta().event.as_str();
-        (!event.is_empty()).then_some(event)
+        Some(found.meta())
     }
 
     /// The messages that carry this version.

@@ -1,6 +1,7 @@
 //! The gRPC services of `zdn.v1`, one file each, over one [`Shared`] state.
 
 pub mod analyst;
+mod console_tokens;
 pub mod fleet;
 pub mod import;
 pub mod indicator;

@@ -197,6 +197,21 @@ pub trait Store: Send + Sync {
 
     /// Audit entries of `participant`'s own people, oldest first.
     fn audit_of(&self, participant: &str) -> Result<Vec<v1::AuditEntry>, StoreError>;
+
+    /// Records a console token or session; `hash` is the SHA-256 (hex) of its secret, which
+    /// the store never sees.
+    fn put_console_token(&self, token: &v1::ConsoleToken, hash: &str) -> Result<(), StoreError>;
+
+    /// The token or session whose secret hashes to `hash`, revoked and expired ones included
+    /// (the caller decides; see `console::session`).
+    fn console_token(&self, hash: &str) -> Result<Option<v1::ConsoleToken>, StoreError>;
+
+    /// Revokes the token `id` and every session signed in with it; returns how many were
+    /// revoked now.
+    fn revoke_console_token(&self, id: &str, now_ms: i64) -> Result<u32, StoreError>;
+
+    /// Every token and session, newest first.
+    fn console_tokens(&self) -> Result<Vec<v1::ConsoleToken>, StoreError>;
 }
 
 /// `correlations.status` of an open correlation and of one closed as a false positive.

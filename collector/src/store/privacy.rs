@@ -9,6 +9,8 @@ pub struct Cutoffs {
     /// Correlations by their last change, aggregates by their last sighting.
     pub correlations: Option<i64>,
     pub audit: Option<i64>,
+    /// Console tokens and sessions by when they expire.
+    pub console_tokens: Option<i64>,
     /// Agents by their last heartbeat.
     pub agents: Option<i64>,
 }
@@ -21,6 +23,7 @@ pub struct Purged {
     pub correlations: u64,
     pub audit: u64,
     pub agents: u64,
+    pub console_tokens: u64,
 }
 
 /// What an erase removed or changed.
@@ -65,7 +68,7 @@ impl PurgeClass {
 
 /// Every table with a retention, by data class: campaign state follows its indicator
 /// counterparts, suspect hosts are host data like sightings.
-pub(crate) const PURGE_CLASSES: [PurgeClass; 8] = [
+pub(crate) const PURGE_CLASSES: [PurgeClass; 9] = [
     PurgeClass {
         table: "sightings",
         sqlite_key: "rowid",
@@ -129,6 +132,14 @@ pub(crate) const PURGE_CLASSES: [PurgeClass; 8] = [
         column: "last_heartbeat",
         cutoff: |c| c.agents,
         counts_as: |p| &mut p.agents,
+    },
+    PurgeClass {
+        table: "console_tokens",
+        sqlite_key: "id",
+        postgres_key: "id",
+        column: "expires",
+        cutoff: |c| c.console_tokens,
+        counts_as: |p| &mut p.console_tokens,
     },
 ];
 

@@ -128,6 +128,23 @@ CREATE TABLE suspect_hosts (
 );
 CREATE INDEX suspect_hosts_by_last_seen ON suspect_hosts (last_seen);
 ",
+    r"
+CREATE TABLE console_tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    participant TEXT NOT NULL,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    expires BIGINT NOT NULL,
+    revoked BIGINT NOT NULL,
+    issued_by TEXT NOT NULL,
+    parent TEXT NOT NULL
+);
+CREATE INDEX console_tokens_by_parent ON console_tokens (parent);
+CREATE INDEX console_tokens_by_expires ON console_tokens (expires);
+",
 ];
 
 /// Session advisory lock key held while migrating ("zdn" in ASCII).

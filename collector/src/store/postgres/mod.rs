@@ -27,6 +27,7 @@ mod events;
 mod ingest;
 mod migrations;
 mod privacy;
+mod tokens;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::broadcast;
@@ -498,6 +499,22 @@ impl Store for PostgresStore {
                 .await?;
             Ok(rows.iter().map(audit_row).collect())
         })
+    }
+
+    fn put_console_token(&self, token: &v1::ConsoleToken, hash: &str) -> Result<(), StoreError> {
+        self.run(async |pool: &Pool| tokens::put(pool, token, hash).await)
+    }
+
+    fn console_token(&self, hash: &str) -> Result<Option<v1::ConsoleToken>, StoreError> {
+        self.run(async |pool: &Pool| tokens::by_hash(pool, hash).await)
+    }
+
+    fn revoke_console_token(&self, id: &str, now_ms: i64) -> Result<u32, StoreError> {
+        self.run(async |pool: &Pool| tokens::revoke(pool, id, now_ms).await)
+    }
+
+    fn console_tokens(&self) -> Result<Vec<v1::ConsoleToken>, StoreError> {
+        self.run(async |pool: &Pool| tokens::all(pool).await)
     }
 }
 

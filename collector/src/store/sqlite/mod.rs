@@ -13,6 +13,7 @@ use super::{
 mod campaign;
 mod migrations;
 mod privacy;
+mod tokens;
 
 use crate::correlation::CorrelationRule;
 use crate::store::campaign::CampaignBatch;
@@ -573,6 +574,22 @@ impl Store for SqliteStore {
         )?;
         let rows = stmt.query_map(params![since_ms, limit], audit_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_console_token(&self, token: &v1::ConsoleToken, hash: &str) -> Result<(), StoreError> {
+        tokens::put(&self.writer(), token, hash)
+    }
+
+    fn console_token(&self, hash: &str) -> Result<Option<v1::ConsoleToken>, StoreError> {
+        tokens::by_hash(&self.reader(), hash)
+    }
+
+    fn revoke_console_token(&self, id: &str, now_ms: i64) -> Result<u32, StoreError> {
+        tokens::revoke(&self.writer(), id, now_ms)
+    }
+
+    fn console_tokens(&self) -> Result<Vec<v1::ConsoleToken>, StoreError> {
+        tokens::all(&self.reader())
     }
 }
 
