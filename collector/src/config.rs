@@ -83,7 +83,11 @@ pub struct ConsoleConfig {
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        ConsoleConfig { enabled: true, listen: "127.0.0.1:7444".parse().expect("valid literal"), session_hours: 12 }
+        ConsoleConfig {
+            enabled: true,
+            listen: "127.0.0.1:7444".parse().expect("valid literal"),
+            session_hours: 12,
+        }
     }
 }
 

@@ -213,7 +213,8 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     let router = tonic::transport::Server::builder().accept_http1(true).add_routes(routes);
     let console = match console_tls {
         Some(tls) => Some(
-            crate::console::start(shared.clone(), shared.config.console.listen, tls, stop_signal.clone()).await?,
+            crate::console::start(shared.clone(), shared.config.console.listen, tls, stop_signal.clone())
+                .await?,
         ),
         None => None,
     };

@@ -64,6 +64,7 @@ on_both_engines!(
     erasing_a_participant_removes_it_everywhere,
     campaigns_correlate_across_indicators_and_flag_hosts,
     top_indicators_rank_by_institutions_then_sightings,
+    console_tokens_are_found_by_hash_revoked_with_their_sessions_and_purged,
 );
 
 fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
@@ -345,9 +346,11 @@ fn retention_purges_each_class_by_its_own_cutoff(engine: &Engine) {
         correlations: Some(2_000),
         audit: Some(2_000),
         agents: Some(2_000),
+        console_tokens: Some(2_000),
     };
     let purged = store.purge(&all_classes).unwrap();
-    assert_eq!(purged, store::Purged { sightings: 0, aggregates: 2, correlations: 1, audit: 1, agents: 1 });
+    let expected = store::Purged { aggregates: 2, correlations: 1, audit: 1, agents: 1, ..Default::default() };
+    assert_eq!(purged, expected);
     assert!(store.correlations(&all()).unwrap().is_empty());
     assert!(store.indicator("old.example").unwrap().is_none());
     assert_eq!(store.indicator("new.example").unwrap().unwrap().sightings, 3);
@@ -508,6 +511,41 @@ fn top_indicators_rank_by_institutions_then_sightings(engine: &Engine) {
     assert_eq!(top[0].last_seen_unix_ms, 13);
     assert_eq!(store.top_indicators(5, 10).unwrap().len(), 2, "old.example was last seen before 5");
     assert_eq!(store.top_indicators(i64::MIN, 1).unwrap().len(), 1);
+}
+
+fn console_tokens_are_found_by_hash_revoked_with_their_sessions_and_purged(engine: &Engine) {
+    let store = engine.open();
+    let record = |id: &str, kind: &str, parent: &str, expires: i64| v1::ConsoleToken {
+        id: id.into(),
+        kind: kind.into(),
+        participant: "umc".into(),
+        role: "analyst".into(),
+        name: "Uma".into(),
+        created_unix_ms: 1_000,
+        expires_unix_ms: expires,
+        revoked_unix_ms: 0,
+        issued_by: "z-cert/admin (root)".into(),
+        parent: parent.into(),
+    };
+    store.put_console_token(&record("t1", "token", "", 9_000), "hash-t1").unwrap();
+    store.put_console_token(&record("s1", "session", "t1", 5_000), "hash-s1").unwrap();
+    store.put_console_token(&record("s2", "session", "", 1_500), "hash-s2").unwrap();
+    assert!(store.put_console_token(&record("t1", "token", "", 9_000), "other").is_err(), "ids are unique");
+    assert_eq!(store.console_token("hash-s1").unwrap(), Some(record("s1", "session", "t1", 5_000)));
+    assert_eq!(store.console_token("nothing").unwrap(), None);
+    assert_eq!(store.console_tokens().unwrap().len(), 3);
+
+    // Revoking the token revokes its session too, once; the other session is untouched.
+    assert_eq!(store.revoke_console_token("t1", 2_000).unwrap(), 2);
+    assert_eq!(store.revoke_console_token("t1", 3_000).unwrap(), 0);
+    assert_eq!(store.console_token("hash-s1").unwrap().unwrap().revoked_unix_ms, 2_000);
+    assert_eq!(store.console_token("hash-s2").unwrap().unwrap().revoked_unix_ms, 0);
+
+    // The purge removes what expired before the cutoff.
+    let purged = store.purge(&store::Cutoffs { console_tokens: Some(6_000), ..Default::default() }).unwrap();
+    assert_eq!(purged, store::Purged { console_tokens: 2, ..Default::default() });
+    let left: Vec<String> = store.console_tokens().unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(left, ["t1"]);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Test harness: a real collector on loopback with its own PKI, agents that replay the demo
 //! captures through the real uplink, and the real `zdn` CLI run in-process.
 
+pub mod browser;
+
 use anyhow::Result;
 use clap::Parser;
 use std::path::{Path, PathBuf};

@@ -143,7 +143,11 @@ impl Security {
         bundle: &Bundle,
         crls: Vec<CertificateRevocationListDer<'static>>,
     ) -> Result<Security, ServerTlsError> {
-        Ok(Security::MutualTls(TlsAcceptor::from(Arc::new(server_config(bundle, crls, ClientAuth::Required)?))))
+        Ok(Security::MutualTls(TlsAcceptor::from(Arc::new(server_config(
+            bundle,
+            crls,
+            ClientAuth::Required,
+        )?))))
     }
 }
 

@@ -128,7 +128,8 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         };
         Ok(admin_client.issue_console_token(request).await?.into_inner().token)
     };
-    let (cert_token, participant_token) = (token(CERT, "demo CERT analyst").await?, token("umc-noord", "demo umc-noord analyst").await?);
+    let (cert_token, participant_token) =
+        (token(CERT, "demo CERT analyst").await?, token("umc-noord", "demo umc-noord analyst").await?);
     if let Some(console) = collector.console {
         writeln!(out, "\nWeb console: https://{console}/")?;
         writeln!(out, "  sign in as the CERT's analyst with    {cert_token}")?;

@@ -38,14 +38,17 @@ pub async fn run(client: &mut AnalystServiceClient<Channel>, command: TokenComma
             let request = v1::IssueConsoleTokenRequest { participant, role, name, ttl_hours };
             let t = client.issue_console_token(request).await?.into_inner();
             eprintln!("Give the token to its holder over a trusted channel; it is not shown again.");
-            vec![to_row(json!({ "id": t.id, "token": t.token, "expires": format_unix_ms(t.expires_unix_ms) }))]
+            vec![to_row(
+                json!({ "id": t.id, "token": t.token, "expires": format_unix_ms(t.expires_unix_ms) }),
+            )]
         }
         TokenCommand::Revoke { id } => {
             let r = client.revoke_console_token(v1::RevokeConsoleTokenRequest { id: id.clone() }).await?;
             vec![to_row(json!({ "id": id, "revoked": r.into_inner().revoked }))]
         }
         TokenCommand::List => {
-            let tokens = client.list_console_tokens(v1::ListConsoleTokensRequest {}).await?.into_inner().tokens;
+            let tokens =
+                client.list_console_tokens(v1::ListConsoleTokensRequest {}).await?.into_inner().tokens;
             tokens.iter().map(token_row).collect()
         }
     })

@@ -76,6 +76,8 @@ pub struct Bar {
 pub struct Tick {
     pub x: f64,
     pub label: String,
+    /// `start`, `middle` or `end`: the outer labels stay inside the chart.
+    pub anchor: &'static str,
 }
 
 const CHART_WIDTH: u32 = 760;
@@ -96,11 +98,18 @@ pub fn chart(timelines: &[(String, bool, i64, i64, u64)]) -> Chart {
             x1: x(*first),
             x2: x(*last).max(x(*first) + 2.0),
             label: label.clone(),
-            title: format!("{label}: {sightings} sightings, {} – {}", format_unix_ms(*first), format_unix_ms(*last)),
+            title: format!(
+                "{label}: {sightings} sightings, {} – {}",
+                format_unix_ms(*first),
+                format_unix_ms(*last)
+            ),
             own: *own,
         })
         .collect();
-    let ticks = [t0, t0 + (t1 - t0) / 2, t1].into_iter().map(|t| Tick { x: x(t), label: format_unix_ms(t) }).collect();
+    let ticks = [(t0, "start"), (t0 + (t1 - t0) / 2, "middle"), (t1, "end")]
+        .into_iter()
+        .map(|(t, anchor)| Tick { x: x(t), label: format_unix_ms(t), anchor })
+        .collect();
     let height = 40 + (timelines.len() as u32) * ROW as u32;
     Chart { width: CHART_WIDTH, height, bars, ticks }
 }
@@ -123,9 +132,11 @@ pub async fn page(
     let mut timelines = Vec::new();
     let mut bars = Vec::new();
     for p in &detail.participants {
-        let vias: Vec<&str> = p.vias.iter().filter_map(|v| via_from_wire(*v).ok()).map(|v| v.as_str()).collect();
+        let vias: Vec<&str> =
+            p.vias.iter().filter_map(|v| via_from_wire(*v).ok()).map(|v| v.as_str()).collect();
         mechanisms.extend(&vias);
-        let who = if p.participant.is_empty() { "another institution".to_owned() } else { p.participant.clone() };
+        let who =
+            if p.participant.is_empty() { "another institution".to_owned() } else { p.participant.clone() };
         let mine = own.as_deref() == Some(p.participant.as_str());
         bars.push((who.clone(), mine, p.first_seen_unix_ms, p.last_seen_unix_ms, p.sightings));
         timelines.push(Timeline {
@@ -142,7 +153,8 @@ pub async fn page(
     let last = detail.participants.iter().map(|p| p.last_seen_unix_ms).max().unwrap_or(0);
     let published = console.shared.publishing.subscribe().borrow().clone();
     let meta = kind.and_then(|k| published.meta_of(k, &detail.indicator));
-    let mut facts = vec![("published", if meta.is_some() { "yes" } else { "no (withdrawn or replaced)" }.to_owned())];
+    let mut facts =
+        vec![("published", if meta.is_some() { "yes" } else { "not in the set published now" }.to_owned())];
     if let Some(m) = meta {
         facts.extend([
             ("source", m.source.clone()),

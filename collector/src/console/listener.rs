@@ -30,7 +30,12 @@ pub struct Connection {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts and serves connections until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, tls: TlsAcceptor, app: Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (tcp, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -43,11 +48,16 @@ pub async fn serve(listener: TcpListener, tls: TlsAcceptor, app: Router, mut shu
             },
             _ = shutdown.changed() => return,
         };
+        // Pages are written in several pieces; without this, Nagle's algorithm and delayed ACKs
+        // add ~40 ms to each.
+        let _ = tcp.set_nodelay(true);
         let (tls, app, mut stop) = (tls.clone(), app.clone(), shutdown.clone());
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return tracing::debug!(peer = %addr, error = %e, "console: TLS handshake failed"),
+                Ok(Err(e)) => {
+                    return tracing::debug!(peer = %addr, error = %e, "console: TLS handshake failed");
+                }
                 Err(_) => return tracing::debug!(peer = %addr, "console: TLS handshake timed out"),
             };
             let leaf = stream.get_ref().1.peer_certificates().and_then(|c| c.first());

@@ -100,7 +100,10 @@ pub fn router(console: AppState) -> Router {
     Router::new()
         .route("/login", get(login_page).post(login_with_token))
         .route("/login/certificate", post(login_with_certificate))
-        .route("/static/console.css", get(|| asset("text/css; charset=utf-8", include_str!("static/console.css"))))
+        .route(
+            "/static/console.css",
+            get(|| asset("text/css; charset=utf-8", include_str!("static/console.css"))),
+        )
         .route(
             "/static/console.js",
             get(|| asset("text/javascript; charset=utf-8", include_str!("static/console.js"))),
@@ -111,7 +114,8 @@ pub fn router(console: AppState) -> Router {
 }
 
 async fn asset(media_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, media_type), (header::CACHE_CONTROL, "private, max-age=300")], body).into_response()
+    ([(header::CONTENT_TYPE, media_type), (header::CACHE_CONTROL, "private, max-age=300")], body)
+        .into_response()
 }
 
 /// No inline script or style, nothing from elsewhere, no framing: what an injected value could
@@ -126,7 +130,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it browsers send `Origin: null` with forms, and the
+        // same-origin check below would refuse every one. `same-origin` still keeps console
+        // URLs (which name indicators) from every other site.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
     ] {
         h.insert(name, HeaderValue::from_static(value));
@@ -155,11 +162,12 @@ async fn require_session(State(console): State<AppState>, request: Request, next
     };
     let Some(session) = session else {
         let page = request.method() == Method::GET && !request.uri().path().starts_with("/api/");
-        return if page {
-            Redirect::to("/login").into_response()
-        } else {
-            refuse(StatusCode::UNAUTHORIZED, "sign in first: no valid session")
-        };
+        if page {
+            return Redirect::to("/login").into_response();
+        }
+        // Read (bounded) before refusing, for the reason `check_csrf` gives.
+        let _ = axum::body::to_bytes(request.into_body(), MAX_FORM).await;
+        return refuse(StatusCode::UNAUTHORIZED, "sign in first: no valid session");
     };
     let request = if request.method() == Method::GET || request.method() == Method::HEAD {
         request
@@ -179,21 +187,19 @@ async fn require_session(State(console): State<AppState>, request: Request, next
 }
 
 async fn check_csrf(request: Request, session: &Session) -> Result<Request, Response> {
-    if !same_origin(request.headers(), request.uri()) {
-        return Err(refuse(StatusCode::FORBIDDEN, "cross-origin request refused"));
-    }
-    if let Some(token) = request.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) {
-        return if session::csrf_matches(&session.secret, token) {
-            Ok(request)
-        } else {
-            Err(refuse(StatusCode::FORBIDDEN, "missing or wrong CSRF token"))
-        };
-    }
+    // The body is read before any refusal: an HTTP/2 stream answered while the client is still
+    // sending is reset, and clients report that instead of the refusal.
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_FORM)
         .await
         .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE, "form too large"))?;
-    let presented = form_urlencoded_field(&bytes, "csrf");
+    if !same_origin(&parts.headers, &parts.uri) {
+        return Err(refuse(StatusCode::FORBIDDEN, "cross-origin request refused"));
+    }
+    let presented = match parts.headers.get("x-csrf-token") {
+        Some(header) => header.to_str().ok().map(str::to_owned),
+        None => form_urlencoded_field(&bytes, "csrf"),
+    };
     if !presented.is_some_and(|t| session::csrf_matches(&session.secret, &t)) {
         return Err(refuse(StatusCode::FORBIDDEN, "missing or wrong CSRF token"));
     }

@@ -35,7 +35,11 @@ impl Frame {
         let (user, admin, cert_view) = session.map_or((String::new(), false, false), |s| {
             let r = &s.record;
             let admin = s.role == Role::Admin;
-            (format!("{} ({}, {})", r.name, r.participant, r.role), admin, admin || r.participant == cert_participant)
+            (
+                format!("{} ({}, {})", r.name, r.participant, r.role),
+                admin,
+                admin || r.participant == cert_participant,
+            )
         });
         Frame {
             title,
@@ -181,8 +185,17 @@ pub fn call<T>(request: &Request, message: T) -> tonic::Request<T> {
 const HOUR_MS: i64 = 3_600_000;
 
 /// The board's columns; `change` says whether a correlation is new or spreading.
-const BOARD: &[&str] =
-    &["change", "indicator", "kind", "participants", "sightings", "first_seen", "last_seen", "campaign", "status"];
+const BOARD: &[&str] = &[
+    "change",
+    "indicator",
+    "kind",
+    "participants",
+    "sightings",
+    "first_seen",
+    "last_seen",
+    "campaign",
+    "status",
+];
 
 #[derive(Template)]
 #[template(path = "board.html")]
@@ -218,12 +231,14 @@ pub async fn board(State(console): State<AppState>, request: Request) -> PageRes
     let analyst = &console.analyst;
     let now = crate::service::now_ms();
     let listed = |campaigns| v1::ListCorrelationsRequest { limit: 200, campaigns, ..Default::default() };
-    let indicators = analyst.list_correlations(call(&request, listed(false))).await?.into_inner().correlations;
+    let indicators =
+        analyst.list_correlations(call(&request, listed(false))).await?.into_inner().correlations;
     let campaigns = analyst.list_correlations(call(&request, listed(true))).await?.into_inner().correlations;
     let (rows, classes) = board_rows(&indicators, now);
     let indicators = Table::of("board", BOARD, &rows, |i| classes[i], "No correlations yet.");
     let (rows, classes) = board_rows(&campaigns, now);
-    let campaigns = Table::of("campaigns", BOARD, &rows, |i| classes[i], "No campaign-level correlations yet.");
+    let campaigns =
+        Table::of("campaigns", BOARD, &rows, |i| classes[i], "No campaign-level correlations yet.");
     let frame = Frame::new("Correlations", &request, &console.shared.config.cert_participant);
     Ok(render(&BoardPage { frame, indicators, campaigns }, StatusCode::OK))
 }
@@ -331,7 +346,8 @@ const FLEET: &[&str] = &[
 /// Agents and their health; stale agents (no heartbeat for `stale_after_seconds`) stand out,
 /// so "no sightings" can be told from "sensor down".
 pub async fn fleet(State(console): State<AppState>, request: Request) -> PageResult {
-    let agents = console.analyst.fleet_status(call(&request, v1::FleetStatusRequest {})).await?.into_inner().agents;
+    let agents =
+        console.analyst.fleet_status(call(&request, v1::FleetStatusRequest {})).await?.into_inner().agents;
     let rows: Vec<Row> = agents
         .iter()
         .map(|a| {
@@ -342,7 +358,13 @@ pub async fn fleet(State(console): State<AppState>, request: Request) -> PageRes
             row
         })
         .collect();
-    let table = Table::of("fleet", FLEET, &rows, |i| if agents[i].stale { "stale" } else { "" }, "No agent has reported yet.");
+    let table = Table::of(
+        "fleet",
+        FLEET,
+        &rows,
+        |i| if agents[i].stale { "stale" } else { "" },
+        "No agent has reported yet.",
+    );
     let intro = "Every agent that sent a heartbeat. A stale agent has not reported within the collector's \
         stale_after_seconds: its silence says nothing about its network.";
     let frame = Frame::new("Fleet", &request, &console.shared.config.cert_participant);
@@ -362,7 +384,8 @@ pub async fn audit(
     request: Request,
 ) -> PageResult {
     let Query(q) = query?;
-    let message = v1::ListAuditRequest { since_unix_ms: crate::http::time(Some(q.since.trim()))?, limit: 500 };
+    let message =
+        v1::ListAuditRequest { since_unix_ms: crate::http::time(Some(q.since.trim()))?, limit: 500 };
     let entries = console.analyst.list_audit(call(&request, message)).await?.into_inner().entries;
     let rows: Vec<Row> = entries.iter().map(audit_row).collect();
     let columns = &["at", "participant", "name", "role", "action", "detail"];

@@ -22,7 +22,9 @@ impl Analyst {
             .map_err(|e| Status::invalid_argument(format!("participant: {e}")))?;
         let role = match Role::parse(&r.role) {
             Some(role @ (Role::Analyst | Role::Admin)) => role,
-            _ => return Err(Status::invalid_argument(format!("role {:?}: expected analyst or admin", r.role))),
+            _ => {
+                return Err(Status::invalid_argument(format!("role {:?}: expected analyst or admin", r.role)));
+            }
         };
         let name = r.name.trim();
         if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
@@ -32,7 +34,9 @@ impl Analyst {
             0 => DEFAULT_TTL_HOURS,
             h if h <= MAX_TTL_HOURS => h,
             h => {
-                return Err(Status::invalid_argument(format!("ttl_hours {h}: at most {MAX_TTL_HOURS} (90 days)")));
+                return Err(Status::invalid_argument(format!(
+                    "ttl_hours {h}: at most {MAX_TTL_HOURS} (90 days)"
+                )));
             }
         };
         let now = now_ms();

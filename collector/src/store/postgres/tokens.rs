@@ -5,8 +5,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use zdn_proto::v1;
 
-const COLUMNS: &str =
-    "SELECT id, kind, participant, role, name, created, expires, revoked, issued_by, parent FROM console_tokens";
+const COLUMNS: &str = "SELECT id, kind, participant, role, name, created, expires, revoked, issued_by, parent FROM console_tokens";
 
 fn token_row(r: &Row) -> v1::ConsoleToken {
     v1::ConsoleToken {

@@ -4,8 +4,7 @@ use crate::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use zdn_proto::v1;
 
-const COLUMNS: &str =
-    "SELECT id, kind, participant, role, name, created, expires, revoked, issued_by, parent FROM console_tokens";
+const COLUMNS: &str = "SELECT id, kind, participant, role, name, created, expires, revoked, issued_by, parent FROM console_tokens";
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::ConsoleToken> {
     Ok(v1::ConsoleToken {
@@ -49,7 +48,9 @@ pub(super) fn by_hash(conn: &Connection, hash: &str) -> Result<Option<v1::Consol
 
 pub(super) fn revoke(conn: &Connection, id: &str, now_ms: i64) -> Result<u32, StoreError> {
     let revoked = conn
-        .prepare_cached("UPDATE console_tokens SET revoked = ?2 WHERE (id = ?1 OR parent = ?1) AND revoked = 0")?
+        .prepare_cached(
+            "UPDATE console_tokens SET revoked = ?2 WHERE (id = ?1 OR parent = ?1) AND revoked = 0",
+        )?
         .execute(params![id, now_ms])?;
     Ok(u32::try_from(revoked).unwrap_or(u32::MAX))
 }
