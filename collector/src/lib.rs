@@ -10,6 +10,7 @@
 //!                         ├─ service::indicator Sync ◀──── published lists
 //!                         └─ service::analyst   queries, WatchCorrelations ◀── events
 //! analysts (`zdn`) ──mTLS/gRPC──┘
+//! browsers ──HTTPS (own port)──▶ console ──▶ service::analyst (in-process, session identity)
 //! ```
 //!
 //! | module | job |
@@ -25,6 +26,7 @@
 //! | [`alerts`] | correlation events to a signed webhook and syslog |
 //! | [`export`] | sightings as STIX 2.1, MISP sightings, CSV |
 //! | [`http`] | the analyst API as HTTP/JSON (+ OpenAPI, server-sent events) on the gRPC port |
+//! | [`console`] | the analysts' web console: sessions, pages, the live board |
 //! | [`cli`] | the analyst CLI `zdn`: queries, output formats, the demo |
 
 pub mod access;

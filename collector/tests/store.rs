@@ -349,7 +349,8 @@ fn retention_purges_each_class_by_its_own_cutoff(engine: &Engine) {
         console_tokens: Some(2_000),
     };
     let purged = store.purge(&all_classes).unwrap();
-    let expected = store::Purged { aggregates: 2, correlations: 1, audit: 1, agents: 1, ..Default::default() };
+    let expected =
+        store::Purged { aggregates: 2, correlations: 1, audit: 1, agents: 1, ..Default::default() };
     assert_eq!(purged, expected);
     assert!(store.correlations(&all()).unwrap().is_empty());
     assert!(store.indicator("old.example").unwrap().is_none());

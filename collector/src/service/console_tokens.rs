@@ -23,7 +23,10 @@ impl Analyst {
         let role = match Role::parse(&r.role) {
             Some(role @ (Role::Analyst | Role::Admin)) => role,
             _ => {
-                return Err(Status::invalid_argument(format!("role {:?}: expected analyst or admin", r.role)));
+                return Err(Status::invalid_argument(format!(
+                    "role {:?}: expected analyst or admin",
+                    r.role
+                )));
             }
         };
         let name = r.name.trim();
