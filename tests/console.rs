@@ -122,6 +122,22 @@ async fn sessions_csrf_and_revocation_hold_over_https() {
     ] {
         assert!(board.headers.contains(header), "{header} missing:\n{}", board.headers);
     }
+    // Paging: two sightings a page, following the page's own link to the next.
+    let first = curl(&net, &jar, None, "/sightings?limit=2", &[]).await;
+    assert_eq!(first.body.matches("<tr class=\"\" data-key=").count(), 2, "{}", first.body);
+    let start = first.body.find("id=\"next-page\" href=\"").expect("a next page") + 21;
+    let next = first.body[start..].split('"').next().unwrap().replace("&amp;", "&").replace("&#38;", "&");
+    let second = curl(&net, &jar, None, &next, &[]).await;
+    assert_eq!(second.status, 200, "{next}");
+    assert_eq!(second.body.matches("<tr class=\"\" data-key=").count(), 2);
+    assert_ne!(first.body, second.body);
+
+    // Exports are downloads.
+    let stix = curl(&net, &jar, None, "/api/v1/export?format=stix&indicator=updates.evil-cdn.example", &[]).await;
+    assert_eq!(stix.status, 200);
+    assert!(stix.headers.contains("content-disposition: attachment; filename=\"zdn-sightings.stix.json\""));
+    assert_eq!(serde_json::from_str::<Value>(&stix.body).unwrap()["type"], "bundle");
+
     let json = curl(&net, &jar, None, "/api/v1/correlations", &[]).await;
     assert_eq!(json.status, 200);
     let json: Value = serde_json::from_str(&json.body).unwrap();

@@ -260,6 +260,8 @@ pub struct SightingsQuery {
     participant: String,
     since: String,
     until: String,
+    /// Sightings per page (default 100, at most 1000).
+    limit: Option<u32>,
     page_token: String,
 }
 
@@ -279,7 +281,7 @@ const SIGHTINGS: &[&str] = &[
     "count",
 ];
 
-/// Sightings, newest first, 100 a page, filtered by indicator, participant and time.
+/// Sightings, newest first, a page at a time, filtered by indicator, participant and time.
 pub async fn sightings(
     State(console): State<AppState>,
     query: Result<Query<SightingsQuery>, QueryRejection>,
@@ -291,7 +293,7 @@ pub async fn sightings(
         participant: filter.participant.trim().to_owned(),
         since_unix_ms: crate::http::time(Some(filter.since.trim()))?,
         until_unix_ms: crate::http::time(Some(filter.until.trim()))?,
-        page_size: 100,
+        page_size: filter.limit.unwrap_or(100),
         page_token: filter.page_token.clone(),
     };
     let answer = console.analyst.list_sightings(call(&request, message)).await?.into_inner();
@@ -314,6 +316,7 @@ impl SightingsQuery {
             participant: self.participant.clone(),
             since: self.since.clone(),
             until: self.until.clone(),
+            limit: self.limit,
             page_token: String::new(),
         }
     }
