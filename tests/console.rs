@@ -133,7 +133,8 @@ async fn sessions_csrf_and_revocation_hold_over_https() {
     assert_ne!(first.body, second.body);
 
     // Exports are downloads.
-    let stix = curl(&net, &jar, None, "/api/v1/export?format=stix&indicator=updates.evil-cdn.example", &[]).await;
+    let stix =
+        curl(&net, &jar, None, "/api/v1/export?format=stix&indicator=updates.evil-cdn.example", &[]).await;
     assert_eq!(stix.status, 200);
     assert!(stix.headers.contains("content-disposition: attachment; filename=\"zdn-sightings.stix.json\""));
     assert_eq!(serde_json::from_str::<Value>(&stix.body).unwrap()["type"], "bundle");
@@ -216,6 +217,16 @@ async fn sessions_csrf_and_revocation_hold_over_https() {
         );
     }
     assert_eq!(curl(&net, &uma, None, "/audit", &[]).await.status, 403, "admins only");
+
+    // A flood of sign-in attempts from one address is throttled (30 a minute).
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let attempt =
+            curl(&net, &jar, None, "/login", &["-H", &origin(&net), "-d", "token=zdnc_guess"]).await;
+        statuses.push(attempt.status);
+    }
+    assert_eq!(statuses.first(), Some(&401));
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
 
 /// A sighting of `indicator` (a URL) by a host of the demo site's participant.

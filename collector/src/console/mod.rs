@@ -25,6 +25,7 @@
 //! | --- | --- |
 //! | [`listener`] | TLS (client certificate optional), one hyper connection per task |
 //! | [`session`] | tokens, sessions, cookies' secrets, CSRF tokens |
+//! | [`sign_in_limit`] | sign-in attempts per client address |
 //! | [`pages`] | the board, sightings, fleet, exports and audit pages |
 //! | [`indicator`] | the indicator page: timeline chart and false-positive button |
 
@@ -32,6 +33,7 @@ pub mod indicator;
 pub mod listener;
 pub mod pages;
 pub mod session;
+pub mod sign_in_limit;
 
 use crate::service::Shared;
 use crate::service::analyst::Analyst;
@@ -39,7 +41,7 @@ use anyhow::{Context, Result};
 use askama::Template;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Form, Request, State};
+use axum::extract::{Extension, Form, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -59,6 +61,7 @@ pub struct Console {
     pub analyst: Analyst,
     pub shared: Shared,
     pub session_hours: u32,
+    pub sign_in_limit: sign_in_limit::SignInLimit,
 }
 
 type AppState = Arc<Console>;
@@ -76,6 +79,7 @@ pub async fn start(
     let console = Arc::new(Console {
         analyst: Analyst { shared: shared.clone() },
         session_hours: shared.config.console.session_hours,
+        sign_in_limit: sign_in_limit::SignInLimit::default(),
         shared,
     });
     tokio::spawn(listener::serve(listener, TlsAcceptor::from(Arc::new(tls)), router(console), shutdown));
@@ -274,12 +278,26 @@ struct TokenForm {
     token: String,
 }
 
+/// Refuses the attempt if its address has tried too often (see [`sign_in_limit`]).
+fn throttled(console: &Console, connection: Option<&Connection>) -> Option<Response> {
+    let wait = console.sign_in_limit.admit(connection?.addr.ip()).err()?;
+    tracing::warn!(peer = ?connection.map(|c| c.addr), "console: sign-in attempts throttled");
+    let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, "too many sign-in attempts; wait a minute");
+    let seconds = HeaderValue::from(wait.as_secs().max(1));
+    response.headers_mut().insert(header::RETRY_AFTER, seconds);
+    Some(response)
+}
+
 async fn login_with_token(
     State(console): State<AppState>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
     form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    if let Some(refused) = throttled(&console, connection.as_deref()) {
+        return refused;
+    }
     if !same_origin(&headers, &uri) {
         return refuse(StatusCode::FORBIDDEN, "cross-origin sign-in refused");
     }
@@ -290,6 +308,9 @@ async fn login_with_token(
 }
 
 async fn login_with_certificate(State(console): State<AppState>, request: Request) -> Response {
+    if let Some(refused) = throttled(&console, request.extensions().get::<Connection>()) {
+        return refused;
+    }
     if !same_origin(request.headers(), request.uri()) {
         return refuse(StatusCode::FORBIDDEN, "cross-origin sign-in refused");
     }
