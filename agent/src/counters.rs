@@ -45,14 +45,16 @@ pub struct Counters {
     pub spool_failed: Counter,
     /// Aggregates closed before their window ended because the table was full.
     pub evicted_early: Counter,
-    /// Indicator updates refused (bad signature, older, implausible).
+    /// Indicator updates refused (bad signature, older, implausible, a delta that did not apply).
     pub updates_refused: Counter,
+    /// Indicator versions installed from a delta rather than a whole set.
+    pub deltas_applied: Counter,
 }
 
 impl Counters {
     /// Registers every counter (shared, not copied) under `zdn_agent_<name>_total`.
     pub fn register(&self, registry: &mut Registry) {
-        let all: [(&str, &str, &Counter); 23] = [
+        let all: [(&str, &str, &Counter); 24] = [
             ("packets", "Packets seen", &self.packets),
             ("packets_undecodable", "Packets that could not be decoded", &self.undecodable),
             ("packets_dropped_kernel", "Packets the kernel dropped before capture", &self.kernel_drops),
@@ -84,6 +86,7 @@ impl Counters {
             ("sightings_spool_failed", "Sightings lost to spool write errors", &self.spool_failed),
             ("aggregates_evicted_early", "Aggregates closed early (table full)", &self.evicted_early),
             ("indicator_updates_refused", "Indicator updates refused", &self.updates_refused),
+            ("indicator_deltas_applied", "Indicator versions installed from a delta", &self.deltas_applied),
         ];
         for (name, help, counter) in all {
             registry.register(format!("zdn_agent_{name}"), help, counter.clone());

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use zdn_agent::sample::{STORM_TARGET, storm_host, write_storm};
-use zdn_collector::config::Config;
+use zdn_collector::config::{Config, ConsoleConfig};
 use zdn_collector::server::{self, RunningCollector};
 use zdn_indicators::parse_plain;
 use zdn_indicators::signing::Publisher;
@@ -55,6 +55,7 @@ impl Site {
             identity: Some(self.path("pki/collector")),
             indicators: indicators.to_vec(),
             publish_key: Some(self.path("pki/publish.key")),
+            console: ConsoleConfig { enabled: false, ..ConsoleConfig::default() },
             ..Config::default()
         };
         server::start(config, false).await.unwrap()
@@ -626,6 +627,28 @@ async fn a_version_published_while_running_is_swapped_in_without_a_restart() {
     let installed = std::fs::read(site.path("agent-state/indicators.zdn")).unwrap();
     let pinned = zdn_indicators::signing::parse_public_key(&public).unwrap();
     assert_eq!(zdn_indicators::signing::verify(&installed, &pinned).unwrap().1, v2);
+    // The agent held v1, so v2 came as a delta (two added), not as the whole set.
+    assert_eq!(metric(&scrape(metrics_port), "zdn_agent_indicator_deltas_applied_total"), 1);
+
+    // One removed: another delta; the installed file is the set the collector signed.
+    std::fs::write(
+        &cert_list,
+        format!(
+            "{STORM_TARGET}
+evil.example
+"
+        ),
+    )
+    .unwrap();
+    let v3 = collector.republish_indicators().await.unwrap();
+    in_force(v3, 2);
+    assert_eq!(metric(&scrape(metrics_port), "zdn_agent_indicator_deltas_applied_total"), 2);
+    let installed = std::fs::read(site.path("agent-state/indicators.zdn")).unwrap();
+    let (set, version) = zdn_indicators::signing::verify(&installed, &pinned).unwrap();
+    assert_eq!(version, v3);
+    assert!(
+        set.match_ip("198.51.100.7".parse().unwrap()).is_none() && set.match_domain("evil.example").is_some()
+    );
     assert!(agent.stop().success());
     collector.stop().await.unwrap();
 }

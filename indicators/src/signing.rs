@@ -113,6 +113,21 @@ impl Publisher {
     }
 }
 
+/// The signature in a signed envelope, which a delta carries so the agent can rebuild the
+/// envelope of the set the delta produces (see `set::delta`).
+pub fn signature_of(envelope: &[u8]) -> Option<[u8; 64]> {
+    (is_signed(envelope) && envelope.len() >= HEAD).then(|| envelope[16..HEAD].try_into().expect("64 bytes"))
+}
+
+/// The envelope of a compiled set `body` with `signature`, as if signed by `pinned`'s holder;
+/// [`verify`] and [`install`] then accept it only if the signature really is over `body`.
+pub fn assemble(pinned: &VerifyingKey, signature: &[u8], body: &[u8]) -> Result<Vec<u8>, SignedError> {
+    if signature.len() != 64 {
+        return Err(SignedError::BadSignature);
+    }
+    Ok([MAGIC.as_slice(), &key_id(pinned), signature, body].concat())
+}
+
 /// Parses a pinned public key (64 hex digits).
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey, SignedError> {
     let bad = || SignedError::BadKey(text.to_owned());
@@ -218,6 +233,19 @@ mod tests {
         let (kept, kept_version) = verify(&std::fs::read(&installed).unwrap(), &pinned).unwrap();
         assert_eq!(kept_version, 1);
         assert!(kept.match_domain("www.bad.example").is_some());
+
+        // An envelope rebuilt from its body and signature verifies; with another body it does not.
+        let signature = signature_of(&v1).unwrap();
+        let body = &v1[HEAD..];
+        assert_eq!(assemble(&pinned, &signature, body).unwrap(), v1);
+        let other = compiled::encode(
+            &set("evil.example
+"),
+            1,
+        );
+        let forged = assemble(&pinned, &signature, &other).unwrap();
+        assert!(matches!(verify(&forged, &pinned), Err(SignedError::BadSignature)));
+        assert!(matches!(assemble(&pinned, &signature[..10], body), Err(SignedError::BadSignature)));
 
         // Forced, the shrink goes through; a bad public key is a clear error.
         assert_eq!(install(&tiny, &pinned, &installed, true).unwrap().1, 5);

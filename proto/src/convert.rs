@@ -2,7 +2,9 @@
 //! peer may send kinds this build does not know), never a silent default.
 
 use crate::v1;
-use zdn_indicators::{Kind, Via};
+use std::sync::Arc;
+use zdn_indicators::model::Meta;
+use zdn_indicators::{Indicator, Kind, Via};
 
 /// A wire enum value this build does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +99,72 @@ pub fn via_from_wire(value: i32) -> Result<Via, UnknownEnum> {
     v1::Via::try_from(value).map_err(|_| UnknownEnum { name: "Via", value }).and_then(Via::try_from)
 }
 
+/// An indicator as a delta carries it (metadata inline; 0 times are unbounded).
+pub fn indicator_to_wire(i: &Indicator) -> v1::Indicator {
+    let m = &i.meta;
+    v1::Indicator {
+        id: i.id.clone().unwrap_or_default(),
+        kind: v1::IndicatorKind::from(i.kind) as i32,
+        value: i.value.clone(),
+        source: m.source.clone(),
+        event: m.event.clone(),
+        tlp: m.tlp.clone(),
+        confidence: u32::from(m.confidence),
+        valid_from_unix_ms: m.valid_from_unix_ms.unwrap_or(0),
+        valid_until_unix_ms: m.valid_until_unix_ms.unwrap_or(0),
+        tags: m.tags.clone(),
+        exact_only: i.exact_only,
+    }
+}
+
+/// The indicator a delta carries. A confidence above 255 cannot come from this collector; it
+/// is kept at 255, and the rebuilt set then fails its signature check.
+pub fn indicator_from_wire(w: v1::Indicator) -> Result<Indicator, UnknownEnum> {
+    let kind = kind_from_wire(w.kind)?;
+    let meta = Meta {
+        source: w.source,
+        event: w.event,
+        tlp: w.tlp,
+        confidence: u8::try_from(w.confidence).unwrap_or(u8::MAX),
+        valid_from_unix_ms: (w.valid_from_unix_ms != 0).then_some(w.valid_from_unix_ms),
+        valid_until_unix_ms: (w.valid_until_unix_ms != 0).then_some(w.valid_until_unix_ms),
+        tags: w.tags,
+    };
+    Ok(Indicator {
+        id: (!w.id.is_empty()).then_some(w.id),
+        kind,
+        value: w.value,
+        meta: Arc::new(meta),
+        exact_only: w.exact_only,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_indicator_round_trips_through_the_wire() {
+        let meta = Meta {
+            source: "feed".into(),
+            event: "emotet".into(),
+            tlp: "amber".into(),
+            confidence: 80,
+            valid_from_unix_ms: Some(5),
+            valid_until_unix_ms: None,
+            tags: vec!["a".into()],
+        };
+        let i = Indicator {
+            id: Some("uuid-1".into()),
+            kind: Kind::Domain,
+            value: "evil.example".into(),
+            meta: Arc::new(meta),
+            exact_only: true,
+        };
+        assert_eq!(indicator_from_wire(indicator_to_wire(&i)).unwrap(), i);
+        let unknown = v1::Indicator { kind: 0, ..indicator_to_wire(&i) };
+        assert!(indicator_from_wire(unknown).is_err());
+    }
 
     #[test]
     fn every_model_value_round_trips_and_unknowns_are_errors() {

@@ -7,7 +7,7 @@
 
 mod convert;
 
-pub use convert::{UnknownEnum, kind_from_wire, via_from_wire};
+pub use convert::{UnknownEnum, indicator_from_wire, indicator_to_wire, kind_from_wire, via_from_wire};
 
 /// Generated code for package `zdn.v1`.
 pub mod v1 {

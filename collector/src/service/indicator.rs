@@ -17,7 +17,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
-use zdn_indicators::signing::Publisher;
+use zdn_indicators::set::delta::diff;
+use zdn_indicators::signing::{self, Publisher};
 use zdn_indicators::{IndicatorSet, Kind};
 use zdn_proto::v1::{self, indicator_service_server::IndicatorService};
 use zdn_transport::Role;
@@ -33,12 +34,35 @@ pub struct Published {
     pub signed: Vec<u8>,
     /// The set itself, for what ingest asks of it (an indicator's campaign).
     set: IndicatorSet,
+    /// The steps from earlier versions to this one (see `delta`), oldest first.
+    deltas: Vec<Arc<v1::IndicatorUpdate>>,
 }
 
 impl Published {
     pub fn new(version: u64, set: IndicatorSet, publisher: &Publisher) -> Published {
         let signed = if set.is_empty() { Vec::new() } else { publisher.sign(&set, version) };
-        Published { version, key_id: publisher.key_id_hex(), signed, set }
+        Published { version, key_id: publisher.key_id_hex(), signed, set, deltas: Vec::new() }
+    }
+
+    /// The version after this one, holding what `sources` hold: made by applying the change
+    /// to this set, so agents can do the same from a delta and get the signed bytes.
+    fn next(&self, version: u64, sources: IndicatorSet, publisher: &Publisher) -> Published {
+        if self.signed.is_empty() || sources.is_empty() {
+            return Published::new(version, sources, publisher);
+        }
+        let change = diff(&self.set, &sources);
+        let mut next = Published::new(version, self.set.apply(&change), publisher);
+        let signature = signing::signature_of(&next.signed).expect("a non-empty set is signed");
+        let step = super::delta::step(self.version, version, &change, signature, &next.key_id);
+        tracing::info!(
+            version,
+            added = change.added.len(),
+            removed = change.removed.len(),
+            delta = step.is_some(),
+            "indicator changes since the last version"
+        );
+        next.deltas = super::delta::extend(&self.deltas, step);
+        next
     }
 
     /// The event or campaign `value` (an indicator of `kind`, canonical, as a sighting names
@@ -165,9 +189,9 @@ impl Publishing {
             zdn_indicators::build_set(&sources(&self.indicators, &self.imports), &self.allowlists, None)?;
         let summary = built.summary();
         let set = without(built.set, withdrawn);
-        let previous = self.current.borrow().version;
-        let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1).max(previous + 1);
-        self.current.send_replace(Arc::new(Published::new(version, set, &self.publisher)));
+        let previous = self.current.borrow().clone();
+        let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1).max(previous.version + 1);
+        self.current.send_replace(Arc::new(previous.next(version, set, &self.publisher)));
         tracing::info!(version, %summary, withdrawn = withdrawn.len(), "published a new indicator set version");
         Ok(version)
     }
@@ -217,6 +241,8 @@ pub struct Indicators {
 struct Subscription {
     published: watch::Receiver<Arc<Published>>,
     has: u64,
+    /// The agent asked for whole sets only.
+    full: bool,
     pending: VecDeque<v1::IndicatorUpdate>,
 }
 
@@ -230,8 +256,9 @@ impl Subscription {
             }
             let current = self.published.borrow_and_update().clone();
             if current.version != self.has && !current.signed.is_empty() {
+                let chain = if self.full { None } else { super::delta::from(&current.deltas, self.has) };
+                self.pending = chain.unwrap_or_else(|| current.updates()).into();
                 self.has = current.version;
-                self.pending = current.updates().into();
                 continue;
             }
             self.published.changed().await.ok()?;
@@ -245,8 +272,13 @@ impl IndicatorService for Indicators {
 
     async fn sync(&self, request: Request<v1::SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
         authorise(&request, Role::Agent)?;
-        let has = request.into_inner().current_version;
-        let subscription = Subscription { published: self.published.clone(), has, pending: VecDeque::new() };
+        let r = request.into_inner();
+        let subscription = Subscription {
+            published: self.published.clone(),
+            has: r.current_version,
+            full: r.full,
+            pending: VecDeque::new(),
+        };
         // Open until the collector stops: every version published meanwhile is pushed on it.
         let stream = futures::stream::unfold(subscription, Subscription::next)
             .take_until(super::stopping(self.shutdown.clone()));

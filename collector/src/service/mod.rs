@@ -2,6 +2,7 @@
 
 pub mod analyst;
 mod console_tokens;
+mod delta;
 pub mod fleet;
 pub mod import;
 pub mod indicator;

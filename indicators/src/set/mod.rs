@@ -20,6 +20,7 @@
 
 mod build;
 pub mod compiled;
+pub mod delta;
 mod networks;
 
 use crate::model::{Indicator, Kind, Meta};
