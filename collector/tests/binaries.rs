@@ -155,7 +155,7 @@ async fn operator_workflow_with_the_real_binaries() {
     assert!(!elsewhere.exists());
 
     let mut sync = IndicatorServiceClient::new(channel)
-        .sync(v1::SyncRequest { current_version: 0 })
+        .sync(v1::SyncRequest { current_version: 0, full: false })
         .await
         .unwrap()
         .into_inner();
