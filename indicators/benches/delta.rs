@@ -1,0 +1,53 @@
+//! Deltas over the 1.85M real Maltrail trails: what the collector does to publish a version
+//! (diff, apply, encode) and what an agent does to install it from a delta (apply, encode),
+//! for a change of about 3,700 indicators (every 1,000th removed, 1,850 added).
+//!
+//! `cargo bench -p zdn-indicators --bench delta` (the numbers are in docs/BENCHMARKS.md).
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::path::Path;
+use std::time::Duration;
+use zdn_indicators::formats::parse_plain;
+use zdn_indicators::set::compiled;
+use zdn_indicators::set::delta::diff;
+use zdn_indicators::{IndicatorSet, build_set};
+
+fn real_set() -> IndicatorSet {
+    let archive =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/indicators/maltrail-static.tar.xz");
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xJf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    build_set(&[dir.path().join("static")], &[], None).unwrap().set
+}
+
+fn deltas(c: &mut Criterion) {
+    let old = real_set();
+    let mut next: Vec<_> =
+        old.iter().enumerate().filter(|(i, _)| i % 1000 != 0).map(|(_, m)| m.to_indicator()).collect();
+    let added: String = (0..old.len() / 1000).map(|i| format!("new-{i}.delta.example\n")).collect();
+    next.extend(parse_plain("added.txt", &added).indicators);
+    let new = IndicatorSet::new(next);
+    let change = diff(&old, &new);
+    eprintln!(
+        "set: {} indicators, {} bytes compiled; change: {} added, {} removed",
+        old.len(),
+        compiled::encode(&old, 1).len(),
+        change.added.len(),
+        change.removed.len()
+    );
+    let mut g = c.benchmark_group("delta over the real trails");
+    g.sample_size(10).measurement_time(Duration::from_secs(30));
+    g.bench_function("collector: diff", |b| b.iter(|| diff(&old, &new)));
+    g.bench_function("agent: apply and encode", |b| b.iter(|| compiled::encode(&old.apply(&change), 2)));
+    g.finish();
+}
+
+criterion_group!(benches, deltas);
+criterion_main!(benches);
