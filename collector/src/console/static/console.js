@@ -73,7 +73,9 @@
     status.className = 'live-on';
   });
   events.addEventListener('error', () => {
-    status.textContent = 'reconnecting…';
+    // The browser retries lost connections by itself; a refusal (an ended session) is final.
+    const closed = events.readyState === EventSource.CLOSED;
+    status.textContent = closed ? 'not live: reload (or sign in again)' : 'reconnecting…';
     status.className = 'live-off';
   });
 })();
