@@ -1,6 +1,6 @@
 //! Deltas over the 1.85M real Maltrail trails: what the collector does to publish a version
 //! (diff, apply, encode) and what an agent does to install it from a delta (apply, encode),
-//! for a change of about 3,700 indicators (every 1,000th removed, 1,850 added).
+//! for a change of about 3,300 indicators (every 1,000th removed, as many added).
 //!
 //! `cargo bench -p zdn-indicators --bench delta` (the numbers are in docs/BENCHMARKS.md).
 
