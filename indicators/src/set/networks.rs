@@ -4,14 +4,19 @@
 //! on every miss — and nearly every packet is a miss. Instead:
 //! - a 65,536-bit gate (8 KB) marks each /16 that any IPv4 network touches; an address whose
 //!   /16 is unmarked cannot be in a network, which settles most misses with one bit test;
-//! - behind the gate, one hash map per prefix length present (longest first) from network
-//!   address to entry, so a lookup is at most one probe per distinct prefix length.
+//! - each marked /16 has a [`Slot`] (found by the gate bit's rank, so unmarked /16s cost
+//!   nothing): the most specific network of /16 or wider covering it, a 256-bit map of the
+//!   /24s that longer networks touch, and which of the longer prefix lengths occur in it. An
+//!   address in an untouched /24 — a miss next to a listed network, the common case — is
+//!   settled without a hash probe;
+//! - behind that, one hash map per prefix length from network address to entry, probed only
+//!   for the lengths the slot has, longest first.
 //!
 //! IPv6 networks are rare in indicator feeds and are scanned, longest prefix first.
 
 use super::HASH;
 use hashbrown::HashMap;
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use std::net::IpAddr;
 
 /// One bit per IPv4 /16: set where some indicator lives. 8 KB once used, nothing before.
@@ -37,34 +42,60 @@ impl Gate {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.0.capacity() * 8
     }
+
+    /// Marked /16s before each word of the gate, so a marked /16's rank is one popcount.
+    fn word_ranks(&self) -> Vec<u32> {
+        self.0
+            .iter()
+            .scan(0u32, |before, w| {
+                let rank = *before;
+                *before += w.count_ones();
+                Some(rank)
+            })
+            .collect()
+    }
 }
+
+/// What is known about one marked /16.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// The entry of the most specific network of prefix 16 or shorter covering the /16.
+    covering: Option<u32>,
+    covering_prefix: u8,
+    /// The /24s touched by networks of prefix 17 to 32.
+    touched: [u64; 4],
+    /// Bit `p - 17` set where a network of prefix `p` (17 to 32) lies in this /16.
+    lengths: u16,
+}
+
+const NO_SLOT: Slot = Slot { covering: None, covering_prefix: 0, touched: [0; 4], lengths: 0 };
 
 #[derive(Debug, Default)]
 pub(crate) struct NetworkTable {
     pub(crate) gate: Gate,
-    v4: Vec<(u8, HashMap<u32, u32, foldhash::fast::FixedState>)>,
+    ranks: Vec<u32>,
+    slots: Vec<Slot>,
+    /// Index `p - 17`: the networks of prefix `p` (17 to 32), network address to entry.
+    longer: Vec<HashMap<u32, u32, foldhash::fast::FixedState>>,
     v6: Vec<(IpNet, u32)>,
 }
 
 const GATE_WORDS: usize = 65_536 / 64;
 
+fn mask(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
 impl NetworkTable {
     /// Builds the table from (network, entry) pairs; the first entry of a repeated network wins.
     pub(crate) fn new(nets: Vec<(IpNet, u32)>) -> NetworkTable {
         let mut table = NetworkTable::default();
+        let mut v4: Vec<(Ipv4Net, u32)> = Vec::new();
         for (net, entry) in nets {
             match net {
-                IpNet::V4(v4) => {
-                    table.gate.mark(u32::from(v4.network()), u32::from(v4.broadcast()));
-                    let prefix = v4.prefix_len();
-                    let at = match table.v4.iter().position(|(p, _)| *p == prefix) {
-                        Some(at) => at,
-                        None => {
-                            table.v4.push((prefix, HashMap::with_hasher(HASH)));
-                            table.v4.len() - 1
-                        }
-                    };
-                    table.v4[at].1.entry(u32::from(v4.network())).or_insert(entry);
+                IpNet::V4(net) => {
+                    table.gate.mark(u32::from(net.network()), u32::from(net.broadcast()));
+                    v4.push((net, entry));
                 }
                 IpNet::V6(_) => {
                     if !table.v6.iter().any(|(n, _)| *n == net) {
@@ -73,9 +104,45 @@ impl NetworkTable {
                 }
             }
         }
-        table.v4.sort_by_key(|(prefix, _)| std::cmp::Reverse(*prefix));
+        table.ranks = table.gate.word_ranks();
+        let marked = table.gate.0.iter().map(|w| w.count_ones() as usize).sum();
+        table.slots = vec![NO_SLOT; marked];
+        table.longer = (17..=32).map(|_| HashMap::with_hasher(HASH)).collect();
+        for (net, entry) in v4 {
+            let (first, prefix) = (u32::from(net.network()), net.prefix_len());
+            if prefix <= 16 {
+                for slot in (first >> 16)..=(u32::from(net.broadcast()) >> 16) {
+                    let at = table.rank(slot).expect("marked above");
+                    let s = &mut table.slots[at];
+                    if s.covering.is_none() || prefix > s.covering_prefix {
+                        (s.covering, s.covering_prefix) = (Some(entry), prefix);
+                    }
+                }
+                continue;
+            }
+            let map = &mut table.longer[usize::from(prefix - 17)];
+            if map.contains_key(&first) {
+                continue;
+            }
+            map.insert(first, entry);
+            let at = table.rank(first >> 16).expect("marked above");
+            let s = &mut table.slots[at];
+            s.lengths |= 1 << (prefix - 17);
+            for c24 in ((first >> 8) & 0xff)..=((u32::from(net.broadcast()) >> 8) & 0xff) {
+                s.touched[c24 as usize / 64] |= 1 << (c24 % 64);
+            }
+        }
+        table.longer.iter_mut().for_each(HashMap::shrink_to_fit);
         table.v6.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         table
+    }
+
+    /// The index of the marked `slot` (a /16) in `slots`.
+    fn rank(&self, slot: u32) -> Option<usize> {
+        let (word, bit) = (slot as usize / 64, slot % 64);
+        let w = *self.gate.0.get(word)?;
+        (w & (1 << bit) != 0)
+            .then(|| self.ranks[word] as usize + (w & ((1u64 << bit) - 1)).count_ones() as usize)
     }
 
     /// The entry of the most specific network containing `ip` (already canonical).
@@ -83,13 +150,20 @@ impl NetworkTable {
         match ip {
             IpAddr::V4(v4) => {
                 let addr = u32::from(v4);
-                if !self.gate.contains(addr) {
-                    return None;
+                let slot = &self.slots[self.rank(addr >> 16)?];
+                let c24 = (addr >> 8) & 0xff;
+                if slot.touched[c24 as usize / 64] & (1 << (c24 % 64)) != 0 {
+                    let mut lengths = slot.lengths;
+                    while lengths != 0 {
+                        let bit = 15 - lengths.leading_zeros() as u8;
+                        let prefix = 17 + bit;
+                        if let Some(&entry) = self.longer[usize::from(bit)].get(&(addr & mask(prefix))) {
+                            return Some(entry);
+                        }
+                        lengths &= !(1 << bit);
+                    }
                 }
-                self.v4.iter().find_map(|(prefix, map)| {
-                    let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
-                    map.get(&(addr & mask)).copied()
-                })
+                slot.covering
             }
             IpAddr::V6(_) => self.v6.iter().find(|(net, _)| net.contains(&ip)).map(|&(_, e)| e),
         }
@@ -97,7 +171,9 @@ impl NetworkTable {
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.gate.heap_bytes()
-            + self.v4.iter().map(|(_, m)| (m.capacity() * 8 / 7).next_power_of_two() * 9).sum::<usize>()
+            + self.ranks.capacity() * 4
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.longer.iter().map(|m| (m.capacity() * 8 / 7).next_power_of_two() * 9).sum::<usize>()
             + self.v6.capacity() * std::mem::size_of::<(IpNet, u32)>()
     }
 }
@@ -132,5 +208,51 @@ mod tests {
         assert_eq!(only24.lookup("192.169.7.1".parse().unwrap()), None);
         assert_eq!(only24.lookup("192.168.6.1".parse().unwrap()), None);
         assert_eq!(NetworkTable::default().lookup("1.2.3.4".parse().unwrap()), None);
+        // Prefixes of 17 to 23 touch several /24s; a /32 network is one address.
+        let mixed = NetworkTable::new(
+            ["172.16.0.0/12", "172.16.128.0/17", "172.16.130.0/23", "172.16.131.9/32", "172.16.131.9/32"]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.parse().unwrap(), i as u32))
+                .collect(),
+        );
+        let at = |ip: &str| mixed.lookup(ip.parse().unwrap());
+        assert_eq!(at("172.16.131.9"), Some(3), "the first of a repeated network");
+        assert_eq!(at("172.16.131.10"), Some(2));
+        assert_eq!(at("172.16.200.1"), Some(1));
+        assert_eq!(at("172.16.1.1"), Some(0), "an untouched /24 falls back to the covering /12");
+        assert_eq!(at("172.31.255.255"), Some(0));
+        assert_eq!(at("172.32.0.0"), None);
+    }
+
+    #[test]
+    fn agrees_with_a_linear_scan_on_random_networks() {
+        // A small linear congruential generator: deterministic, no dependency.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 32) as u32
+        };
+        // Addresses and networks crowded into a few /16s, so prefixes nest and collide.
+        let mut near = || (10 << 24) | ((next() % 4) << 16) | (next() & 0xffff);
+        let nets: Vec<(IpNet, u32)> = (0..400u32)
+            .map(|i| {
+                let prefix = [8, 12, 15, 16, 17, 20, 23, 24, 25, 28, 31, 32][(i % 12) as usize];
+                let net = ipnet::Ipv4Net::new(near().into(), prefix).unwrap().trunc();
+                (IpNet::V4(net), i)
+            })
+            .collect();
+        let table = NetworkTable::new(nets.clone());
+        for _ in 0..20_000 {
+            let addr: std::net::Ipv4Addr = near().into();
+            let ip = IpAddr::V4(addr);
+            // The longest containing network; among equal networks, the first listed.
+            let expected = nets
+                .iter()
+                .filter(|(n, _)| n.contains(&ip))
+                .max_by_key(|(n, e)| (n.prefix_len(), std::cmp::Reverse(*e)))
+                .map(|&(_, e)| e);
+            assert_eq!(table.lookup(ip), expected, "{addr}");
+        }
     }
 }
