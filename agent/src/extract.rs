@@ -1,5 +1,5 @@
 //! Observables: everything in a packet that names a destination — the address of a
-//! connection attempt, DNS query names (UDP and TCP), the TLS server name and fingerprints,
+//! connection attempt, DNS query names and answers (UDP and TCP), the TLS server name and fingerprints,
 //! HTTP host and URL — and the blind spots where a destination is hidden from us (Encrypted
 //! Client Hello, DNS over TLS, DNS over HTTPS to public resolvers).
 //!
@@ -256,11 +256,14 @@ impl Extractor {
     ) {
         // Cheap first look: most segments are bulk data of a flow we are not following.
         let first = payload[0];
-        let candidate = key.dst_port == DNS_PORT || first == 22 || http::looks_like_request(payload);
+        // DNS over TCP both ways: queries to port 53, and answers from it (which feed the
+        // passive-DNS cache like answers over UDP).
+        let (dns_query, dns_answer) = (key.dst_port == DNS_PORT, key.src_port == DNS_PORT);
+        let dns = dns_query || dns_answer;
+        let candidate = dns || first == 22 || http::looks_like_request(payload);
         if !candidate && self.streams.is_empty() {
             return;
         }
-        let dns = key.dst_port == DNS_PORT;
         let classify = |bytes: &[u8]| -> Unit {
             if dns {
                 return match bytes {
@@ -289,13 +292,18 @@ impl Extractor {
         };
         let Some(message) = self.streams.offer(key, seq, payload, now_ms, classify) else { return };
         if dns {
-            // Clients may send several queries back to back on one connection: read every
-            // whole message present (a partial one at the end is dropped).
+            // Several messages may follow each other on one connection: read every whole
+            // message present (a partial one at the end is dropped). A message that does not
+            // fit the stream bound (`stream::MAX_BYTES`, e.g. a zone transfer) is not read.
             let mut rest = &message[..];
             while let [hi, lo, body @ ..] = rest {
                 let len = usize::from(u16::from_be_bytes([*hi, *lo]));
                 let Some(msg) = body.get(..len) else { break };
-                self.dns_message(msg, each);
+                if dns_query {
+                    self.dns_message(msg, each);
+                } else {
+                    self.dns_answers(msg, each);
+                }
                 rest = &body[len..];
             }
         } else if message[0] == 22 {
@@ -501,5 +509,28 @@ mod tests {
             ..tcp(&[], 0, 853)
         };
         assert_eq!(observe(&mut ex, &syn)[2], "blind:dns_over_tls 192.0.2.80:853");
+    }
+
+    #[test]
+    fn dns_answers_over_tcp_split_feed_the_passive_dns_cache() {
+        let mut ex = Extractor::default();
+        let answer = [
+            &[0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0][..],
+            b"\x04evil\x07example\x00",
+            &[0, 1, 0, 1],
+            // The answer: a pointer to the question's name, A, IN, TTL 60, 203.0.113.5.
+            &[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 5],
+        ]
+        .concat();
+        let framed = [&(answer.len() as u16).to_be_bytes()[..], &answer].concat();
+        let from_server = |payload, seq| Decoded {
+            src: "192.0.2.53".parse().unwrap(),
+            dst: "10.0.0.1".parse().unwrap(),
+            transport: Transport::Tcp { src_port: 53, dst_port: 40000, seq, flags: 0x18, payload },
+        };
+        assert!(observe(&mut ex, &from_server(&framed[..20], 1)).is_empty());
+        assert_eq!(observe(&mut ex, &from_server(&framed[20..], 21)), ["dns_answer 203.0.113.5"]);
+        assert_eq!(ex.stats().dns_answers, 1);
+        assert_eq!(ex.resolved_name("203.0.113.5".parse().unwrap()), Some("evil.example"));
     }
 }
