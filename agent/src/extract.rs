@@ -1,7 +1,7 @@
 //! Observables: everything in a packet that names a destination — the address of a
-//! connection attempt, DNS query names and answers (UDP and TCP), the TLS server name and fingerprints,
-//! HTTP host and URL — and the blind spots where a destination is hidden from us (Encrypted
-//! Client Hello, DNS over TLS, DNS over HTTPS to public resolvers).
+//! connection attempt, DNS query names and answers (UDP and TCP), the TLS server name and
+//! fingerprints, HTTP host and URL — and the blind spots where a destination is hidden from us
+//! (Encrypted Client Hello, DNS over TLS, DNS over HTTPS to public resolvers).
 //!
 //! Extraction knows nothing of indicators or direction; [`crate::inspect`] decides what to
 //! match, `zdn-agent observe` prints everything. Values are borrowed or built in stack buffers;
