@@ -76,7 +76,11 @@ fn packets(c: &mut Criterion) {
             "TLS ClientHello",
             find(&mix, "ClientHello", |t| {
                 tcp(t, &|_, _, p| {
-                    p.len() > 200 && p[0] == 22 && p[5] == 1 && zdn_agent::tls::parse_record(p, false).is_ok()
+                    p.len() > 200
+                        && p[0] == 22
+                        && p[5] == 1
+                        && zdn_agent::tls::handshake_of(p)
+                            .is_ok_and(|m| zdn_agent::tls::parse_handshake(&m, false).is_ok())
                 })
             }),
         ),

@@ -314,9 +314,10 @@ impl Extractor {
     }
 
     fn client_hello(&mut self, record: &[u8], key: FlowKey, each: &mut impl FnMut(Observation<'_>)) {
-        let hello = match tls::parse_record(record, false) {
-            Ok(hello) => hello,
-            Err(_) => {
+        let message = tls::handshake_of(record);
+        let hello = match message.as_deref().map(|m| tls::parse_handshake(m, false)) {
+            Ok(Ok(hello)) => hello,
+            _ => {
                 self.stats.tls_malformed += 1;
                 return;
             }
@@ -490,6 +491,20 @@ mod tests {
         assert!(seen[3].starts_with("ja3 ") && seen[4].starts_with("ja4 t12d0102"));
         let stats = ex.stats();
         assert_eq!((stats.tls_hellos, stats.blind_doh, stats.blind_ech), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_server_name_hidden_in_small_records_is_still_read() {
+        use crate::tls::tests::{hello, sni_ext};
+        let mut ex = Extractor::default();
+        let rec = hello(&[sni_ext("hidden.example")], &[0x1301]);
+        // The hello re-cut into records of 16 bytes, sent in two segments.
+        let records: Vec<u8> =
+            rec[5..].chunks(16).flat_map(|c| [&[22, 3, 1, 0, c.len() as u8][..], c].concat()).collect();
+        assert!(observe(&mut ex, &tcp(&records[..30], 1, 443)).is_empty());
+        let seen = observe(&mut ex, &tcp(&records[30..], 31, 443));
+        assert_eq!(seen[0], "tls_sni hidden.example");
+        assert_eq!(ex.stats().tls_hellos, 1);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 use md5::Md5;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// Ciphers and extensions considered for fingerprints; more are counted but not hashed. Real
 /// hellos carry under 100 of each; the bound keeps the stack arrays small.
@@ -39,9 +40,14 @@ pub enum Progress {
     Complete { len: usize },
 }
 
+/// Most TLS records one ClientHello may be split over. Splitting a hello into many small
+/// records is a known way to slip a server name past middleboxes that read only the first; we
+/// follow it, boundedly (the stream table also bounds the bytes).
+const MAX_RECORDS: usize = 64;
+
 /// Whether `stream` (a TCP client stream from its first byte) starts with a ClientHello, and
-/// how much of it is there. Only the single-record case is followed: a ClientHello split over
-/// several TLS records (legal, vanishingly rare) is reported as malformed and counted.
+/// how much of it is there. The hello may be split over several handshake records; the
+/// complete length then covers every record up to the one that completes it.
 pub fn client_hello_progress(stream: &[u8]) -> Result<Progress, TlsError> {
     if stream.len() < 6 {
         return if stream.first().is_none_or(|&b| b == 22) {
@@ -56,15 +62,67 @@ pub fn client_hello_progress(stream: &[u8]) -> Result<Progress, TlsError> {
     if stream[5] != 1 {
         return Err(TlsError::NotClientHello);
     }
-    let record = usize::from(u16::from_be_bytes([stream[3], stream[4]]));
-    if stream.len() >= 9 {
-        let hello = (usize::from(stream[6]) << 16) | (usize::from(stream[7]) << 8) | usize::from(stream[8]);
-        if hello + 4 > record {
-            return Err(TlsError::Malformed("ClientHello spans several records"));
+    // The handshake message's first four bytes (type, length) and how many of its bytes the
+    // complete records so far hold.
+    let (mut head, mut head_len, mut have, mut at) = ([0u8; 4], 0, 0usize, 0);
+    for _ in 0..MAX_RECORDS {
+        let Some(header) = stream.get(at..at + 5) else { return Ok(Progress::Incomplete { total: at + 5 }) };
+        if header[0] != 22 || header[1] != 3 {
+            return Err(TlsError::Malformed("ClientHello records interleaved with another record type"));
         }
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if len == 0 {
+            return Err(TlsError::Malformed("empty handshake record"));
+        }
+        let end = at + 5 + len;
+        // The single-record case needs only the first record's header to know its length.
+        if at == 0 && stream.len() >= 9 {
+            let hello =
+                (usize::from(stream[6]) << 16) | (usize::from(stream[7]) << 8) | usize::from(stream[8]);
+            if hello + 4 <= len {
+                return Ok(if stream.len() >= end {
+                    Progress::Complete { len: end }
+                } else {
+                    Progress::Incomplete { total: end }
+                });
+            }
+        }
+        let Some(payload) = stream.get(at + 5..end) else { return Ok(Progress::Incomplete { total: end }) };
+        for &b in payload.iter().take(4 - head_len) {
+            head[head_len] = b;
+            head_len += 1;
+        }
+        have += len;
+        if head_len == 4 {
+            let need =
+                4 + ((usize::from(head[1]) << 16) | (usize::from(head[2]) << 8) | usize::from(head[3]));
+            if have >= need {
+                return Ok(Progress::Complete { len: end });
+            }
+        }
+        at = end;
     }
-    let total = 5 + record;
-    Ok(if stream.len() >= total { Progress::Complete { len: total } } else { Progress::Incomplete { total } })
+    Err(TlsError::Malformed("ClientHello split over too many records"))
+}
+
+/// The ClientHello handshake message at the start of `stream`: borrowed when one record holds
+/// it (the common case), put together from the records' payloads when it is split.
+pub fn handshake_of(stream: &[u8]) -> Result<Cow<'_, [u8]>, TlsError> {
+    let Progress::Complete { len } = client_hello_progress(stream)? else {
+        return Err(TlsError::Malformed("incomplete record"));
+    };
+    let first = 5 + usize::from(u16::from_be_bytes([stream[3], stream[4]]));
+    if first == len {
+        return Ok(Cow::Borrowed(&stream[5..len]));
+    }
+    let mut message = Vec::with_capacity(len);
+    let mut rest = &stream[..len];
+    while let [_, _, _, hi, lo, after @ ..] = rest {
+        let n = usize::from(u16::from_be_bytes([*hi, *lo]));
+        message.extend_from_slice(&after[..n]);
+        rest = &after[n..];
+    }
+    Ok(Cow::Owned(message))
 }
 
 /// A parsed ClientHello: borrowed fields and the fingerprints.
@@ -178,16 +236,8 @@ impl List {
     }
 }
 
-/// Parses a ClientHello from a TLS stream prefix that [`client_hello_progress`] called complete
-/// (record header first). `quic` selects JA4's `q` prefix.
-pub fn parse_record(stream: &[u8], quic: bool) -> Result<ClientHello<'_>, TlsError> {
-    let Progress::Complete { len } = client_hello_progress(stream)? else {
-        return Err(TlsError::Malformed("incomplete record"));
-    };
-    parse_handshake(&stream[5..len], quic)
-}
-
-/// Parses a ClientHello handshake message (type byte first), as QUIC's CRYPTO frames carry it.
+/// Parses a ClientHello handshake message (type byte first): from [`handshake_of`] over TCP,
+/// from QUIC's CRYPTO frames. `quic` selects JA4's `q` prefix.
 pub fn parse_handshake(msg: &[u8], quic: bool) -> Result<ClientHello<'_>, TlsError> {
     let mut r = Reader(msg);
     if r.u8("handshake type")? != 1 {
@@ -467,7 +517,7 @@ pub(crate) mod tests {
             client_hello_progress(&rec[..rec.len() - 1]),
             Ok(Progress::Incomplete { total: rec.len() })
         );
-        let h = parse_record(&rec, false).unwrap();
+        let h = parse_handshake(&rec[5..], false).unwrap();
         assert_eq!(h.sni.unwrap().as_str(), "www.example.com");
         assert_eq!(h.alpn, Some(&b"h2"[..]));
         assert!(!h.ech);
@@ -486,11 +536,51 @@ pub(crate) mod tests {
             let _ = parse_handshake(&rec[5..cut.max(5)], false);
         }
         assert_eq!(client_hello_progress(b"GET / HTTP/1.1\r\n"), Err(TlsError::NotHandshake));
+        let parse = |rec: &[u8]| handshake_of(rec).and_then(|m| parse_handshake(&m, false).map(|h| h.ech));
         let bad_name = hello(&[sni_ext("evil\u{7f}.example")], &[0x1301]);
-        assert!(parse_record(&bad_name, false).is_err());
+        assert!(parse(&bad_name).is_err());
         let mut ech = hello(&[(0xfe0d, vec![0; 8])], &[0x1301]);
-        assert!(parse_record(&ech, false).unwrap().ech);
+        assert_eq!(parse(&ech), Ok(true));
         ech[8] ^= 0xff; // corrupt the handshake length
-        assert!(parse_record(&ech, false).is_err());
+        assert!(parse(&ech).is_err());
+    }
+
+    /// `record` (one record holding a whole ClientHello) re-cut into records of `size` bytes.
+    fn split_records(record: &[u8], size: usize) -> Vec<u8> {
+        record[5..]
+            .chunks(size)
+            .flat_map(|c| [&[22, 3, 1][..], &(c.len() as u16).to_be_bytes(), c].concat())
+            .collect()
+    }
+
+    #[test]
+    fn a_hello_split_over_many_records_is_read_whole() {
+        let rec = hello(&[sni_ext("hidden.example")], &[0x1301, 0x1302]);
+        let whole = handshake_of(&rec).unwrap();
+        assert!(matches!(whole, Cow::Borrowed(_)), "one record: no copy");
+        let single = parse_handshake(&whole, false).unwrap();
+        for size in [1, 2, 3, 5, 40] {
+            let split = split_records(&rec, size);
+            let records = split.len() / (5 + size);
+            if records > MAX_RECORDS {
+                let refused = Err(TlsError::Malformed("ClientHello split over too many records"));
+                assert_eq!(client_hello_progress(&split), refused, "{records} records of {size}");
+                continue;
+            }
+            // Every prefix is incomplete, the whole is complete, and the hello is the same.
+            for cut in 0..split.len() {
+                let progress = client_hello_progress(&split[..cut]);
+                assert!(matches!(progress, Ok(Progress::Incomplete { .. })), "{size} {cut}");
+            }
+            assert_eq!(client_hello_progress(&split), Ok(Progress::Complete { len: split.len() }));
+            let message = handshake_of(&split).unwrap();
+            assert_eq!(parse_handshake(&message, false).unwrap(), single, "records of {size}");
+        }
+        // Another record type in between, or an empty record: malformed, not followed.
+        let mut mixed = split_records(&rec, 40);
+        mixed[45] = 23;
+        assert!(matches!(client_hello_progress(&mixed), Err(TlsError::Malformed(_))));
+        let empty = [&[22, 3, 1, 0, 1, 1][..], &[22, 3, 1, 0, 0]].concat();
+        assert!(matches!(client_hello_progress(&empty), Err(TlsError::Malformed(_))));
     }
 }
