@@ -10,6 +10,7 @@
 use crate::decode::{Decoded, Transport};
 use crate::defrag::{Defragmenter, Whole};
 use crate::dns;
+use crate::h2c;
 use crate::http::{self, HttpProgress};
 use crate::pdns::PassiveDns;
 use crate::quic::{QuicError, QuicTable};
@@ -260,7 +261,8 @@ impl Extractor {
         // passive-DNS cache like answers over UDP).
         let (dns_query, dns_answer) = (key.dst_port == DNS_PORT, key.src_port == DNS_PORT);
         let dns = dns_query || dns_answer;
-        let candidate = dns || first == 22 || http::looks_like_request(payload);
+        let candidate =
+            dns || first == 22 || http::looks_like_request(payload) || h2c::looks_like_preface(payload);
         if !candidate && self.streams.is_empty() {
             return;
         }
@@ -275,6 +277,13 @@ impl Extractor {
                         }
                     }
                     _ => Unit::Incomplete,
+                };
+            }
+            if h2c::looks_like_preface(bytes) {
+                return match h2c::progress(bytes) {
+                    Ok(h2c::Progress::Complete { .. }) => Unit::Complete,
+                    Ok(h2c::Progress::Incomplete) => Unit::Incomplete,
+                    Err(_) => Unit::NotOurs,
                 };
             }
             match bytes.first() {
@@ -308,6 +317,8 @@ impl Extractor {
             }
         } else if message[0] == 22 {
             self.client_hello(&message, key, each);
+        } else if h2c::looks_like_preface(&message) {
+            self.h2c_request(&message, each);
         } else {
             self.http_request(&message, each);
         }
@@ -342,34 +353,61 @@ impl Extractor {
             Some((_, rest)) => rest.find('/').map_or((rest, "/"), |i| rest.split_at(i)),
             None => (request.host.unwrap_or_default(), request.target),
         };
-        let path = if path.starts_with('/') { path } else { "/" };
-        let path = zdn_indicators::normalise::canonical_path(path);
-        let mut host_buf = [0u8; 253];
-        let url = match host_and_port(authority, &mut host_buf) {
-            // No usable host (HTTP/1.0 without Host): the path alone, which host-less URL
-            // indicators (`/gate.php`) still match.
-            None => path,
-            Some((host, port)) => {
-                let literal = host.parse::<IpAddr>().ok();
-                if literal.is_none() {
-                    each(Observation::Seen { via: Via::HttpHost, value: Value::Name(host) });
-                }
-                // The canonical URL form of the indicator model: IPv6 literals in brackets.
-                let host = match literal {
-                    Some(IpAddr::V6(v6)) => format!("[{v6}]"),
-                    Some(IpAddr::V4(v4)) => v4.to_string(),
-                    None => host.to_owned(),
-                };
-                match port {
-                    Some(p) if p != 80 => format!("{host}:{p}{path}"),
-                    _ => format!("{host}{path}"),
-                }
-            }
+        request_observations(authority, path, request.user_agent, each);
+    }
+
+    /// The first request of an HTTP/2 cleartext connection, reported like an HTTP/1 one.
+    fn h2c_request(&mut self, bytes: &[u8], each: &mut impl FnMut(Observation<'_>)) {
+        let Ok(request) = h2c::first_request(bytes) else {
+            self.stats.http_malformed += 1;
+            return;
         };
-        each(Observation::Seen { via: Via::HttpUrl, value: Value::Text(&url) });
-        if let Some(agent) = request.user_agent {
-            each(Observation::Attribute { name: "http_user_agent", value: agent });
+        self.stats.http_requests += 1;
+        let path = request.path.as_deref().unwrap_or("/");
+        request_observations(
+            request.authority.as_deref().unwrap_or_default(),
+            path,
+            request.user_agent.as_deref(),
+            each,
+        );
+    }
+}
+
+/// A request's host, canonical URL and user agent, from its authority (`host[:port]`, may be
+/// empty) and path.
+fn request_observations(
+    authority: &str,
+    path: &str,
+    user_agent: Option<&str>,
+    each: &mut impl FnMut(Observation<'_>),
+) {
+    let path = if path.starts_with('/') { path } else { "/" };
+    let path = zdn_indicators::normalise::canonical_path(path);
+    let mut host_buf = [0u8; 253];
+    let url = match host_and_port(authority, &mut host_buf) {
+        // No usable host (HTTP/1.0 without Host): the path alone, which host-less URL
+        // indicators (`/gate.php`) still match.
+        None => path,
+        Some((host, port)) => {
+            let literal = host.parse::<IpAddr>().ok();
+            if literal.is_none() {
+                each(Observation::Seen { via: Via::HttpHost, value: Value::Name(host) });
+            }
+            // The canonical URL form of the indicator model: IPv6 literals in brackets.
+            let host = match literal {
+                Some(IpAddr::V6(v6)) => format!("[{v6}]"),
+                Some(IpAddr::V4(v4)) => v4.to_string(),
+                None => host.to_owned(),
+            };
+            match port {
+                Some(p) if p != 80 => format!("{host}:{p}{path}"),
+                _ => format!("{host}{path}"),
+            }
         }
+    };
+    each(Observation::Seen { via: Via::HttpUrl, value: Value::Text(&url) });
+    if let Some(agent) = user_agent {
+        each(Observation::Attribute { name: "http_user_agent", value: agent });
     }
 }
 
@@ -491,6 +529,23 @@ mod tests {
         assert!(seen[3].starts_with("ja3 ") && seen[4].starts_with("ja4 t12d0102"));
         let stats = ex.stats();
         assert_eq!((stats.tls_hellos, stats.blind_doh, stats.blind_ech), (1, 1, 1));
+    }
+
+    #[test]
+    fn http2_cleartext_requests_across_segments() {
+        let mut ex = Extractor::default();
+        let stream = crate::h2c::tests::h2c_request("c2.evil.example:8080", "/v1.Beacon/Check");
+        assert!(observe(&mut ex, &tcp(&stream[..40], 1, 8080)).is_empty());
+        let seen = observe(&mut ex, &tcp(&stream[40..], 41, 8080));
+        assert_eq!(
+            seen,
+            [
+                "http_host c2.evil.example",
+                "http_url c2.evil.example:8080/v1.Beacon/Check",
+                "http_user_agent grpc-go/1.60"
+            ]
+        );
+        assert_eq!(ex.stats().http_requests, 1);
     }
 
     #[test]

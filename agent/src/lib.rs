@@ -29,6 +29,7 @@
 //! | [`extract`] | the observables of a packet (destinations, DNS, SNI, JA3/JA4, HTTP) and blind spots |
 //! | [`quic`] | QUIC Initial decryption (v1, v2, draft-29) and CRYPTO frames → ClientHello |
 //! | [`http`] | HTTP/1.x request line, Host, User-Agent (httparse) |
+//! | [`h2c`] | HTTP/2 in cleartext: the first request's authority and path (HPACK) |
 //! | [`stream`] | bounded reassembly of client stream prefixes (ClientHellos, HTTP headers, DNS/TCP) |
 //! | [`pdns`] | passive DNS: the name an address was resolved from, bounded |
 //! | [`inspect`] | direction by `home_net`, observables matched against the set |
@@ -68,6 +69,7 @@ pub mod dns;
 pub mod enrol;
 pub mod extract;
 pub mod fifo;
+pub mod h2c;
 pub mod http;
 pub mod inspect;
 pub mod live;

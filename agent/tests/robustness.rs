@@ -6,8 +6,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::Path;
 use zdn_agent::capture::{self, Frame};
 use zdn_agent::decode::{LinkType, decode};
-use zdn_agent::dns;
 use zdn_agent::inspect::{HomeNet, Inspector};
+use zdn_agent::{dns, h2c, tls};
 use zdn_indicators::{IndicatorSet, parse_plain};
 
 fn suricata_pcaps() -> Vec<std::path::PathBuf> {
@@ -100,6 +100,14 @@ fn mutated_frames_and_random_bytes_never_panic() {
         let _ = dns::for_each_query_name(&frame, |_| {});
         if frame.len() > 42 {
             let _ = dns::for_each_query_name(&frame[42..], |_| {});
+        }
+        // The same bytes as HTTP/2 frames behind a real preface, and as TLS records.
+        let h2 = [h2c::PREFACE, &frame].concat();
+        if let Ok(h2c::Progress::Complete { .. }) = h2c::progress(&h2) {
+            let _ = h2c::first_request(&h2);
+        }
+        if let Ok(tls::Progress::Complete { .. }) = tls::client_hello_progress(&frame) {
+            let _ = tls::handshake_of(&frame).map(|m| tls::parse_handshake(&m, false).is_ok());
         }
     }
 }
