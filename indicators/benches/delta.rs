@@ -5,27 +5,14 @@
 //! `cargo bench -p zdn-indicators --bench delta` (the numbers are in docs/BENCHMARKS.md).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use std::path::Path;
 use std::time::Duration;
+use trails::real_set;
+use zdn_indicators::IndicatorSet;
 use zdn_indicators::formats::parse_plain;
 use zdn_indicators::set::compiled;
 use zdn_indicators::set::delta::diff;
-use zdn_indicators::{IndicatorSet, build_set};
 
-fn real_set() -> IndicatorSet {
-    let archive =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/indicators/maltrail-static.tar.xz");
-    let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("tar")
-        .arg("-xJf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    build_set(&[dir.path().join("static")], &[], None).unwrap().set
-}
+mod trails;
 
 fn deltas(c: &mut Criterion) {
     let old = real_set();

@@ -6,23 +6,10 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::net::IpAddr;
-use std::path::Path;
-use zdn_indicators::{IndicatorSet, Kind, build_set};
+use trails::real_set;
+use zdn_indicators::Kind;
 
-fn real_set() -> IndicatorSet {
-    let archive =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/indicators/maltrail-static.tar.xz");
-    let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("tar")
-        .arg("-xJf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    build_set(&[dir.path().join("static")], &[], None).unwrap().set
-}
+mod trails;
 
 fn lookups(c: &mut Criterion) {
     let set = real_set();
