@@ -166,7 +166,7 @@ pub async fn page(
     }
     facts.retain(|(_, v)| !v.is_empty());
     let page = IndicatorPage {
-        may_mark: frame.view.starts_with("CERT"),
+        may_mark: frame.cert_view,
         frame,
         value: detail.indicator.clone(),
         kind: kind.map_or("unknown", |k| k.as_str()).to_owned(),

@@ -26,6 +26,9 @@ pub struct Frame {
     /// What this view shows of other institutions.
     pub view: &'static str,
     pub admin: bool,
+    /// The CERT's view (its analysts and admins): every institution by name, and the right to
+    /// mark false positives.
+    pub cert_view: bool,
     pub csrf: String,
 }
 
@@ -50,6 +53,7 @@ impl Frame {
                 "your institution's view: others are counted, never named"
             },
             admin,
+            cert_view,
             csrf: session.map(Session::csrf).unwrap_or_default(),
         }
     }
