@@ -84,6 +84,17 @@ async fn sessions_csrf_and_revocation_hold_over_https() {
     let jars = tempfile::tempdir().unwrap();
     let jar = jars.path().join("ann");
     let (id, token) = issue_token(&net, &admin, CERT, "Ann").await;
+    // Bad token requests are refused with the reason.
+    for (args, reason) in [
+        (vec!["--participant", "Not A Participant", "--name", "x"], "participant"),
+        (vec!["--participant", CERT, "--name", "x", "--ttl-hours", "99999"], "at most"),
+        (vec!["--participant", CERT, "--name", " "], "name must be"),
+    ] {
+        let mut argv = vec!["admin", "token", "issue"];
+        argv.extend(args);
+        let err = net.zdn(Some(&admin), &argv).await.unwrap_err().to_string();
+        assert!(err.contains(reason), "{argv:?}: {err}");
+    }
 
     // No session: pages send to the login, the API and POSTs are refused.
     let page = curl(&net, &jar, None, "/", &[]).await;
