@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Live capture rate: tcpreplay sends a capture from one network namespace through a veth pair
-# to another, where `zdn-agent run` captures it; the agent's /metrics then says how many packets
-# it read and how many the kernel dropped. Needs root, tcpreplay, a release build.
+# Live capture rate: a sender in one network namespace sends captures through a veth pair to
+# another, where `zdn-agent run` captures them; the agent's /metrics then says how many packets
+# it read and how many the kernel dropped. Needs root and a release build (`cargo build
+# --release -p zdn-agent --example frame_sender`); tcpreplay for SENDER=tcpreplay.
 #
-#   agent/benches/live-veth.sh CAPTURE LIST [WORKERS] [TCPREPLAY-RATE-OPTION]
+#   [SENDER=tcpreplay|zdn] [LOOPS=N] agent/benches/live-veth.sh CAPTURE LIST [WORKERS] [RATE]
+#   RATE: --pps=N or --topspeed (both senders take them). CAPTURE: a file, or for SENDER=zdn a
+#   directory whose captures are all sent (their Ethernet frames). LIST: indicator files or
+#   directories, comma-separated. HOME_NET (default 10.0.0.0/8; empty: every destination is
+#   external, as `replay` without --home-net).
 #   e.g. agent/benches/live-veth.sh /tmp/storm.pcap /tmp/storm-list.txt 1 --pps=230000
-#        agent/benches/live-veth.sh /tmp/storm.pcap /tmp/storm-list.txt 1 --topspeed
+#        SENDER=zdn agent/benches/live-veth.sh /tmp/storm.pcap /tmp/storm-list.txt 1 --pps=600000
+#        SENDER=zdn LOOPS=200 agent/benches/live-veth.sh ../shared/data/pcap/suricata-verify /tmp/trails/static 1 --topspeed
 # (docs/BENCHMARKS.md says how /tmp/storm.pcap is made.)
 set -euo pipefail
 capture=$1 list=$2 workers=${3:-1} rate=${4:---topspeed}
-agent="$(cd "$(dirname "$0")/../.." && pwd)/target/release/zdn-agent"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+agent="$root/target/release/zdn-agent"
+sender="$root/target/release/examples/frame_sender"
 dir=$(mktemp -d)
 cleanup() { kill "${pid:-0}" 2>/dev/null || true; wait 2>/dev/null || true; ip netns del zdn-bench-a 2>/dev/null || true; ip netns del zdn-bench-b 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
@@ -21,20 +29,26 @@ ip -n zdn-bench-b link set veth-b up
 ip -n zdn-bench-b link set lo up
 cat > "$dir/agent.toml" <<TOML
 state_dir = "$dir/state"
-home_net = ["10.0.0.0/8"]
+home_net = [$(printf '"%s",' ${HOME_NET-10.0.0.0/8})]
 [capture]
 interfaces = ["veth-b"]
 workers = $workers
 [indicators]
 sync = false
-local = ["$list"]
+local = [$(printf '"%s",' ${list//,/ })]
 [metrics]
 listen = "127.0.0.1:9477"
 TOML
 ip netns exec zdn-bench-b "$agent" run --config "$dir/agent.toml" 2>"$dir/agent.log" &
 pid=$!
-sleep 1.5
-ip netns exec zdn-bench-a tcpreplay -i veth-a "$rate" "$capture" 2>&1 | grep -E "Actual|Rated"
+for _ in $(seq 300); do grep -q "indicator set loaded" "$dir/agent.log" && break; sleep 0.1; done
+sleep 1
+if [[ ${SENDER:-tcpreplay} == zdn ]]; then
+  mapfile -t captures < <(if [[ -d $capture ]]; then find "$capture" -name '*.pcap' -o -name '*.pcapng' | sort; else echo "$capture"; fi)
+  ip netns exec zdn-bench-a "$sender" --interface veth-a "$rate" --loop="${LOOPS:-1}" "${captures[@]}"
+else
+  ip netns exec zdn-bench-a tcpreplay -i veth-a --loop="${LOOPS:-1}" "$rate" "$capture" 2>&1 | grep -E "Actual|Rated"
+fi
 sleep 2
 ip netns exec zdn-bench-b bash -c 'exec 3<>/dev/tcp/127.0.0.1/9477; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' |
   grep -E "^zdn_agent_(packets_total|packets_dropped_kernel_total|hits_total)"

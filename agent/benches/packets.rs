@@ -1,6 +1,7 @@
 //! The per-packet cost of the agent's path — decode, extract, match — with the 1.85M real
 //! Maltrail trails loaded, on real frames from Suricata's verification captures: a SYN, a DNS
-//! query, a TLS ClientHello, a QUIC Initial (decrypted), an HTTP request, a bulk TCP segment,
+//! query, a TLS ClientHello, a QUIC Initial (decrypted), an HTTP request, an HTTP/2
+//! cleartext request (preface and headers in one segment), a bulk TCP segment,
 //! and a mix of every Ethernet frame of the suite.
 //!
 //! `cargo bench -p zdn-agent --bench packets` (numbers in docs/BENCHMARKS.md)
@@ -97,6 +98,14 @@ fn packets(c: &mut Criterion) {
             find(&mix, "HTTP request", |t| {
                 tcp(t, &|port, _, p| {
                     port == 80 && p.starts_with(b"GET ") && p.windows(4).any(|w| w == b"\r\n\r\n")
+                })
+            }),
+        ),
+        (
+            "HTTP/2 cleartext request",
+            find(&mix, "h2c request", |t| {
+                tcp(t, &|_, _, p| {
+                    matches!(zdn_agent::h2c::progress(p), Ok(zdn_agent::h2c::Progress::Complete { .. }))
                 })
             }),
         ),

@@ -1,6 +1,6 @@
 //! HTTP/2 in cleartext with prior knowledge (h2c): gRPC without TLS, some API clients and
 //! proxies. The client opens with the connection preface, then frames; the HEADERS block of its
-//! first request (HPACK, decoded with `loona-hpack`) names the authority and the path, which
+//! first request (HPACK, decoded by [`crate::hpack`]) names the authority and the path, which
 //! [`crate::extract`] reports as it does for HTTP/1.
 //!
 //! Bounded: at most [`MAX_FRAMES`] frames are walked before the first complete header block,
@@ -123,16 +123,14 @@ pub fn first_request(stream: &[u8]) -> Result<Request, H2Error> {
     };
     let mut request = Request::default();
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    let mut decoder = loona_hpack::Decoder::new();
-    decoder
-        .decode_with_cb(&block, |name, value| match name.as_ref() {
-            b":authority" => request.authority = Some(text(&value)),
-            b":path" => request.path = Some(text(&value)),
-            b"host" if request.authority.is_none() => request.authority = Some(text(&value)),
-            b"user-agent" => request.user_agent = Some(text(&value)),
-            _ => {}
-        })
-        .map_err(|_| H2Error::Malformed("HPACK"))?;
+    crate::hpack::decode_block(&block, |name, value| match name {
+        b":authority" => request.authority = Some(text(value)),
+        b":path" => request.path = Some(text(value)),
+        b"host" if request.authority.is_none() => request.authority = Some(text(value)),
+        b"user-agent" => request.user_agent = Some(text(value)),
+        _ => {}
+    })
+    .map_err(|_| H2Error::Malformed("HPACK"))?;
     Ok(request)
 }
 
@@ -146,17 +144,18 @@ pub(crate) mod tests {
         [&len.to_be_bytes()[1..], &[kind, flags], &id.to_be_bytes(), payload].concat()
     }
 
-    /// What a client sends first: preface, SETTINGS, then a GET's headers (HPACK-encoded with
-    /// Huffman strings, as real clients do), split into HEADERS + CONTINUATION.
+    /// What a client sends first: preface, SETTINGS, then a GET's headers (HPACK with
+    /// Huffman-coded strings and table insertions, as real clients do), split into HEADERS +
+    /// CONTINUATION.
     pub(crate) fn h2c_request(authority: &str, path: &str) -> Vec<u8> {
-        let mut encoder = loona_hpack::Encoder::new();
-        let block = encoder.encode([
-            (&b":method"[..], &b"GET"[..]),
-            (b":scheme", b"http"),
-            (b":authority", authority.as_bytes()),
-            (b":path", path.as_bytes()),
-            (b"user-agent", b"grpc-go/1.60"),
-        ]);
+        use crate::hpack::tests::string_literal;
+        let block = [
+            vec![0x82, 0x86], // :method GET, :scheme http
+            [&[0x41][..], &string_literal(authority.as_bytes(), true)].concat(), // :authority, indexed
+            [&[0x04][..], &string_literal(path.as_bytes(), true)].concat(), // :path, not indexed
+            [&[0x7a][..], &string_literal(b"grpc-go/1.60", false)].concat(), // user-agent
+        ]
+        .concat();
         let (first, second) = block.split_at(block.len() / 2);
         [
             PREFACE,

@@ -29,7 +29,8 @@
 //! | [`extract`] | the observables of a packet (destinations, DNS, SNI, JA3/JA4, HTTP) and blind spots |
 //! | [`quic`] | QUIC Initial decryption (v1, v2, draft-29) and CRYPTO frames → ClientHello |
 //! | [`http`] | HTTP/1.x request line, Host, User-Agent (httparse) |
-//! | [`h2c`] | HTTP/2 in cleartext: the first request's authority and path (HPACK) |
+//! | [`h2c`] | HTTP/2 in cleartext: the first request's authority and path |
+//! | [`hpack`] | HPACK header blocks, with a table-driven Huffman decoder |
 //! | [`stream`] | bounded reassembly of client stream prefixes (ClientHellos, HTTP headers, DNS/TCP) |
 //! | [`pdns`] | passive DNS: the name an address was resolved from, bounded |
 //! | [`inspect`] | direction by `home_net`, observables matched against the set |
@@ -70,6 +71,7 @@ pub mod enrol;
 pub mod extract;
 pub mod fifo;
 pub mod h2c;
+pub mod hpack;
 pub mod http;
 pub mod inspect;
 pub mod live;
