@@ -6,8 +6,11 @@
 //!
 //! ```text
 //! frame_sender --interface veth-a [--pps=N | --topspeed] [--loop=N] CAPTURE...
+//! frame_sender --write mix.pcap [--pps=N] [--loop=N] CAPTURE...
 //! ```
-//! Prints frames sent, seconds and the achieved rate. Needs CAP_NET_RAW (root). Only for
+//! With `--write`, the same frames go into one pcap file instead (timestamped at `--pps`,
+//! 100,000/s by default): the large mixed capture of the whole-process `replay` benchmark.
+//! Prints frames sent, seconds and the achieved rate; a damaged capture is sent up to the damage. Needs CAP_NET_RAW (root). Only for
 //! interfaces the benchmark created itself (a veth between two namespaces).
 
 use clap::Parser;
@@ -24,8 +27,11 @@ const BATCH: usize = 256;
 #[command(about = "Send capture files' Ethernet frames out of an interface with sendmmsg")]
 struct Args {
     /// The interface to send on (e.g. veth-a).
+    #[arg(long, required_unless_present = "write", conflicts_with = "write")]
+    interface: Option<String>,
+    /// Write the frames into this pcap file instead of sending them.
     #[arg(long)]
-    interface: String,
+    write: Option<PathBuf>,
     /// Packets per second; without it (or with --topspeed), as fast as the kernel takes them.
     #[arg(long)]
     pps: Option<u64>,
@@ -105,18 +111,43 @@ impl Drop for FrameSocket {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let (mut frames, mut skipped) = (Vec::<Vec<u8>>::new(), 0u64);
+    // Frames longer than the interface takes (captures of offloaded segments) are skipped.
+    let mtu: usize = match &args.interface {
+        Some(interface) => {
+            let mtu_file = format!("/sys/class/net/{interface}/mtu");
+            std::fs::read_to_string(&mtu_file).map_err(|e| format!("{mtu_file}: {e}"))?.trim().parse()?
+        }
+        None => usize::MAX - 18,
+    };
+    let (mut frames, mut skipped, mut too_long) = (Vec::<Vec<u8>>::new(), 0u64, 0u64);
+    let mut damaged = 0;
     for path in &args.captures {
-        capture::read_file(path, |frame| match frame.link {
+        let read = capture::read_file(path, |frame| match frame.link {
+            // Ethernet header, and room for an 802.1Q tag.
+            Some(LinkType::Ethernet) if frame.data.len() > mtu + 18 => too_long += 1,
             Some(LinkType::Ethernet) if frame.data.len() >= 14 => frames.push(frame.data.to_vec()),
             _ => skipped += 1,
-        })
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        });
+        // Some test captures are cut short on purpose: their frames up to the damage are sent.
+        if let Err(e) = read {
+            eprintln!("{e} (frames before it are kept)");
+            damaged += 1;
+        }
     }
     if frames.is_empty() {
         return Err("the captures hold no Ethernet frames".into());
     }
-    let socket = FrameSocket::open(&args.interface)?;
+    let total = frames.len() as u64 * args.loops;
+    if let Some(path) = &args.write {
+        write_capture(path, &frames, total, args.pps.unwrap_or(100_000))?;
+        println!(
+            "wrote {total} frames ({} per pass, {skipped} not Ethernet skipped) to {}",
+            frames.len(),
+            path.display()
+        );
+        return Ok(());
+    }
+    let socket = FrameSocket::open(args.interface.as_deref().unwrap_or_default())?;
     // One iovec and one message header per frame, built once; a batch is a window over them.
     let mut iovecs: Vec<libc::iovec> = frames
         .iter()
@@ -133,7 +164,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
 
-    let total = frames.len() as u64 * args.loops;
     let interval = args.pps.filter(|_| !args.topspeed).map(|pps| Duration::from_secs_f64(1.0 / pps as f64));
     let (start, mut sent, mut full) = (Instant::now(), 0u64, 0u64);
     while sent < total {
@@ -157,10 +187,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "sent {sent} frames ({} per pass, {skipped} not Ethernet skipped) in {seconds:.3} s = {:.0} packets/s; \
+        "sent {sent} frames ({} per pass, {skipped} not Ethernet and {too_long} over the MTU skipped, {damaged} damaged captures) in {seconds:.3} s = {:.0} packets/s; \
          {full} calls found the send buffer full",
         frames.len(),
         sent as f64 / seconds
     );
+    Ok(())
+}
+
+/// Writes `total` frames, cycling through `frames`, into a pcap timestamped `pps` apart.
+fn write_capture(
+    path: &std::path::Path,
+    frames: &[Vec<u8>],
+    total: u64,
+    pps: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut writer = pcap_file::pcap::PcapWriter::new(file)?;
+    let gap_ns = 1_000_000_000 / pps.max(1);
+    for i in 0..total {
+        let frame = &frames[(i % frames.len() as u64) as usize];
+        let at = Duration::from_nanos(i * gap_ns);
+        writer.write_packet(&pcap_file::pcap::PcapPacket::new(at, frame.len() as u32, frame))?;
+    }
     Ok(())
 }
