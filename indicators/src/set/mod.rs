@@ -18,6 +18,7 @@
 //! gate and one hash map per prefix length (`networks`). The set is built once and shared
 //! read-only behind an `Arc`, so swapping in a new one never blocks a reader.
 
+mod address_filter;
 mod build;
 pub mod compiled;
 pub mod delta;
@@ -70,6 +71,8 @@ pub struct IndicatorSet {
     urls: HashTable<u32>,
     ja3: HashTable<u32>,
     ja4: HashTable<u32>,
+    /// The IPv4 address indicators, hashed: most misses past the gate skip the `v4` probe.
+    v4_filter: address_filter::AddressFilter,
 }
 
 /// A matched (or iterated) indicator, borrowed from its set.
@@ -200,14 +203,15 @@ impl IndicatorSet {
                 if !self.v4_gate.contains(key) {
                     return None;
                 }
-                self.v4.find(hash_v4(key), |&i| self.entries[i as usize].a == key)
+                let exact = match self.v4_filter.may_contain(key) {
+                    true => self.v4.find(hash_v4(key), |&i| self.entries[i as usize].a == key),
+                    false => None,
+                };
+                return exact.copied().or_else(|| self.networks.lookup_v4(key)).map(|i| self.at(i));
             }
             IpAddr::V6(v6) => self.v6.find(hash_v6(u128::from(v6)), |&i| self.wide_addr(i) == IpAddr::V6(v6)),
         };
-        if let Some(&i) = found {
-            return Some(self.at(i));
-        }
-        self.networks.lookup(ip.to_canonical()).map(|i| self.at(i))
+        found.copied().or_else(|| self.networks.lookup(ip.to_canonical())).map(|i| self.at(i))
     }
 
     pub fn match_ip_port(&self, ip: IpAddr, port: u16) -> Option<Match<'_>> {
@@ -303,21 +307,51 @@ impl IndicatorSet {
             .sum::<usize>()
             + self.networks.heap_bytes()
             + self.v4_gate.heap_bytes()
+            + self.v4_filter.heap_bytes()
     }
 
     /// Rebuilds every lookup table from `entries` (after building or loading a compiled set).
+    /// The domain table, the largest, is built on a second thread beside the others: loading
+    /// the compiled form is mostly this.
     fn index(&mut self) {
-        let n = self.entries.len();
+        let (domains, tables) = std::thread::scope(|scope| {
+            let domains = scope.spawn(|| self.domain_table());
+            let tables = self.other_tables();
+            (domains.join().expect("building the domain table does not panic"), tables)
+        });
+        let OtherTables { v4, v6, v4_ports, v6_ports, urls, ja3, ja4, networks } = tables;
+        (self.v4, self.v6, self.v4_ports, self.v6_ports) = (v4, v6, v4_ports, v6_ports);
+        (self.domains, self.urls, self.ja3, self.ja4) = (domains, urls, ja3, ja4);
+        self.networks = networks::NetworkTable::new(networks);
+        let mut gate = self.networks.gate.clone();
+        let v4_kind = kind_to_u8(Kind::Ipv4);
+        let addresses = || self.entries.iter().filter(move |e| e.kind == v4_kind).map(|e| e.a);
+        addresses().for_each(|address| gate.mark(address, address));
+        self.v4_filter = address_filter::AddressFilter::new(addresses(), addresses().count());
+        self.v4_gate = gate;
+    }
+
+    fn domain_table(&self) -> HashTable<u32> {
+        let kind = kind_to_u8(Kind::Domain);
+        let mut domains = HashTable::with_capacity(self.entries.iter().filter(|e| e.kind == kind).count());
+        for (i, e) in self.entries.iter().enumerate().filter(|(_, e)| e.kind == kind) {
+            let text = &self.text[e.a as usize..e.a as usize + e.b as usize];
+            domains.insert_unique(hash_text(text), i as u32, |&j| self.rehash(j));
+        }
+        domains
+    }
+
+    /// Every table but the domains', and the networks to build the network table from.
+    fn other_tables(&self) -> OtherTables {
         let count = |k: u8| self.entries.iter().filter(|e| e.kind == k).count();
         let mut v4 = HashTable::with_capacity(count(kind_to_u8(Kind::Ipv4)));
         let mut v6 = HashTable::with_capacity(count(kind_to_u8(Kind::Ipv6)));
         let mut v4_ports = HashTable::with_capacity(count(KIND_V4_PORT));
         let mut v6_ports = HashTable::with_capacity(count(KIND_V6_PORT));
-        let mut domains = HashTable::with_capacity(count(kind_to_u8(Kind::Domain)));
         let mut urls = HashTable::with_capacity(count(kind_to_u8(Kind::Url)));
         let (mut ja3, mut ja4, mut networks) = (HashTable::new(), HashTable::new(), Vec::new());
-        for i in 0..n as u32 {
-            let e = self.entries[i as usize];
+        for (i, &e) in self.entries.iter().enumerate() {
+            let i = i as u32;
             let text_hash = || hash_text(&self.text[e.a as usize..e.a as usize + e.b as usize]);
             let wide = |e: Entry| self.wide[e.a as usize];
             match e.kind {
@@ -333,22 +367,13 @@ impl IndicatorSet {
                     networks.push((wide(e), i));
                     continue;
                 }
-                k if k == kind_to_u8(Kind::Domain) => {
-                    domains.insert_unique(text_hash(), i, |&j| self.rehash(j))
-                }
+                k if k == kind_to_u8(Kind::Domain) => continue,
                 k if k == kind_to_u8(Kind::Url) => urls.insert_unique(text_hash(), i, |&j| self.rehash(j)),
                 k if k == kind_to_u8(Kind::Ja3) => ja3.insert_unique(text_hash(), i, |&j| self.rehash(j)),
                 _ => ja4.insert_unique(text_hash(), i, |&j| self.rehash(j)),
             };
         }
-        (self.v4, self.v6, self.v4_ports, self.v6_ports) = (v4, v6, v4_ports, v6_ports);
-        (self.domains, self.urls, self.ja3, self.ja4) = (domains, urls, ja3, ja4);
-        self.networks = networks::NetworkTable::new(networks);
-        let mut gate = self.networks.gate.clone();
-        for e in self.entries.iter().filter(|e| e.kind == kind_to_u8(Kind::Ipv4)) {
-            gate.mark(e.a, e.a);
-        }
-        self.v4_gate = gate;
+        OtherTables { v4, v6, v4_ports, v6_ports, urls, ja3, ja4, networks }
     }
 
     /// The hash of entry `i` under its own table's key (for table growth).
@@ -362,6 +387,19 @@ impl IndicatorSet {
             _ => hash_text(self.text_of(i)),
         }
     }
+}
+
+/// What [`IndicatorSet::other_tables`] builds: every hash table but the domains', and the
+/// CIDR networks the network table is built from.
+struct OtherTables {
+    v4: HashTable<u32>,
+    v6: HashTable<u32>,
+    v4_ports: HashTable<u32>,
+    v6_ports: HashTable<u32>,
+    urls: HashTable<u32>,
+    ja3: HashTable<u32>,
+    ja4: HashTable<u32>,
+    networks: Vec<(IpNet, u32)>,
 }
 
 fn v6_bits(ip: IpAddr) -> u128 {

@@ -4,8 +4,8 @@
 //! on every miss — and nearly every packet is a miss. Instead:
 //! - a 65,536-bit gate (8 KB) marks each /16 that any IPv4 network touches; an address whose
 //!   /16 is unmarked cannot be in a network, which settles most misses with one bit test;
-//! - each marked /16 has a [`Slot`] (found by the gate bit's rank, so unmarked /16s cost
-//!   nothing): the most specific network of /16 or wider covering it, a 256-bit map of the
+//! - each marked /16 has a [`Slot`] (found through a table of 65,536 slot numbers, 256 KB
+//!   once any IPv4 network is listed — one load instead of a rank computation): the most specific network of /16 or wider covering it, a 256-bit map of the
 //!   /24s that longer networks touch, and which of the longer prefix lengths occur in it. An
 //!   address in an untouched /24 — a miss next to a listed network, the common case — is
 //!   settled without a hash probe;
@@ -34,6 +34,7 @@ impl Gate {
         }
     }
 
+    #[inline]
     pub(crate) fn contains(&self, addr: u32) -> bool {
         let slot = (addr >> 16) as usize;
         self.0.get(slot / 64).is_some_and(|w| w & (1 << (slot % 64)) != 0)
@@ -41,18 +42,6 @@ impl Gate {
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.0.capacity() * 8
-    }
-
-    /// Marked /16s before each word of the gate, so a marked /16's rank is one popcount.
-    fn word_ranks(&self) -> Vec<u32> {
-        self.0
-            .iter()
-            .scan(0u32, |before, w| {
-                let rank = *before;
-                *before += w.count_ones();
-                Some(rank)
-            })
-            .collect()
     }
 }
 
@@ -73,7 +62,8 @@ const NO_SLOT: Slot = Slot { covering: None, covering_prefix: 0, touched: [0; 4]
 #[derive(Debug, Default)]
 pub(crate) struct NetworkTable {
     pub(crate) gate: Gate,
-    ranks: Vec<u32>,
+    /// Per /16: its index in `slots`, or [`NO_NETWORK`]. Empty without IPv4 networks.
+    slot_of: Vec<u32>,
     slots: Vec<Slot>,
     /// Index `p - 17`: the networks of prefix `p` (17 to 32), network address to entry.
     longer: Vec<HashMap<u32, u32, foldhash::fast::FixedState>>,
@@ -81,6 +71,9 @@ pub(crate) struct NetworkTable {
 }
 
 const GATE_WORDS: usize = 65_536 / 64;
+
+/// In `slot_of`: no IPv4 network touches this /16.
+const NO_NETWORK: u32 = u32::MAX;
 
 fn mask(prefix: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
@@ -104,8 +97,22 @@ impl NetworkTable {
                 }
             }
         }
-        table.ranks = table.gate.word_ranks();
-        let marked = table.gate.0.iter().map(|w| w.count_ones() as usize).sum();
+        if table.gate.0.is_empty() {
+            table.v6.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+            return table;
+        }
+        table.slot_of = (0..65_536u32)
+            .scan(0u32, |marked, slot16| {
+                Some(match table.gate.contains(slot16 << 16) {
+                    true => {
+                        *marked += 1;
+                        *marked - 1
+                    }
+                    false => NO_NETWORK,
+                })
+            })
+            .collect();
+        let marked = table.slot_of.iter().filter(|&&s| s != NO_NETWORK).count();
         table.slots = vec![NO_SLOT; marked];
         table.longer = (17..=32).map(|_| HashMap::with_hasher(HASH)).collect();
         for (net, entry) in v4 {
@@ -137,41 +144,45 @@ impl NetworkTable {
         table
     }
 
-    /// The index of the marked `slot` (a /16) in `slots`.
+    /// The index in `slots` of the /16 `slot`, if a network touches it.
+    #[inline]
     fn rank(&self, slot: u32) -> Option<usize> {
-        let (word, bit) = (slot as usize / 64, slot % 64);
-        let w = *self.gate.0.get(word)?;
-        (w & (1 << bit) != 0)
-            .then(|| self.ranks[word] as usize + (w & ((1u64 << bit) - 1)).count_ones() as usize)
+        match self.slot_of.get(slot as usize) {
+            Some(&at) if at != NO_NETWORK => Some(at as usize),
+            _ => None,
+        }
     }
 
     /// The entry of the most specific network containing `ip` (already canonical).
     pub(crate) fn lookup(&self, ip: IpAddr) -> Option<u32> {
         match ip {
-            IpAddr::V4(v4) => {
-                let addr = u32::from(v4);
-                let slot = &self.slots[self.rank(addr >> 16)?];
-                let c24 = (addr >> 8) & 0xff;
-                if slot.touched[c24 as usize / 64] & (1 << (c24 % 64)) != 0 {
-                    let mut lengths = slot.lengths;
-                    while lengths != 0 {
-                        let bit = 15 - lengths.leading_zeros() as u8;
-                        let prefix = 17 + bit;
-                        if let Some(&entry) = self.longer[usize::from(bit)].get(&(addr & mask(prefix))) {
-                            return Some(entry);
-                        }
-                        lengths &= !(1 << bit);
-                    }
-                }
-                slot.covering
-            }
+            IpAddr::V4(v4) => self.lookup_v4(u32::from(v4)),
             IpAddr::V6(_) => self.v6.iter().find(|(net, _)| net.contains(&ip)).map(|&(_, e)| e),
         }
     }
 
+    /// The entry of the most specific IPv4 network containing `addr`.
+    #[inline]
+    pub(crate) fn lookup_v4(&self, addr: u32) -> Option<u32> {
+        let slot = &self.slots[self.rank(addr >> 16)?];
+        let c24 = (addr >> 8) & 0xff;
+        if slot.touched[c24 as usize / 64] & (1 << (c24 % 64)) != 0 {
+            let mut lengths = slot.lengths;
+            while lengths != 0 {
+                let bit = 15 - lengths.leading_zeros() as u8;
+                let prefix = 17 + bit;
+                if let Some(&entry) = self.longer[usize::from(bit)].get(&(addr & mask(prefix))) {
+                    return Some(entry);
+                }
+                lengths &= !(1 << bit);
+            }
+        }
+        slot.covering
+    }
+
     pub(crate) fn heap_bytes(&self) -> usize {
         self.gate.heap_bytes()
-            + self.ranks.capacity() * 4
+            + self.slot_of.capacity() * 4
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.longer.iter().map(|m| (m.capacity() * 8 / 7).next_power_of_two() * 9).sum::<usize>()
             + self.v6.capacity() * std::mem::size_of::<(IpNet, u32)>()
