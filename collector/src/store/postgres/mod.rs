@@ -15,15 +15,16 @@
 //!   migration once; `zdn_schema` records how many ran.
 
 use super::{
-    AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
-    FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, Purged, SIGHTING_COLUMNS,
-    SightingFilter, SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token,
+    AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased, FALSE_POSITIVE,
+    Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, Purged, SIGHTING_COLUMNS, SightingFilter,
+    SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token,
     top_indicators_sql, vias_wire,
 };
 use crate::correlation::CorrelationRule;
 use migrations::migrate;
 mod campaign;
 mod events;
+mod fleet;
 mod ingest;
 mod migrations;
 mod privacy;
@@ -241,70 +242,12 @@ impl Store for PostgresStore {
         beat: &v1::HeartbeatRequest,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let a = AgentRow::from_heartbeat(participant, agent, beat, now_ms);
-        let updates: Vec<String> =
-            AGENT_COLUMNS.split(',').map(str::trim).skip(2).map(|c| format!("{c} = excluded.{c}")).collect();
-        let sql = format!(
-            "INSERT INTO agents ({AGENT_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-             ON CONFLICT (participant, agent) DO UPDATE SET {}",
-            updates.join(", ")
-        );
-        let [c0, c1, c2, c3, c4] = a.counters;
-        let [h0, h1, h2, h3, h4] = a.host;
-        self.run(async |pool: &Pool| {
-            pool.get()
-                .await?
-                .execute(
-                    &sql,
-                    &[
-                        &a.participant,
-                        &a.agent,
-                        &a.last_heartbeat,
-                        &a.agent_version,
-                        &c0,
-                        &c1,
-                        &c2,
-                        &c3,
-                        &c4,
-                        &a.blind_spots,
-                        &a.cpu_percent,
-                        &h0,
-                        &h1,
-                        &h2,
-                        &h3,
-                        &h4,
-                    ],
-                )
-                .await?;
-            Ok(())
-        })
+        let row = AgentRow::from_heartbeat(participant, agent, beat, now_ms);
+        self.run(async |pool: &Pool| fleet::record(pool, &row).await)
     }
 
     fn fleet(&self, now_ms: i64, stale_ms: i64) -> Result<Vec<v1::AgentStatus>, StoreError> {
-        self.run(async |pool: &Pool| {
-            let rows = pool
-                .get()
-                .await?
-                .query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY participant, agent"), &[])
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    AgentRow {
-                        participant: r.get(0),
-                        agent: r.get(1),
-                        last_heartbeat: r.get(2),
-                        agent_version: r.get(3),
-                        counters: [r.get(4), r.get(5), r.get(6), r.get(7), r.get(8)],
-                        blind_spots: r.get(9),
-                        cpu_percent: r.get(10),
-                        host: [r.get(11), r.get(12), r.get(13), r.get(14), r.get(15)],
-                    }
-                    .into_wire(now_ms, stale_ms)
-                })
-                .collect())
-        })
+        self.run(async |pool: &Pool| fleet::statuses(pool, now_ms, stale_ms).await)
     }
 
     fn audit(

@@ -6,20 +6,19 @@
 
 use super::{
     AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
-    FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, ParticipantWindow, Purged,
-    SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError, Touched,
-    correlation_wire, evaluate, kind_wire, next_token, top_indicators_sql, vias_wire,
+    FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, Purged, SIGHTING_COLUMNS,
+    SightingFilter, SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token,
+    top_indicators_sql, vias_wire,
 };
 mod campaign;
+mod ingest;
 mod migrations;
 mod privacy;
 mod tokens;
 
 use crate::correlation::CorrelationRule;
-use crate::store::campaign::CampaignBatch;
 use migrations::migrate;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,84 +94,6 @@ impl SqliteStore {
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// Applies the rule to one indicator a batch touched; returns the event if it opened or
-    /// escalated.
-    fn correlate(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        indicator: &str,
-        batch: &Touched,
-        now_ms: i64,
-    ) -> Result<Option<v1::CorrelationEvent>, StoreError> {
-        // A false positive stays closed, whatever arrives later from agents with an older set.
-        let withdrawn: bool =
-            tx.prepare_cached("SELECT 1 FROM false_positives WHERE indicator = ?1")?.exists([indicator])?;
-        if withdrawn {
-            return Ok(None);
-        }
-        let open: Option<(u32, i64)> = tx
-            .prepare_cached("SELECT participant_count, last_seen FROM correlations WHERE indicator = ?1")?
-            .query_row([indicator], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if let Some((_, latest_before)) = open
-            && batch.stayed_within(latest_before, self.rule.window_ms)
-        {
-            tx.prepare_cached(
-                "UPDATE correlations SET first_seen = min(first_seen, ?2), last_seen = max(last_seen, ?3),
-                   sightings = sightings + ?4 WHERE indicator = ?1",
-            )?
-            .execute(params![indicator, batch.first_seen, batch.last_seen, batch.sightings])?;
-            return Ok(None);
-        }
-        let kind = batch.kind;
-        // Every statement here runs once per touched indicator: all are cached, prepared once.
-        let latest: i64 = tx
-            .prepare_cached("SELECT max(last_seen) FROM indicator_participants WHERE indicator = ?1")?
-            .query_row([indicator], |r| r.get(0))?;
-        let mut stmt = tx.prepare_cached(
-            "SELECT participant, first_seen, sightings FROM indicator_participants
-             WHERE indicator = ?1 AND last_seen >= ?2 ORDER BY first_seen, participant",
-        )?;
-        let rows: Vec<ParticipantWindow> = stmt
-            .query_map(params![indicator, latest.saturating_sub(self.rule.window_ms)], |r| {
-                Ok(ParticipantWindow { participant: r.get(0)?, first_seen: r.get(1)?, sightings: r.get(2)? })
-            })?
-            .collect::<Result<_, _>>()?;
-        let before = open.map(|(count, _)| count);
-        let (change, Some(u)) = evaluate(&self.rule, &rows, latest, before) else { return Ok(None) };
-        // The participant list only ever grows; times and counts follow the latest evaluation.
-        tx.prepare_cached(
-            "INSERT INTO correlations (indicator, kind, participants, participant_count, first_seen, last_seen,
-                                       sightings, opened, updated, campaign)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)
-             ON CONFLICT (indicator) DO UPDATE SET
-               campaign = excluded.campaign,
-               participants = CASE WHEN excluded.participant_count > participant_count
-                              THEN excluded.participants ELSE participants END,
-               participant_count = max(participant_count, excluded.participant_count),
-               first_seen = min(first_seen, excluded.first_seen),
-               last_seen = max(last_seen, excluded.last_seen),
-               sightings = max(sightings, excluded.sightings),
-               updated = CASE WHEN excluded.participant_count > participant_count THEN excluded.updated ELSE updated END",
-        )?
-        .execute(params![
-            indicator,
-            kind.as_str(),
-            u.participants,
-            u.count,
-            u.first_seen,
-            u.last_seen,
-            u.sightings,
-            now_ms,
-            batch.campaign
-        ])?;
-        let Some(change) = change else { return Ok(None) };
-        let correlation = tx
-            .prepare_cached(&format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"))?
-            .query_row([indicator], correlation_row)?;
-        Ok(Some(v1::CorrelationEvent { change: change as i32, correlation: Some(correlation) }))
-    }
 }
 
 impl Store for SqliteStore {
@@ -185,84 +106,7 @@ impl Store for SqliteStore {
     ) -> Result<Ingested, StoreError> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
-        let mut out = Ingested::default();
-        let mut touched: BTreeMap<&str, Touched> = BTreeMap::new();
-        let mut campaigns = CampaignBatch::default();
-        {
-            let mut insert = tx.prepare_cached(&format!(
-                "INSERT OR IGNORE INTO sightings ({SIGHTING_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-            ))?;
-            let mut previous_seen = tx.prepare_cached(
-                "SELECT last_seen FROM indicator_participants WHERE indicator = ?1 AND participant = ?2",
-            )?;
-            let mut aggregate = tx.prepare_cached(
-                "INSERT INTO indicator_participants (indicator, participant, kind, first_seen, last_seen, sightings, vias)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (indicator, participant) DO UPDATE SET
-                   first_seen = min(first_seen, excluded.first_seen),
-                   last_seen = max(last_seen, excluded.last_seen),
-                   sightings = sightings + excluded.sightings,
-                   vias = CASE WHEN instr(',' || vias || ',', ',' || excluded.vias || ',') > 0
-                          THEN vias ELSE vias || ',' || excluded.vias END",
-            )?;
-            for s in batch {
-                let w = s.wire;
-                let count = super::clamp(w.count);
-                let inserted = insert.execute(params![
-                    w.id,
-                    participant,
-                    agent,
-                    w.indicator,
-                    s.kind.as_str(),
-                    s.via.as_str(),
-                    w.observed,
-                    w.indicator_id,
-                    w.first_seen_unix_ms,
-                    w.last_seen_unix_ms,
-                    count,
-                    w.src,
-                    w.dst_ip,
-                    w.dst_port,
-                    w.proto,
-                    now_ms,
-                    w.resolved_name
-                ])?;
-                if inserted == 0 {
-                    out.duplicates += 1;
-                    continue;
-                }
-                out.stored += 1;
-                campaigns.add(s);
-                touched
-                    .entry(w.indicator.as_str())
-                    .or_insert_with(|| Touched::new(s.kind, s.campaign))
-                    .add(s.via, w, count);
-            }
-            // One previous-state read and one upsert per indicator and mechanism, not per sighting.
-            for (indicator, t) in &mut touched {
-                let previous: Option<i64> =
-                    previous_seen.query_row(params![indicator, participant], |r| r.get(0)).optional()?;
-                t.set_previous(previous);
-                for &(via, first, last, count) in &t.by_via {
-                    aggregate.execute(params![
-                        indicator,
-                        participant,
-                        t.kind.as_str(),
-                        first,
-                        last,
-                        count,
-                        via.as_str()
-                    ])?;
-                }
-            }
-        }
-        for (indicator, batch) in touched {
-            if let Some(event) = self.correlate(&tx, indicator, &batch, now_ms)? {
-                out.changes.push(event);
-            }
-        }
-        out.changes.extend(campaign::ingest(&tx, &self.rule, participant, &campaigns, now_ms)?);
+        let out = ingest::ingest(&tx, &self.rule, participant, agent, batch, now_ms)?;
         tx.commit()?;
         Ok(out)
     }

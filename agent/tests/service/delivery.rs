@@ -1,0 +1,170 @@
+//! Delivery: outages, crashes, internal addresses, false-positive storms.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collector_down_for_the_whole_capture_then_started_gets_every_sighting_once() {
+    let site = Site::new();
+    let pcap = site.path("hosts.pcap");
+    write_storm(&pcap, 300, 600, 1000).unwrap(); // 300 hosts, each twice: a first hit and a repeat
+    let mut agent = Agent::start(&site.agent_config("agent.toml", &pcap, ""), site.path("agent.log"));
+    agent.wait_log("capture files read", LONG);
+    agent.wait_log("collector unreachable", LONG);
+    assert!(site.stored().is_empty());
+    assert_eq!(spooled_ids(&site.path("agent-state")).len(), 600, "300 first hits + 300 repeats wait");
+
+    let collector = site.start_collector().await;
+    let rows = site.wait_stored(600, LONG);
+    std::thread::sleep(Duration::from_millis(500)); // anything extra would arrive now
+    let rows_after = site.stored();
+    assert_eq!(rows_after.len(), 600, "each sighting stored once");
+    assert_eq!(rows.iter().map(|r| r.2).sum::<u64>(), 600, "every packet counted once");
+    let hosts: std::collections::HashSet<&String> = rows.iter().map(|r| &r.1).collect();
+    assert_eq!(hosts.len(), 300);
+    let start = Instant::now();
+    while !spooled_ids(&site.path("agent-state")).is_empty() {
+        assert!(start.elapsed() < LONG, "spool not emptied after acknowledgements");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(agent.stop().success());
+    collector.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_killed_mid_delivery_loses_nothing_acknowledged_and_duplicates_nothing() {
+    let site = Site::new();
+    let pcap = site.path("hosts.pcap");
+    write_storm(&pcap, 20_000, 20_000, 100_000).unwrap(); // 20,000 distinct first hits
+    let collector = site.start_collector().await;
+    let config = site.agent_config("agent.toml", &pcap, "");
+    let agent = Agent::start(&config, site.path("agent.log"));
+    site.wait_stored(1, LONG);
+    agent.kill9();
+    let stored_at_kill: std::collections::HashSet<String> = site.stored().into_iter().map(|r| r.0).collect();
+    let spooled_at_kill: std::collections::HashSet<String> =
+        spooled_ids(&site.path("agent-state")).into_iter().collect();
+    assert!(
+        stored_at_kill.len() < 20_000,
+        "the kill came after everything was delivered; the test proves nothing"
+    );
+    eprintln!("at kill: {} stored, {} in the spool", stored_at_kill.len(), spooled_at_kill.len());
+
+    // Restart on a capture without hits: only the spool has something to say.
+    let empty = site.path("empty.pcap");
+    write_storm(&empty, 1, 0, 1).unwrap();
+    let config = site.agent_config("agent2.toml", &empty, "");
+    let agent = Agent::start(&config, site.path("agent2.log"));
+    let expected: std::collections::HashSet<String> =
+        stored_at_kill.union(&spooled_at_kill).cloned().collect();
+    let rows = site.wait_stored(expected.len(), LONG);
+    std::thread::sleep(Duration::from_millis(500));
+    let ids: Vec<String> = site.stored().into_iter().map(|r| r.0).collect();
+    let unique: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), unique.len());
+    assert_eq!(unique, expected, "stored = stored before the kill + what the spool held");
+    let hosts: std::collections::HashSet<String> = rows.into_iter().map(|r| r.1).collect();
+    assert_eq!(hosts.len(), expected.len(), "no host's first hit stored twice");
+    assert!(agent.stop().success());
+    assert!(spooled_ids(&site.path("agent-state")).is_empty());
+    collector.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_addresses_stay_inside_unless_the_participant_opts_in() {
+    let site = Site::new();
+    let pcap = site.path("hosts.pcap");
+    write_storm(&pcap, 40, 40, 1000).unwrap();
+    let collector = site.start_collector().await;
+    let alerts = site.path("alerts.jsonl");
+    let extra = format!("[alerts]\nlog = \"{}\"\n", alerts.display());
+    let agent = Agent::start(&site.agent_config("agent.toml", &pcap, &extra), site.path("agent.log"));
+    site.wait_stored(40, LONG);
+    assert!(agent.stop().success());
+
+    let internal: Vec<String> = (0..40).map(|i| storm_host(i).to_string()).collect();
+    let everything = site.everything_stored();
+    for ip in &internal {
+        assert!(!everything.contains(ip.as_str()), "{ip} reached the collector's database");
+    }
+    assert!(site.stored().iter().all(|r| r.1.starts_with("h-")), "pseudonyms only");
+    // The participant's own alert log has the real addresses, in ECS fields.
+    let log = std::fs::read_to_string(&alerts).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(first["event"]["kind"], "alert");
+    assert_eq!(first["destination"]["ip"], STORM_TARGET.to_string());
+    assert!(internal.contains(&first["source"]["ip"].as_str().unwrap().to_owned()), "{first}");
+    assert!(first["zdn"]["host_pseudonym"].as_str().unwrap().starts_with("h-"));
+
+    // Opted in: the addresses are what the participant chose to share.
+    let pcap2 = site.path("more.pcap");
+    write_storm(&pcap2, 45, 45, 1000).unwrap(); // hosts 0..45: five new ones, new sightings for all
+    let agent = Agent::start(
+        &site.agent_config("agent2.toml", &pcap2, "share_internal_addresses = true\n"),
+        site.path("agent2.log"),
+    );
+    let rows = site.wait_stored(85, LONG);
+    assert!(agent.stop().success());
+    assert_eq!(rows.iter().filter(|r| internal.contains(&r.1) || r.1.starts_with("10.")).count(), 45);
+    collector.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_false_positive_storm_is_aggregated_and_held_back_in_flat_memory() {
+    let site = Site::new();
+    let collector = site.start_collector().await;
+    let mut peaks = Vec::new();
+    let started = Instant::now();
+    for (run, packets) in [(1u32, 200_000u32), (2, 1_000_000)] {
+        let pcap = site.path(&format!("storm{run}.pcap"));
+        // 100k packets/s of packet time from 2,000 hosts, every one a hit.
+        write_storm(&pcap, 2_000, packets, 100_000).unwrap();
+        let extra = "[rate_limit]\nper_indicator_per_minute = 100\noverall_per_second = 1000\n";
+        let config = site.agent_config(&format!("storm{run}.toml"), &pcap, extra);
+        let mut agent = Agent::start(&config, site.path(&format!("storm{run}.log")));
+        let pid = agent.child.id();
+        let mut peak_anon_kb = 0u64;
+        let start = Instant::now();
+        while !agent.log().contains("capture files read") {
+            assert!(start.elapsed() < LONG, "storm not processed:\n{}", agent.log());
+            peak_anon_kb = peak_anon_kb.max(rss_anon_kb(pid));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        agent.wait_log("capture files read", LONG);
+        let status = agent.stop();
+        assert!(status.success());
+        let log = std::fs::read_to_string(site.path(&format!("storm{run}.log"))).unwrap();
+        let stopped = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["message"] == "stopped")
+            .expect("a final line with the counters");
+        let held_back = stopped["fields"]["held_back"].as_u64().unwrap();
+        let hits = stopped["fields"]["hits"].as_u64().unwrap();
+        assert_eq!(hits, u64::from(packets), "every packet was a hit");
+        assert!(held_back > 0, "2,000 hosts' sightings exceed 100/min: {stopped}");
+        eprintln!("storm of {packets}: peak anonymous RSS {peak_anon_kb} KiB, held back {held_back}");
+        // The last heartbeat told the collector: the fleet view shows what was held back.
+        let fleet = site.fleet();
+        assert_eq!((fleet.0, fleet.1), (u64::from(packets), held_back), "packets seen and held back");
+        peaks.push(peak_anon_kb);
+    }
+    // Five times the packets, the same memory: nothing grows per packet.
+    assert!(peaks[1] < peaks[0] + 16 * 1024, "anonymous memory grew with the storm: {peaks:?} KiB");
+    // What reached the collector is what the limit lets through: each run's agent starts with
+    // a burst of 100, then 100 per minute.
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let allowed = 2 * 100 + (minutes * 100.0).ceil() as usize + 2;
+    let rows = site.stored();
+    assert!(rows.len() <= allowed, "{} sightings stored, at most {allowed} allowed", rows.len());
+    collector.stop().await.unwrap();
+}
+
+/// Current anonymous resident memory of a process, KiB (0 once it is gone).
+fn rss_anon_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,164 @@
+//! The store on its own, one suite run against both engines: idempotence, the correlation
+//! window, escalation, paging, durability across reopen, and two instances writing at once.
+//!
+//! The PostgreSQL half needs `ZDN_TEST_POSTGRES` (see `zdn_collector::store::scratch`).
+//! Layout: the engines, the helpers and the engine-specific tests here; the suite in
+//! `correlation` (rules, campaigns, false positives) and `records` (what is kept and purged).
+
+use std::sync::Arc;
+use zdn_collector::correlation::CorrelationRule;
+use zdn_collector::store::scratch::ScratchDatabase;
+use zdn_collector::store::{self, CorrelationFilter, Location, NewSighting, SightingFilter, Store};
+use zdn_indicators::{Kind, Via};
+use zdn_proto::v1::{self, correlation_event::Change};
+
+mod correlation;
+mod records;
+
+use correlation::*;
+use records::*;
+
+const HOUR: i64 = 3_600_000;
+const RULE: CorrelationRule = CorrelationRule { min_participants: 2, window_ms: 24 * HOUR };
+
+/// Where one test's store lives; dropping it removes the data.
+enum Engine {
+    Sqlite(tempfile::TempDir),
+    Postgres(ScratchDatabase),
+}
+
+impl Engine {
+    fn location(&self) -> Location {
+        match self {
+            Engine::Sqlite(dir) => Location::Sqlite(dir.path().join("zdn.sqlite")),
+            Engine::Postgres(db) => Location::Postgres(db.url()),
+        }
+    }
+
+    fn open(&self) -> Arc<dyn Store> {
+        store::open(&self.location(), RULE).unwrap()
+    }
+}
+
+/// Runs each test once per engine: `sqlite::name` always, `postgres::name` where a server is
+/// configured.
+macro_rules! on_both_engines {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $test() {
+                super::$test(&super::Engine::Sqlite(tempfile::tempdir().unwrap()));
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $test() {
+                if let Some(db) = super::ScratchDatabase::create(stringify!($test)) {
+                    super::$test(&super::Engine::Postgres(db));
+                }
+            })*
+        }
+    };
+}
+
+on_both_engines!(
+    correlations_open_escalate_and_respect_the_window,
+    retries_are_stored_once_and_survive_reopen,
+    sightings_page_newest_first_without_gaps,
+    heartbeats_and_audit_entries_round_trip,
+    two_instances_writing_at_once_lose_no_correlation,
+    a_false_positive_closes_and_stays_closed,
+    retention_purges_each_class_by_its_own_cutoff,
+    erasing_a_participant_removes_it_everywhere,
+    campaigns_correlate_across_indicators_and_flag_hosts,
+    top_indicators_rank_by_institutions_then_sightings,
+    console_tokens_are_found_by_hash_revoked_with_their_sessions_and_purged,
+);
+
+fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
+    v1::Sighting {
+        id: id.into(),
+        indicator: indicator.into(),
+        kind: v1::IndicatorKind::Domain as i32,
+        via: v1::Via::DnsQuery as i32,
+        observed: indicator.into(),
+        first_seen_unix_ms: at,
+        last_seen_unix_ms: at,
+        count: 1,
+        src: "h-1".into(),
+        dst_port: 53,
+        ..Default::default()
+    }
+}
+
+/// Ingests sightings of indicators of `campaign`.
+fn ingest_campaign(
+    store: &dyn Store,
+    participant: &str,
+    sightings: &[v1::Sighting],
+    campaign: &str,
+) -> store::Ingested {
+    let batch: Vec<NewSighting<'_>> = sightings
+        .iter()
+        .map(|w| NewSighting { wire: w, kind: Kind::Domain, via: Via::DnsQuery, campaign: Some(campaign) })
+        .collect();
+    store.ingest(participant, "gw", &batch, 1).unwrap()
+}
+
+fn ingest(store: &dyn Store, participant: &str, sightings: &[v1::Sighting]) -> store::Ingested {
+    ingest_at(store, participant, sightings, 1)
+}
+
+/// Ingests as if the collector received the batch at `now_ms`.
+fn ingest_at(
+    store: &dyn Store,
+    participant: &str,
+    sightings: &[v1::Sighting],
+    now_ms: i64,
+) -> store::Ingested {
+    let batch: Vec<NewSighting<'_>> = sightings
+        .iter()
+        .map(|w| NewSighting { wire: w, kind: Kind::Domain, via: Via::DnsQuery, campaign: None })
+        .collect();
+    store.ingest(participant, "gw", &batch, now_ms).unwrap()
+}
+
+fn analyst(participant: &str) -> zdn_transport::Identity {
+    zdn_transport::Identity {
+        participant: participant.into(),
+        role: zdn_transport::Role::Analyst,
+        name: "ann".into(),
+    }
+}
+
+fn all() -> CorrelationFilter {
+    CorrelationFilter {
+        since_ms: None,
+        min_participants: 0,
+        kind: None,
+        campaign: None,
+        campaigns: false,
+        limit: 100,
+    }
+}
+
+#[test]
+fn a_newer_sqlite_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::Sqlite(dir);
+    drop(engine.open());
+    let Engine::Sqlite(dir) = &engine else { unreachable!() };
+    let conn = rusqlite::Connection::open(dir.path().join("zdn.sqlite")).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = store::open(&engine.location(), RULE).err().unwrap();
+    assert!(err.to_string().contains("newer than this collector knows"), "{err}");
+}
+
+#[test]
+fn an_unreachable_postgres_server_is_a_clear_error() {
+    // Port 1 on loopback: nothing listens there.
+    let location = Location::Postgres("postgres://zdn:secret@127.0.0.1:1/zdn".into());
+    let err = store::open(&location, RULE).err().unwrap().to_string();
+    assert!(err.contains("postgres") && !err.contains("secret"), "{err}");
+}
