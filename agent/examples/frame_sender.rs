@@ -33,7 +33,7 @@ struct Args {
     #[arg(long)]
     write: Option<PathBuf>,
     /// Packets per second; without it (or with --topspeed), as fast as the kernel takes them.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pps: Option<u64>,
     /// As fast as possible (the default; tcpreplay's flag, accepted for symmetry).
     #[arg(long, conflicts_with = "pps")]
@@ -115,7 +115,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mtu: usize = match &args.interface {
         Some(interface) => {
             let mtu_file = format!("/sys/class/net/{interface}/mtu");
-            std::fs::read_to_string(&mtu_file).map_err(|e| format!("{mtu_file}: {e}"))?.trim().parse()?
+            std::fs::read_to_string(&mtu_file)
+                .map_err(|e| format!("no interface {interface} ({mtu_file}: {e})"))?
+                .trim()
+                .parse()?
         }
         None => usize::MAX - 18,
     };
@@ -204,7 +207,7 @@ fn write_capture(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let file = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut writer = pcap_file::pcap::PcapWriter::new(file)?;
-    let gap_ns = 1_000_000_000 / pps.max(1);
+    let gap_ns = 1_000_000_000 / pps;
     for i in 0..total {
         let frame = &frames[(i % frames.len() as u64) as usize];
         let at = Duration::from_nanos(i * gap_ns);
