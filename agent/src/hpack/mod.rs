@@ -6,7 +6,7 @@
 //! every string they decode and then walk them bit by bit (≈ 2 µs per request, a quarter of the
 //! agent's whole packet budget on the test suite); `httlib-hpack` is table-driven but panics on
 //! malformed blocks; `h2` keeps its decoder private. This one is small, bounded and checked
-//! against `loona-hpack` as an oracle (tests and the `h2c` fuzz target decode the same random
+//! against `loona-hpack` as an oracle (tests and the `hpack` fuzz target decode the same random
 //! blocks with both).
 //!
 //! Bounds: integers of at most 5 octets (as `loona-hpack`), a dynamic table of 4 KiB (the
