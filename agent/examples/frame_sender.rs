@@ -109,48 +109,50 @@ impl Drop for FrameSocket {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
-    // Frames longer than the interface takes (captures of offloaded segments) are skipped.
-    let mtu: usize = match &args.interface {
-        Some(interface) => {
-            let mtu_file = format!("/sys/class/net/{interface}/mtu");
-            std::fs::read_to_string(&mtu_file)
-                .map_err(|e| format!("no interface {interface} ({mtu_file}: {e})"))?
-                .trim()
-                .parse()?
-        }
-        None => usize::MAX - 18,
-    };
-    let (mut frames, mut skipped, mut too_long) = (Vec::<Vec<u8>>::new(), 0u64, 0u64);
-    let mut damaged = 0;
-    for path in &args.captures {
+/// The frames to send, and what was left out of them.
+struct Frames {
+    frames: Vec<Vec<u8>>,
+    not_ethernet: u64,
+    too_long: u64,
+    damaged: u64,
+}
+
+/// The Ethernet frames of `captures` that fit an interface of `mtu`. A damaged capture gives
+/// its frames up to the damage (some test captures are cut short on purpose).
+fn load(captures: &[PathBuf], mtu: usize) -> Result<Frames, String> {
+    let mut out = Frames { frames: Vec::new(), not_ethernet: 0, too_long: 0, damaged: 0 };
+    for path in captures {
         let read = capture::read_file(path, |frame| match frame.link {
             // Ethernet header, and room for an 802.1Q tag.
-            Some(LinkType::Ethernet) if frame.data.len() > mtu + 18 => too_long += 1,
-            Some(LinkType::Ethernet) if frame.data.len() >= 14 => frames.push(frame.data.to_vec()),
-            _ => skipped += 1,
+            Some(LinkType::Ethernet) if frame.data.len() > mtu.saturating_add(18) => out.too_long += 1,
+            Some(LinkType::Ethernet) if frame.data.len() >= 14 => out.frames.push(frame.data.to_vec()),
+            _ => out.not_ethernet += 1,
         });
-        // Some test captures are cut short on purpose: their frames up to the damage are sent.
         if let Err(e) = read {
-            eprintln!("{e} (frames before it are kept)");
-            damaged += 1;
+            eprintln!("{e} (its frames up to the error are kept)");
+            out.damaged += 1;
         }
     }
-    if frames.is_empty() {
-        return Err("the captures hold no Ethernet frames".into());
+    match out.frames.is_empty() {
+        true => Err("the captures hold no Ethernet frames".into()),
+        false => Ok(out),
     }
-    let total = frames.len() as u64 * args.loops;
-    if let Some(path) = &args.write {
-        write_capture(path, &frames, total, args.pps.unwrap_or(100_000))?;
-        println!(
-            "wrote {total} frames ({} per pass, {skipped} not Ethernet skipped) to {}",
-            frames.len(),
-            path.display()
-        );
-        return Ok(());
-    }
-    let socket = FrameSocket::open(args.interface.as_deref().unwrap_or_default())?;
+}
+
+/// The MTU of `interface`, which frames must fit.
+fn mtu_of(interface: &str) -> Result<usize, String> {
+    let mtu_file = format!("/sys/class/net/{interface}/mtu");
+    let text = std::fs::read_to_string(&mtu_file)
+        .map_err(|e| format!("no interface {interface} ({mtu_file}: {e})"))?;
+    text.trim().parse().map_err(|e| format!("{mtu_file}: {e}"))
+}
+
+/// How long the kernel may refuse every frame before the sender gives up.
+const STALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// Sends `total` frames, cycling through `frames`, one frame per `interval` if paced. Returns
+/// how many calls found the send buffer full.
+fn send(socket: &FrameSocket, frames: &[Vec<u8>], total: u64, interval: Option<Duration>) -> io::Result<u64> {
     // One iovec and one message header per frame, built once; a batch is a window over them.
     let mut iovecs: Vec<libc::iovec> = frames
         .iter()
@@ -166,9 +168,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             m
         })
         .collect();
-
-    let interval = args.pps.filter(|_| !args.topspeed).map(|pps| Duration::from_secs_f64(1.0 / pps as f64));
-    let (start, mut sent, mut full) = (Instant::now(), 0u64, 0u64);
+    let (start, mut sent, mut full, mut progress) = (Instant::now(), 0u64, 0u64, Instant::now());
     while sent < total {
         let at = (sent % frames.len() as u64) as usize;
         let want = BATCH.min(frames.len() - at).min((total - sent) as usize);
@@ -181,19 +181,51 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         match socket.send(&mut messages[at..at + want])? {
+            0 if progress.elapsed() > STALL_LIMIT => {
+                return Err(io::Error::other(format!("the kernel took no frame for {STALL_LIMIT:?}")));
+            }
             0 => {
                 full += 1;
                 std::thread::yield_now();
             }
-            n => sent += n as u64,
+            n => {
+                sent += n as u64;
+                progress = Instant::now();
+            }
         }
     }
+    Ok(full)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    // Frames longer than the interface takes (captures of offloaded segments) are skipped.
+    let mtu = match &args.interface {
+        Some(interface) => mtu_of(interface)?,
+        None => usize::MAX,
+    };
+    let loaded = load(&args.captures, mtu)?;
+    let (frames, total) = (&loaded.frames, loaded.frames.len() as u64 * args.loops);
+    let skipped = format!(
+        "{} per pass; {} not Ethernet and {} over the MTU skipped, {} damaged captures",
+        frames.len(),
+        loaded.not_ethernet,
+        loaded.too_long,
+        loaded.damaged
+    );
+    if let Some(path) = &args.write {
+        write_capture(path, frames, total, args.pps.unwrap_or(100_000))?;
+        println!("wrote {total} frames ({skipped}) to {}", path.display());
+        return Ok(());
+    }
+    let socket = FrameSocket::open(args.interface.as_deref().unwrap_or_default())?;
+    let interval = args.pps.filter(|_| !args.topspeed).map(|pps| Duration::from_secs_f64(1.0 / pps as f64));
+    let start = Instant::now();
+    let full = send(&socket, frames, total, interval)?;
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "sent {sent} frames ({} per pass, {skipped} not Ethernet and {too_long} over the MTU skipped, {damaged} damaged captures) in {seconds:.3} s = {:.0} packets/s; \
-         {full} calls found the send buffer full",
-        frames.len(),
-        sent as f64 / seconds
+        "sent {total} frames ({skipped}) in {seconds:.3} s = {:.0} packets/s; {full} calls found the send buffer full",
+        total as f64 / seconds
     );
     Ok(())
 }
@@ -214,4 +246,48 @@ fn write_capture(
         writer.write_packet(&pcap_file::pcap::PcapPacket::new(at, frame.len() as u32, frame))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from([&["frame_sender"], args].concat())
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        assert!(parse(&["--interface", "veth-a", "--pps=0", "x.pcap"]).is_err(), "a rate of zero");
+        assert!(parse(&["--interface", "veth-a", "--write", "out.pcap", "x.pcap"]).is_err(), "both outputs");
+        assert!(parse(&["x.pcap"]).is_err(), "no output");
+        assert!(parse(&["--write", "out.pcap"]).is_err(), "no capture");
+        assert!(parse(&["--interface", "veth-a", "--pps=230000", "--loop=3", "x.pcap"]).is_ok());
+        let err = mtu_of("zdn-no-such-if").unwrap_err();
+        assert!(err.contains("no interface zdn-no-such-if"), "{err}");
+    }
+
+    #[test]
+    fn frames_are_loaded_and_written_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (dir.path().join("one.pcap"), dir.path().join("two.pcap"));
+        zdn_agent::sample::write_storm(&one, 3, 3, 1000).unwrap();
+        zdn_agent::sample::write_storm(&two, 2, 2, 1000).unwrap();
+        let missing = dir.path().join("missing.pcap");
+        let loaded = load(&[one.clone(), missing.clone(), two], usize::MAX).unwrap();
+        assert_eq!((loaded.frames.len(), loaded.damaged, loaded.not_ethernet), (5, 1, 0));
+        // An MTU too small for a SYN frame (54 bytes) skips every frame, which is an error.
+        assert!(load(std::slice::from_ref(&one), 20).err().unwrap().contains("no Ethernet frames"));
+        assert!(load(&[missing], usize::MAX).is_err());
+
+        let out = dir.path().join("out.pcap");
+        write_capture(&out, &loaded.frames, 12, 100_000).unwrap();
+        let mut read = Vec::new();
+        capture::read_file(&out, |f| read.push((f.ts_ns, f.data.to_vec()))).unwrap();
+        assert_eq!(read.len(), 12);
+        for (i, (ts_ns, data)) in read.iter().enumerate() {
+            assert_eq!(data, &loaded.frames[i % 5], "frame {i} cycles through the loaded ones");
+            assert_eq!(*ts_ns, i as i64 * 10_000, "100,000 frames/s of packet time");
+        }
+    }
 }

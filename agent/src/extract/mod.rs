@@ -5,7 +5,8 @@
 //!
 //! Extraction knows nothing of indicators or direction; [`crate::inspect`] decides what to
 //! match, `zdn-agent observe` prints everything. Values are borrowed or built in stack buffers;
-//! only an HTTP URL (canonical form) and a reassembled message allocate.
+//! only an HTTP URL (canonical form), an h2c request's decoded headers and a reassembled
+//! message allocate.
 
 use crate::decode::{Decoded, Transport};
 use crate::defrag::{Defragmenter, Whole};

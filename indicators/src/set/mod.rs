@@ -326,8 +326,8 @@ impl IndicatorSet {
         let mut gate = self.networks.gate.clone();
         let v4_kind = kind_to_u8(Kind::Ipv4);
         let addresses = || self.entries.iter().filter(move |e| e.kind == v4_kind).map(|e| e.a);
-        addresses().for_each(|address| gate.mark(address, address));
-        self.v4_filter = address_filter::AddressFilter::new(addresses(), addresses().count());
+        let count = addresses().inspect(|&address| gate.mark(address, address)).count();
+        self.v4_filter = address_filter::AddressFilter::new(addresses(), count);
         self.v4_gate = gate;
     }
 
