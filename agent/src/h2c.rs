@@ -40,9 +40,12 @@ pub enum Progress {
 }
 
 /// Whether `data` is, or could still become, the connection preface.
+///
+/// Asked of every TCP payload, so the first octet decides most answers: comparing the rest
+/// went through a `memcmp` call that cost 11 % of a bulk-heavy replay.
 pub fn looks_like_preface(data: &[u8]) -> bool {
     let n = data.len().min(PREFACE.len());
-    n > 0 && data[..n] == PREFACE[..n]
+    data.first() == Some(&PREFACE[0]) && data[..n] == PREFACE[..n]
 }
 
 /// One frame at the start of `bytes`: (type, flags, stream id, payload), or `None` if not all

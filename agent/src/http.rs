@@ -34,10 +34,14 @@ const METHODS: [&[u8]; 9] =
     [b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE "];
 
 /// Whether `data` can be the start of an HTTP request.
+///
+/// Asked of every TCP payload: the first octet turns away bulk data (TLS records, binary
+/// protocols) before any method is compared.
 pub fn looks_like_request(data: &[u8]) -> bool {
+    let Some(first) = data.first() else { return false };
     METHODS
         .iter()
-        .any(|m| data.starts_with(m) || (data.len() < m.len() && m.starts_with(data) && !data.is_empty()))
+        .any(|m| m[0] == *first && (data.starts_with(m) || (data.len() < m.len() && m.starts_with(data))))
 }
 
 /// Parses the request at the start of `stream`.
