@@ -45,5 +45,29 @@ fn lookups(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookups);
+/// IPv6 networks: the trails hold few, so a synthetic list of 20,000 (prefixes /29 to /64,
+/// as hosting ranges are published) shows what a feed rich in them costs per lookup.
+fn ipv6_networks(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("v6-networks.txt");
+    let lines: String = (0..20_000u32)
+        .map(|i| {
+            let prefix = [29, 32, 40, 44, 48, 56, 64][(i % 7) as usize];
+            let addr = std::net::Ipv6Addr::from((0x2a00_0000 + u128::from(i) * 16) << 96 | 1 << 64);
+            format!("{}\n", ipnet::Ipv6Net::new(addr, prefix).unwrap().trunc())
+        })
+        .collect();
+    std::fs::write(&list, lines).unwrap();
+    let set = std::sync::Arc::new(zdn_indicators::build_set(&[list], &[], None).unwrap().set);
+    // 2a00:10::/32 is listed; 2a00:18::/32 lies between listed networks.
+    let listed: IpAddr = "2a00:10::1".parse().unwrap();
+    let unlisted: IpAddr = "2a00:18::1".parse().unwrap();
+    assert!(set.match_ip(listed).is_some() && set.match_ip(unlisted).is_none());
+    let mut g = c.benchmark_group("lookup (20,000 IPv6 networks)");
+    g.bench_function("ipv6 hit", |b| b.iter(|| set.match_ip(black_box(listed)).is_some()));
+    g.bench_function("ipv6 miss", |b| b.iter(|| set.match_ip(black_box(unlisted)).is_some()));
+    g.finish();
+}
+
+criterion_group!(benches, lookups, ipv6_networks);
 criterion_main!(benches);

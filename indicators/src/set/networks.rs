@@ -12,7 +12,9 @@
 //! - behind that, one hash map per prefix length from network address to entry, probed only
 //!   for the lengths the slot has, longest first.
 //!
-//! IPv6 networks are rare in indicator feeds and are scanned, longest prefix first.
+//! IPv6 networks are fewer in feeds; they get one hash map per prefix length that occurs,
+//! probed longest first, so a lookup costs one probe per distinct length (a handful in real
+//! feeds) whatever the number of networks.
 
 use super::HASH;
 use hashbrown::HashMap;
@@ -67,7 +69,8 @@ pub(crate) struct NetworkTable {
     slots: Vec<Slot>,
     /// Index `p - 17`: the networks of prefix `p` (17 to 32), network address to entry.
     longer: Vec<HashMap<u32, u32, foldhash::fast::FixedState>>,
-    v6: Vec<(IpNet, u32)>,
+    /// IPv6 networks by prefix length, longest first: (prefix, network address → entry).
+    v6: Vec<(u8, HashMap<u128, u32, foldhash::fast::FixedState>)>,
 }
 
 const GATE_WORDS: usize = 65_536 / 64;
@@ -79,26 +82,32 @@ fn mask(prefix: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
 }
 
+fn mask128(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
 impl NetworkTable {
     /// Builds the table from (network, entry) pairs; the first entry of a repeated network wins.
     pub(crate) fn new(nets: Vec<(IpNet, u32)>) -> NetworkTable {
         let mut table = NetworkTable::default();
         let mut v4: Vec<(Ipv4Net, u32)> = Vec::new();
+        let mut v6 = std::collections::BTreeMap::new();
         for (net, entry) in nets {
             match net {
                 IpNet::V4(net) => {
                     table.gate.mark(u32::from(net.network()), u32::from(net.broadcast()));
                     v4.push((net, entry));
                 }
-                IpNet::V6(_) => {
-                    if !table.v6.iter().any(|(n, _)| *n == net) {
-                        table.v6.push((net, entry));
-                    }
+                IpNet::V6(net) => {
+                    let map = v6
+                        .entry(std::cmp::Reverse(net.prefix_len()))
+                        .or_insert_with(|| HashMap::with_hasher(HASH));
+                    map.entry(u128::from(net.network())).or_insert(entry);
                 }
             }
         }
+        table.v6 = v6.into_iter().map(|(std::cmp::Reverse(prefix), map)| (prefix, map)).collect();
         if table.gate.0.is_empty() {
-            table.v6.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
             return table;
         }
         table.slot_of = (0..65_536u32)
@@ -140,7 +149,6 @@ impl NetworkTable {
             }
         }
         table.longer.iter_mut().for_each(HashMap::shrink_to_fit);
-        table.v6.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         table
     }
 
@@ -157,7 +165,10 @@ impl NetworkTable {
     pub(crate) fn lookup(&self, ip: IpAddr) -> Option<u32> {
         match ip {
             IpAddr::V4(v4) => self.lookup_v4(u32::from(v4)),
-            IpAddr::V6(_) => self.v6.iter().find(|(net, _)| net.contains(&ip)).map(|&(_, e)| e),
+            IpAddr::V6(v6) => {
+                let addr = u128::from(v6);
+                self.v6.iter().find_map(|(prefix, map)| map.get(&(addr & mask128(*prefix))).copied())
+            }
         }
     }
 
@@ -185,7 +196,7 @@ impl NetworkTable {
             + self.slot_of.capacity() * 4
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.longer.iter().map(|m| (m.capacity() * 8 / 7).next_power_of_two() * 9).sum::<usize>()
-            + self.v6.capacity() * std::mem::size_of::<(IpNet, u32)>()
+            + self.v6.iter().map(|(_, m)| (m.capacity() * 8 / 7).next_power_of_two() * 21).sum::<usize>()
     }
 }
 
@@ -264,6 +275,38 @@ mod tests {
                 .max_by_key(|(n, e)| (n.prefix_len(), std::cmp::Reverse(*e)))
                 .map(|&(_, e)| e);
             assert_eq!(table.lookup(ip), expected, "{addr}");
+        }
+    }
+
+    #[test]
+    fn ipv6_agrees_with_a_linear_scan_on_random_networks() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            state >> 16
+        };
+        // Crowded under two /32s, so prefixes nest; some repeat with other entries.
+        let mut near = || {
+            ((0x2001_0db8 + u128::from(next() % 2)) << 96)
+                | (u128::from(next() % 8) << 80)
+                | u128::from(next())
+        };
+        let nets: Vec<(IpNet, u32)> = (0..600u32)
+            .map(|i| {
+                let prefix = [0, 29, 32, 36, 48, 56, 64, 80, 96, 127, 128][(i % 11) as usize];
+                let net = ipnet::Ipv6Net::new(near().into(), prefix).unwrap().trunc();
+                (IpNet::V6(net), i)
+            })
+            .collect();
+        let table = NetworkTable::new(nets.clone());
+        for _ in 0..20_000 {
+            let ip = IpAddr::V6(near().into());
+            let expected = nets
+                .iter()
+                .filter(|(n, _)| n.contains(&ip))
+                .max_by_key(|(n, e)| (n.prefix_len(), std::cmp::Reverse(*e)))
+                .map(|&(_, e)| e);
+            assert_eq!(table.lookup(ip), expected, "{ip}");
         }
     }
 }
