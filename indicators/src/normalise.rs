@@ -252,8 +252,26 @@ fn path_only_url(text: &str) -> Result<Normalised, RejectReason> {
 /// percent-encoded, escapes of unreserved characters decoded, hex digits upper-case. The
 /// agent canonicalises what it sees the same way, so `/a%7Eb`, `/a~b` and `/ä` compare right.
 pub fn canonical_path(path: &str) -> String {
-    let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
+    push_canonical_path(&mut out, path);
+    out
+}
+
+/// Appends the canonical form of `path` (see [`canonical_path`]) to `out`: how the agent
+/// builds a request's URL in one buffer.
+pub fn push_canonical_path(out: &mut String, path: &str) {
+    fn push_escaped(out: &mut String, b: u8) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        out.push('%');
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    let bytes = path.as_bytes();
+    // The common path has nothing to rewrite: copied whole.
+    if bytes.iter().all(|&b| b.is_ascii_graphic() && b != b'%') {
+        out.push_str(path);
+        return;
+    }
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -268,7 +286,7 @@ pub fn canonical_path(path: &str) -> String {
                 i += 3;
             }
             Some(c) => {
-                out.push_str(&format!("%{c:02X}"));
+                push_escaped(out, c);
                 i += 3;
             }
             None if b.is_ascii_graphic() => {
@@ -276,12 +294,11 @@ pub fn canonical_path(path: &str) -> String {
                 i += 1;
             }
             None => {
-                out.push_str(&format!("%{b:02X}"));
+                push_escaped(out, b);
                 i += 1;
             }
         }
     }
-    out
 }
 
 fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), RejectReason> {

@@ -382,30 +382,33 @@ fn request_observations(
     user_agent: Option<&str>,
     each: &mut impl FnMut(Observation<'_>),
 ) {
+    use std::fmt::Write as _;
     let path = if path.starts_with('/') { path } else { "/" };
-    let path = zdn_indicators::normalise::canonical_path(path);
+    // The URL is built in one buffer: host, port unless 80, canonical path.
+    let mut url = String::with_capacity(authority.len() + path.len() + 8);
     let mut host_buf = [0u8; 253];
-    let url = match host_and_port(authority, &mut host_buf) {
-        // No usable host (HTTP/1.0 without Host): the path alone, which host-less URL
-        // indicators (`/gate.php`) still match.
-        None => path,
-        Some((host, port)) => {
-            let literal = host.parse::<IpAddr>().ok();
-            if literal.is_none() {
+    // No usable host (HTTP/1.0 without Host): the path alone, which host-less URL indicators
+    // (`/gate.php`) still match.
+    if let Some((host, port)) = host_and_port(authority, &mut host_buf) {
+        // The canonical URL form of the indicator model: IPv6 literals in brackets. Only a
+        // host starting with a digit or holding a colon can be an address literal; names
+        // skip the address parser.
+        let literal = (host.starts_with(|c: char| c.is_ascii_digit()) || host.contains(':'))
+            .then(|| host.parse::<IpAddr>().ok())
+            .flatten();
+        match literal {
+            Some(IpAddr::V6(v6)) => _ = write!(url, "[{v6}]"),
+            Some(IpAddr::V4(v4)) => _ = write!(url, "{v4}"),
+            None => {
                 each(Observation::Seen { via: Via::HttpHost, value: Value::Name(host) });
-            }
-            // The canonical URL form of the indicator model: IPv6 literals in brackets.
-            let host = match literal {
-                Some(IpAddr::V6(v6)) => format!("[{v6}]"),
-                Some(IpAddr::V4(v4)) => v4.to_string(),
-                None => host.to_owned(),
-            };
-            match port {
-                Some(p) if p != 80 => format!("{host}:{p}{path}"),
-                _ => format!("{host}{path}"),
+                url.push_str(host);
             }
         }
-    };
+        if let Some(p) = port.filter(|&p| p != 80) {
+            _ = write!(url, ":{p}");
+        }
+    }
+    zdn_indicators::normalise::push_canonical_path(&mut url, path);
     each(Observation::Seen { via: Via::HttpUrl, value: Value::Text(&url) });
     if let Some(agent) = user_agent {
         each(Observation::Attribute { name: "http_user_agent", value: agent });
