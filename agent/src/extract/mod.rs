@@ -293,8 +293,10 @@ impl Extractor {
                     Ok(Progress::Incomplete { .. }) => Unit::Incomplete,
                     Err(_) => Unit::NotOurs,
                 },
-                // The request is parsed once, when its headers have ended.
+                // The request is parsed once, when its headers have ended. Most requests end
+                // their segment with the blank line, which settles it without a search.
                 Some(_) if !http::looks_like_request(bytes) => Unit::NotOurs,
+                Some(_) if bytes.ends_with(b"\r\n\r\n") => Unit::Complete,
                 Some(_) if memchr::memmem::find(bytes, b"\r\n\r\n").is_some() => Unit::Complete,
                 Some(_) => Unit::Incomplete,
                 None => Unit::Incomplete,
