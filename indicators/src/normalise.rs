@@ -52,14 +52,31 @@ const MAX_DOMAIN_LEN: usize = 253;
 
 /// Detects the kind of `raw` and returns its canonical form.
 pub fn normalise(raw: &str) -> Result<Normalised, RejectReason> {
+    let too_long = RejectReason::TooLong { max: MAX_VALUE_LEN };
+    // Defanged text is longer than what it stands for, but not four times longer; the bound
+    // also keeps refanging's passes cheap.
+    if raw.len() > 4 * MAX_VALUE_LEN {
+        return Err(too_long);
+    }
     let refanged = refang(raw.trim());
     let text = refanged.as_ref();
     if text.is_empty() {
         return Err(RejectReason::Empty);
     }
     if text.len() > MAX_VALUE_LEN {
-        return Err(RejectReason::TooLong { max: MAX_VALUE_LEN });
+        return Err(too_long);
     }
+    let canonical = detect(text)?;
+    // Escaping can lengthen a value past the bound; the canonical form must pass it too, or
+    // it would not be its own canonical form.
+    if canonical.value.len() > MAX_VALUE_LEN {
+        return Err(too_long);
+    }
+    Ok(canonical)
+}
+
+/// The kind and canonical form of refanged, trimmed, bounded text.
+fn detect(text: &str) -> Result<Normalised, RejectReason> {
     if text.starts_with('/') {
         return path_only_url(text);
     }
@@ -143,13 +160,24 @@ fn refang(text: &str) -> std::borrow::Cow<'_, str> {
     {
         return std::borrow::Cow::Borrowed(text);
     }
-    let mut s = text
-        .replace("[.]", ".")
-        .replace("(.)", ".")
-        .replace("{.}", ".")
-        .replace("[dot]", ".")
-        .replace("[:]", ":")
-        .replace("[://]", "://");
+    // Until nothing is left to replace: removing one pair of brackets can leave another
+    // defanged form behind (`[[.]]`, `[(.)]`), and a canonical value must be its own canonical
+    // form. Every replacement shortens the text, so an unchanged length means none was made,
+    // and the loop ends within as many passes as the entry has brackets.
+    let mut s = text.to_owned();
+    loop {
+        let next = s
+            .replace("[.]", ".")
+            .replace("(.)", ".")
+            .replace("{.}", ".")
+            .replace("[dot]", ".")
+            .replace("[:]", ":")
+            .replace("[://]", "://");
+        if next.len() == s.len() {
+            break;
+        }
+        s = next;
+    }
     for (defanged, scheme) in [("hxxps", "https"), ("hxxp", "http"), ("fxp", "ftp")] {
         if s.get(..defanged.len()).is_some_and(|head| head.eq_ignore_ascii_case(defanged)) {
             s.replace_range(..defanged.len(), scheme);
@@ -216,12 +244,18 @@ fn normalise_url(scheme: Option<&str>, rest: &str) -> Result<Normalised, RejectR
     }
     let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     let (host, port) = split_host_port(authority)?;
-    let host = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-        Ok(ip) => match ip.to_canonical() {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("[{v6}]"),
-        },
-        Err(_) => domain(host)?,
+    // Brackets enclose an IPv6 literal and nothing else (`[0.0.2.0` is no host).
+    let literal = match host.strip_prefix('[') {
+        Some(inner) => {
+            let v6 = inner.strip_suffix(']').and_then(|v6| v6.parse::<std::net::Ipv6Addr>().ok());
+            Some(IpAddr::V6(v6.ok_or(RejectReason::BadDomain("brackets around no IPv6 address"))?))
+        }
+        None => host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
+    };
+    let host = match literal.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => format!("[{v6}]"),
+        None => domain(host)?,
     };
     let path = match path {
         "" => "/".to_owned(),
@@ -232,8 +266,11 @@ fn normalise_url(scheme: Option<&str>, rest: &str) -> Result<Normalised, RejectR
         // `evil.example/` in a trail list names the host, not a page on it.
         return normalise(&host);
     }
+    // The value has no scheme, and a value without a port reads as port 80 (the agent sees
+    // URLs of plain HTTP only): so the port is written unless it is the scheme's default or
+    // 80 (`https://x:80/a` is `x/a`, as `x/a` is again).
     let value = match port {
-        Some(p) if p != default_port => format!("{host}:{p}{path}"),
+        Some(p) if p != default_port && p != 80 => format!("{host}:{p}{path}"),
         _ => format!("{host}{path}"),
     };
     Ok(Normalised { kind: Kind::Url, value })
@@ -249,7 +286,8 @@ fn path_only_url(text: &str) -> Result<Normalised, RejectReason> {
 }
 
 /// The path and query as they travel in an HTTP request line: bytes outside printable ASCII
-/// percent-encoded, escapes of unreserved characters decoded, hex digits upper-case. The
+/// and a `%` that starts no escape percent-encoded, escapes of unreserved characters decoded,
+/// hex digits upper-case. The
 /// agent canonicalises what it sees the same way, so `/a%7Eb`, `/a~b` and `/ä` compare right.
 pub fn canonical_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
@@ -289,7 +327,9 @@ pub fn push_canonical_path(out: &mut String, path: &str) {
                 push_escaped(out, c);
                 i += 3;
             }
-            None if b.is_ascii_graphic() => {
+            // A `%` that starts no escape is itself escaped: left bare, it could form one with
+            // what follows once an escape before it is decoded (`%%358` → `%58` → `X`).
+            None if b.is_ascii_graphic() && b != b'%' => {
                 out.push(char::from(b));
                 i += 1;
             }
@@ -353,6 +393,18 @@ mod tests {
         assert_eq!(ok("http:///gate/index.php"), (Kind::Url, "/gate/index.php".into()));
         assert_eq!(ok("/ELVİN.apk"), (Kind::Url, "/ELV%C4%B0N.apk".into()));
         assert_eq!(ok("evil.example/a%7eb%2f c"), (Kind::Url, "evil.example/a~b%2F%20c".into()));
+        // A bare `%` is escaped, so the canonical form is its own canonical form (found by
+        // the indicator_text fuzz target: `%%358` became `%58`, then `X`).
+        assert_eq!(ok("evil.example/3%%358%g"), (Kind::Url, "evil.example/3%2558%25g".into()));
+        assert_eq!(ok("evil.example/3%2558%25g"), (Kind::Url, "evil.example/3%2558%25g".into()));
+        assert_eq!(ok("https://evil.example:80/a"), (Kind::Url, "evil.example/a".into()));
+        assert_eq!(ok("https://[2001:DB8::1]:8443/a"), (Kind::Url, "[2001:db8::1]:8443/a".into()));
+        assert!(normalise("http://[0.0.2.0/x").is_err(), "an unclosed bracket is no host");
+        assert!(normalise("http://[192.0.2.1]/x").is_err(), "brackets hold IPv6 only");
+        // Nested defanging is undone whole (the fuzz target found `[[.]]` left as `[.]`).
+        assert_eq!(ok("evil[[.]]example"), (Kind::Domain, "evil.example".into()));
+        assert_eq!(ok("evil[(.)]example"), (Kind::Domain, "evil.example".into()));
+        assert_eq!(ok("/\u{1}[[.[[.]]["), (Kind::Url, "/%01[[..[".into()));
         assert_eq!(ok("http://62.109.4.68"), (Kind::Url, "62.109.4.68/".into()));
         assert_eq!(
             ok("E7D705A3286E19EA42F587B344EE6865"),
@@ -375,6 +427,9 @@ mod tests {
         assert_eq!(normalise("evil.example:99999"), Err(RejectReason::BadPort));
         assert!(matches!(normalise("gopher://evil.example/"), Err(RejectReason::BadScheme(_))));
         assert!(matches!(normalise(&"a".repeat(3000)), Err(RejectReason::TooLong { .. })));
+        // 700 control bytes escape to 2,100 octets: too long once canonical.
+        let escaped = format!("/{}", "\u{1}".repeat(700));
+        assert!(matches!(normalise(&escaped), Err(RejectReason::TooLong { .. })));
         // Non-ASCII where the defang check looks (found in the real trails).
         assert!(normalise("hxxİ").is_err());
     }
