@@ -250,7 +250,8 @@ fn normalise_url(scheme: Option<&str>, rest: &str) -> Result<Normalised, RejectR
             let v6 = inner.strip_suffix(']').and_then(|v6| v6.parse::<std::net::Ipv6Addr>().ok());
             Some(IpAddr::V6(v6.ok_or(RejectReason::BadDomain("brackets around no IPv6 address"))?))
         }
-        None => host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
+        // Feeds also write IPv6 hosts without brackets (`http://2001:db8::1/x`).
+        None => host.parse::<IpAddr>().ok(),
     };
     let host = match literal.map(|ip| ip.to_canonical()) {
         Some(IpAddr::V4(v4)) => v4.to_string(),
@@ -287,8 +288,8 @@ fn path_only_url(text: &str) -> Result<Normalised, RejectReason> {
 
 /// The path and query as they travel in an HTTP request line: bytes outside printable ASCII
 /// and a `%` that starts no escape percent-encoded, escapes of unreserved characters decoded,
-/// hex digits upper-case. The
-/// agent canonicalises what it sees the same way, so `/a%7Eb`, `/a~b` and `/ä` compare right.
+/// hex digits upper-case. The agent canonicalises what it sees the same way, so `/a%7Eb`,
+/// `/a~b` and `/ä` compare right.
 pub fn canonical_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     push_canonical_path(&mut out, path);
@@ -401,6 +402,7 @@ mod tests {
         assert_eq!(ok("https://[2001:DB8::1]:8443/a"), (Kind::Url, "[2001:db8::1]:8443/a".into()));
         assert!(normalise("http://[0.0.2.0/x").is_err(), "an unclosed bracket is no host");
         assert!(normalise("http://[192.0.2.1]/x").is_err(), "brackets hold IPv6 only");
+        assert_eq!(ok("http://2001:DB8::1/x"), (Kind::Url, "[2001:db8::1]/x".into()));
         // Nested defanging is undone whole (the fuzz target found `[[.]]` left as `[.]`).
         assert_eq!(ok("evil[[.]]example"), (Kind::Domain, "evil.example".into()));
         assert_eq!(ok("evil[(.)]example"), (Kind::Domain, "evil.example".into()));

@@ -43,7 +43,7 @@ fn http_host_and_canonical_url_across_segments() {
     let ip_host = b"GET / HTTP/1.1\r\nHost: 192.0.2.80\r\n\r\n";
     assert_eq!(observe(&mut ex, &tcp(ip_host, 1, 80)), ["http_url 192.0.2.80/"]);
     // IPv6 literals keep their brackets in the URL, also one that starts with a letter; a
-    // name that starts with a digit is still a name; bytes outside printable ASCII are escaped.
+    // name that starts with a digit is still a name; the path is canonical (`%41` is `A`).
     let v6 = b"GET /x HTTP/1.1\r\nHost: [FE80::1]:8080\r\n\r\n";
     assert_eq!(observe(&mut ex, &tcp(v6, 1, 8080)), ["http_url [fe80::1]:8080/x"]);
     let v6 = b"GET /x HTTP/1.1\r\nHost: [2001:db8::1]\r\n\r\n";

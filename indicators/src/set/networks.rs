@@ -106,7 +106,13 @@ impl NetworkTable {
                 }
             }
         }
-        table.v6 = v6.into_iter().map(|(std::cmp::Reverse(prefix), map)| (prefix, map)).collect();
+        table.v6 = v6
+            .into_iter()
+            .map(|(std::cmp::Reverse(prefix), mut map)| {
+                map.shrink_to_fit();
+                (prefix, map)
+            })
+            .collect();
         if table.gate.0.is_empty() {
             return table;
         }
