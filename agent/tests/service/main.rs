@@ -129,13 +129,7 @@ local = ["{local}"]
     /// Every text value in every table of the collector's database, for leak checks.
     fn everything_stored(&self) -> String {
         let conn = rusqlite::Connection::open(self.path("collector/zdn.sqlite")).unwrap();
-        let tables: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let tables = text_column(&conn, "SELECT name FROM sqlite_master WHERE type = 'table'");
         let mut all = String::new();
         for table in tables {
             let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
@@ -232,14 +226,12 @@ impl Drop for Agent {
 /// Ids queued in an agent's spool (read beside the agent, as SQLite allows).
 fn spooled_ids(state_dir: &Path) -> Vec<String> {
     let conn = rusqlite::Connection::open(state_dir.join("spool.sqlite")).unwrap();
-    let ids: Vec<String> = conn
-        .prepare("SELECT id FROM queue")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    ids
+    text_column(&conn, "SELECT id FROM queue")
+}
+
+/// The first column of every row `sql` selects, as text.
+fn text_column(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    conn.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
 }
 
 const LONG: Duration = Duration::from_secs(60);

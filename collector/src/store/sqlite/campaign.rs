@@ -41,19 +41,13 @@ pub(super) fn ingest(
             .query_row([campaign], |r| r.get(0))
             .optional()?;
         let (change, Some(u)) = evaluate(rule, &rows, latest, before) else { continue };
-        tx.prepare_cached(
+        tx.prepare_cached(concat!(
             "INSERT INTO campaigns (campaign, participants, participant_count, first_seen, last_seen, sightings,
                                     opened, updated)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-             ON CONFLICT (campaign) DO UPDATE SET
-               participants = CASE WHEN excluded.participant_count > participant_count
-                              THEN excluded.participants ELSE participants END,
-               participant_count = max(participant_count, excluded.participant_count),
-               first_seen = min(first_seen, excluded.first_seen),
-               last_seen = max(last_seen, excluded.last_seen),
-               sightings = max(sightings, excluded.sightings),
-               updated = CASE WHEN excluded.participant_count > participant_count THEN excluded.updated ELSE updated END",
-        )?
+             ON CONFLICT (campaign) DO UPDATE SET ",
+            growing_correlation_update!()
+        ))?
         .execute(params![campaign, u.participants, u.count, u.first_seen, u.last_seen, u.sightings, now_ms])?;
         if let Some(change) = change {
             let correlation = tx

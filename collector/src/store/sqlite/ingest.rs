@@ -149,21 +149,14 @@ fn correlate(
         .collect::<Result<_, _>>()?;
     let before = open.map(|(count, _)| count);
     let (change, Some(u)) = evaluate(rule, &rows, latest, before) else { return Ok(None) };
-    // The participant list only ever grows; times and counts follow the latest evaluation.
-    tx.prepare_cached(
+    // The participant list only ever grows (`growing_correlation_update`).
+    tx.prepare_cached(concat!(
         "INSERT INTO correlations (indicator, kind, participants, participant_count, first_seen, last_seen,
                                    sightings, opened, updated, campaign)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)
-         ON CONFLICT (indicator) DO UPDATE SET
-           campaign = excluded.campaign,
-           participants = CASE WHEN excluded.participant_count > participant_count
-                          THEN excluded.participants ELSE participants END,
-           participant_count = max(participant_count, excluded.participant_count),
-           first_seen = min(first_seen, excluded.first_seen),
-           last_seen = max(last_seen, excluded.last_seen),
-           sightings = max(sightings, excluded.sightings),
-           updated = CASE WHEN excluded.participant_count > participant_count THEN excluded.updated ELSE updated END",
-    )?
+         ON CONFLICT (indicator) DO UPDATE SET campaign = excluded.campaign, ",
+        growing_correlation_update!()
+    ))?
     .execute(params![
         indicator,
         kind.as_str(),

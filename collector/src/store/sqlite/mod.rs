@@ -10,6 +10,21 @@ use super::{
     SightingFilter, SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token,
     top_indicators_sql, vias_wire,
 };
+/// The `DO UPDATE SET` of a correlation upsert (indicator and campaign alike): the participant
+/// list only ever grows; times and counts follow the latest evaluation. A macro, so that
+/// `concat!` builds each statement at compile time.
+macro_rules! growing_correlation_update {
+    () => {
+        "participants = CASE WHEN excluded.participant_count > participant_count
+                        THEN excluded.participants ELSE participants END,
+         participant_count = max(participant_count, excluded.participant_count),
+         first_seen = min(first_seen, excluded.first_seen),
+         last_seen = max(last_seen, excluded.last_seen),
+         sightings = max(sightings, excluded.sightings),
+         updated = CASE WHEN excluded.participant_count > participant_count THEN excluded.updated ELSE updated END"
+    };
+}
+
 mod campaign;
 mod ingest;
 mod migrations;
