@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Debian packages (cargo-deb, from the metadata in agent/ and collector/Cargo.toml),
+# Builds the Debian packages (cargo-deb, from the metadata in agent/, collector/ and
+# client/Cargo.toml),
 # checks them with lintian (errors fail), installs them with dpkg, verifies the systemd units
 # and reports their `systemd-analyze security` exposure, runs the installed binaries, and
 # purges them. Run as root on a Debian machine (CI does, from .ci/run).
@@ -15,7 +16,7 @@ command -v help2man >/dev/null || missing+=(help2man)
 if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; fi
 
 rm -f target/debian/*.deb
-cargo build --release --locked -p zdn-agent -p zdn-collector
+cargo build --release --locked -p zdn-agent -p zdn-collector -p zdn-client
 # Manual pages from each program's --help (help2man), so they never disagree with it.
 mkdir -p target/man
 man_page() { # binary, one-line description
@@ -27,7 +28,8 @@ man_page zdn-collector "ZDN collector: authenticate agents, store and correlate 
 man_page zdn "query a ZDN collector: correlations, sightings, indicators, fleet, exports"
 cargo deb --locked --no-build --strip -p zdn-agent
 cargo deb --locked --no-build --strip -p zdn-collector
-debs=(target/debian/zdn-agent_*.deb target/debian/zdn-collector_*.deb)
+cargo deb --locked --no-build --strip -p zdn-client
+debs=(target/debian/zdn-agent_*.deb target/debian/zdn-collector_*.deb target/debian/zdn-client_*.deb)
 
 echo "--- lintian"
 lintian --fail-on error "${debs[@]}" || { echo "lintian found errors" >&2; exit 1; }
@@ -46,10 +48,13 @@ test "$(stat -c '%a %U' /var/lib/zdn-collector)" = "700 zdn-collector"
 /usr/bin/zdn-agent --version
 /usr/bin/zdn-collector --version
 /usr/bin/zdn --version
+# The analysts' client is a client only: no capture, no store.
+! ldd /usr/bin/zdn | grep -qE 'pcap|sqlite|pq'
+! strings /usr/bin/zdn | grep -qE 'SQLite format 3|rusqlite|pnet_datalink|tokio_postgres'
 for page in zdn-agent zdn-collector zdn; do zcat "/usr/share/man/man1/$page.1.gz" | grep -q '^\.SH DESCRIPTION'; done
 
 echo "--- purge"
-dpkg --purge zdn-agent zdn-collector
-test ! -e /usr/bin/zdn-agent && test ! -e /etc/zdn/agent.toml && test ! -e /lib/systemd/system/zdn-collector.service
+dpkg --purge zdn-agent zdn-collector zdn-client
+test ! -e /usr/bin/zdn-agent && test ! -e /usr/bin/zdn && test ! -e /etc/zdn/agent.toml && test ! -e /lib/systemd/system/zdn-collector.service
 test -d /var/lib/zdn-collector # kept on purge: database, PKI, publishing key
 echo "packages: built, lint-clean, installed, verified, purged"

@@ -4,8 +4,8 @@
 //! participant's analyst only its own.
 
 use serde_json::Value;
-use zdn_agent::sample::DEMO_INDICATORS;
 use zdn_integration_tests::{CERT, Network};
+use zdn_sample_traffic::DEMO_INDICATORS;
 use zdn_transport::Role;
 
 #[tokio::test]

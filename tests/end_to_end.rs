@@ -164,9 +164,9 @@ async fn fleet_shows_heartbeats_and_watch_streams_openings() {
             let id = analyst.to_str().unwrap().to_owned();
             let argv =
                 ["zdn", "--collector", &url, "--identity", &id, "--format", "json", "watch", "--count", "1"];
-            let cli = <zdn_collector::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+            let cli = <zdn_client::Cli as clap::Parser>::try_parse_from(argv).unwrap();
             let mut out = Vec::new();
-            zdn_collector::cli::run(cli, &mut out).await.unwrap();
+            zdn_client::run(cli, &mut out).await.unwrap();
             String::from_utf8(out).unwrap()
         })
     };

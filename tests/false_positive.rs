@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 use std::time::Duration;
-use zdn_agent::sample::DEMO_INDICATORS;
 use zdn_agent::sync::{Synced, sync};
 use zdn_indicators::Kind;
 use zdn_indicators::signing::{Publisher, parse_public_key};
 use zdn_integration_tests::{CERT, Network, site};
+use zdn_sample_traffic::DEMO_INDICATORS;
 use zdn_transport::{Bundle, Role};
 
 const FP: &str = "updates.evil-cdn.example";
@@ -71,9 +71,9 @@ async fn a_false_positive_is_withdrawn_closed_and_stays_closed() {
                 "--format",
                 "json",
             ];
-            let cli = <zdn_collector::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+            let cli = <zdn_client::Cli as clap::Parser>::try_parse_from(argv).unwrap();
             let mut out = Vec::new();
-            zdn_collector::cli::run(cli, &mut out).await.unwrap();
+            zdn_client::run(cli, &mut out).await.unwrap();
             String::from_utf8(out).unwrap()
         })
     };

@@ -2,12 +2,12 @@
 //! participants report to different instances, and either instance shows the same
 //! correlations, sightings and fleet.
 //!
-//! Needs `ZDN_TEST_POSTGRES` (see `zdn_collector::store::scratch`); skips loudly without it,
+//! Needs `ZDN_TEST_POSTGRES` (see `zdn_scratch_postgres`); skips loudly without it,
 //! fails without it under `ZDN_REQUIRE_POSTGRES=1`.
 
 use serde_json::json;
-use zdn_collector::store::scratch::ScratchDatabase;
 use zdn_integration_tests::{CERT, Network, site};
+use zdn_scratch_postgres::ScratchDatabase;
 use zdn_transport::Role;
 
 #[tokio::test]
@@ -23,12 +23,11 @@ async fn two_instances_on_one_postgres_give_the_answers_of_one() {
         tokio::spawn(async move {
             let argv =
                 ["zdn", "--collector", &url, "--identity", id.to_str().unwrap(), "watch", "--count", "2"];
-            let cli = <zdn_collector::cli::Cli as clap::Parser>::try_parse_from(
-                argv.iter().chain(&["--format", "json"]),
-            )
-            .unwrap();
+            let cli =
+                <zdn_client::Cli as clap::Parser>::try_parse_from(argv.iter().chain(&["--format", "json"]))
+                    .unwrap();
             let mut out = Vec::new();
-            zdn_collector::cli::run(cli, &mut out).await.unwrap();
+            zdn_client::run(cli, &mut out).await.unwrap();
             String::from_utf8(out).unwrap()
         })
     };

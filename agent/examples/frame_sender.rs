@@ -271,8 +271,8 @@ mod tests {
     fn frames_are_loaded_and_written_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let (one, two) = (dir.path().join("one.pcap"), dir.path().join("two.pcap"));
-        zdn_agent::sample::write_storm(&one, 3, 3, 1000).unwrap();
-        zdn_agent::sample::write_storm(&two, 2, 2, 1000).unwrap();
+        zdn_sample_traffic::write_storm(&one, 3, 3, 1000).unwrap();
+        zdn_sample_traffic::write_storm(&two, 2, 2, 1000).unwrap();
         let missing = dir.path().join("missing.pcap");
         let loaded = load(&[one.clone(), missing.clone(), two], usize::MAX).unwrap();
         assert_eq!((loaded.frames.len(), loaded.damaged, loaded.not_ethernet), (5, 1, 0));

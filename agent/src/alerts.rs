@@ -5,12 +5,13 @@
 //! collector carries the pseudonym (`zdn.host_pseudonym`).
 
 use crate::config::AlertConfig;
-use crate::sighting::{Sighting, format_unix_ms};
+use crate::sighting::Sighting;
 use serde_json::json;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+use zdn_timestamps::format_unix_ms;
 
 pub struct AlertLog {
     file: Option<(PathBuf, BufWriter<File>)>,

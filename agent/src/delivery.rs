@@ -6,7 +6,6 @@
 //! a jittered backoff, starts again from the oldest row still in the spool — unacknowledged
 //! batches are resent, and the collector's dedup by sighting id stores them once.
 
-use crate::backoff::Backoff;
 use crate::counters::Counters;
 use crate::spool::Spool;
 use std::collections::VecDeque;
@@ -14,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::transport::Channel;
+use zdn_backoff::Backoff;
+use zdn_proto::RETRY_AFTER;
 use zdn_proto::v1::{self, sighting_service_client::SightingServiceClient};
 
 /// Batches sent and not yet acknowledged, at most.
@@ -61,9 +62,6 @@ impl SessionError {
         Some(Duration::from_millis(ms.min(600_000)))
     }
 }
-
-/// The header of a refusal that says when to try again, in milliseconds.
-pub const RETRY_AFTER: &str = "retry-after-ms";
 
 /// Sends what the spool holds until `stop` turns true; then waits up to [`DRAIN_GRACE`] for
 /// outstanding acknowledgements and returns.

@@ -44,7 +44,6 @@
 //! | [`alerts`] | the local JSON-lines alert log with ECS names (real internal addresses) |
 //! | [`spool`] | the durable queue of unacknowledged sightings (SQLite, bounded) |
 //! | [`delivery`] | the spool drained over the `Report` stream, deleted on acknowledgement |
-//! | [`backoff`] | exponential reconnect backoff with jitter |
 //! | [`uplink`] | one-shot report of a replay, heartbeats, host statistics |
 //! | [`sync`] | the collector's signed set: one fetch, or a subscription that installs each version |
 //! | [`liveset`] | the set matched: installed collector set + local lists − local allowlists |
@@ -53,13 +52,11 @@
 //! | [`metrics`] | Prometheus `/metrics` over HTTP, when enabled |
 //! | [`enrol`] | `zdn-agent enrol`: the issued bundle checked and installed as the identity |
 //! | [`service`] | `zdn-agent run`: workers, tasks, reload and graceful stop |
-//! | [`sample`] | deterministic demo traffic of three institutions (for `zdn demo` and tests) |
 //!
 //! Hot-path invariants (per packet): no allocation unless an indicator matched, no locks, work
 //! bounded by constants (VLAN tags, IPv6 extension headers, DNS questions and pointers).
 
 pub mod alerts;
-pub mod backoff;
 pub mod capture;
 pub mod config;
 pub mod counters;
@@ -84,7 +81,6 @@ pub mod pseudonym;
 pub mod quic;
 pub mod ratelimit;
 pub mod replay;
-pub mod sample;
 pub mod service;
 pub mod sighting;
 pub mod spool;

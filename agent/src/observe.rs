@@ -4,10 +4,10 @@
 use crate::capture::{self, CaptureError};
 use crate::decode::decode;
 use crate::extract::{ExtractStats, Extractor, Observation};
-use crate::sighting::format_unix_ms;
 use serde::Serialize;
 use std::net::IpAddr;
 use std::path::Path;
+use zdn_timestamps::format_unix_ms;
 
 /// One observable as printed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

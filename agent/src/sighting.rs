@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use zdn_indicators::{Kind, Via};
 use zdn_proto::v1;
+use zdn_timestamps::format_unix_ms;
 
 /// One sighting as the agent reports it. Serialises to the JSON-lines contract of the
 /// foundation issue (`indicator`, `kind`, `via`, `observed`, `first_seen`, `last_seen`,
@@ -48,16 +49,6 @@ pub struct Sighting {
 
 fn rfc3339<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_unix_ms(*ms))
-}
-
-/// RFC 3339 in UTC with millisecond precision; out-of-range times print as the epoch.
-pub fn format_unix_ms(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&format).unwrap_or_default()
 }
 
 impl Sighting {

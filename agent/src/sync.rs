@@ -15,7 +15,6 @@
 //! backoff when the stream breaks. A refused update (tampered, wrong key, older, implausible)
 //! is counted and logged, and the installed set stays in force.
 
-use crate::backoff::Backoff;
 use crate::counters::Counters;
 use crate::delivery::Uplink;
 use std::path::Path;
@@ -24,6 +23,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 use tonic::transport::Channel;
+use zdn_backoff::Backoff;
 use zdn_indicators::IndicatorSet;
 use zdn_indicators::set::compiled;
 use zdn_indicators::set::delta::Change;

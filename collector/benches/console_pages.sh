@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-process timing of the web console's pages on the demo data: starts `zdn demo`, signs
+# Whole-process timing of the web console's pages on the demo data: starts `zdn-demo`, signs
 # in with its CERT token over HTTPS, fetches every page N times on one kept-alive connection
 # (curl), and prints p50/p99/max per page. Usage: collector/benches/console_pages.sh [N]
 set -euo pipefail
@@ -7,8 +7,8 @@ cd "$(dirname "$0")/../.."
 n=${1:-200}
 dir=$(mktemp -d)
 trap 'kill "$demo" 2>/dev/null; rm -rf "$dir"' EXIT
-cargo build -q --release -p zdn-collector --bin zdn
-target/release/zdn demo --dir "$dir/demo" --console-listen 127.0.0.1:0 >"$dir/out" 2>&1 &
+cargo build -q --release -p zdn-demo
+target/release/zdn-demo --dir "$dir/demo" --console-listen 127.0.0.1:0 >"$dir/out" 2>&1 &
 demo=$!
 for _ in $(seq 100); do grep -q 'keeps running' "$dir/out" && break; sleep 0.2; done
 base=$(grep -o 'https://127.0.0.1:[0-9]*/' "$dir/out" | tail -1)

@@ -14,13 +14,13 @@
 //! The caller's view applies before any of this: a participant analyst exports only its own
 //! institution's sightings.
 
-use crate::rows::sighting_row;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
-use zdn_agent::sighting::format_unix_ms;
+use zdn_answers::rows::sighting_row;
 use zdn_indicators::Kind;
 use zdn_proto::{kind_from_wire, v1};
+use zdn_timestamps::format_unix_ms;
 
 /// `created`/`modified` of identity objects: an institution's identity never changes, so it
 /// has one version, the same in every export.
@@ -202,9 +202,9 @@ pub fn participant_record(participant: &str, held: &Held<'_>, now_ms: i64) -> Ve
         "exported": format_unix_ms(now_ms),
         "sightings": held.sightings.iter().map(sighting_row).collect::<Vec<_>>(),
         "aggregates": aggregates,
-        "suspect_hosts": held.hosts.iter().map(crate::rows::host_row).collect::<Vec<_>>(),
-        "agents": held.agents.iter().map(crate::rows::agent_row).collect::<Vec<_>>(),
-        "audit": held.audit.iter().map(crate::rows::audit_row).collect::<Vec<_>>(),
+        "suspect_hosts": held.hosts.iter().map(zdn_answers::rows::host_row).collect::<Vec<_>>(),
+        "agents": held.agents.iter().map(zdn_answers::rows::agent_row).collect::<Vec<_>>(),
+        "audit": held.audit.iter().map(zdn_answers::rows::audit_row).collect::<Vec<_>>(),
     });
     let mut bytes = serde_json::to_vec_pretty(&doc).expect("JSON");
     bytes.push(b'\n');
@@ -212,9 +212,9 @@ pub fn participant_record(participant: &str, held: &Held<'_>, now_ms: i64) -> Ve
 }
 
 fn csv(sightings: &[v1::StoredSighting]) -> Vec<u8> {
-    let rows: Vec<crate::rows::Row> = sightings.iter().map(sighting_row).collect();
+    let rows: Vec<zdn_answers::rows::Row> = sightings.iter().map(sighting_row).collect();
     let mut out = Vec::new();
-    crate::cli::output::write(&mut out, crate::cli::output::Format::Csv, &rows).expect("writing to memory");
+    zdn_answers::output::write(&mut out, zdn_answers::output::Format::Csv, &rows).expect("writing to memory");
     out
 }
 

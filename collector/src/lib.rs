@@ -31,7 +31,6 @@
 
 pub mod access;
 pub mod alerts;
-pub mod cli;
 pub mod config;
 pub mod console;
 pub mod correlation;
@@ -39,7 +38,7 @@ pub mod export;
 pub mod http;
 pub mod pki;
 pub mod retention;
-pub mod rows;
 pub mod server;
 pub mod service;
+pub mod shutdown;
 pub mod store;

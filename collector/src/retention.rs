@@ -62,7 +62,7 @@ pub fn start(store: Arc<dyn Store>, config: RetentionConfig, stop: watch::Receiv
     tokio::spawn(async move {
         loop {
             let store = store.clone();
-            let cutoffs = config.cutoffs(crate::service::now_ms());
+            let cutoffs = config.cutoffs(zdn_timestamps::now_ms());
             match tokio::task::spawn_blocking(move || store.purge(&cutoffs)).await {
                 Ok(Ok(purged)) if purged != Default::default() => tracing::info!(?purged, "retention purge"),
                 Ok(Ok(_)) => tracing::debug!("retention purge: nothing to delete"),
@@ -73,7 +73,7 @@ pub fn start(store: Arc<dyn Store>, config: RetentionConfig, stop: watch::Receiv
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
-                () = crate::service::stopping(stop.clone()) => break,
+                () = crate::shutdown::stopping(stop.clone()) => break,
             }
         }
     });

@@ -220,7 +220,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     };
     let conns = incoming(listener, security, stats.clone());
     let task =
-        tokio::spawn(router.serve_with_incoming_shutdown(conns, crate::service::stopping(stop_signal)));
+        tokio::spawn(router.serve_with_incoming_shutdown(conns, crate::shutdown::stopping(stop_signal)));
     tracing::info!(%addr, "collector listening");
     Ok(RunningCollector { addr, console, stats, alerts: alert_stats, publishing, shutdown, task })
 }

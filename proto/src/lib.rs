@@ -4,6 +4,9 @@
 //! - [`DESCRIPTOR_SET`]: the encoded file descriptors, for gRPC server reflection.
 //! - `convert`: conversions between the wire enums and the shared indicator model
 //!   ([`zdn_indicators::Kind`], [`zdn_indicators::Via`]), so neither side hand-maps them.
+//! - [`RETRY_AFTER`]: the one piece of the contract that lives in metadata, not in messages.
+
+#![forbid(unsafe_code)]
 
 mod convert;
 
@@ -17,3 +20,7 @@ pub mod v1 {
 
 /// Encoded `FileDescriptorSet` of every `zdn.v1` file, for `tonic-reflection`.
 pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/zdn_v1_descriptor.bin"));
+
+/// The metadata key of a refusal (`RESOURCE_EXHAUSTED`, a batch over the agent's ingest rate)
+/// that says when to try again, in milliseconds. The collector writes it, the agent obeys it.
+pub const RETRY_AFTER: &str = "retry-after-ms";

@@ -1,5 +1,9 @@
 //! Test harness: a real collector on loopback with its own PKI, agents that replay the demo
 //! captures through the real uplink, and the real `zdn` CLI run in-process.
+//!
+//! The agent's service tests (`agent_service`, `agent_enrol`) live here rather than in the
+//! agent's crate because they need a collector, and the agent does not depend on it; they run
+//! the real `zdn-agent` binary ([`agent_binary`]).
 
 pub mod browser;
 
@@ -10,12 +14,12 @@ use tempfile::TempDir;
 use zdn_agent::inspect::HomeNet;
 use zdn_agent::pseudonym::Pseudonymiser;
 use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
-use zdn_agent::sample::{DEMO_INDICATORS, DemoSite, demo_sites};
 use zdn_agent::sighting::{Aggregator, Sighting};
 use zdn_agent::uplink::{self, Delivery};
 use zdn_collector::config::{Config, ConsoleConfig};
 use zdn_collector::pki;
 use zdn_collector::server::{self, RunningCollector};
+use zdn_sample_traffic::{DEMO_INDICATORS, DemoSite, demo_sites};
 use zdn_transport::{Bundle, Role};
 
 /// One collector with its PKI in a temporary directory.
@@ -131,9 +135,9 @@ impl Network {
             argv.extend(["--identity".into(), id.display().to_string()]);
         }
         argv.extend(args.iter().map(|a| a.to_string()));
-        let cli = zdn_collector::cli::Cli::try_parse_from(argv)?;
+        let cli = zdn_client::Cli::try_parse_from(argv)?;
         let mut out = Vec::new();
-        zdn_collector::cli::run(cli, &mut out).await?;
+        zdn_client::run(cli, &mut out).await?;
         Ok(String::from_utf8(out)?)
     }
 
@@ -159,4 +163,35 @@ fn collector_config(dir: &Path, pki: &Path, store: &str) -> Result<Config> {
 
 pub fn site(participant: &str) -> DemoSite {
     demo_sites().into_iter().find(|s| s.participant == participant).expect("demo site")
+}
+
+/// The `zdn-agent` binary of this build: see [`workspace_binary`].
+pub fn agent_binary() -> PathBuf {
+    workspace_binary("zdn-agent", "zdn-agent")
+}
+
+/// The binary `name` of the workspace's package `package`, from this build
+/// (`target/<profile>/<name>`). `cargo test --workspace` builds every binary before any test
+/// runs; when this package's tests run alone and one is missing, it is built here, once. (A
+/// binary left from an earlier build is used as it is: after changing a part, test the
+/// workspace.)
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test>: the binaries are one level up.
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let binary = profile_dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !binary.exists() && !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "-q", "-p", package, "--bin", name]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build");
+        assert!(status.success(), "cargo build -p {package} --bin {name} failed");
+        built.push(name.to_owned());
+    }
+    binary
 }

@@ -11,13 +11,13 @@
 pub mod webhook;
 
 use crate::config::AlertsConfig;
-use crate::rows::{change_name, correlation_row};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 use tokio::sync::{broadcast, mpsc, watch};
 use webhook::Webhook;
+use zdn_answers::rows::{change_name, correlation_row};
 use zdn_proto::v1;
 
 /// Webhook deliveries waiting for the worker before new ones are dropped.
@@ -87,7 +87,7 @@ pub fn start(
         loop {
             let event = tokio::select! {
                 e = events.recv() => e,
-                () = crate::service::stopping(shutdown.clone()) => break,
+                () = crate::shutdown::stopping(shutdown.clone()) => break,
             };
             let event = match event {
                 Ok(event) => event,

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use zdn_agent::backoff::Backoff;
+use zdn_backoff::Backoff;
 
 /// How long one POST may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,7 +107,7 @@ impl Webhook {
         loop {
             let doc = tokio::select! {
                 d = queue.recv() => match d { Some(d) => d, None => break },
-                () = crate::service::stopping(stop.clone()) => break,
+                () = crate::shutdown::stopping(stop.clone()) => break,
             };
             if self.deliver(&doc, &stop).await {
                 stats.webhook_delivered.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +147,7 @@ impl Webhook {
             }
             tokio::select! {
                 () = tokio::time::sleep(backoff.next_wait()) => {}
-                () = crate::service::stopping(stop.clone()) => break,
+                () = crate::shutdown::stopping(stop.clone()) => break,
             }
         }
         tracing::error!(delivery, "webhook alert not delivered");
@@ -159,7 +159,7 @@ impl Webhook {
         body: &str,
         delivery: &str,
     ) -> Result<StatusCode, hyper_util::client::legacy::Error> {
-        let timestamp = (crate::service::now_ms() / 1000).to_string();
+        let timestamp = (zdn_timestamps::now_ms() / 1000).to_string();
         let mut request = Request::post(self.url.clone())
             .header("content-type", "application/json")
             .header("user-agent", concat!("zdn-collector/", env!("CARGO_PKG_VERSION")))

@@ -10,9 +10,9 @@ use axum::extract::{Extension, Form, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
-use zdn_agent::sighting::format_unix_ms;
 use zdn_proto::v1::{self, analyst_service_server::AnalystService};
 use zdn_proto::{kind_from_wire, via_from_wire};
+use zdn_timestamps::format_unix_ms;
 use zdn_transport::server::Peer;
 
 #[derive(Deserialize)]

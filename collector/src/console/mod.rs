@@ -325,7 +325,7 @@ fn signed_in(result: Result<(String, zdn_proto::v1::ConsoleToken), session::Sign
     match result {
         Ok((secret, record)) => {
             tracing::info!(session = %record.id, holder = %record.name, by = %record.issued_by, "console sign-in");
-            let max_age = (record.expires_unix_ms - crate::service::now_ms()) / 1000;
+            let max_age = (record.expires_unix_ms - zdn_timestamps::now_ms()) / 1000;
             let mut response = Redirect::to("/").into_response();
             response.headers_mut().insert(header::SET_COOKIE, session_cookie(&secret, max_age));
             response
@@ -341,7 +341,7 @@ fn signed_in(result: Result<(String, zdn_proto::v1::ConsoleToken), session::Sign
 async fn logout(State(console): State<AppState>, request: Request) -> Response {
     if let Some(session) = request.extensions().get::<Session>() {
         let (store, id) = (console.shared.store.clone(), session.record.id.clone());
-        let now = crate::service::now_ms();
+        let now = zdn_timestamps::now_ms();
         if let Err(e) = crate::service::blocking(move || store.revoke_console_token(&id, now)).await {
             tracing::error!(error = %e, "console: could not end a session");
         }

@@ -1,13 +1,12 @@
 //! The console's list pages: the correlations board, sightings, fleet, exports, audit log.
 //!
 //! Each page calls the analyst service with the session's identity and renders the same rows
-//! `zdn` prints and the JSON API returns ([`crate::rows`]), through one table template, so the
+//! `zdn` prints and the JSON API returns ([`zdn_answers::rows`]), through one table template, so the
 //! three never disagree about what a field is called or what a role may see.
 
 use super::AppState;
 use super::session::Session;
 use crate::http::{ApiError, http_status};
-use crate::rows::{Row, agent_row, audit_row, correlation_row, sighting_row};
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
@@ -15,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
+use zdn_answers::rows::{Row, agent_row, audit_row, correlation_row, sighting_row};
 use zdn_proto::v1::{self, analyst_service_server::AnalystService};
 use zdn_transport::Role;
 use zdn_transport::server::Peer;
@@ -233,7 +233,7 @@ fn board_rows(correlations: &[v1::Correlation], now: i64) -> (Vec<Row>, Vec<&'st
 /// and escalates while the page is open.
 pub async fn board(State(console): State<AppState>, request: Request) -> PageResult {
     let analyst = &console.analyst;
-    let now = crate::service::now_ms();
+    let now = zdn_timestamps::now_ms();
     let listed = |campaigns| v1::ListCorrelationsRequest { limit: 200, campaigns, ..Default::default() };
     let indicators =
         analyst.list_correlations(call(&request, listed(false))).await?.into_inner().correlations;

@@ -15,7 +15,7 @@
 //! (HMAC-SHA256 of a fixed label under the secret). A page embeds it; another site cannot read
 //! it (the cookie is `HttpOnly`, pages are same-origin only) and cannot compute it.
 
-use crate::service::{blocking, now_ms};
+use crate::service::blocking;
 use crate::store::Store;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, hmac};
@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tonic::Status;
 use zdn_proto::v1;
+use zdn_timestamps::now_ms;
 use zdn_transport::server::Peer;
 use zdn_transport::{Identity, Role};
 

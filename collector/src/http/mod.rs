@@ -4,15 +4,12 @@
 //! from the same verified client certificate ([`Peer`], which tonic's connection layer puts on
 //! every request, gRPC or not). Why call the gRPC service: each handler builds the gRPC request,
 //! attaches the peer and calls [`Analyst`] directly, so roles, redaction, limits and the audit
-//! log are the ones gRPC callers get, written once. Answers are the rows of [`crate::rows`],
+//! log are the ones gRPC callers get, written once. Answers are the rows of [`zdn_answers::rows`],
 //! exactly what `zdn --format json` prints. The OpenAPI document (`openapi.json`, served at
 //! `/api/v1/openapi.json`) describes every route; a test keeps the two in step.
 //!
 //! Errors are JSON (`{"error": "..."}`) with the HTTP status of the gRPC code.
 
-use crate::rows::{
-    agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row, top_row,
-};
 use crate::service::analyst::Analyst;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
@@ -25,6 +22,9 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use zdn_answers::rows::{
+    agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row, top_row,
+};
 use zdn_indicators::Kind;
 use zdn_proto::v1::{self, analyst_service_server::AnalystService};
 use zdn_transport::server::Peer;
@@ -111,9 +111,8 @@ fn grpc<T>(request: &Request, message: T) -> tonic::Request<T> {
 pub fn time(value: Option<&str>) -> Result<i64, ApiError> {
     match value {
         None | Some("") => Ok(0),
-        Some(v) => {
-            crate::cli::parse_since(v).map_err(|e| ApiError(tonic::Status::invalid_argument(e.to_string())))
-        }
+        Some(v) => zdn_timestamps::parse_time_or_age(v, zdn_timestamps::now_ms())
+            .map_err(|e| ApiError(tonic::Status::invalid_argument(e.to_string()))),
     }
 }
 

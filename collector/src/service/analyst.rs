@@ -1,8 +1,9 @@
 //! `AnalystService`: what analysts ask, answered through their role's view.
 
-use super::{Shared, blocking, now_ms, stopping};
+use super::{Shared, blocking};
 use crate::access::{View, authorise, view};
 use crate::export;
+use crate::shutdown::stopping;
 use crate::store::{CorrelationFilter, SightingFilter};
 use futures::Stream;
 use std::pin::Pin;
@@ -12,6 +13,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tonic::{Request, Response, Status};
 use zdn_proto::kind_from_wire;
 use zdn_proto::v1::{self, analyst_service_server::AnalystService};
+use zdn_timestamps::now_ms;
 use zdn_transport::Role;
 
 pub struct Analyst {

@@ -1,10 +1,11 @@
 //! The admin calls that issue, revoke and list web-console tokens (see `console::session`).
 
 use super::analyst::Analyst;
-use super::{blocking, now_ms};
+use super::blocking;
 use crate::console::session::{self, KIND_TOKEN};
 use tonic::{Request, Response, Status};
 use zdn_proto::v1;
+use zdn_timestamps::now_ms;
 use zdn_transport::Role;
 
 /// A token lives 8 hours unless the admin asks otherwise, at most 90 days.

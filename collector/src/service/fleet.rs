@@ -1,10 +1,11 @@
 //! `FleetService.Heartbeat`: agents say they are alive; the fleet view tells "no sightings"
 //! from "sensor down".
 
-use super::{Shared, blocking, now_ms};
+use super::{Shared, blocking};
 use crate::access::authorise;
 use tonic::{Request, Response, Status};
 use zdn_proto::v1::{self, fleet_service_server::FleetService};
+use zdn_timestamps::now_ms;
 use zdn_transport::Role;
 
 pub struct Fleet {

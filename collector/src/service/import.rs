@@ -39,7 +39,7 @@ fn import_blocking(
         return Err(Status::invalid_argument(format!("an import holds 1-{MAX_FILES} files")));
     }
     let (imports, allowlists) = publishing.imports();
-    let staging = imports.join(format!(".staging-{}-{}", r.name, super::now_ms()));
+    let staging = imports.join(format!(".staging-{}-{}", r.name, zdn_timestamps::now_ms()));
     let result = stage_and_check(&staging, &r, allowlists, &imports.join(&r.name));
     let (response, entry) = match result {
         Ok(ok) => ok,
@@ -49,7 +49,7 @@ fn import_blocking(
         }
     };
     let target = imports.join(&r.name);
-    let backup = imports.join(format!(".replaced-{}-{}", r.name, super::now_ms()));
+    let backup = imports.join(format!(".replaced-{}-{}", r.name, zdn_timestamps::now_ms()));
     let version = publishing
         .with_import(
             || {

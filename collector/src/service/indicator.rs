@@ -137,7 +137,7 @@ impl Publishing {
         let built = zdn_indicators::build_set(&sources(&indicators, &imports), &allowlists, None)?;
         tracing::info!(summary = %built.summary(), withdrawn = withdrawn.len(), "indicators loaded for publishing");
         let set = without(built.set, &withdrawn);
-        let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1);
+        let version = u64::try_from(zdn_timestamps::now_ms() / 1000).unwrap_or(1);
         let current = watch::Sender::new(Arc::new(Published::new(version, set, &publisher)));
         Ok(Publishing {
             publisher,
@@ -190,7 +190,7 @@ impl Publishing {
         let summary = built.summary();
         let set = without(built.set, withdrawn);
         let previous = self.current.borrow().clone();
-        let version = u64::try_from(super::now_ms() / 1000).unwrap_or(1).max(previous.version + 1);
+        let version = u64::try_from(zdn_timestamps::now_ms() / 1000).unwrap_or(1).max(previous.version + 1);
         self.current.send_replace(Arc::new(previous.next(version, set, &self.publisher)));
         tracing::info!(version, %summary, withdrawn = withdrawn.len(), "published a new indicator set version");
         Ok(version)
@@ -281,7 +281,7 @@ impl IndicatorService for Indicators {
         };
         // Open until the collector stops: every version published meanwhile is pushed on it.
         let stream = futures::stream::unfold(subscription, Subscription::next)
-            .take_until(super::stopping(self.shutdown.clone()));
+            .take_until(crate::shutdown::stopping(self.shutdown.clone()));
         Ok(Response::new(Box::pin(stream)))
     }
 }

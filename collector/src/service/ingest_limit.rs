@@ -40,7 +40,7 @@ impl IngestLimits {
                 ));
                 // The agent's delivery waits at least this long before it sends again.
                 if let Ok(value) = wait_ms.to_string().parse() {
-                    refused.metadata_mut().insert(zdn_agent::delivery::RETRY_AFTER, value);
+                    refused.metadata_mut().insert(zdn_proto::RETRY_AFTER, value);
                 }
                 Err(refused)
             }

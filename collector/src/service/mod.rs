@@ -35,12 +35,6 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Resolves once the collector is stopping.
-pub async fn stopping(mut shutdown: watch::Receiver<bool>) {
-    // An error means the sender is gone, which also means the collector is stopping.
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 /// Runs blocking store work off the async threads; a store failure becomes `UNAVAILABLE` (the
 /// client may retry; details go to the log, not to the client).
 pub async fn blocking<T: Send + 'static>(
@@ -57,10 +51,4 @@ pub async fn blocking<T: Send + 'static>(
             Err(Status::internal("store task failed"))
         }
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -1,13 +1,15 @@
 //! `SightingService.Report`: agents' batches in, acknowledgements out after a durable commit.
 
-use super::{Shared, blocking, now_ms, stopping};
+use super::{Shared, blocking};
 use crate::access::authorise;
+use crate::shutdown::stopping;
 use crate::store::NewSighting;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use zdn_proto::v1::{self, sighting_service_server::SightingService};
 use zdn_proto::{kind_from_wire, via_from_wire};
+use zdn_timestamps::now_ms;
 use zdn_transport::Role;
 
 pub struct Ingest {

@@ -4,7 +4,8 @@
 //!   collector.
 //! - [`postgres`]: for when one machine is not enough; several collector instances share one
 //!   database and give the same answers as one.
-//! - [`scratch`]: throw-away PostgreSQL databases, so one test suite runs on both engines.
+//!
+//! Both engines run one test suite; `zdn-scratch-postgres` makes its throw-away databases.
 //!
 //! Both keep the same tables: the sightings (unique on the agent's sighting id, so a retried
 //! batch is stored once), a per-(indicator, participant) aggregate updated in the same
@@ -14,20 +15,19 @@
 //! indicators a batch touched ([`evaluate`]), never over the sightings.
 //!
 //! Query results are the wire types of `zdn.v1` (a stored row has exactly one outward form);
-//! role-based redaction happens in the service layer, not here. The `*Row` structs below are
-//! the engine-neutral shape of a row, so each engine only reads columns.
+//! role-based redaction happens in the service layer, not here. The `*Row` structs of
+//! [`records`] are the engine-neutral shape of a row, so each engine only reads columns.
 
 pub(crate) mod campaign;
 pub mod postgres;
 mod privacy;
-mod rows;
-pub mod scratch;
+mod records;
 pub mod sqlite;
 
 use crate::correlation::CorrelationRule;
 pub use privacy::{Cutoffs, Erased, Purged};
 pub(crate) use privacy::{PURGE_BATCH, PURGE_CLASSES, without_participant};
-pub(crate) use rows::*;
+pub(crate) use records::*;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::broadcast;

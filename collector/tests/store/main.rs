@@ -1,16 +1,16 @@
 //! The store on its own, one suite run against both engines: idempotence, the correlation
 //! window, escalation, paging, durability across reopen, and two instances writing at once.
 //!
-//! The PostgreSQL half needs `ZDN_TEST_POSTGRES` (see `zdn_collector::store::scratch`).
+//! The PostgreSQL half needs `ZDN_TEST_POSTGRES` (see `zdn_scratch_postgres`).
 //! Layout: the engines, the helpers and the engine-specific tests here; the suite in
 //! `correlation` (rules, campaigns, false positives) and `records` (what is kept and purged).
 
 use std::sync::Arc;
 use zdn_collector::correlation::CorrelationRule;
-use zdn_collector::store::scratch::ScratchDatabase;
 use zdn_collector::store::{self, CorrelationFilter, Location, NewSighting, SightingFilter, Store};
 use zdn_indicators::{Kind, Via};
 use zdn_proto::v1::{self, correlation_event::Change};
+use zdn_scratch_postgres::ScratchDatabase;
 
 mod correlation;
 mod records;

@@ -82,7 +82,7 @@ fn load_into(path: &Path, in_directory: bool, out: &mut Vec<Loaded>) -> Result<(
             what: e.to_string(),
         })?;
         if doc.get("type").and_then(|t| t.as_str()) == Some("bundle") {
-            out.push(stix::parse(&name, &doc, now_ms())?);
+            out.push(stix::parse(&name, &doc, zdn_timestamps::now_ms())?);
         } else if doc.get("matching_attributes").is_some() && doc.get("list").is_some() {
             return Err(LoadError::Malformed {
                 path: name,
@@ -142,8 +142,4 @@ fn text_of<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, LoadError> {
             line: bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1,
         }),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

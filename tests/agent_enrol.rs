@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use zdn_transport::Role;
 
 fn enrol(bundle: &Path, identity: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zdn-agent"))
+    Command::new(zdn_integration_tests::agent_binary())
         .args(["enrol", "--bundle", bundle.to_str().unwrap(), "--identity", identity.to_str().unwrap()])
         .args(extra)
         .output()

@@ -6,12 +6,12 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     // Analysts want results on stdout and only trouble on stderr.
     zdn_telemetry::init_logging(zdn_telemetry::LogFormat::Text, "warn");
-    let cli = zdn_collector::cli::Cli::parse();
+    let cli = zdn_client::Cli::parse();
     let mut stdout = std::io::stdout();
-    match zdn_collector::cli::run(cli, &mut stdout).await {
+    match zdn_client::run(cli, &mut stdout).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zdn: {}", zdn_collector::cli::describe(&e));
+            eprintln!("zdn: {}", zdn_client::describe(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -1,9 +1,14 @@
-//! Throw-away PostgreSQL databases for tests and benchmarks.
+//! # zdn-scratch-postgres
+//!
+//! Throw-away PostgreSQL databases for tests and benchmarks: test support, a dev-dependency
+//! only, so no production binary links it.
 //!
 //! `ZDN_TEST_POSTGRES` names a server and a role allowed to create databases
 //! (`postgres://zdn:zdn@127.0.0.1:5432`); each [`ScratchDatabase`] is a fresh database on it,
 //! dropped again at the end. Without the variable, PostgreSQL tests skip loudly, and
 //! `ZDN_REQUIRE_POSTGRES=1` (set by `.ci/run`) turns that skip into a failure.
+
+#![forbid(unsafe_code)]
 
 use tokio_postgres::NoTls;
 

@@ -1,4 +1,4 @@
-//! The engine-neutral shape of stored rows: the column lists both engines select, and the
+//! Stored records: the engine-neutral shape of stored rows: the column lists both engines select, and the
 //! conversion of each row to its wire type, so each engine only reads columns.
 
 use zdn_indicators::{Kind, Via};

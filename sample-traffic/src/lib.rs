@@ -1,4 +1,6 @@
-//! Synthetic, deterministic traffic of three institutions, for `zdn demo` and the end-to-end
+//! # zdn-sample-traffic
+//!
+//! Synthetic, deterministic traffic of three institutions, for `zdn-demo` and the end-to-end
 //! tests. Written as ordinary pcap files, so every tool (tshark, the agent) reads them.
 //!
 //! The scenario: a campaign's domain and C2 address, seen at several hospitals, among benign
@@ -7,6 +9,8 @@
 //!   `umc-noord` and `ziekenhuis-zuid`;
 //! - `203.0.113.66` (IPv4) at `umc-noord` and `ggz-oost`;
 //! - `198.51.100.23:8443` (IP:port) at `ziekenhuis-zuid` only: a sighting, not a correlation.
+
+#![forbid(unsafe_code)]
 
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};

@@ -1,13 +1,12 @@
 //! `zdn admin token`: web-console sign-in tokens (admin certificates only).
 
-use super::output::Row;
-use crate::rows::to_row;
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
 use tonic::transport::Channel;
-use zdn_agent::sighting::format_unix_ms;
+use zdn_answers::rows::{Row, to_row};
 use zdn_proto::v1::{self, analyst_service_client::AnalystServiceClient};
+use zdn_timestamps::format_unix_ms;
 
 #[derive(Subcommand)]
 pub enum TokenCommand {

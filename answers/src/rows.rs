@@ -6,10 +6,10 @@
 //! another institution reads `(another institution)`.
 
 use serde_json::{Map, Value, json};
-use zdn_agent::sighting::format_unix_ms;
 use zdn_indicators::Kind;
 use zdn_proto::v1;
 use zdn_proto::{kind_from_wire, via_from_wire};
+use zdn_timestamps::format_unix_ms;
 
 /// One ordered JSON object.
 pub type Row = Map<String, Value>;

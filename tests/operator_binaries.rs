@@ -6,11 +6,12 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use zdn_integration_tests::workspace_binary;
 use zdn_proto::v1::{self, indicator_service_client::IndicatorServiceClient};
 use zdn_transport::Bundle;
 
 fn collector(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_zdn-collector")).args(args).output().unwrap()
+    Command::new(workspace_binary("zdn-collector", "zdn-collector")).args(args).output().unwrap()
 }
 
 fn ok(out: std::process::Output) -> String {
@@ -31,7 +32,7 @@ impl Drop for Served {
 /// Starts `zdn-collector serve` and returns it with the address it logged. Its log keeps being
 /// copied to the test's stderr.
 fn serve(config: &Path) -> (Served, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zdn-collector"))
+    let mut child = Command::new(workspace_binary("zdn-collector", "zdn-collector"))
         .args(["--log-format", "json", "serve", "--config", config.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
@@ -109,7 +110,7 @@ async fn operator_workflow_with_the_real_binaries() {
     let (child, addr) = serve(&config);
     let url = format!("https://{addr}");
 
-    let zdn = Command::new(env!("CARGO_BIN_EXE_zdn"))
+    let zdn = Command::new(workspace_binary("zdn-client", "zdn"))
         .args(["--collector", &url, "--identity", analyst.trim(), "fleet", "--format", "json"])
         .output()
         .unwrap();

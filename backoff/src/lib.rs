@@ -1,10 +1,17 @@
+//! # zdn-backoff
+//!
 //! Reconnect pacing: exponential backoff with full jitter ("Exponential Backoff and Jitter",
 //! AWS Architecture Blog). Each failure doubles the ceiling up to a maximum, and the wait is
 //! drawn uniformly below it, so a fleet of agents that lost the collector at the same moment
 //! does not come back at the same moment.
+//!
+//! The agent paces its reconnects to the collector with it, the collector its webhook retries.
+
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 
+/// The pacing of one sequence of attempts.
 pub struct Backoff {
     first: Duration,
     max: Duration,
@@ -12,6 +19,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The first wait is drawn below `first` (at least 1 ms), no wait ever above `max`.
     pub fn new(first: Duration, max: Duration) -> Backoff {
         let first = first.max(Duration::from_millis(1));
         Backoff { first, max: max.max(first), ceiling: first }

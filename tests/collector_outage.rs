@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use zdn_agent::config::AgentConfig;
-use zdn_agent::sample::{STORM_TARGET, write_storm};
 use zdn_agent::service::Controls;
+use zdn_sample_traffic::{STORM_TARGET, write_storm};
 use zdn_transport::Role;
 
 struct Collector(Child);
@@ -23,7 +23,7 @@ impl Drop for Collector {
 
 /// Starts `zdn-collector serve` and waits until it listens.
 fn serve(config: &Path) -> Collector {
-    let child = Command::new(env!("CARGO_BIN_EXE_zdn-collector"))
+    let child = Command::new(zdn_integration_tests::workspace_binary("zdn-collector", "zdn-collector"))
         .args(["--log-format", "json", "serve", "--config", config.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()

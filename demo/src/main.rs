@@ -1,28 +1,53 @@
-//! `zdn demo`: the whole path on one machine, offline, in a few seconds.
+//! # zdn-demo
+//!
+//! `zdn-demo`: the whole path on one machine, offline, in a few seconds.
 //!
 //! It creates a PKI, starts a collector on the embedded store (real TLS on loopback), runs
 //! three agents as three institutions over the deterministic demo captures
-//! (`zdn_agent::sample`), then queries the collector as a CERT analyst and prints what
+//! (`zdn-sample-traffic`), then queries the collector as a CERT analyst and prints what
 //! correlates — and the `zdn` commands to explore further while it keeps running.
+//!
+//! It is the one crate that links agent, collector and client together: the parts stay
+//! siblings, and only the demo (and the workspace's end-to-end tests) put them side by side.
 
-use super::output::{self, Format};
-use super::{correlation_row, sighting_row};
-use crate::config::{Config, ConsoleConfig};
-use crate::{pki, server};
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result};
+use clap::Parser;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use zdn_agent::inspect::HomeNet;
 use zdn_agent::pseudonym::Pseudonymiser;
 use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
-use zdn_agent::sample::{DEMO_INDICATORS, demo_sites};
 use zdn_agent::sighting::Aggregator;
 use zdn_agent::uplink;
+use zdn_answers::output::{self, Format};
+use zdn_answers::rows::{correlation_row, sighting_row};
+use zdn_client::connect;
+use zdn_collector::config::{Config, ConsoleConfig};
+use zdn_collector::{pki, server};
 use zdn_proto::v1::{self, analyst_service_client::AnalystServiceClient};
+use zdn_sample_traffic::{DEMO_INDICATORS, demo_sites};
 use zdn_transport::{Bundle, Role};
 
-#[derive(clap::Args)]
-pub struct DemoArgs {
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    zdn_telemetry::init_logging(zdn_telemetry::LogFormat::Text, "warn");
+    let args = DemoArgs::parse();
+    let mut stdout = std::io::stdout();
+    match run(args, &mut stdout).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zdn-demo: {}", zdn_client::describe(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Start a collector and three agents over demo captures, and show what correlates.
+#[derive(clap::Parser)]
+#[command(name = "zdn-demo", version)]
+struct DemoArgs {
     /// Keep everything (PKI, captures, database) in this directory; default: a temporary one.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -40,7 +65,7 @@ pub struct DemoArgs {
 /// The CERT's participant id in the demo.
 const CERT: &str = "z-cert";
 
-pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
+async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     let temp;
     let dir = match &args.dir {
         Some(d) => {
@@ -96,7 +121,7 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
 
     let analyst = pki::issue(&pki_dir, CERT, Role::Analyst, None, None)?;
     let participant_analyst = pki::issue(&pki_dir, "umc-noord", Role::Analyst, Some("soc"), None)?;
-    let mut client = AnalystServiceClient::new(super::connect(&url, Some(&analyst)).await?);
+    let mut client = AnalystServiceClient::new(connect(&url, Some(&analyst)).await?);
     let correlations =
         client.list_correlations(v1::ListCorrelationsRequest::default()).await?.into_inner().correlations;
     writeln!(out, "\nCorrelations (indicators seen at >= 2 institutions within 24 h):")?;
@@ -118,7 +143,7 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     output::write(out, Format::Table, &rows)?;
 
     let admin = pki::issue(&pki_dir, CERT, Role::Admin, Some("demo-admin"), None)?;
-    let mut admin_client = AnalystServiceClient::new(super::connect(&url, Some(&admin)).await?);
+    let mut admin_client = AnalystServiceClient::new(connect(&url, Some(&admin)).await?);
     let mut token = async |participant: &str, name: &str| -> Result<String> {
         let request = v1::IssueConsoleTokenRequest {
             participant: participant.into(),
@@ -144,10 +169,7 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     if args.exit {
         return collector.stop().await;
     }
-    let zdn = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.to_str().map(str::to_owned))
-        .unwrap_or_else(|| "zdn".into());
+    let zdn = zdn_command();
     writeln!(out, "\nExplore further (as the CERT's analyst):")?;
     writeln!(out, "  export ZDN_COLLECTOR={url} ZDN_IDENTITY={}", analyst.display())?;
     for cmd in [
@@ -167,11 +189,21 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     collector.serve_until_signal().await.context("demo collector")
 }
 
+/// How to run `zdn`: the binary beside this one (an installed package, or a cargo build of
+/// the workspace), else through cargo.
+fn zdn_command() -> String {
+    let beside = std::env::current_exe().ok().and_then(|p| Some(p.parent()?.join("zdn")));
+    match beside.filter(|p| p.exists()).and_then(|p| p.to_str().map(str::to_owned)) {
+        Some(path) => path,
+        None => "cargo run -q -p zdn-client --".into(),
+    }
+}
+
 /// Writes the demo's configuration so the collector can be restarted by hand with
 /// `zdn-collector serve --config <dir>/collector.toml`.
 fn write_config(path: &Path, c: &Config) -> Result<()> {
     let text = format!(
-        "# Written by `zdn demo`.\nlisten = \"127.0.0.1:7443\"\ndata_dir = {:?}\nidentity = {:?}\ncert_participant = {:?}\n\
+        "# Written by `zdn-demo`.\nlisten = \"127.0.0.1:7443\"\ndata_dir = {:?}\nidentity = {:?}\ncert_participant = {:?}\n\
          [console]\nlisten = \"127.0.0.1:7444\"\n",
         c.data_dir.display().to_string(),
         c.identity_dir().display().to_string(),

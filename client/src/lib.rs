@@ -1,16 +1,24 @@
+//! # zdn-client
+//!
 //! `zdn`, the analysts' and operators' command line over the collector's gRPC API.
 //!
 //! Every command connects with the caller's own certificate (`--identity DIR`), so the
 //! collector applies the caller's role: what `zdn` prints is what that role may see.
+//!
+//! A client only: it links the contract (`zdn-proto`), the TLS client (`zdn-transport`) and
+//! the answer rows (`zdn-answers`), never capture or store code, so it installs on an
+//! analyst's workstation on its own (the `zdn-client` package).
+//!
+//! | module | job |
+//! | --- | --- |
+//! | this file | the command line (clap), one request per command, rows out |
+//! | [`tokens`] | `zdn admin token`: console sign-in tokens |
+//! | `main.rs` | the binary: logging, exit codes, one line per error |
 
-pub mod demo;
-pub mod output;
+#![forbid(unsafe_code)]
+
 pub mod tokens;
 
-use crate::rows::{
-    agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row, to_row,
-    top_row,
-};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use output::{Format, Row};
@@ -18,6 +26,11 @@ use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use tonic::transport::Channel;
+use zdn_answers::output;
+use zdn_answers::rows::{
+    agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row, to_row,
+    top_row,
+};
 use zdn_indicators::Kind;
 use zdn_proto::v1::{self, analyst_service_client::AnalystServiceClient};
 
@@ -29,8 +42,7 @@ use zdn_proto::v1::{self, analyst_service_client::AnalystServiceClient};
     after_help = "Examples:\n  \
         zdn --identity ~/.zdn/analyst correlations\n  \
         zdn --identity ~/.zdn/analyst sightings --indicator evil.example --format json\n  \
-        zdn --identity ~/.zdn/analyst indicator evil.example\n  \
-        zdn demo"
+        zdn --identity ~/.zdn/analyst indicator evil.example"
 )]
 pub struct Cli {
     /// Collector address.
@@ -94,8 +106,6 @@ pub enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
-    /// Start a collector and three agents over demo captures, and show what correlates.
-    Demo(demo::DemoArgs),
 }
 
 #[derive(Args)]
@@ -204,9 +214,6 @@ pub struct SightingsArgs {
 
 /// Runs a parsed command line, writing results to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
-    if let Command::Demo(args) = cli.command {
-        return demo::run(args, out).await;
-    }
     let channel = connect(&cli.collector, cli.identity.as_deref()).await?;
     let mut client = AnalystServiceClient::new(channel);
     let rows = match cli.command {
@@ -364,7 +371,6 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             }
             return Ok(());
         }
-        Command::Demo(_) => unreachable!("handled above"),
     };
     output::write(out, cli.format, &rows)
 }
@@ -421,34 +427,7 @@ pub async fn connect(url: &str, identity: Option<&std::path::Path>) -> Result<Ch
     Ok(zdn_transport::client::connect(url, bundle.as_ref()).await?)
 }
 
-/// `--since`: an RFC 3339 time, or an age (`30m`, `24h`, `7d`) before now.
-pub fn parse_since(text: &str) -> Result<i64> {
-    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
-        return Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000)?);
-    }
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: i64 =
-        number.parse().with_context(|| format!("--since {text:?}: expected RFC 3339 or an age like 24h"))?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => bail!("--since {text:?}: age unit must be s, m, h or d"),
-    };
-    Ok(crate::service::now_ms() - n.saturating_mul(unit_ms))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn since_takes_times_and_ages() {
-        assert_eq!(parse_since("2026-01-15T09:00:00Z").unwrap(), 1_768_467_600_000);
-        let age = crate::service::now_ms() - parse_since("2h").unwrap();
-        assert!((7_200_000..7_260_000).contains(&age));
-        assert!(parse_since("2w").is_err());
-        assert!(parse_since("yesterday").is_err());
-    }
+/// `--since` and `--until`: an RFC 3339 time, or an age (`30m`, `24h`, `7d`) before now.
+fn parse_since(text: &str) -> Result<i64> {
+    zdn_timestamps::parse_time_or_age(text, zdn_timestamps::now_ms()).context("--since/--until")
 }

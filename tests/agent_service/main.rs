@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-use zdn_agent::sample::{STORM_TARGET, storm_host, write_storm};
 use zdn_collector::config::{Config, ConsoleConfig};
 use zdn_collector::server::{self, RunningCollector};
 use zdn_indicators::parse_plain;
@@ -24,6 +23,7 @@ use zdn_proto::v1::{
     self,
     indicator_service_server::{IndicatorService, IndicatorServiceServer},
 };
+use zdn_sample_traffic::{STORM_TARGET, storm_host, write_storm};
 use zdn_transport::Role;
 
 /// A PKI, a collector configuration on a reserved port, and an agent credential.
@@ -170,7 +170,7 @@ struct Agent {
 impl Agent {
     fn start(config: &Path, log: PathBuf) -> Agent {
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_zdn-agent"))
+        let child = Command::new(zdn_integration_tests::agent_binary())
             .args(["--log-format", "json", "run", "--config", config.to_str().unwrap()])
             .env("ZDN_LOG", "info")
             .stdout(Stdio::null())
@@ -262,7 +262,7 @@ fn check_config_reports_what_it_checked_and_what_is_wrong() {
     write_storm(&pcap, 1, 1, 1).unwrap();
     let config = site.agent_config("agent.toml", &pcap, "");
     let check = |config: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_zdn-agent"))
+        Command::new(zdn_integration_tests::agent_binary())
             .args(["check-config", "--config", config.to_str().unwrap()])
             .output()
             .unwrap()
