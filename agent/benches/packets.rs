@@ -9,8 +9,8 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::path::{Path, PathBuf};
 use zdn_agent::capture;
-use zdn_agent::decode::{LinkType, Transport, decode};
 use zdn_agent::inspect::{HomeNet, Inspector};
+use zdn_dissect::decode::{LinkType, Transport, decode};
 use zdn_indicators::{IndicatorSet, build_set};
 
 fn shared() -> PathBuf {
@@ -80,8 +80,8 @@ fn packets(c: &mut Criterion) {
                     p.len() > 200
                         && p[0] == 22
                         && p[5] == 1
-                        && zdn_agent::tls::handshake_of(p)
-                            .is_ok_and(|m| zdn_agent::tls::parse_handshake(&m, false).is_ok())
+                        && zdn_dissect::tls::handshake_of(p)
+                            .is_ok_and(|m| zdn_dissect::tls::parse_handshake(&m, false).is_ok())
                 })
             }),
         ),
@@ -105,7 +105,7 @@ fn packets(c: &mut Criterion) {
             "HTTP/2 cleartext request",
             find(&mix, "h2c request", |t| {
                 tcp(t, &|_, _, p| {
-                    matches!(zdn_agent::h2c::progress(p), Ok(zdn_agent::h2c::Progress::Complete { .. }))
+                    matches!(zdn_dissect::h2c::progress(p), Ok(zdn_dissect::h2c::Progress::Complete { .. }))
                 })
             }),
         ),

@@ -18,7 +18,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use zdn_agent::capture;
-use zdn_agent::decode::LinkType;
+use zdn_dissect::decode::LinkType;
 
 /// Frames handed to the kernel per system call.
 const BATCH: usize = 256;

@@ -5,12 +5,12 @@
 //! frames are borrowed slices, never copies, and a large capture costs page cache, not heap. A corrupt record ends the file with an error that says
 //! where; the frames before it have been delivered.
 
-use crate::decode::LinkType;
 use pcap_file::pcapng::Block;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::{PcapError, pcap::PcapParser, pcapng::PcapNgParser};
 use std::path::Path;
 use thiserror::Error;
+use zdn_dissect::decode::LinkType;
 
 /// One captured frame.
 #[derive(Debug, Clone, Copy)]

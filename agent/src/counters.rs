@@ -4,10 +4,10 @@
 //! Each is a `prometheus-client` counter — an atomic that never goes down — so the hot path
 //! pays one relaxed atomic add and the exposition format is the library's, not ours.
 
-use crate::extract::ExtractStats;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use zdn_dissect::extract::ExtractStats;
 use zdn_proto::v1;
 
 #[derive(Debug, Default)]

@@ -9,10 +9,10 @@
 //!
 //! The common case (no hit) allocates nothing; a hit allocates its observed value once.
 
-use crate::decode::{Decoded, Transport};
-use crate::extract::{ExtractStats, Extractor, Observation, Value};
 use ipnet::IpNet;
 use std::net::IpAddr;
+use zdn_dissect::decode::{Decoded, Transport};
+use zdn_dissect::extract::{ExtractStats, Extractor, Observation, Value};
 use zdn_indicators::set::Match;
 use zdn_indicators::{IndicatorSet, Kind, Via};
 

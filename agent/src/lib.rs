@@ -22,17 +22,6 @@
 //! | --- | --- |
 //! | [`capture`] | frames out of pcap and pcapng files, borrowed, with their link type and time |
 //! | [`live`] | frames from network interfaces (AF_PACKET via pnet) |
-//! | [`decode`] | link, network and transport headers; bounds-checked, allocation-free |
-//! | [`defrag`] | IPv4/IPv6 fragments reassembled, bounded, overlaps counted |
-//! | [`dns`] | DNS question names from a message, allocation-free |
-//! | [`tls`] | TLS ClientHello: SNI, ALPN, ECH, JA3, JA4 — allocation-free |
-//! | [`extract`] | the observables of a packet (destinations, DNS, SNI, JA3/JA4, HTTP) and blind spots |
-//! | [`quic`] | QUIC Initial decryption (v1, v2, draft-29) and CRYPTO frames → ClientHello |
-//! | [`http`] | HTTP/1.x request line, Host, User-Agent (httparse) |
-//! | [`h2c`] | HTTP/2 in cleartext: the first request's authority and path |
-//! | [`hpack`] | HPACK header blocks, with a table-driven Huffman decoder |
-//! | [`stream`] | bounded reassembly of client stream prefixes (ClientHellos, HTTP headers, DNS/TCP) |
-//! | [`pdns`] | passive DNS: the name an address was resolved from, bounded |
 //! | [`inspect`] | direction by `home_net`, observables matched against the set |
 //! | [`sighting`] | aggregation of hits into [`sighting::Sighting`]s; the JSON-lines contract |
 //! | [`pseudonym`] | keyed pseudonyms for internal hosts (HMAC-SHA256, local secret) |
@@ -47,7 +36,6 @@
 //! | [`uplink`] | one-shot report of a replay, heartbeats, host statistics |
 //! | [`sync`] | the collector's signed set: one fetch, or a subscription that installs each version |
 //! | [`liveset`] | the set matched: installed collector set + local lists − local allowlists |
-//! | [`fifo`] | the insertion-ordered map behind every bounded table |
 //! | [`counters`] | the running tallies the heartbeat and metrics report |
 //! | [`metrics`] | Prometheus `/metrics` over HTTP, when enabled |
 //! | [`enrol`] | `zdn-agent enrol`: the issued bundle checked and installed as the identity |
@@ -60,31 +48,19 @@ pub mod alerts;
 pub mod capture;
 pub mod config;
 pub mod counters;
-pub mod decode;
-pub mod defrag;
 pub mod delivery;
-pub mod dns;
 pub mod enrol;
-pub mod extract;
-pub mod fifo;
-pub mod h2c;
-pub mod hpack;
-pub mod http;
 pub mod inspect;
 pub mod live;
 pub mod liveset;
 pub mod metrics;
 pub mod observe;
-pub mod pdns;
 pub mod pipeline;
 pub mod pseudonym;
-pub mod quic;
 pub mod ratelimit;
 pub mod replay;
 pub mod service;
 pub mod sighting;
 pub mod spool;
-pub mod stream;
 pub mod sync;
-pub mod tls;
 pub mod uplink;

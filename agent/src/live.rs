@@ -11,10 +11,10 @@
 //! Not yet: a TPACKET_V3 ring (pnet copies each frame out of the socket with one `recvfrom`).
 
 use crate::capture::Frame;
-use crate::decode::LinkType;
 use crate::pipeline::Pipeline;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zdn_dissect::decode::LinkType;
 
 /// Longest a worker blocks in a read.
 pub const TICK: Duration = Duration::from_millis(100);

@@ -2,11 +2,11 @@
 //! — for triage, and to compare the agent's eyes with other tools' (tshark, Suricata).
 
 use crate::capture::{self, CaptureError};
-use crate::decode::decode;
-use crate::extract::{ExtractStats, Extractor, Observation};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::path::Path;
+use zdn_dissect::decode::decode;
+use zdn_dissect::extract::{ExtractStats, Extractor, Observation};
 use zdn_timestamps::format_unix_ms;
 
 /// One observable as printed.

@@ -10,8 +10,6 @@
 use crate::alerts::AlertLog;
 use crate::capture::Frame;
 use crate::counters::Counters;
-use crate::decode::decode;
-use crate::extract::ExtractStats;
 use crate::inspect::{HomeNet, Inspector};
 use crate::ratelimit::RateLimits;
 use crate::sighting::{Aggregator, Sighting};
@@ -20,6 +18,8 @@ use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use zdn_dissect::decode::decode;
+use zdn_dissect::extract::ExtractStats;
 use zdn_indicators::IndicatorSet;
 
 /// Sightings written to the spool in one transaction at most.

@@ -2,12 +2,12 @@
 //! inspect, aggregate — yielding the sightings and the counters.
 
 use crate::capture::{self, CaptureError};
-use crate::decode::decode;
-use crate::extract::ExtractStats;
 use crate::inspect::{HomeNet, Inspector};
 use crate::sighting::{Aggregator, Sighting};
 use std::collections::BTreeMap;
 use std::path::Path;
+use zdn_dissect::decode::decode;
+use zdn_dissect::extract::ExtractStats;
 use zdn_indicators::IndicatorSet;
 use zdn_proto::v1;
 

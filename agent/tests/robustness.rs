@@ -5,9 +5,9 @@
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::Path;
 use zdn_agent::capture::{self, Frame};
-use zdn_agent::decode::{LinkType, decode};
 use zdn_agent::inspect::{HomeNet, Inspector};
-use zdn_agent::{dns, h2c, tls};
+use zdn_dissect::decode::{LinkType, decode};
+use zdn_dissect::{dns, h2c, tls};
 use zdn_indicators::{IndicatorSet, parse_plain};
 
 fn suricata_pcaps() -> Vec<std::path::PathBuf> {

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 pub const MAX_DATAGRAMS: usize = 1024;
 pub const MAX_BYTES: usize = 8 << 20;
 pub const MAX_AGE_MS: i64 = 30_000;
-const MAX_DATAGRAM: usize = 65_535;
+pub const MAX_DATAGRAM: usize = 65_535;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DefragStats {
