@@ -2,16 +2,14 @@
 
 use std::sync::atomic::Ordering;
 use unauthenticated::no_client_cert_channel;
-use zdn_agent::uplink::UplinkError;
+use zdn_agent::delivery::DeliveryError;
+use zdn_agent::heartbeat::HeartbeatError;
 use zdn_integration_tests::{CERT, Network, site};
 use zdn_proto::v1;
 use zdn_transport::Role;
 
-fn code(err: &UplinkError) -> Option<tonic::Code> {
-    match err {
-        UplinkError::Refused(s) | UplinkError::Broken { status: s, .. } => Some(s.code()),
-        _ => None,
-    }
+fn code(err: &DeliveryError) -> Option<tonic::Code> {
+    err.cause.status().map(tonic::Status::code)
 }
 
 #[tokio::test]
@@ -56,7 +54,7 @@ async fn roles_are_enforced_per_service() {
     let analyst = net.issue("umc-noord", Role::Analyst, "soc");
     let sightings = net.sightings_of(&site("umc-noord")).unwrap();
     let err = net.send(&analyst, &sightings).await.unwrap_err();
-    let err = err.downcast::<UplinkError>().unwrap();
+    let err = err.downcast::<DeliveryError>().unwrap();
     assert_eq!(code(&err), Some(tonic::Code::PermissionDenied), "{err}");
 }
 
@@ -90,11 +88,9 @@ async fn malformed_and_oversized_input_is_rejected_and_counted() {
             s
         })
         .collect();
-    let channel =
-        zdn_transport::client::connect(&net.url, Some(&zdn_transport::Bundle::load(&agent).unwrap()))
-            .await
-            .unwrap();
-    let err = zdn_agent::uplink::report(channel, &many, 1001).await.unwrap_err();
+    let bundle = zdn_transport::Bundle::load(&agent).unwrap();
+    let err = zdn_integration_tests::deliver(&net.url, Some(bundle), &many, 1001).await.unwrap_err();
+    let err = err.downcast::<DeliveryError>().unwrap();
     assert_eq!(code(&err), Some(tonic::Code::InvalidArgument), "{err}");
 }
 
@@ -139,13 +135,10 @@ async fn oversized_heartbeats_are_refused() {
             .unwrap();
     let blind_spots = (0..33).map(|i| (format!("kind-{i}"), 1)).collect();
     let beat = v1::HeartbeatRequest { agent_version: "1".into(), blind_spots, ..Default::default() };
-    let err = zdn_agent::uplink::heartbeat(channel.clone(), beat).await.unwrap_err();
-    assert!(
-        matches!(err, UplinkError::Heartbeat(ref s) if s.code() == tonic::Code::InvalidArgument),
-        "{err}"
-    );
+    let HeartbeatError(status) = zdn_agent::heartbeat::send(channel.clone(), beat).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
     let long = v1::HeartbeatRequest { agent_version: "x".repeat(65), ..Default::default() };
-    assert!(zdn_agent::uplink::heartbeat(channel, long).await.is_err());
+    assert!(zdn_agent::heartbeat::send(channel, long).await.is_err());
 }
 
 /// An agent over its ingest rate is refused with the time to wait; sending again what was
@@ -173,12 +166,13 @@ async fn an_agent_over_its_ingest_rate_is_told_to_wait_and_loses_nothing() {
                 break;
             }
             Err(e) => {
-                let Some(UplinkError::Broken { acked, status, .. }) = e.downcast_ref::<UplinkError>() else {
+                let Some(DeliveryError { delivered, cause }) = e.downcast_ref::<DeliveryError>() else {
                     panic!("unexpected error: {e:#}")
                 };
+                let status = cause.status().unwrap_or_else(|| panic!("not the collector's answer: {cause}"));
                 assert_eq!(status.code(), tonic::Code::ResourceExhausted);
                 assert!(status.message().contains("retry in"), "{}", status.message());
-                sent += *acked as usize * BATCH;
+                sent += delivered.batches as usize * BATCH;
                 refusals += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
             }

@@ -271,7 +271,7 @@ async fn heartbeat(net: &Network, participant: &str, ech: u64) {
         blind_spots: [("encrypted_client_hello".to_owned(), ech)].into(),
         ..Default::default()
     };
-    zdn_agent::uplink::heartbeat(channel, beat).await.unwrap();
+    zdn_agent::heartbeat::send(channel, beat).await.unwrap();
 }
 
 /// What `js` returns in the page.

@@ -197,7 +197,7 @@ async fn fleet_shows_heartbeats_and_watch_streams_openings() {
         packets_seen: 42,
         ..Default::default()
     };
-    zdn_agent::uplink::heartbeat(channel, beat).await.unwrap();
+    zdn_agent::heartbeat::send(channel, beat).await.unwrap();
     let fleet = net.zdn_json(&analyst, &["fleet"]).await.unwrap();
     let gw9 = fleet.as_array().unwrap().iter().find(|a| a["agent"] == "gw-9").expect("gw-9 in fleet");
     assert_eq!(
@@ -210,8 +210,7 @@ async fn fleet_shows_heartbeats_and_watch_streams_openings() {
 async fn insecure_dev_mode_serves_plain_http2() {
     let net = Network::start_with(true).await.unwrap();
     let sightings = net.sightings_of(&site("ggz-oost")).unwrap();
-    let channel = zdn_transport::client::connect(&net.url, None).await.unwrap();
-    let delivery = zdn_agent::uplink::report(channel, &sightings, 10).await.unwrap();
+    let delivery = zdn_integration_tests::deliver(&net.url, None, &sightings, 10).await.unwrap();
     assert_eq!(delivery.stored, 1);
     let out = net.zdn(None, &["sightings", "--format", "json"]).await.unwrap();
     assert!(out.contains("\"participant\": \"insecure-dev\""), "{out}");

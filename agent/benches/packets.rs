@@ -1,4 +1,5 @@
-//! The per-packet cost of the agent's path — decode, extract, match — with the 1.85M real
+//! The per-packet cost of the agent's packet path (`PacketPath::inspect`: decode, defragment,
+//! extract, match) — with the 1.85M real
 //! Maltrail trails loaded, on real frames from Suricata's verification captures: a SYN, a DNS
 //! query, a TLS ClientHello, a QUIC Initial (decrypted), an HTTP request, an HTTP/2
 //! cleartext request (preface and headers in one segment), a bulk TCP segment,
@@ -9,7 +10,8 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::path::{Path, PathBuf};
 use zdn_agent::capture;
-use zdn_agent::inspect::{HomeNet, Inspector};
+use zdn_agent::capture::Frame;
+use zdn_agent::packet_path::{HomeNet, PacketPath};
 use zdn_dissect::decode::{LinkType, Transport, decode};
 use zdn_indicators::{IndicatorSet, build_set};
 
@@ -53,6 +55,11 @@ fn find(frames: &[Vec<u8>], what: &str, pick: impl Fn(&Transport<'_>) -> bool) -
         .find(|f| decode(LinkType::Ethernet, f).is_ok_and(|p| pick(&p.transport)))
         .unwrap_or_else(|| panic!("no {what} frame in the suite"))
         .clone()
+}
+
+/// An Ethernet frame as capture hands it to the packet path.
+fn ethernet(data: &[u8], ts_ns: i64) -> Frame<'_> {
+    Frame { ts_ns, link: Some(LinkType::Ethernet), linktype: 1, data }
 }
 
 fn packets(c: &mut Criterion) {
@@ -127,11 +134,8 @@ fn packets(c: &mut Criterion) {
     for (name, frame) in &singles {
         g.bench_function(*name, |b| {
             b.iter_batched_ref(
-                Inspector::default,
-                |inspector| {
-                    let packet = decode(LinkType::Ethernet, frame).unwrap();
-                    inspector.inspect(&set, &home, &packet, 0, |_| {});
-                },
+                PacketPath::default,
+                |path| path.inspect(&ethernet(frame, 0), &set, &home, |_| {}),
                 BatchSize::SmallInput,
             )
         });
@@ -139,12 +143,10 @@ fn packets(c: &mut Criterion) {
     g.throughput(Throughput::Elements(mix.len() as u64));
     g.bench_function(format!("mixed ({} suite frames)", mix.len()), |b| {
         b.iter_batched_ref(
-            Inspector::default,
-            |inspector| {
+            PacketPath::default,
+            |path| {
                 for (i, frame) in mix.iter().enumerate() {
-                    if let Ok(packet) = decode(LinkType::Ethernet, frame) {
-                        inspector.inspect(&set, &home, &packet, i as i64, |_| {});
-                    }
+                    path.inspect(&ethernet(frame, i as i64 * 1_000_000), &set, &home, |_| {});
                 }
             },
             BatchSize::PerIteration,

@@ -171,7 +171,7 @@ mod tests {
         let mut alerts = AlertLog::open(&config).unwrap().unwrap();
         let set = IndicatorSet::new(parse_plain("t", "evil.example").indicators);
         let mut agg = Aggregator::new(1000, 10, crate::pseudonym::Pseudonymiser::ephemeral());
-        let hit = crate::inspect::Hit {
+        let hit = crate::packet_path::Hit {
             indicator: set.iter().next().unwrap(),
             via: Via::DnsQuery,
             observed: "a.evil.example".into(),

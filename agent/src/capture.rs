@@ -38,6 +38,9 @@ const PCAP_MAGICS: [[u8; 4]; 4] =
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 /// Reads the capture at `path` and calls `each` for every frame, in file order.
+// Mapping a file is `unsafe` in memmap2's API (another process may change it under us); the
+// mapping is what lets frames be borrowed in place instead of copied.
+#[allow(unsafe_code)]
 pub fn read_file(path: &Path, each: impl FnMut(Frame<'_>)) -> Result<(), CaptureError> {
     let name = path.display().to_string();
     let io = |source| CaptureError::Io { path: name.clone(), source };

@@ -45,7 +45,7 @@
 //! listen = ""                         # Prometheus /metrics, e.g. "127.0.0.1:9477"; empty: off
 //! ```
 
-use crate::inspect::HomeNet;
+use crate::packet_path::HomeNet;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

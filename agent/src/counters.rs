@@ -4,17 +4,17 @@
 //! Each is a `prometheus-client` counter — an atomic that never goes down — so the hot path
 //! pays one relaxed atomic add and the exposition format is the library's, not ours.
 
+use crate::packet_path::PathStats;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
-use zdn_dissect::extract::ExtractStats;
 use zdn_proto::v1;
 
 #[derive(Debug, Default)]
 pub struct Counters {
     pub packets: Counter,
     pub undecodable: Counter,
-    /// Packets the kernel dropped before capture (not readable through pnet yet: stays 0).
+    /// Packets the kernel dropped before capture (`PACKET_STATISTICS` of the socket).
     pub kernel_drops: Counter,
     pub dns_queries: Counter,
     pub dns_malformed: Counter,
@@ -93,21 +93,26 @@ impl Counters {
         }
     }
 
-    /// Adds what an inspector counted between two readings of its statistics.
-    pub fn add_extract(&self, before: &ExtractStats, after: &ExtractStats) {
+    /// Adds what a packet path counted between two readings of its statistics.
+    pub fn add_path(&self, before: &PathStats, after: &PathStats) {
+        let (b, a) = (&before.extract, &after.extract);
+        let (before_undecodable, after_undecodable) = (before.undecodable_total(), after.undecodable_total());
         let pairs = [
-            (&self.dns_queries, before.dns_queries, after.dns_queries),
-            (&self.dns_malformed, before.dns_malformed, after.dns_malformed),
-            (&self.tls_hellos, before.tls_hellos, after.tls_hellos),
-            (&self.tls_malformed, before.tls_malformed, after.tls_malformed),
-            (&self.http_requests, before.http_requests, after.http_requests),
-            (&self.http_malformed, before.http_malformed, after.http_malformed),
-            (&self.blind_ech, before.blind_ech, after.blind_ech),
-            (&self.blind_dot, before.blind_dot, after.blind_dot),
-            (&self.blind_doh, before.blind_doh, after.blind_doh),
-            (&self.streams_dropped, before.streams_dropped, after.streams_dropped),
-            (&self.datagrams_dropped, before.datagrams_dropped, after.datagrams_dropped),
-            (&self.quic_undecryptable, before.quic_undecryptable, after.quic_undecryptable),
+            (&self.packets, before.packets, after.packets),
+            (&self.undecodable, before_undecodable, after_undecodable),
+            (&self.hits, before.hits, after.hits),
+            (&self.dns_queries, b.dns_queries, a.dns_queries),
+            (&self.dns_malformed, b.dns_malformed, a.dns_malformed),
+            (&self.tls_hellos, b.tls_hellos, a.tls_hellos),
+            (&self.tls_malformed, b.tls_malformed, a.tls_malformed),
+            (&self.http_requests, b.http_requests, a.http_requests),
+            (&self.http_malformed, b.http_malformed, a.http_malformed),
+            (&self.blind_ech, b.blind_ech, a.blind_ech),
+            (&self.blind_dot, b.blind_dot, a.blind_dot),
+            (&self.blind_doh, b.blind_doh, a.blind_doh),
+            (&self.streams_dropped, b.streams_dropped, a.streams_dropped),
+            (&self.datagrams_dropped, b.datagrams_dropped, a.datagrams_dropped),
+            (&self.quic_undecryptable, b.quic_undecryptable, a.quic_undecryptable),
         ];
         for (counter, before, after) in pairs {
             if after > before {

@@ -1,4 +1,9 @@
-//! Delivery: the spool drained over the `Report` stream, for as long as the agent runs.
+//! Delivery: the spool drained over the `Report` stream — the one client of that stream.
+//!
+//! The service ([`run`]) drains its spool for as long as the agent runs; `replay
+//! --collector`, the demo and the tests deliver a list of sightings once ([`deliver_once`])
+//! through the same session code, from a temporary spool, so there is one implementation of
+//! the protocol (sequence numbers, the ack window, deletion on acknowledgement) to trust.
 //!
 //! One session = one connection and one stream. Up to [`IN_FLIGHT`] batches are outstanding;
 //! each batch's rows are deleted from the spool only when its acknowledgement arrives (which
@@ -36,8 +41,9 @@ impl Uplink {
     }
 }
 
+/// Why a delivery session ended.
 #[derive(Debug, thiserror::Error)]
-enum SessionError {
+pub enum SessionError {
     #[error(transparent)]
     Connect(#[from] zdn_transport::client::ConnectError),
     #[error("report stream: {0}")]
@@ -48,9 +54,21 @@ enum SessionError {
     OutOfOrder { expected: u64, got: u64 },
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
+    #[error("cannot make the delivery's temporary spool: {0}")]
+    TempDir(std::io::Error),
+    #[error("{0} sightings could not be written to the delivery's temporary spool")]
+    NotSpooled(u64),
 }
 
 impl SessionError {
+    /// The collector's answer, when it was one.
+    pub fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            SessionError::Status(status) => Some(status),
+            _ => None,
+        }
+    }
+
     /// How long the collector asked us to wait (a batch over our ingest rate is refused with
     /// `RESOURCE_EXHAUSTED` and a `retry-after-ms` header).
     fn asked_to_wait(&self) -> Option<Duration> {
@@ -74,7 +92,14 @@ pub async fn run(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), uplink.reconnect_max);
     while !*stop.borrow() {
-        let result = session(&uplink, &spool, &counters, &spooled, &mut stop, &mut backoff).await;
+        let mut session = Session {
+            uplink: &uplink,
+            spool: &spool,
+            counters: &counters,
+            spooled: &spooled,
+            until_empty: false,
+        };
+        let result = session.run(&mut stop, &mut backoff, &mut Delivered::default()).await;
         match result {
             Ok(()) => return,
             Err(e) => {
@@ -96,74 +121,140 @@ pub async fn run(
     }
 }
 
-async fn session(
-    uplink: &Uplink,
-    spool: &Arc<Spool>,
-    counters: &Counters,
-    spooled: &Notify,
-    stop: &mut watch::Receiver<bool>,
-    backoff: &mut Backoff,
-) -> Result<(), SessionError> {
-    let channel = uplink.connect().await?;
-    let (tx, rx) = mpsc::channel::<v1::SightingBatch>(IN_FLIGHT);
-    let mut client = SightingServiceClient::new(channel);
-    let mut acks = client.report(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
-    tracing::info!(url = %uplink.url, queued = spool.len(), "report stream open");
-    let mut in_flight: VecDeque<(u64, Vec<i64>)> = VecDeque::new();
-    let (mut sequence, mut last_row) = (0u64, 0i64);
-    let mut stopping = false;
-    let deadline = tokio::time::sleep(Duration::MAX);
-    tokio::pin!(deadline);
-    loop {
-        while !stopping && in_flight.len() < IN_FLIGHT {
-            let rows = {
-                let spool = spool.clone();
-                let limit = uplink.batch_size;
-                tokio::task::spawn_blocking(move || spool.peek(last_row, limit))
-                    .await
-                    .expect("spool peek does not panic")?
-            };
-            let Some(last) = rows.last() else { break };
-            last_row = last.seq;
-            sequence += 1;
-            let seqs = rows.iter().map(|r| r.seq).collect();
-            let batch =
-                v1::SightingBatch { sequence, sightings: rows.into_iter().map(|r| r.sighting).collect() };
-            tx.send(batch).await.map_err(|_| SessionError::Closed)?;
-            in_flight.push_back((sequence, seqs));
-        }
-        if stopping && in_flight.is_empty() {
-            return Ok(());
-        }
-        tokio::select! {
-            ack = acks.message() => {
-                let ack = ack?.ok_or(SessionError::Closed)?;
-                let Some((expected, seqs)) = in_flight.pop_front() else {
-                    return Err(SessionError::OutOfOrder { expected: 0, got: ack.sequence });
+/// What the collector said about the sightings delivered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub batches: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+/// A one-shot delivery that ended early: what was acknowledged before, and why it ended.
+#[derive(Debug, thiserror::Error)]
+#[error("{cause} (after the collector acknowledged {} batches)", delivered.batches)]
+pub struct DeliveryError {
+    pub delivered: Delivered,
+    pub cause: SessionError,
+}
+
+/// Delivers `sightings` once, in batches of `uplink.batch_size`, through the session code the
+/// service uses: they are written to a temporary spool, which one session drains until it is
+/// empty and every batch is acknowledged. Any error ends it (no retry); what was acknowledged
+/// before is in the error.
+pub async fn deliver_once(uplink: &Uplink, sightings: &[v1::Sighting]) -> Result<Delivered, DeliveryError> {
+    let mut delivered = Delivered::default();
+    let fail = |delivered, cause| DeliveryError { delivered, cause };
+    let dir = tempfile::Builder::new()
+        .prefix("zdn-delivery-")
+        .tempdir()
+        .map_err(|e| fail(delivered, SessionError::TempDir(e)))?;
+    let spool =
+        Spool::open(&dir.path().join("spool.sqlite"), u64::MAX).map_err(|e| fail(delivered, e.into()))?;
+    let pushed = spool.push(sightings);
+    if pushed.refused_full + pushed.refused_disk > 0 {
+        return Err(fail(delivered, SessionError::NotSpooled(pushed.refused_full + pushed.refused_disk)));
+    }
+    let (spool, counters, spooled) = (Arc::new(spool), Counters::default(), Notify::new());
+    let (_stop_tx, mut stop) = watch::channel(false);
+    let mut backoff = Backoff::new(Duration::from_millis(500), uplink.reconnect_max);
+    let mut session =
+        Session { uplink, spool: &spool, counters: &counters, spooled: &spooled, until_empty: true };
+    match session.run(&mut stop, &mut backoff, &mut delivered).await {
+        Ok(()) => Ok(delivered),
+        Err(cause) => Err(fail(delivered, cause)),
+    }
+}
+
+/// One connection's worth of delivery from a spool.
+struct Session<'a> {
+    uplink: &'a Uplink,
+    spool: &'a Arc<Spool>,
+    counters: &'a Counters,
+    spooled: &'a Notify,
+    /// End once the spool is empty and every batch acknowledged (a one-shot delivery), rather
+    /// than wait for more (the service).
+    until_empty: bool,
+}
+
+impl Session<'_> {
+    async fn run(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        backoff: &mut Backoff,
+        delivered: &mut Delivered,
+    ) -> Result<(), SessionError> {
+        let Session { uplink, spool, counters, spooled, until_empty } = *self;
+        let channel = uplink.connect().await?;
+        let (tx, rx) = mpsc::channel::<v1::SightingBatch>(IN_FLIGHT);
+        let mut client = SightingServiceClient::new(channel);
+        let mut acks = client.report(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+        tracing::info!(url = %uplink.url, queued = spool.len(), "report stream open");
+        let mut in_flight: VecDeque<(u64, Vec<i64>)> = VecDeque::new();
+        let (mut sequence, mut last_row) = (0u64, 0i64);
+        let mut stopping = false;
+        let deadline = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(deadline);
+        loop {
+            while !stopping && in_flight.len() < IN_FLIGHT {
+                let rows = {
+                    let spool = spool.clone();
+                    let limit = uplink.batch_size;
+                    tokio::task::spawn_blocking(move || spool.peek(last_row, limit))
+                        .await
+                        .expect("spool peek does not panic")?
                 };
-                if ack.sequence != expected {
-                    return Err(SessionError::OutOfOrder { expected, got: ack.sequence });
-                }
-                if ack.rejected > 0 {
-                    // Resending cannot fix what the collector found invalid; it is logged here
-                    // and counted there.
-                    tracing::warn!(batch = ack.sequence, rejected = ack.rejected, reason = %ack.reject_reason, "collector rejected sightings");
-                }
-                let spool = spool.clone();
-                tokio::task::spawn_blocking(move || spool.remove(&seqs)).await.expect("spool remove does not panic")?;
-                counters.sent.inc_by(u64::from(ack.stored) + u64::from(ack.duplicates));
-                backoff.reset();
+                let Some(last) = rows.last() else {
+                    if until_empty && in_flight.is_empty() {
+                        return Ok(());
+                    }
+                    break;
+                };
+                last_row = last.seq;
+                sequence += 1;
+                let seqs = rows.iter().map(|r| r.seq).collect();
+                let batch =
+                    v1::SightingBatch { sequence, sightings: rows.into_iter().map(|r| r.sighting).collect() };
+                tx.send(batch).await.map_err(|_| SessionError::Closed)?;
+                in_flight.push_back((sequence, seqs));
             }
-            _ = spooled.notified(), if !stopping && in_flight.len() < IN_FLIGHT => {}
-            // The spool may have rows the notification missed (written before this session).
-            _ = tokio::time::sleep(Duration::from_secs(1)), if !stopping => {}
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
-                deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
-            }
-            _ = &mut deadline => {
-                tracing::warn!(outstanding = in_flight.len(), "stopping before the collector acknowledged every batch; they stay in the spool");
+            if stopping && in_flight.is_empty() {
                 return Ok(());
+            }
+            tokio::select! {
+                ack = acks.message() => {
+                    let ack = ack?.ok_or(SessionError::Closed)?;
+                    let Some((expected, seqs)) = in_flight.pop_front() else {
+                        return Err(SessionError::OutOfOrder { expected: 0, got: ack.sequence });
+                    };
+                    if ack.sequence != expected {
+                        return Err(SessionError::OutOfOrder { expected, got: ack.sequence });
+                    }
+                    if ack.rejected > 0 {
+                        // Resending cannot fix what the collector found invalid; it is logged here
+                        // and counted there.
+                        tracing::warn!(batch = ack.sequence, rejected = ack.rejected, reason = %ack.reject_reason, "collector rejected sightings");
+                    }
+                    let spool = spool.clone();
+                    tokio::task::spawn_blocking(move || spool.remove(&seqs)).await.expect("spool remove does not panic")?;
+                    counters.sent.inc_by(u64::from(ack.stored) + u64::from(ack.duplicates));
+                    delivered.batches += 1;
+                    delivered.stored += u64::from(ack.stored);
+                    delivered.duplicates += u64::from(ack.duplicates);
+                    delivered.rejected += u64::from(ack.rejected);
+                    backoff.reset();
+                }
+                _ = spooled.notified(), if !stopping && in_flight.len() < IN_FLIGHT => {}
+                // The spool may have rows the notification missed (written before this session).
+                _ = tokio::time::sleep(Duration::from_secs(1)), if !stopping => {}
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
+                }
+                _ = &mut deadline => {
+                    tracing::warn!(outstanding = in_flight.len(), "stopping before the collector acknowledged every batch; they stay in the spool");
+                    return Ok(());
+                }
             }
         }
     }

@@ -100,6 +100,8 @@ fn install(path: &Path, bytes: &[u8], mode: u32, gid: Option<u32>) -> Result<(),
 }
 
 /// The id of group `name`.
+// getgrnam(3) has no safe wrapper in libc (and the std library has none).
+#[allow(unsafe_code)]
 fn group_id(name: &str) -> Result<u32, EnrolError> {
     let c = std::ffi::CString::new(name).map_err(|_| EnrolError::NoGroup(name.to_owned()))?;
     // SAFETY: getgrnam(3) with a NUL-terminated name; the result is read at once, before any

@@ -1,39 +1,43 @@
 //! # zdn-agent
 //!
-//! The sensor that runs at each participant: it decodes traffic, extracts what names a
-//! destination, matches it against the CERT's indicators and reports sightings.
+//! The sensor that runs at each participant: it takes frames off the wire or out of capture
+//! files, finds what names a destination (the parsers are `zdn-dissect`), matches it against
+//! the CERT's indicators and reports sightings. `docs/ARCHITECTURE.md` has the whole picture.
 //!
-//! Data flow, one packet at a time (`docs/ARCHITECTURE.md` has the whole picture):
+//! Every frame takes one path ([`packet_path`]), whether it comes from live capture, `replay`
+//! or `observe`:
 //!
 //! ```text
-//! capture ──Frame──▶ decode ──Decoded──▶ inspect ──Hit──▶ sighting::Aggregator ──Sighting──▶ uplink
-//! (pcap/pcapng)      (link, IP, L4)      (IndicatorSet)   (window, pseudonym)                (gRPC, mTLS)
+//! capture/live ──Frame──▶ PacketPath (decode, defragment, extract, match) ──Hit──▶ sighting::Aggregator ──Sighting──▶
+//!                          zdn-dissect           IndicatorSet, home_net              window, pseudonym
 //! ```
 //!
 //! The long-running sensor (`zdn-agent run`, [`service`]) adds a spool, delivery with
 //! acknowledgements, heartbeats and a subscription to the collector's signed set:
 //!
 //! ```text
-//! capture/live ─▶ pipeline (decode, inspect, aggregate, limits, alert log) ─▶ spool ─▶ delivery ─▶ collector
-//!                    ▲ ArcSwap<IndicatorSet> ◀── liveset ◀── sync::follow ◀──────────────────────── collector
+//! capture/live ─▶ pipeline (packet path, aggregate, limits, alert log) ─▶ spool ─▶ delivery ─▶ collector
+//!                    ▲ ArcSwap<IndicatorSet> ◀── liveset ◀── sync::follow ◀────────────────────── collector
 //! ```
+//! `replay --collector` and the demo deliver through the same [`delivery`] code, from a
+//! temporary spool.
 //!
 //! | module | job |
 //! | --- | --- |
 //! | [`capture`] | frames out of pcap and pcapng files, borrowed, with their link type and time |
 //! | [`live`] | frames from network interfaces (AF_PACKET via pnet) |
-//! | [`inspect`] | direction by `home_net`, observables matched against the set |
+//! | [`packet_path`] | the one path of a frame: decode, defragment, extract, match by direction; its counters |
 //! | [`sighting`] | aggregation of hits into [`sighting::Sighting`]s; the JSON-lines contract |
 //! | [`pseudonym`] | keyed pseudonyms for internal hosts (HMAC-SHA256, local secret) |
 //! | [`observe`] | every observable of capture files, for `zdn-agent observe` |
-//! | [`replay`] | the path above over capture files, for `zdn-agent replay` |
+//! | [`replay`] | capture files through the packet path and aggregation, for `zdn-agent replay` |
 //! | [`config`] | `agent.toml`: every key, its default, its checks |
 //! | [`pipeline`] | one capture worker's path from frame to spool, on the live set |
 //! | [`ratelimit`] | per-indicator and overall limits on what is sent (governor) |
 //! | [`alerts`] | the local JSON-lines alert log with ECS names (real internal addresses) |
 //! | [`spool`] | the durable queue of unacknowledged sightings (SQLite, bounded) |
-//! | [`delivery`] | the spool drained over the `Report` stream, deleted on acknowledgement |
-//! | [`uplink`] | one-shot report of a replay, heartbeats, host statistics |
+//! | [`delivery`] | the one `Report` client: a spool drained, rows deleted on acknowledgement |
+//! | [`heartbeat`] | heartbeats and the host statistics they carry |
 //! | [`sync`] | the collector's signed set: one fetch, or a subscription that installs each version |
 //! | [`liveset`] | the set matched: installed collector set + local lists − local allowlists |
 //! | [`counters`] | the running tallies the heartbeat and metrics report |
@@ -43,6 +47,11 @@
 //!
 //! Hot-path invariants (per packet): no allocation unless an indicator matched, no locks, work
 //! bounded by constants (VLAN tags, IPv6 extension headers, DNS questions and pointers).
+//!
+//! `unsafe` is denied; the three places that need it (mapping a capture file, the AF_PACKET
+//! socket options, a group lookup at enrolment) each allow it locally and say why.
+
+#![deny(unsafe_code)]
 
 pub mod alerts;
 pub mod capture;
@@ -50,11 +59,12 @@ pub mod config;
 pub mod counters;
 pub mod delivery;
 pub mod enrol;
-pub mod inspect;
+pub mod heartbeat;
 pub mod live;
 pub mod liveset;
 pub mod metrics;
 pub mod observe;
+pub mod packet_path;
 pub mod pipeline;
 pub mod pseudonym;
 pub mod ratelimit;
@@ -63,4 +73,3 @@ pub mod service;
 pub mod sighting;
 pub mod spool;
 pub mod sync;
-pub mod uplink;

@@ -43,6 +43,8 @@ const RECEIVE_BUFFER: i32 = 32 << 20;
 
 /// Asks for [`RECEIVE_BUFFER`]: beyond `net.core.rmem_max` with CAP_NET_ADMIN
 /// (SO_RCVBUFFORCE), else as much as the sysctl allows (SO_RCVBUF).
+// setsockopt(2) has no safe wrapper in pnet or libc.
+#[allow(unsafe_code)]
 fn enlarge_receive_buffer(fd: i32) {
     let size = RECEIVE_BUFFER;
     let set = |option| {
@@ -73,6 +75,9 @@ pub struct LiveCapture {
 impl LiveCapture {
     /// Opens `workers` sockets on `interface`, in one fanout group when there are several;
     /// fails at once (not in the workers) if the agent lacks the privilege.
+    // socket(2) for AF_PACKET: pnet opens its own socket only without fanout options we need
+    // to set first (the receive buffer), so we open it and hand the descriptor over.
+    #[allow(unsafe_code)]
     pub fn open(interface: &str, promiscuous: bool, workers: usize) -> Result<Vec<LiveCapture>, LiveError> {
         let iface = pnet_datalink::interfaces()
             .into_iter()
@@ -118,6 +123,8 @@ impl LiveCapture {
 
     /// Packets the kernel dropped for this socket since the last call (the counter resets
     /// when read).
+    // getsockopt(2) for PACKET_STATISTICS has no safe wrapper in pnet or libc.
+    #[allow(unsafe_code)]
     fn kernel_drops(&self) -> u64 {
         let mut stats = libc::tpacket_stats { tp_packets: 0, tp_drops: 0 };
         let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;

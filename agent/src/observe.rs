@@ -1,12 +1,13 @@
 //! `zdn-agent observe`: every observable the extractors find in capture files, matched or not
-//! — for triage, and to compare the agent's eyes with other tools' (tshark, Suricata).
+//! — for triage, and to compare the agent's eyes with other tools' (tshark, Suricata). The
+//! frames take the packet path of live capture ([`PacketPath::observe`]), without a matcher.
 
 use crate::capture::{self, CaptureError};
+use crate::packet_path::{PacketPath, PathStats};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::path::Path;
-use zdn_dissect::decode::decode;
-use zdn_dissect::extract::{ExtractStats, Extractor, Observation};
+use zdn_dissect::extract::Observation;
 use zdn_timestamps::format_unix_ms;
 
 /// One observable as printed.
@@ -22,28 +23,19 @@ pub struct Observed {
     pub dst_port: u16,
 }
 
-/// Calls `each` with every observable of the captures, in order; returns the extractors'
+/// Calls `each` with every observable of the captures, in order; returns the packet path's
 /// counters.
 pub fn observe(
     pcaps: &[impl AsRef<Path>],
     mut each: impl FnMut(Observed),
-) -> Result<ExtractStats, CaptureError> {
-    let mut extractor = Extractor::default();
+) -> Result<PathStats, CaptureError> {
+    let mut path = PacketPath::default();
     for pcap in pcaps {
         capture::read_file(pcap.as_ref(), |frame| {
-            let Some(packet) = frame.link.and_then(|link| decode(link, frame.data).ok()) else { return };
             let ts_ms = frame.ts_ns / 1_000_000;
-            let whole = extractor.defragment(&packet, ts_ms);
-            let packet = match &whole {
-                Some(whole) => match whole.decoded() {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-                None => packet,
-            };
-            extractor.extract(&packet, ts_ms, |o| {
+            path.observe(&frame, |packet, o| {
                 let (via, value) = match o {
-                    Observation::Seen { via, value } => (via.as_str().to_owned(), value.to_string()),
+                    Observation::Seen { via, value, .. } => (via.as_str().to_owned(), value.to_string()),
                     Observation::Blind { spot, value } => {
                         (format!("blind:{}", spot.name()), value.to_string())
                     }
@@ -60,5 +52,5 @@ pub fn observe(
             });
         })?;
     }
-    Ok(extractor.stats())
+    Ok(path.stats())
 }

@@ -1,5 +1,6 @@
-//! The per-worker packet path of `zdn-agent run`: frame → decode → inspect against the live
-//! indicator set → aggregate → (alert log, rate limits) → spool.
+//! One capture worker of `zdn-agent run`: frame → the packet path ([`PacketPath`]: decode,
+//! defragment, extract, match against the live indicator set) → aggregate → (alert log, rate
+//! limits) → spool.
 //!
 //! One `Pipeline` belongs to one capture worker thread. The live set is read through
 //! `ArcSwap::load` once per packet: lock-free, and a packet sees one whole set even while the
@@ -10,7 +11,7 @@
 use crate::alerts::AlertLog;
 use crate::capture::Frame;
 use crate::counters::Counters;
-use crate::inspect::{HomeNet, Inspector};
+use crate::packet_path::{HomeNet, PacketPath, PathStats};
 use crate::ratelimit::RateLimits;
 use crate::sighting::{Aggregator, Sighting};
 use crate::spool::Spool;
@@ -18,8 +19,6 @@ use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use zdn_dissect::decode::decode;
-use zdn_dissect::extract::ExtractStats;
 use zdn_indicators::IndicatorSet;
 
 /// Sightings written to the spool in one transaction at most.
@@ -46,9 +45,9 @@ pub struct Shared {
 pub struct Pipeline {
     shared: Arc<Shared>,
     aggregator: Aggregator,
-    inspector: Inspector,
-    /// The inspector's counters as last added to the shared ones, and packets since.
-    reported: ExtractStats,
+    path: PacketPath,
+    /// The packet path's counters as last added to the shared ones, and packets since.
+    reported: PathStats,
     since_report: u32,
     pending: Vec<Sighting>,
     pending_since: Option<Instant>,
@@ -61,8 +60,8 @@ impl Pipeline {
         Pipeline {
             shared,
             aggregator,
-            inspector: Inspector::default(),
-            reported: ExtractStats::default(),
+            path: PacketPath::default(),
+            reported: PathStats::default(),
             since_report: 0,
             pending: Vec::new(),
             pending_since: None,
@@ -72,25 +71,12 @@ impl Pipeline {
 
     /// One captured frame.
     pub fn frame(&mut self, frame: &Frame<'_>) {
-        let counters = &self.shared.counters;
-        counters.packets.inc_by(1);
-        let Some(packet) = frame.link.and_then(|link| decode(link, frame.data).ok()) else {
-            counters.undecodable.inc_by(1);
-            return;
-        };
         let ts_ms = frame.ts_ns / 1_000_000;
         self.aggregator.advance(ts_ms);
         let set = self.shared.set.load();
         let aggregator = &mut self.aggregator;
-        let mut hits = 0;
-        self.inspector.inspect(&set, &self.shared.home, &packet, ts_ms, |hit| {
-            hits += 1;
-            aggregator.add(hit, ts_ms);
-        });
-        if hits > 0 {
-            counters.hits.inc_by(hits);
-        }
-        // The extraction counters reach the shared ones in batches, not per packet.
+        self.path.inspect(frame, &set, &self.shared.home, |hit| aggregator.add(hit, ts_ms));
+        // The packet path's counters reach the shared ones in batches, not per packet.
         self.since_report += 1;
         if self.since_report >= REPORT_EVERY {
             self.report_stats();
@@ -114,12 +100,12 @@ impl Pipeline {
         self.collect(false);
     }
 
-    /// Adds what the inspector counted since the last report to the shared counters.
+    /// Adds what the packet path counted since the last report to the shared counters.
     fn report_stats(&mut self) {
         self.since_report = 0;
-        let stats = self.inspector.stats();
+        let stats = self.path.stats();
         if stats != self.reported {
-            self.shared.counters.add_extract(&self.reported, &stats);
+            self.shared.counters.add_path(&self.reported, &stats);
             self.reported = stats;
         }
     }

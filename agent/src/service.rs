@@ -242,7 +242,7 @@ async fn heartbeats(
     mut stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
-    let mut host = crate::uplink::HostStats::new();
+    let mut host = crate::heartbeat::HostStats::new();
     let mut channel = None;
     let mut interval = tokio::time::interval(every);
     loop {
@@ -262,7 +262,7 @@ async fn heartbeats(
                 channel = uplink.connect().await.ok();
             }
             if let Some(ch) = channel.clone()
-                && let Err(e) = crate::uplink::heartbeat(ch, beat).await
+                && let Err(e) = crate::heartbeat::send(ch, beat).await
             {
                 tracing::debug!(error = %e, "heartbeat not delivered");
                 channel = None;

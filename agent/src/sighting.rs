@@ -8,7 +8,7 @@
 //! bounded; when it is reached the oldest is closed early, so a flood of distinct hits costs
 //! reports, never unbounded memory.
 
-use crate::inspect::Hit;
+use crate::packet_path::Hit;
 use crate::pseudonym::Pseudonymiser;
 use serde::{Serialize, Serializer};
 use std::collections::HashMap;

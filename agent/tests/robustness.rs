@@ -1,13 +1,13 @@
 //! Every capture of the Suricata verification suite, and mutations of its frames, through the
 //! agent's parsers: no panic, every frame accounted for. A bounded, deterministic fuzz pass
-//! that runs in `cargo test` (the coverage-guided fuzz targets come with the decoder issue).
+//! that runs in `cargo test` (the coverage-guided fuzz targets are in `fuzz/`, their bodies in
+//! `zdn_dissect::fuzz`).
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::Path;
 use zdn_agent::capture::{self, Frame};
-use zdn_agent::inspect::{HomeNet, Inspector};
-use zdn_dissect::decode::{LinkType, decode};
-use zdn_dissect::{dns, h2c, tls};
+use zdn_agent::packet_path::{HomeNet, PacketPath};
+use zdn_dissect::decode::LinkType;
 use zdn_indicators::{IndicatorSet, parse_plain};
 
 fn suricata_pcaps() -> Vec<std::path::PathBuf> {
@@ -37,19 +37,14 @@ fn every_real_capture_decodes_without_panic() {
     let (mut files, mut frames) = (0, 0u64);
     let mut failures = std::collections::BTreeMap::new();
     for pcap in suricata_pcaps() {
-        let mut inspector = Inspector::default();
+        let mut path = PacketPath::default();
         // Some suite captures are deliberately damaged; that must be an error, not a panic.
-        let _ = capture::read_file(&pcap, |frame: Frame<'_>| {
-            frames += 1;
-            let Some(link) = frame.link else {
-                *failures.entry(format!("link type {}", frame.linktype)).or_insert(0) += 1;
-                return;
-            };
-            match decode(link, frame.data) {
-                Ok(p) => inspector.inspect(&set, &home, &p, frame.ts_ns / 1_000_000, |_| {}),
-                Err(e) => *failures.entry(e.counter_name().to_owned()).or_insert(0) += 1,
-            }
-        });
+        let _ = capture::read_file(&pcap, |frame: Frame<'_>| path.inspect(&frame, &set, &home, |_| {}));
+        let stats = path.stats();
+        frames += stats.packets;
+        for (reason, n) in stats.undecodable {
+            *failures.entry(reason).or_insert(0) += n;
+        }
         files += 1;
     }
     assert!(files > 250, "only {files} captures found");
@@ -60,6 +55,9 @@ fn every_real_capture_decodes_without_panic() {
     assert!(failures.values().sum::<u64>() <= 1, "undecodable frames of {frames}: {failures:?}");
 }
 
+/// Real frames, damaged: through the whole packet path (decode, defragmentation, extraction,
+/// matching, with state carried across frames), and the same bytes through the DNS, HTTP/2
+/// and TLS fuzz bodies of `zdn_dissect::fuzz`.
 #[test]
 fn mutated_frames_and_random_bytes_never_panic() {
     let mut rng = StdRng::seed_from_u64(0x5eed);
@@ -73,7 +71,7 @@ fn mutated_frames_and_random_bytes_never_panic() {
         });
     }
     assert!(!seeds.is_empty());
-    let mut inspector = Inspector::default();
+    let mut path = PacketPath::default();
     let links = [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::RawIp];
     for i in 0..200_000 {
         let mut frame = seeds[i % seeds.len()].clone();
@@ -94,22 +92,14 @@ fn mutated_frames_and_random_bytes_never_panic() {
             }
         }
         let link = links[rng.random_range(0..links.len())];
-        if let Ok(p) = decode(link, &frame) {
-            inspector.inspect(&set, &home, &p, i as i64, |_| {});
-        }
-        let _ = dns::for_each_query_name(&frame, |_| {});
-        if frame.len() > 42 {
-            let _ = dns::for_each_query_name(&frame[42..], |_| {});
-        }
-        // The same bytes as HTTP/2 frames behind a real preface, and as TLS records.
-        let h2 = [h2c::PREFACE, &frame].concat();
-        if let Ok(h2c::Progress::Complete { .. }) = h2c::progress(&h2) {
-            let _ = h2c::first_request(&h2);
-        }
-        if let Ok(tls::Progress::Complete { .. }) = tls::client_hello_progress(&frame) {
-            let _ = tls::handshake_of(&frame).map(|m| tls::parse_handshake(&m, false).is_ok());
-        }
+        let captured = Frame { ts_ns: i as i64 * 1_000_000, link: Some(link), linktype: 0, data: &frame };
+        path.inspect(&captured, &set, &home, |_| {});
+        zdn_dissect::fuzz::dns(&frame);
+        zdn_dissect::fuzz::dns(frame.get(42..).unwrap_or_default());
+        zdn_dissect::fuzz::h2c(&frame);
+        zdn_dissect::fuzz::tls(&frame);
     }
+    assert_eq!(path.stats().packets, 200_000, "every frame counted");
 }
 
 #[test]

@@ -16,11 +16,13 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use zdn_agent::inspect::HomeNet;
+use std::time::Duration;
+use zdn_agent::delivery::{self, Uplink};
+use zdn_agent::heartbeat;
+use zdn_agent::packet_path::HomeNet;
 use zdn_agent::pseudonym::Pseudonymiser;
 use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
-use zdn_agent::sighting::Aggregator;
-use zdn_agent::uplink;
+use zdn_agent::sighting::{Aggregator, Sighting};
 use zdn_answers::output::{self, Format};
 use zdn_answers::rows::{correlation_row, sighting_row};
 use zdn_client::connect;
@@ -106,14 +108,20 @@ async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         let home = HomeNet::new(vec![site.home_net.parse()?]);
         let aggregator = Aggregator::new(60_000, AGGREGATE_CAPACITY, Pseudonymiser::ephemeral());
         let (sightings, stats) = replay::replay(&set, &home, &[&pcap], aggregator)?;
-        let channel = zdn_transport::client::connect(&url, Some(&Bundle::load(&bundle_dir)?)).await?;
-        let delivery = uplink::report(channel.clone(), &sightings, 500).await?;
-        uplink::heartbeat(channel, stats.heartbeat(&set)).await?;
+        let uplink = Uplink {
+            url: url.clone(),
+            bundle: Some(Bundle::load(&bundle_dir)?),
+            batch_size: 500,
+            reconnect_max: Duration::from_secs(1),
+        };
+        let wire: Vec<_> = sightings.iter().map(Sighting::to_proto).collect();
+        let delivery = delivery::deliver_once(&uplink, &wire).await?;
+        heartbeat::send(uplink.connect().await?, stats.heartbeat(&set)).await?;
         writeln!(
             out,
             "agent {:<16} replayed {:>2} packets -> {} sightings, {} stored by the collector",
             site.participant,
-            stats.packets,
+            stats.path.packets,
             sightings.len(),
             delivery.stored
         )?;

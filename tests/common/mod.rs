@@ -11,11 +11,11 @@ use anyhow::Result;
 use clap::Parser;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
-use zdn_agent::inspect::HomeNet;
+use zdn_agent::delivery::{self, Delivered, Uplink};
+use zdn_agent::packet_path::HomeNet;
 use zdn_agent::pseudonym::Pseudonymiser;
 use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
 use zdn_agent::sighting::{Aggregator, Sighting};
-use zdn_agent::uplink::{self, Delivery};
 use zdn_collector::config::{Config, ConsoleConfig};
 use zdn_collector::pki;
 use zdn_collector::server::{self, RunningCollector};
@@ -102,14 +102,14 @@ impl Network {
     }
 
     /// Sends sightings with the credentials in `bundle`.
-    pub async fn send(&self, bundle: &Path, sightings: &[Sighting]) -> Result<Delivery> {
+    pub async fn send(&self, bundle: &Path, sightings: &[Sighting]) -> Result<Delivered> {
         self.send_to(&self.url, bundle, sightings).await
     }
 
-    /// Sends sightings to the collector at `url` (this one or another instance).
-    pub async fn send_to(&self, url: &str, bundle: &Path, sightings: &[Sighting]) -> Result<Delivery> {
-        let channel = zdn_transport::client::connect(url, Some(&Bundle::load(bundle)?)).await?;
-        Ok(uplink::report(channel, sightings, 2).await?)
+    /// Sends sightings to the collector at `url` (this one or another instance), through the
+    /// agent's own delivery code, in batches of 2.
+    pub async fn send_to(&self, url: &str, bundle: &Path, sightings: &[Sighting]) -> Result<Delivered> {
+        deliver(url, Some(Bundle::load(bundle)?), sightings, 2).await
     }
 
     /// Every demo site reports its capture as its own participant.
@@ -194,4 +194,18 @@ pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
         built.push(name.to_owned());
     }
     binary
+}
+
+/// Delivers `sightings` once through the agent's delivery code (a temporary spool drained by
+/// one session), in batches of `batch_size`.
+pub async fn deliver(
+    url: &str,
+    bundle: Option<Bundle>,
+    sightings: &[Sighting],
+    batch_size: usize,
+) -> Result<Delivered> {
+    let uplink =
+        Uplink { url: url.to_owned(), bundle, batch_size, reconnect_max: std::time::Duration::from_secs(1) };
+    let wire: Vec<_> = sightings.iter().map(Sighting::to_proto).collect();
+    Ok(delivery::deliver_once(&uplink, &wire).await?)
 }

@@ -3,8 +3,9 @@
 //! fingerprints, HTTP host and URL — and the blind spots where a destination is hidden from us
 //! (Encrypted Client Hello, DNS over TLS, DNS over HTTPS to public resolvers).
 //!
-//! Extraction knows nothing of indicators or direction; [`crate::inspect`] decides what to
-//! match, `zdn-agent observe` prints everything. Values are borrowed or built in stack buffers;
+//! Extraction knows nothing of indicators or of `home_net`; it says which way each
+//! observation's packet went ([`Towards`]), and the agent's packet path decides what to match;
+//! `zdn-agent observe` prints everything. Values are borrowed or built in stack buffers;
 //! only an HTTP URL (canonical form), an h2c request's decoded headers and a reassembled
 //! message allocate.
 
@@ -62,11 +63,24 @@ impl BlindSpot {
     }
 }
 
+/// Which way the packet that carried an observation went, so that whoever matches it knows
+/// which end is the client (the host a sighting is about) without guessing from ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Towards {
+    /// From the client to the server: connection attempts, queries, ClientHellos, requests.
+    /// The client is the packet's source.
+    Server,
+    /// From the server back to the client: DNS answers (over UDP and TCP). The client is the
+    /// packet's destination.
+    Client,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observation<'a> {
     Seen {
         via: Via,
         value: Value<'a>,
+        towards: Towards,
     },
     Blind {
         spot: BlindSpot,
@@ -164,9 +178,17 @@ impl Extractor {
         if t.is_tcp_syn() || matches!(t, Transport::Udp { .. } | Transport::Icmp) {
             let port = t.dst_port();
             if port != 0 {
-                each(Observation::Seen { via: Via::IpDst, value: Value::IpPort(packet.dst, port) });
+                each(Observation::Seen {
+                    via: Via::IpDst,
+                    value: Value::IpPort(packet.dst, port),
+                    towards: Towards::Server,
+                });
             }
-            each(Observation::Seen { via: Via::IpDst, value: Value::Ip(packet.dst) });
+            each(Observation::Seen {
+                via: Via::IpDst,
+                value: Value::Ip(packet.dst),
+                towards: Towards::Server,
+            });
             if t.is_tcp_syn() && port == DOT_PORT {
                 self.stats.blind_dot += 1;
                 each(Observation::Blind {
@@ -230,7 +252,7 @@ impl Extractor {
                 }
                 dns::Answer::Alias(name) => Value::Name(name),
             };
-            each(Observation::Seen { via: Via::DnsAnswer, value });
+            each(Observation::Seen { via: Via::DnsAnswer, value, towards: Towards::Client });
         });
         if matches!(result, Err(e) if e != dns::DnsError::NotResponse) {
             stats.dns_malformed += 1;
@@ -241,7 +263,11 @@ impl Extractor {
         let stats = &mut self.stats;
         let result = dns::for_each_query_name(msg, |name| {
             stats.dns_queries += 1;
-            each(Observation::Seen { via: Via::DnsQuery, value: Value::Name(name) });
+            each(Observation::Seen {
+                via: Via::DnsQuery,
+                value: Value::Name(name),
+                towards: Towards::Server,
+            });
         });
         if matches!(result, Err(e) if e != dns::DnsError::NotQuery) {
             stats.dns_malformed += 1;
@@ -402,7 +428,11 @@ fn request_observations(
             Some(IpAddr::V6(v6)) => _ = write!(url, "[{v6}]"),
             Some(IpAddr::V4(v4)) => _ = write!(url, "{v4}"),
             None => {
-                each(Observation::Seen { via: Via::HttpHost, value: Value::Name(host) });
+                each(Observation::Seen {
+                    via: Via::HttpHost,
+                    value: Value::Name(host),
+                    towards: Towards::Server,
+                });
                 url.push_str(host);
             }
         }
@@ -411,7 +441,7 @@ fn request_observations(
         }
     }
     zdn_indicators::normalise::push_canonical_path(&mut url, path);
-    each(Observation::Seen { via: Via::HttpUrl, value: Value::Text(&url) });
+    each(Observation::Seen { via: Via::HttpUrl, value: Value::Text(&url), towards: Towards::Server });
     if let Some(agent) = user_agent {
         each(Observation::Attribute { name: "http_user_agent", value: agent });
     }
@@ -428,7 +458,7 @@ pub(crate) fn hello_observations(
 ) {
     if let Some(name) = &hello.sni {
         let name = name.as_str();
-        each(Observation::Seen { via: sni_via, value: Value::Name(name) });
+        each(Observation::Seen { via: sni_via, value: Value::Name(name), towards: Towards::Server });
         if DOH_RESOLVERS.contains(&name) {
             stats.blind_doh += 1;
             each(Observation::Blind { spot: BlindSpot::DnsOverHttps, value: Value::Name(name) });
@@ -441,8 +471,16 @@ pub(crate) fn hello_observations(
             value: Value::IpPort(dst, dst_port),
         });
     }
-    each(Observation::Seen { via: Via::Ja3, value: Value::Text(tls::ja3_str(&hello.ja3)) });
-    each(Observation::Seen { via: Via::Ja4, value: Value::Text(hello.ja4.as_str()) });
+    each(Observation::Seen {
+        via: Via::Ja3,
+        value: Value::Text(tls::ja3_str(&hello.ja3)),
+        towards: Towards::Server,
+    });
+    each(Observation::Seen {
+        via: Via::Ja4,
+        value: Value::Text(hello.ja4.as_str()),
+        towards: Towards::Server,
+    });
     if let Some(alpn) = hello.alpn.and_then(|a| std::str::from_utf8(a).ok()) {
         each(Observation::Attribute { name: "tls_alpn", value: alpn });
     }

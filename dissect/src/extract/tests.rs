@@ -14,7 +14,7 @@ fn observe(ex: &mut Extractor, packet: &Decoded<'_>) -> Vec<String> {
     let mut out = Vec::new();
     ex.extract(packet, 0, |o| {
         out.push(match o {
-            Observation::Seen { via, value } => format!("{via} {value}"),
+            Observation::Seen { via, value, .. } => format!("{via} {value}"),
             Observation::Blind { spot, value } => format!("blind:{} {value}", spot.name()),
             Observation::Attribute { name, value } => format!("{name} {value}"),
         })

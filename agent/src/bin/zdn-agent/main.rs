@@ -6,14 +6,16 @@ use clap::Parser;
 use ipnet::IpNet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use zdn_agent::config::AgentConfig;
-use zdn_agent::inspect::HomeNet;
+use zdn_agent::delivery::{self, Uplink};
+use zdn_agent::heartbeat;
+use zdn_agent::packet_path::HomeNet;
 use zdn_agent::pseudonym::Pseudonymiser;
 use zdn_agent::replay::{self, AGGREGATE_CAPACITY};
 use zdn_agent::service::Controls;
-use zdn_agent::sighting::Aggregator;
+use zdn_agent::sighting::{Aggregator, Sighting};
 use zdn_agent::sync::Synced;
-use zdn_agent::uplink;
 use zdn_indicators::signing::Publisher;
 
 mod cli;
@@ -77,16 +79,18 @@ fn observe(pcaps: &[PathBuf], format: ObserveFormat) -> Result<()> {
         other => other?,
     }
     eprintln!(
-        "{} DNS queries ({} malformed), {} TLS ClientHellos ({} malformed), {} HTTP requests ({} malformed); blind spots: {} ECH, {} DoT, {} DoH",
-        stats.dns_queries,
-        stats.dns_malformed,
-        stats.tls_hellos,
-        stats.tls_malformed,
-        stats.http_requests,
-        stats.http_malformed,
-        stats.blind_ech,
-        stats.blind_dot,
-        stats.blind_doh
+        "{} packets ({} undecodable), {} DNS queries ({} malformed), {} TLS ClientHellos ({} malformed), {} HTTP requests ({} malformed); blind spots: {} ECH, {} DoT, {} DoH",
+        stats.packets,
+        stats.undecodable_total(),
+        stats.extract.dns_queries,
+        stats.extract.dns_malformed,
+        stats.extract.tls_hellos,
+        stats.extract.tls_malformed,
+        stats.extract.http_requests,
+        stats.extract.http_malformed,
+        stats.extract.blind_ech,
+        stats.extract.blind_dot,
+        stats.extract.blind_doh
     );
     Ok(())
 }
@@ -257,11 +261,11 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
     let (sightings, stats) = replay::replay(&set, &home, &args.pcaps, aggregator)?;
     eprintln!(
         "replayed {} packets ({} undecodable), {} DNS queries ({} malformed), {} hits, {} sightings",
-        stats.packets,
-        stats.undecodable_total(),
-        stats.inspect.dns_queries,
-        stats.inspect.dns_malformed,
-        stats.hits,
+        stats.path.packets,
+        stats.path.undecodable_total(),
+        stats.path.extract.dns_queries,
+        stats.path.extract.dns_malformed,
+        stats.path.hits,
         sightings.len()
     );
     let Some(url) = args.collector else {
@@ -277,11 +281,17 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
     }
     let identity = args.identity.expect("clap requires --identity with --collector");
     let bundle = zdn_transport::Bundle::load(&identity)?;
+    let uplink = Uplink {
+        url,
+        bundle: Some(bundle),
+        batch_size: args.batch_size,
+        reconnect_max: Duration::from_secs(1),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let channel = zdn_transport::client::connect(&url, Some(&bundle)).await?;
-        let delivery = uplink::report(channel.clone(), &sightings, args.batch_size).await?;
-        uplink::heartbeat(channel, stats.heartbeat(&set)).await?;
+        let wire: Vec<_> = sightings.iter().map(Sighting::to_proto).collect();
+        let delivery = delivery::deliver_once(&uplink, &wire).await?;
+        heartbeat::send(uplink.connect().await?, stats.heartbeat(&set)).await?;
         eprintln!(
             "collector acknowledged {} batches: {} stored, {} already stored, {} rejected",
             delivery.batches, delivery.stored, delivery.duplicates, delivery.rejected
