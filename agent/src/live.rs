@@ -8,7 +8,8 @@
 //! for promiscuous mode); without it the error says so. Frames are stamped with the wall clock
 //! when read. The read times out every [`TICK`] so an idle link still closes aggregation
 //! windows, flushes the spool buffer, and sees the stop flag.
-//! Not yet: a TPACKET_V3 ring (pnet copies each frame out of the socket with one `recvfrom`).
+//! Known limit: no TPACKET_V3 ring yet; pnet copies each frame out of the socket with one
+//! `recvfrom`.
 
 use crate::capture::Frame;
 use crate::pipeline::Pipeline;

@@ -1,4 +1,5 @@
-//! Whole-collector benchmark over real gRPC and TLS on loopback (issue 6's targets):
+//! Whole-collector benchmark over real gRPC and TLS on loopback, against the collector targets
+//! of the product specification:
 //!
 //! 1. **ingest**: 100 agents of 100 institutions stream batches of 1000 sightings at once;
 //!    sustained sightings/s from the first batch sent to the last acknowledgement (an ack

@@ -166,23 +166,12 @@ impl Default for CorrelationConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+pub use zdn_config_file::ConfigError;
 
 impl Config {
     /// Reads `path`; keys left out keep their defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
-        let config: Config = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.into(), source: Box::new(e) })?;
+        let config: Config = zdn_config_file::read(path)?;
         config.validate()?;
         Ok(config)
     }

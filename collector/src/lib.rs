@@ -24,10 +24,12 @@
 //! | [`store`] | SQLite or PostgreSQL: sightings, per-indicator aggregates, correlations, agents, audit |
 //! | [`correlation`] | the rule that opens and escalates correlations |
 //! | [`alerts`] | correlation events to a signed webhook and syslog |
-//! | [`export`] | sightings as STIX 2.1, MISP sightings, CSV |
+//! | [`export`] | sightings as STIX 2.1, MISP sightings, CSV (the rows of `zdn-answers`) |
 //! | [`http`] | the analyst API as HTTP/JSON (+ OpenAPI, server-sent events) on the gRPC port |
 //! | [`console`] | the analysts' web console: sessions, pages, the live board |
-//! | [`cli`] | the analyst CLI `zdn`: queries, output formats, the demo |
+//! | [`shutdown`] | the graceful stop every long-lived task waits on |
+
+#![forbid(unsafe_code)]
 
 pub mod access;
 pub mod alerts;

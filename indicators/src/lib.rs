@@ -17,6 +17,9 @@
 //! Why normalise on load: the agent then compares canonical forms only, so the per-packet path
 //! never refangs, lower-cases indicator values or parses URLs of the list again.
 
+// `unsafe` is denied; mapping a compiled set into memory (`sources.rs`) allows it locally.
+#![deny(unsafe_code)]
+
 pub mod allowlist;
 pub mod formats;
 pub mod model;

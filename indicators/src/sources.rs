@@ -115,7 +115,9 @@ fn load_compiled(
     let io = |source| LoadError::Io { path: name.clone(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     // SAFETY: read-only and dropped before returning; sets are replaced by rename, never
-    // rewritten in place (`compiled::write`, `signing::install`).
+    // rewritten in place (`compiled::write`, `signing::install`). Mapping is `unsafe` in
+    // memmap2's API; it lets a 100 MB set be read without a copy.
+    #[allow(unsafe_code)]
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
     let bytes: &[u8] = &map;
     let (set, version, format) = match (crate::signing::is_signed(bytes), pinned) {

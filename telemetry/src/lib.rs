@@ -4,6 +4,8 @@
 //! journald-friendly text or JSON lines (`--log-format`), filtered by `ZDN_LOG` (`tracing`
 //! env-filter syntax, e.g. `ZDN_LOG=debug` or `ZDN_LOG=zdn_collector=debug`).
 
+#![forbid(unsafe_code)]
+
 /// The `--log-format` option of every ZDN binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

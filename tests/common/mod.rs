@@ -5,6 +5,8 @@
 //! agent's crate because they need a collector, and the agent does not depend on it; they run
 //! the real `zdn-agent` binary ([`agent_binary`]).
 
+#![forbid(unsafe_code)]
+
 pub mod browser;
 
 use anyhow::Result;

@@ -14,6 +14,8 @@
 //! lists (rustls' `WebPkiClientVerifier` takes CRLs), and the identity parsed once per
 //! connection rather than per request; tonic's wrapper exposes none of these.
 
+#![forbid(unsafe_code)]
+
 pub mod bundle;
 pub mod client;
 pub mod identity;

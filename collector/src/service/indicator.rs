@@ -7,7 +7,8 @@
 //! version is pushed on it as it is published, until the collector stops.
 //! Indicators marked as false positives are withdrawn from every version published after the
 //! mark ([`Publishing::withdraw`] publishes one at once).
-//! Not yet: deltas (a new version is sent whole).
+//! An agent one of the last few versions behind gets the signed deltas from its version
+//! instead of the whole set (`super::delta`).
 
 use crate::access::authorise;
 use futures::{Stream, StreamExt};
