@@ -2,9 +2,12 @@
 //! frames they count the same: every real capture of Suricata's verification suite goes
 //! through all three entry points, and their counters are compared.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use support::suricata_pcaps;
 use zdn_agent::capture;
 use zdn_agent::counters::Counters;
 use zdn_agent::packet_path::HomeNet;
@@ -16,21 +19,10 @@ use zdn_agent::sighting::Aggregator;
 use zdn_agent::spool::Spool;
 use zdn_indicators::{IndicatorSet, parse_plain};
 
+/// The suite's captures that every reader reads whole (the deliberately damaged ones end
+/// early, and an entry point that stops at the error counts less).
 fn suite() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcap/suricata-verify");
-    let mut pcaps: Vec<_> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| {
-            panic!("{}: {e} (the shared test data must sit beside the repository)", root.display())
-        })
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .map(|f| f.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
-        // The deliberately damaged captures end early, differently per reader; the rest are
-        // read whole by all three.
-        .filter(|p| capture::read_file(p, |_| {}).is_ok())
-        .collect();
-    pcaps.sort();
-    pcaps
+    suricata_pcaps().into_iter().filter(|p| capture::read_file(p, |_| {}).is_ok()).collect()
 }
 
 /// Indicators that match in many captures, of every kind the path looks up.

@@ -3,26 +3,15 @@
 //! that runs in `cargo test` (the coverage-guided fuzz targets are in `fuzz/`, their bodies in
 //! `zdn_dissect::fuzz`).
 
+mod support;
+
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::Path;
+use support::suricata_pcaps;
 use zdn_agent::capture::{self, Frame};
 use zdn_agent::packet_path::{HomeNet, PacketPath};
 use zdn_dissect::decode::LinkType;
 use zdn_indicators::{IndicatorSet, parse_plain};
-
-fn suricata_pcaps() -> Vec<std::path::PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcap/suricata-verify");
-    let mut pcaps: Vec<_> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| {
-            panic!("{}: {e} (the shared test data must sit beside the repository)", root.display())
-        })
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .map(|f| f.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
-        .collect();
-    pcaps.sort();
-    pcaps
-}
 
 /// Indicators that match something in most captures: common resolvers and names.
 fn set() -> IndicatorSet {
