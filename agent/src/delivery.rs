@@ -92,7 +92,7 @@ pub async fn run(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), uplink.reconnect_max);
     while !*stop.borrow() {
-        let mut session = Session {
+        let session = Session {
             uplink: &uplink,
             spool: &spool,
             counters: &counters,
@@ -158,7 +158,7 @@ pub async fn deliver_once(uplink: &Uplink, sightings: &[v1::Sighting]) -> Result
     let (spool, counters, spooled) = (Arc::new(spool), Counters::default(), Notify::new());
     let (_stop_tx, mut stop) = watch::channel(false);
     let mut backoff = Backoff::new(Duration::from_millis(500), uplink.reconnect_max);
-    let mut session =
+    let session =
         Session { uplink, spool: &spool, counters: &counters, spooled: &spooled, until_empty: true };
     match session.run(&mut stop, &mut backoff, &mut delivered).await {
         Ok(()) => Ok(delivered),
@@ -179,7 +179,7 @@ struct Session<'a> {
 
 impl Session<'_> {
     async fn run(
-        &mut self,
+        &self,
         stop: &mut watch::Receiver<bool>,
         backoff: &mut Backoff,
         delivered: &mut Delivered,

@@ -48,8 +48,9 @@
 //! Hot-path invariants (per packet): no allocation unless an indicator matched, no locks, work
 //! bounded by constants (VLAN tags, IPv6 extension headers, DNS questions and pointers).
 //!
-//! `unsafe` is denied; the three places that need it (mapping a capture file, the AF_PACKET
-//! socket options, a group lookup at enrolment) each allow it locally and say why.
+//! `unsafe` is denied; the five functions that need it (mapping a capture file; opening the
+//! AF_PACKET socket, enlarging its buffer and reading its drop count; a group lookup at
+//! enrolment) each allow it locally and say why.
 
 #![deny(unsafe_code)]
 

@@ -25,23 +25,26 @@ fn is_root() -> bool {
     status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
 
-/// Whether the test can run here; panics if it must but cannot.
-fn root_or_skip(test: &str) -> bool {
-    if is_root() {
+/// Whether `test` can run here (`ready`); if not, a loud skip saying what it `needs`, or a
+/// failure where `ZDN_REQUIRE_ROOT=1` asks for every privileged test to run (`.ci/run`).
+fn ready_or_skip(test: &str, ready: bool, needs: &str) -> bool {
+    if ready {
         return true;
     }
     assert!(
         std::env::var("ZDN_REQUIRE_ROOT").as_deref() != Ok("1"),
-        "{test}: needs root, and ZDN_REQUIRE_ROOT=1"
+        "{test}: needs {needs}, and ZDN_REQUIRE_ROOT=1"
     );
-    eprintln!(
-        "SKIPPED {test}: needs root (network namespace, setpriv); set ZDN_REQUIRE_ROOT=1 to make this a failure"
-    );
+    eprintln!("SKIPPED {test}: needs {needs}; set ZDN_REQUIRE_ROOT=1 to make this a failure");
     false
 }
 
-/// Whether every one of `tools` is installed; if not, a loud skip, or a failure where
-/// `ZDN_REQUIRE_ROOT=1` asks for every privileged test to run (`.ci/run` installs them).
+/// Whether the test can run here; panics if it must but cannot.
+fn root_or_skip(test: &str) -> bool {
+    ready_or_skip(test, is_root(), "root (network namespace, setpriv)")
+}
+
+/// Whether every one of `tools` is installed (see [`ready_or_skip`]).
 fn tools_or_skip(test: &str, tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools
         .iter()
@@ -51,17 +54,7 @@ fn tools_or_skip(test: &str, tools: &[&str]) -> bool {
             !found.is_ok_and(|f| f.status.success())
         })
         .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("ZDN_REQUIRE_ROOT").as_deref() != Ok("1"),
-        "{test}: needs {missing:?}, and ZDN_REQUIRE_ROOT=1 (.ci/run installs them)"
-    );
-    eprintln!(
-        "SKIPPED {test}: needs {missing:?} (apt-get install, or run .ci/run); ZDN_REQUIRE_ROOT=1 makes this a failure"
-    );
-    false
+    ready_or_skip(test, missing.is_empty(), &format!("{missing:?} (apt-get install them, or run .ci/run)"))
 }
 
 /// A network namespace, deleted when dropped.
