@@ -14,15 +14,23 @@ use zdn_timestamps::format_unix_ms;
 /// One ordered JSON object.
 pub type Row = Map<String, Value>;
 
-/// The name of a correlation event's change: `opened`, `escalated`, `closed_false_positive`.
+/// The name of a correlation event's change: `opened`, `escalated`, `closed`,
+/// `closed_false_positive`, `reduced`.
 pub fn change_name(change: i32) -> &'static str {
     use v1::correlation_event::Change;
     match Change::try_from(change) {
         Ok(Change::Opened) => "opened",
         Ok(Change::Escalated) => "escalated",
+        Ok(Change::Closed) => "closed",
         Ok(Change::ClosedFalsePositive) => "closed_false_positive",
+        Ok(Change::Reduced) => "reduced",
         _ => "unknown",
     }
+}
+
+/// A time, or `null` for 0 (not yet, or withheld from this caller).
+fn time(unix_ms: i64) -> Value {
+    if unix_ms == 0 { Value::Null } else { json!(format_unix_ms(unix_ms)) }
 }
 
 fn kind_name(kind: i32) -> &'static str {
@@ -36,23 +44,57 @@ pub fn to_row(value: Value) -> Row {
     }
 }
 
-/// `participants` is the list of ids where the caller may see them, else their count.
+/// `participants` is the list of ids where the caller may see them, else their count. Times a
+/// caller may not see (participant analysts: the packet times summed over other institutions)
+/// are `null`.
 pub fn correlation_row(c: &v1::Correlation) -> Row {
     let participants =
         if c.participants.is_empty() { json!(c.participant_count) } else { json!(c.participants) };
     to_row(json!({
         "indicator": c.indicator,
         "kind": kind_name(c.kind),
+        "wave": c.wave,
+        "status": c.status,
         "participants": participants,
         "participant_count": c.participant_count,
-        "first_seen": format_unix_ms(c.first_seen_unix_ms),
-        "last_seen": format_unix_ms(c.last_seen_unix_ms),
+        "first_seen": time(c.first_seen_unix_ms),
+        "last_seen": time(c.last_seen_unix_ms),
         "sightings": c.sightings,
-        "opened": format_unix_ms(c.opened_unix_ms),
-        "status": c.status,
+        "opened": time(c.opened_unix_ms),
+        "updated": time(c.updated_unix_ms),
+        "closed": time(c.closed_unix_ms),
+        "close_reason": c.close_reason,
         "scope": c.scope,
         "campaign": c.campaign,
     }))
+}
+
+/// An event: its change, who joined (names, or their number), and the incident's row.
+pub fn event_row(e: &v1::CorrelationEvent) -> Row {
+    let mut row = Row::new();
+    row.insert("change".into(), json!(change_name(e.change)));
+    let joined = if e.joined.is_empty() { json!(e.joined_count) } else { json!(e.joined) };
+    row.insert("joined".into(), joined);
+    row.extend(e.correlation.as_ref().map(correlation_row).unwrap_or_default());
+    row
+}
+
+/// The members of an incident in join order (the spread).
+pub fn member_rows(c: &v1::Correlation) -> Vec<Row> {
+    c.members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            to_row(json!({
+                "order": i + 1,
+                "participant": m.participant,
+                "joined": time(m.joined_unix_ms),
+                "first_seen": time(m.first_seen_unix_ms),
+                "last_seen": time(m.last_seen_unix_ms),
+                "sightings": m.sightings,
+            }))
+        })
+        .collect()
 }
 
 pub fn sighting_row(s: &v1::StoredSighting) -> Row {

@@ -21,15 +21,14 @@ pub mod tokens;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use output::{Format, Row};
+use output::Format;
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use tonic::transport::Channel;
 use zdn_answers::output;
 use zdn_answers::rows::{
-    agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row, to_row,
-    top_row,
+    agent_row, audit_row, correlation_row, event_row, host_row, indicator_rows, sighting_row, to_row, top_row,
 };
 use zdn_indicators::Kind;
 use zdn_proto::v1::{self, analyst_service_client::AnalystServiceClient};
@@ -362,10 +361,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             let mut seen = 0;
             while count.is_none_or(|c| seen < c) {
                 let Some(event) = events.message().await? else { break };
-                let mut row = Row::new();
-                row.insert("change".into(), json!(change_name(event.change)));
-                row.extend(event.correlation.as_ref().map(correlation_row).unwrap_or_default());
-                output::write(out, cli.format, &[row])?;
+                output::write(out, cli.format, &[event_row(&event)])?;
                 out.flush()?;
                 seen += 1;
             }

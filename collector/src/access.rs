@@ -4,8 +4,11 @@
 //! the TLS listener), never from a message field. Roles:
 //! - agent: `Report`, `Sync`, `Heartbeat` only;
 //! - analyst of the CERT (`cert_participant`) and admin: every query, every participant's name;
-//! - analyst of another participant: its own sightings in full; for correlations and
-//!   indicator timelines only how many other institutions, never which.
+//! - analyst of another participant: its own sightings in full; of incidents and indicator
+//!   timelines, only how many other institutions joined and when the incident opened and last
+//!   changed (collector clock) — never which, nor their times or counts. The join times of
+//!   the others are shown only when at least [`K_ANONYMITY`] others joined: with one or two, a
+//!   time is enough to tell which institution it was.
 
 use tonic::{Request, Status};
 use zdn_proto::v1;
@@ -43,26 +46,48 @@ pub fn view(peer: &Peer, cert_participant: &str) -> View {
     }
 }
 
+/// Fewer other institutions than this: not even their join times are shown.
+pub const K_ANONYMITY: usize = 3;
+
 impl View {
-    /// Removes other participants' names from a correlation.
+    /// Removes what a participant analyst may not see of other institutions from an incident:
+    /// names, members, and the packet times and count summed over them (the caller's own
+    /// stay in its member row).
     pub fn redact_correlation(&self, c: &mut v1::Correlation) {
-        if let View::Own(me) = self {
-            c.includes_caller = c.participants.iter().any(|p| p == me);
-            c.participants.clear();
+        let View::Own(me) = self else { return };
+        c.includes_caller = c.participants.iter().any(|p| p == me);
+        c.participants.clear();
+        let (own, others): (Vec<_>, Vec<_>) = c.members.drain(..).partition(|m| &m.participant == me);
+        c.other_join_times_unix_ms = if others.len() >= K_ANONYMITY {
+            let mut times: Vec<i64> = others.iter().map(|m| m.joined_unix_ms).collect();
+            times.sort_unstable();
+            times
+        } else {
+            Vec::new()
+        };
+        c.members = own;
+        c.first_seen_unix_ms = 0;
+        c.last_seen_unix_ms = 0;
+        c.sightings = 0;
+    }
+
+    /// The same for an event: who joined is a count only.
+    pub fn redact_event(&self, e: &mut v1::CorrelationEvent) {
+        if let View::Own(_) = self {
+            e.joined.clear();
+            if let Some(c) = &mut e.correlation {
+                self.redact_correlation(c);
+            }
         }
     }
 
-    /// Removes other participants' names from an indicator timeline.
+    /// An indicator's timeline: only the caller's own row, and the count of the others'.
     pub fn redact_indicator(&self, d: &mut v1::IndicatorDetail) {
-        if let View::Own(me) = self {
-            for t in &mut d.participants {
-                if &t.participant != me {
-                    t.participant.clear();
-                }
-            }
-            if let Some(c) = &mut d.correlation {
-                self.redact_correlation(c);
-            }
+        let View::Own(me) = self else { return };
+        d.participants.retain(|t| &t.participant == me);
+        d.sightings = d.participants.iter().map(|t| t.sightings).sum();
+        if let Some(c) = &mut d.correlation {
+            self.redact_correlation(c);
         }
     }
 }
@@ -92,23 +117,48 @@ mod tests {
     }
 
     #[test]
-    fn participant_views_lose_other_names() {
-        let mut c = v1::Correlation {
-            participants: vec!["a".into(), "b".into()],
-            participant_count: 2,
+    fn participant_views_keep_only_counts_of_others() {
+        let member = |p: &str, joined| v1::IncidentMember {
+            participant: p.into(),
+            joined_unix_ms: joined,
+            sightings: 5,
             ..Default::default()
         };
+        let mut c = v1::Correlation {
+            participants: vec!["a".into(), "b".into(), "c".into()],
+            participant_count: 3,
+            members: vec![member("a", 10), member("b", 20), member("c", 30)],
+            first_seen_unix_ms: 1,
+            last_seen_unix_ms: 2,
+            sightings: 15,
+            ..Default::default()
+        };
+        let mut full = c.clone();
+        View::All.redact_correlation(&mut full);
+        assert_eq!(full.members.len(), 3, "the CERT sees everything");
         View::Own("b".into()).redact_correlation(&mut c);
-        assert!(c.participants.is_empty() && c.includes_caller && c.participant_count == 2);
+        assert!(c.participants.is_empty() && c.includes_caller && c.participant_count == 3);
+        assert_eq!(c.members, [member("b", 20)]);
+        assert!(c.other_join_times_unix_ms.is_empty(), "two others: not even their join times");
+        assert_eq!((c.first_seen_unix_ms, c.last_seen_unix_ms, c.sightings), (0, 0, 0));
+        let mut four = v1::Correlation {
+            members: vec![member("a", 10), member("b", 20), member("c", 30), member("d", 5)],
+            ..Default::default()
+        };
+        View::Own("b".into()).redact_correlation(&mut four);
+        assert_eq!(four.other_join_times_unix_ms, [5, 10, 30]);
         let mut d = v1::IndicatorDetail {
             participants: vec![
-                v1::ParticipantTimeline { participant: "a".into(), ..Default::default() },
-                v1::ParticipantTimeline { participant: "b".into(), ..Default::default() },
+                v1::ParticipantTimeline { participant: "a".into(), sightings: 4, ..Default::default() },
+                v1::ParticipantTimeline { participant: "b".into(), sightings: 1, ..Default::default() },
             ],
+            sightings: 5,
             ..Default::default()
         };
         View::Own("b".into()).redact_indicator(&mut d);
-        assert_eq!(d.participants[0].participant, "");
-        assert_eq!(d.participants[1].participant, "b");
+        assert_eq!((d.participants.len(), d.participants[0].participant.as_str(), d.sightings), (1, "b", 1));
+        let mut e = v1::CorrelationEvent { joined: vec!["a".into()], joined_count: 1, ..Default::default() };
+        View::Own("b".into()).redact_event(&mut e);
+        assert!(e.joined.is_empty() && e.joined_count == 1);
     }
 }

@@ -15,8 +15,11 @@
 //! stale_after_seconds = 300             # an agent without heartbeat for longer is "stale"
 //!
 //! [correlation]
-//! min_participants = 2                  # distinct participants that open a correlation
+//! min_participants = 2                  # distinct participants that open an incident
 //! window_hours = 24                     # ... within this window of packet time
+//! close_after_days = 14                 # an incident quiet this long closes; the next sighting opens wave 2
+//! max_clock_ahead_minutes = 10          # packet times further ahead of the collector count as "now"
+//! max_age_days = 30                     # sightings older than this on arrival are kept, not correlated
 //!
 //! [ingest]
 //! per_agent_sightings_per_second = 20000 # long-run rate per agent; more is refused, retried
@@ -134,6 +137,9 @@ impl Default for IngestConfig {
 pub struct CorrelationConfig {
     pub min_participants: u32,
     pub window_hours: u32,
+    pub close_after_days: u32,
+    pub max_clock_ahead_minutes: u32,
+    pub max_age_days: u32,
 }
 
 impl Default for Config {
@@ -162,7 +168,13 @@ impl Default for Config {
 
 impl Default for CorrelationConfig {
     fn default() -> Self {
-        CorrelationConfig { min_participants: 2, window_hours: 24 }
+        CorrelationConfig {
+            min_participants: 2,
+            window_hours: 24,
+            close_after_days: 14,
+            max_clock_ahead_minutes: 10,
+            max_age_days: 30,
+        }
     }
 }
 
@@ -181,8 +193,15 @@ impl Config {
         if self.correlation.min_participants < 2 {
             return invalid("correlation.min_participants must be at least 2");
         }
-        if self.correlation.window_hours == 0 {
+        let c = &self.correlation;
+        if c.window_hours == 0 {
             return invalid("correlation.window_hours must be at least 1");
+        }
+        if c.close_after_days == 0 || u64::from(c.close_after_days) * 24 < u64::from(c.window_hours) {
+            return invalid("correlation.close_after_days must be at least 1 and at least the window");
+        }
+        if c.max_age_days == 0 {
+            return invalid("correlation.max_age_days must be at least 1");
         }
         if self.max_batch_sightings == 0 || self.max_message_bytes < 1024 {
             return invalid("max_batch_sightings must be >= 1 and max_message_bytes >= 1024");
@@ -216,8 +235,17 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
-    pub fn window_ms(&self) -> i64 {
-        i64::from(self.correlation.window_hours) * 3_600_000
+    /// The correlation rule these settings make.
+    pub fn correlation_rule(&self) -> crate::correlation::CorrelationRule {
+        const HOUR_MS: i64 = 3_600_000;
+        let c = &self.correlation;
+        crate::correlation::CorrelationRule {
+            min_participants: c.min_participants,
+            window_ms: i64::from(c.window_hours) * HOUR_MS,
+            close_after_ms: i64::from(c.close_after_days) * 24 * HOUR_MS,
+            max_future_ms: i64::from(c.max_clock_ahead_minutes) * 60_000,
+            max_age_ms: i64::from(c.max_age_days) * 24 * HOUR_MS,
+        }
     }
 }
 

@@ -21,8 +21,9 @@
 //! | [`access`] | roles: who may call what, and the redacted view of participant analysts |
 //! | [`service`] | one file per gRPC service |
 //! | [`retention`] | how long each data class is kept; the purge job |
-//! | [`store`] | SQLite or PostgreSQL: sightings, per-indicator aggregates, correlations, agents, audit |
-//! | [`correlation`] | the rule that opens and escalates correlations |
+//! | [`store`] | SQLite or PostgreSQL: sightings, per-indicator aggregates, incidents, agents, audit |
+//! | [`correlation`] | the incident semantics: waves, joins, closing, clock bounds (pure) |
+//! | [`sweep`] | closes incidents that went quiet, every minute |
 //! | [`alerts`] | correlation events to a signed webhook and syslog |
 //! | [`export`] | sightings as STIX 2.1, MISP sightings, CSV (the rows of `zdn-answers`) |
 //! | [`http`] | the analyst API as HTTP/JSON (+ OpenAPI, server-sent events) on the gRPC port |
@@ -44,3 +45,4 @@ pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod store;
+pub mod sweep;

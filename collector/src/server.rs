@@ -2,7 +2,6 @@
 //! standard health and reflection services beside them.
 
 use crate::config::Config;
-use crate::correlation::CorrelationRule;
 use crate::service::Shared;
 use crate::service::analyst::Analyst;
 use crate::service::fleet::Fleet;
@@ -95,10 +94,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let rule = CorrelationRule {
-        min_participants: config.correlation.min_participants,
-        window_ms: config.window_ms(),
-    };
+    let rule = config.correlation_rule();
     let location = config.store_location()?;
     // Off the async threads: opening may wait on the network (PostgreSQL) and the disk.
     let store = {
@@ -174,6 +170,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     };
 
     crate::retention::start(shared.store.clone(), shared.config.retention, stop_signal.clone());
+    crate::sweep::start(shared.store.clone(), shared.events.clone(), !events_from_store, stop_signal.clone());
     let alert_stats = crate::alerts::start(&shared.config.alerts, &shared.events, stop_signal.clone())
         .context("starting the alert sinks")?;
     let (health_reporter, health) = tonic_health::server::health_reporter();

@@ -43,7 +43,12 @@ pub struct AlertStats {
 /// The alert document of one event: what the webhook posts and syslog carries.
 pub fn document(event: &v1::CorrelationEvent) -> Value {
     let correlation = event.correlation.as_ref().map(correlation_row).map(Value::Object);
-    json!({ "event": format!("correlation.{}", change_name(event.change)), "correlation": correlation })
+    let joined = if event.joined.is_empty() { json!(event.joined_count) } else { json!(event.joined) };
+    json!({
+        "event": format!("correlation.{}", change_name(event.change)),
+        "joined": joined,
+        "correlation": correlation,
+    })
 }
 
 /// Starts the configured sinks; returns `None` when none is configured.

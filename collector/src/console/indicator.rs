@@ -33,10 +33,15 @@ struct IndicatorPage {
     first_seen: String,
     last_seen: String,
     mechanisms: String,
-    /// `open`, `false_positive`, or empty when no correlation is open.
+    /// The latest incident's status (`open`, `closed`, `false_positive`), or empty.
     status: String,
-    /// How many institutions saw it (names only in the CERT's view, in `timelines`).
-    institutions: usize,
+    /// How many institutions are in its incident (or, for the CERT, saw it at all); empty
+    /// where the caller may not know.
+    institutions: String,
+    /// The latest incident: wave, times, why it closed.
+    incident: Vec<(&'static str, String)>,
+    /// Its members in join order (the spread); a participant analyst's holds its own only.
+    members: Vec<Vec<String>>,
     facts: Vec<(&'static str, String)>,
     timelines: Vec<Timeline>,
     chart: Chart,
@@ -165,6 +170,12 @@ pub async fn page(
         ]);
     }
     facts.retain(|(_, v)| !v.is_empty());
+    let (incident, members) = detail.correlation.as_ref().map(incident_facts).unwrap_or_default();
+    let institutions = match (&detail.correlation, frame.cert_view) {
+        (Some(c), _) => c.participant_count.to_string(),
+        (None, true) => detail.participants.len().to_string(),
+        (None, false) => String::new(),
+    };
     let page = IndicatorPage {
         may_mark: frame.cert_view,
         frame,
@@ -175,13 +186,48 @@ pub async fn page(
         last_seen: format_unix_ms(last),
         mechanisms: mechanisms.join(", "),
         status: detail.correlation.as_ref().map(|c| c.status.clone()).unwrap_or_default(),
-        institutions: detail.participants.len(),
+        institutions,
+        incident,
+        members,
         facts,
         timelines,
         chart: chart(&bars),
         marked: q.marked,
     };
     Ok(render(&page, StatusCode::OK))
+}
+
+/// An incident's facts and its members as table rows (order, institution, joined, first seen,
+/// last seen, sightings).
+fn incident_facts(c: &v1::Correlation) -> (Vec<(&'static str, String)>, Vec<Vec<String>>) {
+    let when = |t: i64| if t == 0 { String::new() } else { format_unix_ms(t) };
+    let others: Vec<String> = c.other_join_times_unix_ms.iter().map(|t| format_unix_ms(*t)).collect();
+    let mut facts = vec![
+        ("wave", c.wave.to_string()),
+        ("status", c.status.clone()),
+        ("closed because", c.close_reason.replace('_', " ")),
+        ("opened", when(c.opened_unix_ms)),
+        ("last changed", when(c.updated_unix_ms)),
+        ("closed", when(c.closed_unix_ms)),
+        ("others joined", others.join(", ")),
+    ];
+    facts.retain(|(_, v)| !v.is_empty());
+    let members = c
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            vec![
+                (i + 1).to_string(),
+                m.participant.clone(),
+                when(m.joined_unix_ms),
+                when(m.first_seen_unix_ms),
+                when(m.last_seen_unix_ms),
+                m.sightings.to_string(),
+            ]
+        })
+        .collect();
+    (facts, members)
 }
 
 #[derive(Deserialize)]

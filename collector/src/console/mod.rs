@@ -27,8 +27,10 @@
 //! | [`session`] | tokens, sessions, cookies' secrets, CSRF tokens |
 //! | [`sign_in_limit`] | sign-in attempts per client address |
 //! | [`pages`] | the board, sightings, fleet, exports and audit pages |
-//! | [`indicator`] | the indicator page: timeline chart and false-positive button |
+//! | [`indicator`] | the indicator page: its incident (members in join order), timeline chart, false-positive button |
+//! | [`campaign`] | the campaign page: its incidents (waves), its indicators, its likely compromised hosts |
 
+pub mod campaign;
 pub mod indicator;
 pub mod listener;
 pub mod pages;
@@ -96,6 +98,7 @@ pub fn router(console: AppState) -> Router {
         .route("/exports", get(pages::exports))
         .route("/audit", get(pages::audit))
         .route("/indicator", get(indicator::page))
+        .route("/campaign", get(campaign::page))
         .route("/indicator/false-positive", post(indicator::mark_false_positive))
         .route("/logout", post(logout))
         .with_state(console.clone())

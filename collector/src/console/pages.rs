@@ -88,6 +88,11 @@ pub fn indicator_href(value: &str) -> String {
     format!("/indicator?{}", serde_urlencoded::to_string([("value", value)]).unwrap_or_default())
 }
 
+/// The link to a campaign's page.
+pub fn campaign_href(name: &str) -> String {
+    format!("/campaign?{}", serde_urlencoded::to_string([("name", name)]).unwrap_or_default())
+}
+
 /// A JSON value as a cell's text: lists joined, `null` empty.
 fn text(value: Option<&Value>) -> String {
     match value {
@@ -99,7 +104,9 @@ fn text(value: Option<&Value>) -> String {
 }
 
 impl Table {
-    /// `columns` of `rows`; the `indicator` column links to the indicator's page.
+    /// `columns` of `rows`; the `indicator` column links to the indicator's page (or the
+    /// campaign's, for a campaign's incident) and `campaign` to the campaign's. A row is found
+    /// by its indicator and, for incidents, its wave.
     pub fn of(
         id: &'static str,
         columns: &[&'static str],
@@ -112,12 +119,21 @@ impl Table {
             .enumerate()
             .map(|(i, row)| TableRow {
                 class: class(i),
-                key: text(row.get("indicator")),
+                key: match row.get("wave") {
+                    Some(wave) => format!("{}#{}", text(row.get("indicator")), text(Some(wave))),
+                    None => text(row.get("indicator")),
+                },
                 cells: columns
                     .iter()
                     .map(|&c| {
                         let text = text(row.get(c));
-                        let href = if c == "indicator" { indicator_href(&text) } else { String::new() };
+                        let campaign_row = row.get("scope").and_then(Value::as_str) == Some("campaign");
+                        let href = match c {
+                            "indicator" if campaign_row => campaign_href(&text),
+                            "indicator" => indicator_href(&text),
+                            "campaign" if !text.is_empty() => campaign_href(&text),
+                            _ => String::new(),
+                        };
                         Cell { text, href }
                     })
                     .collect(),
@@ -188,11 +204,12 @@ pub fn call<T>(request: &Request, message: T) -> tonic::Request<T> {
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// The board's columns; `change` says whether a correlation is new or spreading.
-const BOARD: &[&str] = &[
+/// The board's columns; `change` says whether an incident is new, spreading or closed.
+pub const BOARD: &[&str] = &[
     "change",
     "indicator",
     "kind",
+    "wave",
     "participants",
     "sightings",
     "first_seen",
@@ -209,13 +226,16 @@ struct BoardPage {
     campaigns: Table,
 }
 
-/// Rows of `correlations` with their `change`: `new` (opened in the last hour), `spreading`
-/// (joined by an institution in the last hour), else empty; and its CSS class.
-fn board_rows(correlations: &[v1::Correlation], now: i64) -> (Vec<Row>, Vec<&'static str>) {
+/// Rows of `correlations` with their `change`: `closed` (no longer open), `new` (opened in
+/// the last hour), `spreading` (joined by an institution in the last hour), else empty; and
+/// its CSS class.
+pub fn board_rows(correlations: &[v1::Correlation], now: i64) -> (Vec<Row>, Vec<&'static str>) {
     correlations
         .iter()
         .map(|c| {
-            let change = if now - c.opened_unix_ms < HOUR_MS {
+            let change = if c.status != "open" {
+                "closed"
+            } else if now - c.opened_unix_ms < HOUR_MS {
                 "new"
             } else if c.updated_unix_ms > c.opened_unix_ms && now - c.updated_unix_ms < HOUR_MS {
                 "spreading"

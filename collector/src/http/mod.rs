@@ -23,7 +23,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use zdn_answers::rows::{
-    agent_row, audit_row, change_name, correlation_row, host_row, indicator_rows, sighting_row, top_row,
+    agent_row, audit_row, change_name, correlation_row, event_row, host_row, indicator_rows, member_rows,
+    sighting_row, top_row,
 };
 use zdn_indicators::Kind;
 use zdn_proto::v1::{self, analyst_service_server::AnalystService};
@@ -158,8 +159,8 @@ async fn correlations(
     Ok(Json(json!({ "correlations": answer.correlations.iter().map(correlation_row).collect::<Vec<_>>() })))
 }
 
-/// Correlations as they open and escalate, as server-sent events (`event: opened|escalated`,
-/// `data:` the correlation row).
+/// Incidents as they open, grow, shrink and close, as server-sent events (`event:` the change,
+/// `data:` the event row: change, who joined, the incident).
 async fn watch(
     State(analyst): State<Arc<Analyst>>,
     request: Request,
@@ -170,8 +171,7 @@ async fn watch(
         Ok(match event {
             Ok(e) => {
                 let change = change_name(e.change);
-                let row = e.correlation.as_ref().map(correlation_row).unwrap_or_default();
-                Event::default().event(change).data(Value::Object(row).to_string())
+                Event::default().event(change).data(Value::Object(event_row(&e)).to_string())
             }
             Err(status) => {
                 Event::default().event("error").data(json!({ "error": status.message() }).to_string())
@@ -236,6 +236,10 @@ async fn indicator(
         "sightings": detail.sightings,
         "participants": indicator_rows(&detail),
         "correlation": detail.correlation.as_ref().map(correlation_row),
+        "members": detail.correlation.as_ref().map(member_rows).unwrap_or_default(),
+        "other_join_times": detail.correlation.as_ref().map(|c| {
+            c.other_join_times_unix_ms.iter().map(|t| zdn_timestamps::format_unix_ms(*t)).collect::<Vec<_>>()
+        }),
     })))
 }
 

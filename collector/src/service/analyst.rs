@@ -230,9 +230,7 @@ impl AnalystService for Analyst {
         let view = self.view(&request, "watch_correlations").await?;
         let events = BroadcastStream::new(self.shared.events.subscribe()).map(move |event| match event {
             Ok(mut event) => {
-                if let Some(c) = &mut event.correlation {
-                    view.redact_correlation(c);
-                }
+                view.redact_event(&mut event);
                 Ok(event)
             }
             // A subscriber too slow to keep up is told so, not silently skipped.
@@ -280,10 +278,12 @@ impl AnalystService for Analyst {
             }
             Err(e) => return Err(Status::internal(format!("republishing task failed: {e}"))),
         };
-        let closed_count = u32::from(closed.is_some());
-        if let Some(correlation) = closed.filter(|_| !self.shared.events_from_store) {
-            let change = v1::correlation_event::Change::ClosedFalsePositive as i32;
-            let _ = self.shared.events.send(v1::CorrelationEvent { change, correlation: Some(correlation) });
+        let change = v1::correlation_event::Change::ClosedFalsePositive as i32;
+        let closed_count = closed.iter().filter(|e| e.change == change).count() as u32;
+        if !self.shared.events_from_store {
+            for event in closed {
+                let _ = self.shared.events.send(event);
+            }
         }
         tracing::info!(indicator = %r.indicator, version, "indicator marked as a false positive and withdrawn");
         Ok(Response::new(v1::MarkFalsePositiveResponse {

@@ -131,6 +131,14 @@ async fn ingest(
     if rejected > 0 {
         tracing::warn!(agent = %peer.identity, rejected, reason = %reject_reason, "rejected malformed sightings");
     }
+    if ingested.clamped_future > 0 || ingested.too_old_to_correlate > 0 {
+        tracing::warn!(
+            agent = %peer.identity,
+            clamped_future = ingested.clamped_future,
+            too_old = ingested.too_old_to_correlate,
+            "sightings stamped far from the collector's clock: stored, correlated at the collector's time or not at all (check the agent's clock)"
+        );
+    }
     if !shared.events_from_store {
         for event in ingested.changes {
             // No subscribers is fine; the correlation is in the store either way.
@@ -143,5 +151,7 @@ async fn ingest(
         duplicates: ingested.duplicates,
         rejected,
         reject_reason,
+        clamped_future: ingested.clamped_future,
+        too_old_to_correlate: ingested.too_old_to_correlate,
     })
 }

@@ -1,15 +1,11 @@
-//! Campaign-level correlation and likely compromised hosts, from the event or campaign the
-//! published indicator set gives each indicator (MISP event, STIX campaign, Maltrail family).
+//! Likely compromised hosts, from the event or campaign the published indicator set gives each
+//! indicator (MISP event, STIX campaign, Maltrail family). (Campaigns correlate as incidents of
+//! their own: `store::incidents`.)
 //!
-//! - **Campaigns** correlate like indicators, over the participants that saw *any* indicator
-//!   of the campaign: the same rule (threshold, window of packet time, only ever escalating),
-//!   kept in the `campaigns` table from a per-(campaign, participant) aggregate.
-//! - **Suspect hosts**: within one participant, a pseudonymised host that hit two or more
-//!   distinct indicators of one campaign is flagged as likely compromised — one hit may be a
-//!   stray lookup, several indicators of the same operation rarely are.
-//!
-//! This module groups a stored batch (one participant's) by campaign and by (host, campaign);
-//! each engine writes the groups.
+//! Within one participant, a pseudonymised host that hit two or more distinct indicators of
+//! one campaign is flagged as likely compromised — one hit may be a stray lookup, several
+//! indicators of the same operation rarely are. This module groups a stored batch (one
+//! participant's) by (host, campaign); each engine writes the groups.
 
 use super::NewSighting;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Distinct indicators of one campaign at which a host is flagged.
 pub const SUSPECT_AT: usize = 2;
 
-/// A batch's sightings of one campaign.
+/// A host's sightings of one campaign in a batch.
 #[derive(Debug)]
 pub(crate) struct CampaignTouch<'a> {
     pub first_seen: i64,
@@ -29,7 +25,6 @@ pub(crate) struct CampaignTouch<'a> {
 /// The groups of one stored batch.
 #[derive(Debug, Default)]
 pub(crate) struct CampaignBatch<'a> {
-    pub campaigns: BTreeMap<&'a str, CampaignTouch<'a>>,
     /// (host, campaign) → the campaign's indicators the host hit, first and last seen.
     pub hosts: BTreeMap<(&'a str, &'a str), CampaignTouch<'a>>,
 }
@@ -52,7 +47,6 @@ impl<'a> CampaignBatch<'a> {
             sightings: 0,
             indicators: BTreeSet::new(),
         };
-        touch(self.campaigns.entry(campaign).or_insert_with(empty));
         if !w.src.is_empty() {
             touch(self.hosts.entry((w.src.as_str(), campaign)).or_insert_with(empty));
         }
@@ -74,7 +68,7 @@ mod tests {
     use zdn_proto::v1;
 
     #[test]
-    fn a_batch_groups_by_campaign_and_by_host() {
+    fn a_batch_groups_by_host_and_campaign() {
         let wire = |indicator: &str, src: &str| v1::Sighting {
             indicator: indicator.into(),
             src: src.into(),
@@ -94,12 +88,7 @@ mod tests {
         for (w, campaign) in sightings.iter().zip(campaigns) {
             batch.add(&NewSighting { wire: w, kind: Kind::Domain, via: Via::DnsQuery, campaign });
         }
-        assert_eq!(batch.campaigns.len(), 1);
-        let emotet = &batch.campaigns["emotet"];
-        assert_eq!(
-            (emotet.sightings, emotet.indicators.len(), emotet.first_seen, emotet.last_seen),
-            (3, 3, 5, 7)
-        );
+        assert_eq!(batch.hosts.len(), 2, "d.example has no campaign");
         assert_eq!(batch.hosts[&("h-1", "emotet")].indicators.len(), 2);
         assert_eq!(batch.hosts[&("h-2", "emotet")].indicators.len(), 1);
         let (merged, count) =

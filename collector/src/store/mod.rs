@@ -8,17 +8,18 @@
 //! Both engines run one test suite; `zdn-scratch-postgres` makes its throw-away databases.
 //!
 //! Both keep the same tables: the sightings (unique on the agent's sighting id, so a retried
-//! batch is stored once), a per-(indicator, participant) aggregate updated in the same
-//! transaction, the correlations that aggregate changes, the agents' last heartbeats and the
-//! audit log. A batch is one transaction, durable before [`Store::ingest`] returns, which is
-//! what lets the service acknowledge it. The correlation rule runs on the aggregate of the
-//! indicators a batch touched ([`evaluate`]), never over the sightings.
+//! batch is stored once), a per-(indicator, participant) aggregate (the all-time timeline), the
+//! incidents of indicators and campaigns with their members ([`incidents`]), the agents' last
+//! heartbeats and the audit log. A batch is one transaction, durable before [`Store::ingest`]
+//! returns, which is what lets the service acknowledge it. Incidents move on from the stored
+//! state of the subjects a batch touched (`correlation::incident`), never from the sightings.
 //!
 //! Query results are the wire types of `zdn.v1` (a stored row has exactly one outward form);
 //! role-based redaction happens in the service layer, not here. The `*Row` structs of
 //! [`records`] are the engine-neutral shape of a row, so each engine only reads columns.
 
 pub(crate) mod campaign;
+pub(crate) mod incidents;
 pub mod postgres;
 mod privacy;
 mod records;
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use zdn_indicators::{Kind, Via};
-use zdn_proto::v1::{self, correlation_event::Change};
+use zdn_proto::v1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -118,13 +119,13 @@ pub trait Store: Send + Sync {
         now_ms: i64,
     ) -> Result<Ingested, StoreError>;
 
-    /// Open correlations, most recently changed first.
+    /// Incidents (every wave that opened), most recently changed first.
     fn correlations(&self, filter: &CorrelationFilter) -> Result<Vec<v1::Correlation>, StoreError>;
 
     /// A page of sightings, newest first, and the token of the next page.
     fn sightings(&self, filter: &SightingFilter<'_>) -> Result<SightingPage, StoreError>;
 
-    /// Per-participant timeline of one indicator, and its correlation if one is open.
+    /// Per-participant timeline of one indicator, and its latest incident with its members.
     fn indicator(&self, indicator: &str) -> Result<Option<v1::IndicatorDetail>, StoreError>;
 
     fn record_heartbeat(
@@ -150,16 +151,20 @@ pub trait Store: Send + Sync {
     /// Audit entries at or after `since_ms`, newest first.
     fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::AuditEntry>, StoreError>;
 
-    /// Marks `indicator` as a false positive (again: the reason is updated) and closes its
-    /// correlation; later sightings are stored but never reopen it. Returns the closed
-    /// correlation, if one was open.
+    /// Marks `indicator` as a false positive (again: the reason is updated): its incident
+    /// closes as one and never changes again, and its sightings leave its campaigns' incidents.
+    /// Returns the events (closed, reduced) of what changed.
     fn mark_false_positive(
         &self,
         indicator: &str,
         who: &zdn_transport::Identity,
         reason: &str,
         now_ms: i64,
-    ) -> Result<Option<v1::Correlation>, StoreError>;
+    ) -> Result<Vec<v1::CorrelationEvent>, StoreError>;
+
+    /// Closes incidents that have been quiet for the rule's `close_after` by `now_ms`, at
+    /// most `limit` per call; returns their events.
+    fn close_quiet(&self, now_ms: i64, limit: u32) -> Result<Vec<v1::CorrelationEvent>, StoreError>;
 
     /// Every indicator marked as a false positive (withdrawn from publishing).
     fn false_positives(&self) -> Result<Vec<String>, StoreError>;
@@ -214,10 +219,6 @@ pub trait Store: Send + Sync {
     fn console_tokens(&self) -> Result<Vec<v1::ConsoleToken>, StoreError>;
 }
 
-/// `correlations.status` of an open correlation and of one closed as a false positive.
-pub const OPEN: &str = "open";
-pub const FALSE_POSITIVE: &str = "false_positive";
-
 /// A sighting that passed validation, as the store takes it.
 pub struct NewSighting<'a> {
     pub wire: &'a v1::Sighting,
@@ -232,8 +233,12 @@ pub struct NewSighting<'a> {
 pub struct Ingested {
     pub stored: u32,
     pub duplicates: u32,
-    /// Correlations opened or escalated by this batch (full view, before any redaction).
+    /// Incidents opened, joined or closed by this batch (full view, before any redaction).
     pub changes: Vec<v1::CorrelationEvent>,
+    /// Stored sightings stamped too far ahead of the collector's clock (see `CorrelationRule`).
+    pub clamped_future: u32,
+    /// Stored sightings too old on arrival to take part in incidents.
+    pub too_old_to_correlate: u32,
 }
 
 pub struct SightingFilter<'a> {
@@ -260,112 +265,28 @@ pub struct CorrelationFilter {
     pub limit: u32,
 }
 
-/// What one batch did to one indicator, for the correlation rule.
-///
-/// The rule is evaluated in full (the window's participants read back) only when the batch
-/// may have brought a participant *into* the window: a participant new to the indicator, or
-/// one whose previous sighting had fallen out of the window of the open correlation. If
-/// everyone in the batch was in the window already, the participant count cannot have grown
-/// (and correlations never shrink), so the open correlation only moves its times and counts
-/// on: one row update instead of a scan of the indicator's participants.
-///
-/// A batch comes from one agent, so from one participant: its sightings of an indicator are
-/// summed here first and reach the aggregate as one upsert per mechanism ([`Touched::by_via`]),
-/// however many repeats the batch holds.
+/// One indicator's sightings in a batch, for its per-(indicator, participant) aggregate (the
+/// all-time timeline): summed per mechanism, so the aggregate gets one upsert per mechanism
+/// however many repeats the batch holds. A batch comes from one agent, so one participant.
 pub(crate) struct Touched {
     pub kind: Kind,
-    /// The indicator's campaign ("" if none).
-    pub campaign: String,
-    /// The participant had no aggregate of this indicator before the batch.
-    pub newcomer: bool,
-    /// The participant's `last_seen` of this indicator before the batch.
-    pub previous: i64,
-    pub sightings: i64,
-    pub first_seen: i64,
-    pub last_seen: i64,
     /// Per mechanism: first seen, last seen, summed count.
     pub by_via: Vec<(Via, i64, i64, i64)>,
 }
 
 impl Touched {
-    pub fn new(kind: Kind, campaign: Option<&str>) -> Touched {
-        Touched {
-            kind,
-            campaign: campaign.unwrap_or_default().to_owned(),
-            newcomer: false,
-            previous: i64::MAX,
-            sightings: 0,
-            first_seen: i64::MAX,
-            last_seen: i64::MIN,
-            by_via: Vec::new(),
-        }
+    pub fn new(kind: Kind) -> Touched {
+        Touched { kind, by_via: Vec::new() }
     }
 
     /// One stored sighting of the indicator.
     pub fn add(&mut self, via: Via, sighting: &v1::Sighting, count: i64) {
         let (first, last) = (sighting.first_seen_unix_ms, sighting.last_seen_unix_ms);
-        self.sightings = self.sightings.saturating_add(count);
-        self.first_seen = self.first_seen.min(first);
-        self.last_seen = self.last_seen.max(last);
         match self.by_via.iter_mut().find(|v| v.0 == via) {
             Some(v) => *v = (via, v.1.min(first), v.2.max(last), v.3.saturating_add(count)),
             None => self.by_via.push((via, first, last, count)),
         }
     }
-
-    /// The participant's aggregate before the batch: its `last_seen`, or none.
-    pub fn set_previous(&mut self, previous: Option<i64>) {
-        self.newcomer = previous.is_none();
-        self.previous = previous.unwrap_or(i64::MAX);
-    }
-
-    /// Whether every participant of the batch was inside the window of an open correlation
-    /// whose latest sighting was `latest_before` (see the type's comment).
-    pub fn stayed_within(&self, latest_before: i64, window_ms: i64) -> bool {
-        !self.newcomer && self.previous >= latest_before.saturating_sub(window_ms)
-    }
-}
-
-/// One participant's aggregate of an indicator, as the correlation rule reads it.
-pub(crate) struct ParticipantWindow {
-    pub participant: String,
-    pub first_seen: i64,
-    pub sightings: i64,
-}
-
-/// What to write into the correlations table for one indicator.
-pub(crate) struct CorrelationUpsert {
-    pub participants: String,
-    pub count: u32,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub sightings: i64,
-}
-
-/// The rule applied to one indicator: `rows` are the participants whose last sighting falls in
-/// the window before `latest`, oldest first; `before` the participant count of the open
-/// correlation, if any. Returns the change (opened, escalated) and what to upsert; an open
-/// correlation that did not grow is still upserted, to keep its times and counts current.
-pub(crate) fn evaluate(
-    rule: &CorrelationRule,
-    rows: &[ParticipantWindow],
-    latest: i64,
-    before: Option<u32>,
-) -> (Option<Change>, Option<CorrelationUpsert>) {
-    let count = u32::try_from(rows.len()).unwrap_or(u32::MAX);
-    let change = rule.change(before, count);
-    if before.is_none() && change.is_none() {
-        return (None, None);
-    }
-    let participants: Vec<&str> = rows.iter().map(|r| r.participant.as_str()).collect();
-    let upsert = CorrelationUpsert {
-        participants: participants.join(","),
-        count,
-        first_seen: rows.iter().map(|r| r.first_seen).min().unwrap_or(latest),
-        last_seen: latest,
-        sightings: rows.iter().map(|r| r.sightings).sum(),
-    };
-    (change, Some(upsert))
 }
 
 #[cfg(test)]
@@ -387,35 +308,12 @@ mod tests {
     }
 
     #[test]
-    fn only_a_participant_entering_the_window_needs_a_full_evaluation() {
+    fn a_batch_sums_its_repeats_per_mechanism() {
         let at = |t: i64| v1::Sighting { first_seen_unix_ms: t, last_seen_unix_ms: t, ..Default::default() };
-        let mut known = Touched::new(Kind::Domain, None);
-        known.add(Via::DnsQuery, &at(100), 2);
-        known.add(Via::TlsSni, &at(99), 1);
-        known.add(Via::DnsQuery, &at(101), 1);
-        known.set_previous(Some(95));
-        assert!(known.stayed_within(100, 10), "95 >= 100 - 10: it was in the window");
-        assert!(!known.stayed_within(110, 10), "95 < 110 - 10: it had fallen out, it may re-enter");
-        assert_eq!((known.sightings, known.first_seen, known.last_seen), (4, 99, 101));
-        assert_eq!(known.by_via, [(Via::DnsQuery, 100, 101, 3), (Via::TlsSni, 99, 99, 1)]);
-        let mut new = Touched::new(Kind::Domain, Some("emotet"));
-        new.add(Via::DnsQuery, &at(100), 1);
-        new.set_previous(None);
-        assert!(!new.stayed_within(100, 10));
-    }
-
-    #[test]
-    fn the_rule_upserts_open_correlations_and_names_the_change() {
-        let rule = CorrelationRule { min_participants: 2, window_ms: 10 };
-        let row =
-            |p: &str, first| ParticipantWindow { participant: p.into(), first_seen: first, sightings: 3 };
-        assert!(matches!(evaluate(&rule, &[row("a", 5)], 9, None), (None, None)));
-        let (change, upsert) = evaluate(&rule, &[row("a", 5), row("b", 2)], 9, None);
-        let upsert = upsert.unwrap();
-        assert_eq!(change, Some(Change::Opened));
-        assert_eq!((upsert.participants.as_str(), upsert.count, upsert.first_seen), ("a,b", 2, 2));
-        assert_eq!((upsert.last_seen, upsert.sightings), (9, 6));
-        let (change, upsert) = evaluate(&rule, &[row("a", 5), row("b", 2)], 9, Some(2));
-        assert!(change.is_none() && upsert.is_some());
+        let mut t = Touched::new(Kind::Domain);
+        t.add(Via::DnsQuery, &at(100), 2);
+        t.add(Via::TlsSni, &at(99), 1);
+        t.add(Via::DnsQuery, &at(101), 1);
+        assert_eq!(t.by_via, [(Via::DnsQuery, 100, 101, 3), (Via::TlsSni, 99, 99, 1)]);
     }
 }

@@ -68,7 +68,7 @@ impl PurgeClass {
 
 /// Every table with a retention, by data class: campaign state follows its indicator
 /// counterparts, suspect hosts are host data like sightings.
-pub(crate) const PURGE_CLASSES: [PurgeClass; 9] = [
+pub(crate) const PURGE_CLASSES: [PurgeClass; 8] = [
     PurgeClass {
         table: "sightings",
         sqlite_key: "rowid",
@@ -94,25 +94,17 @@ pub(crate) const PURGE_CLASSES: [PurgeClass; 9] = [
         counts_as: |p| &mut p.aggregates,
     },
     PurgeClass {
-        table: "campaign_participants",
-        sqlite_key: "(campaign, participant)",
-        postgres_key: "(campaign, participant)",
+        table: "incident_members",
+        sqlite_key: "rowid",
+        postgres_key: "(scope, subject, participant, part)",
         column: "last_seen",
         cutoff: |c| c.correlations,
         counts_as: |p| &mut p.aggregates,
     },
     PurgeClass {
-        table: "correlations",
+        table: "incidents",
         sqlite_key: "rowid",
-        postgres_key: "indicator",
-        column: "updated",
-        cutoff: |c| c.correlations,
-        counts_as: |p| &mut p.correlations,
-    },
-    PurgeClass {
-        table: "campaigns",
-        sqlite_key: "rowid",
-        postgres_key: "campaign",
+        postgres_key: "(scope, subject, wave)",
         column: "updated",
         cutoff: |c| c.correlations,
         counts_as: |p| &mut p.correlations,

@@ -59,54 +59,14 @@ impl SightingRow {
     }
 }
 
-/// Columns of a correlation row, in the order [`correlation_wire`] takes them.
-pub(crate) const CORRELATION_COLUMNS: &str =
-    "SELECT indicator, kind, participants, participant_count, first_seen, last_seen,
-    sightings, opened, updated, status, campaign FROM correlations";
-
-/// The same columns of a campaign-level correlation, in the same order.
-pub(crate) const CAMPAIGN_COLUMNS: &str =
-    "SELECT campaign, '', participants, participant_count, first_seen, last_seen,
-    sightings, opened, updated, 'open', campaign FROM campaigns";
-
-#[allow(clippy::too_many_arguments)] // one argument per column, in column order
-pub(crate) fn correlation_wire(
-    indicator: String,
-    kind: &str,
-    participants: &str,
-    participant_count: u32,
-    first_seen: i64,
-    last_seen: i64,
-    sightings: i64,
-    opened: i64,
-    updated: i64,
-    status: String,
-    campaign: String,
-) -> v1::Correlation {
-    v1::Correlation {
-        indicator,
-        kind: kind_wire(kind),
-        participants: participants.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
-        participant_count,
-        first_seen_unix_ms: first_seen,
-        last_seen_unix_ms: last_seen,
-        sightings: sightings.max(0) as u64,
-        opened_unix_ms: opened,
-        updated_unix_ms: updated,
-        includes_caller: false,
-        status,
-        // A campaign-level row names its campaign where an indicator row names the indicator.
-        scope: if kind.is_empty() { "campaign" } else { "indicator" }.to_owned(),
-        campaign,
-    }
-}
-
-/// The ranking of `Store::top_indicators`; the engines differ only in placeholders.
+/// The ranking of `Store::top_indicators`; the engines differ only in placeholders. The
+/// campaign comes from the indicator's incidents, if it had any.
 pub(crate) fn top_indicators_sql(since: &str, limit: &str) -> String {
     format!(
         "SELECT a.indicator, a.kind, count(*) AS participants, CAST(sum(a.sightings) AS BIGINT) AS total, max(a.last_seen),
-                coalesce(max(c.campaign), '')
-         FROM indicator_participants a LEFT JOIN correlations c ON c.indicator = a.indicator
+                coalesce((SELECT max(c.campaign) FROM incidents c
+                          WHERE c.scope = 'indicator' AND c.subject = a.indicator), '')
+         FROM indicator_participants a
          WHERE a.last_seen >= {since}
          GROUP BY a.indicator, a.kind
          ORDER BY participants DESC, total DESC, a.indicator

@@ -1,37 +1,89 @@
-//! The correlation rules on both engines: opening, escalation and the window, concurrent
-//! instances, false positives, campaigns and the top list.
+//! The incident semantics on both engines, case by case: opening, joining after the window,
+//! waves, clock bounds, concurrent instances, false positives, campaigns and the top list.
+//! (`oracle` checks the same on random streams.)
 
 use super::*;
 
-pub(super) fn correlations_open_escalate_and_respect_the_window(engine: &Engine) {
+/// The analyst's case: two institutions open an incident, a third sees the indicator after the
+/// first two have left the window — it joins (the union never shrinks), with an event.
+pub(super) fn incidents_open_and_every_later_participant_joins(engine: &Engine) {
     let store = engine.open();
     let store = store.as_ref();
     assert!(ingest(store, "a", &[wire("1", "evil.example", 0)]).changes.is_empty());
     // b sees it 25 h later: a's sighting is outside the 24 h window, nothing opens.
     assert!(ingest(store, "b", &[wire("2", "evil.example", 25 * HOUR)]).changes.is_empty());
-    // c within the window of b: opens with b and c.
+    // c within the window of b: it opens, with everyone who saw it in this wave, in order.
     let opened = ingest(store, "c", &[wire("3", "evil.example", 26 * HOUR)]).changes;
     assert_eq!(opened.len(), 1);
     assert_eq!(opened[0].change, Change::Opened as i32);
-    assert_eq!(opened[0].correlation.as_ref().unwrap().participants, ["b", "c"]);
-    // a again, now within the window: escalates to three.
-    let escalated = ingest(store, "a", &[wire("4", "evil.example", 27 * HOUR)]).changes;
-    assert_eq!(escalated[0].change, Change::Escalated as i32);
+    assert_eq!(opened[0].correlation.as_ref().unwrap().participants, ["a", "b", "c"]);
+    assert_eq!(opened[0].joined, ["a", "b", "c"]);
+    // A known participant again: no event, counts grow.
+    assert!(ingest(store, "a", &[wire("4", "evil.example", 27 * HOUR)]).changes.is_empty());
+    // d, three days on — outside anyone's window: it joins all the same.
+    let joined = ingest(store, "d", &[wire("5", "evil.example", 100 * HOUR)]).changes;
+    assert_eq!(
+        (joined[0].change, joined[0].joined.clone()),
+        (Change::Escalated as i32, vec!["d".to_owned()])
+    );
     let c = &store.correlations(&all()).unwrap()[0];
-    assert_eq!((c.participant_count, c.sightings, c.first_seen_unix_ms), (3, 4, 0));
-    assert_eq!(c.kind, v1::IndicatorKind::Domain as i32);
-    // More from a known participant: no event, counts still grow.
-    assert!(ingest(store, "c", &[wire("5", "evil.example", 28 * HOUR)]).changes.is_empty());
-    assert_eq!(store.correlations(&all()).unwrap()[0].sightings, 5);
-    let filtered = CorrelationFilter { min_participants: 4, ..all() };
+    assert_eq!((c.participant_count, c.sightings, c.first_seen_unix_ms, c.wave), (4, 5, 0, 1));
+    assert_eq!((c.kind, c.status.as_str()), (v1::IndicatorKind::Domain as i32, "open"));
+    let filtered = CorrelationFilter { min_participants: 5, ..all() };
     assert!(store.correlations(&filtered).unwrap().is_empty());
     let by_kind = CorrelationFilter { kind: Some(Kind::Url), ..all() };
     assert!(store.correlations(&by_kind).unwrap().is_empty());
     let detail = store.indicator("evil.example").unwrap().unwrap();
     let names: Vec<&str> = detail.participants.iter().map(|p| p.participant.as_str()).collect();
-    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(names, ["a", "b", "c", "d"]);
     assert_eq!(detail.participants[0].vias, [v1::Via::DnsQuery as i32]);
-    assert_eq!(detail.correlation.unwrap().participant_count, 3);
+    let members = detail.correlation.unwrap().members;
+    let spread: Vec<(&str, i64, i64)> =
+        members.iter().map(|m| (m.participant.as_str(), m.first_seen_unix_ms, m.joined_unix_ms)).collect();
+    assert_eq!(
+        spread,
+        [
+            ("a", 0, 26 * HOUR),
+            ("b", 25 * HOUR, 26 * HOUR),
+            ("c", 26 * HOUR, 26 * HOUR),
+            ("d", 100 * HOUR, 100 * HOUR)
+        ]
+    );
+}
+
+/// Quiet for `close_after`: the sweep closes it; the next sighting begins wave 2, which opens
+/// on its own participants. Clocks far off neither open nor keep an incident open.
+pub(super) fn quiet_incidents_close_and_a_new_wave_begins(engine: &Engine) {
+    let store = engine.open();
+    let store = store.as_ref();
+    ingest(store, "a", &[wire("1", "c2.example", 0)]);
+    ingest(store, "b", &[wire("2", "c2.example", HOUR)]);
+    assert!(store.close_quiet(HOUR + RULE.close_after_ms, 10).unwrap().is_empty(), "not quiet yet");
+    let closed = store.close_quiet(2 * HOUR + RULE.close_after_ms, 10).unwrap();
+    assert_eq!(closed[0].change, Change::Closed as i32);
+    let c = closed[0].correlation.as_ref().unwrap();
+    assert_eq!((c.status.as_str(), c.close_reason.as_str()), ("closed", "quiet"));
+    // Ten months later: c alone begins wave 2 (nothing to show yet), then d opens it.
+    let later = 300 * 24 * HOUR;
+    assert!(ingest(store, "c", &[wire("3", "c2.example", later)]).changes.is_empty());
+    let wave2 = ingest(store, "d", &[wire("4", "c2.example", later + HOUR)]).changes;
+    let c = wave2[0].correlation.as_ref().unwrap();
+    assert_eq!(
+        (wave2[0].change, c.wave, c.participants.clone()),
+        (Change::Opened as i32, 2, vec!["c".into(), "d".into()])
+    );
+    let listed: Vec<(u32, String)> =
+        store.correlations(&all()).unwrap().into_iter().map(|c| (c.wave, c.status)).collect();
+    assert_eq!(listed, [(2, "open".to_owned()), (1, "closed".to_owned())]);
+    // An agent a year ahead: clamped to the collector's clock, counted.
+    let now = later + 2 * HOUR;
+    let ahead = ingest_at(store, "e", &[wire("5", "c2.example", now + 365 * 24 * HOUR)], now);
+    assert_eq!((ahead.clamped_future, ahead.changes.len()), (1, 1), "e joins, at the collector's time");
+    assert_eq!(store.correlations(&all()).unwrap()[0].last_seen_unix_ms, now);
+    // An agent years behind: stored, not correlated.
+    let behind = ingest_at(store, "f", &[wire("6", "c2.example", 0)], now);
+    assert_eq!((behind.stored, behind.too_old_to_correlate, behind.changes.len()), (1, 1, 0));
+    assert_eq!(store.correlations(&all()).unwrap()[0].participant_count, 3);
 }
 
 /// Eight participants report ten shared indicators through two store instances at once (two
@@ -92,12 +144,17 @@ pub(super) fn a_false_positive_closes_and_stays_closed(engine: &Engine) {
     };
     ingest(store, "a", &[wire("1", "cdn.example", 0)]);
     ingest(store, "b", &[wire("2", "cdn.example", 1)]);
-    let closed = store.mark_false_positive("cdn.example", &who, "shared CDN", 50).unwrap().unwrap();
+    let closed = store.mark_false_positive("cdn.example", &who, "shared CDN", 50).unwrap();
+    assert_eq!(closed[0].change, Change::ClosedFalsePositive as i32);
+    let closed = closed[0].correlation.as_ref().unwrap();
     assert_eq!(
         (closed.status.as_str(), closed.participant_count, closed.updated_unix_ms),
         ("false_positive", 2, 50)
     );
-    assert!(store.mark_false_positive("cdn.example", &who, "again", 60).unwrap().is_none(), "already closed");
+    assert!(
+        store.mark_false_positive("cdn.example", &who, "again", 60).unwrap().is_empty(),
+        "already closed"
+    );
     assert!(ingest(store, "c", &[wire("3", "cdn.example", 2)]).changes.is_empty(), "no escalation");
     // Marked before it ever correlates: it never opens.
     store.mark_false_positive("quiet.example", &who, "vendor", 70).unwrap();
@@ -181,6 +238,43 @@ pub(super) fn campaigns_correlate_across_indicators_and_flag_hosts(engine: &Engi
     assert!(store.suspect_hosts(Some("a"), 10).unwrap().is_empty());
     let campaigns = store.correlations(&CorrelationFilter { campaigns: true, ..all() }).unwrap();
     assert_eq!(campaigns[0].participants, ["b", "c"]);
+}
+
+/// A false positive's sightings leave its campaign: an institution that saw only the withdrawn
+/// indicator no longer counts, and a campaign left below the threshold closes, for good.
+pub(super) fn a_false_positive_leaves_its_campaign(engine: &Engine) {
+    let store = engine.open();
+    let store = store.as_ref();
+    ingest_campaign(store, "a", &[wire("1", "x1.example", 0)], "kraken");
+    assert_eq!(ingest_campaign(store, "b", &[wire("2", "x2.example", 1)], "kraken").changes.len(), 1);
+    ingest_campaign(store, "c", &[wire("3", "x2.example", 2)], "kraken");
+    let campaign = |store: &dyn Store| {
+        store.correlations(&CorrelationFilter { campaigns: true, ..all() }).unwrap().remove(0)
+    };
+    assert_eq!(campaign(store).participants, ["a", "b", "c"]);
+    let events = store.mark_false_positive("x2.example", &analyst("z-cert"), "sinkhole", 10).unwrap();
+    let changes: Vec<(i32, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            let c = e.correlation.as_ref().unwrap();
+            (e.change, c.indicator.as_str(), c.close_reason.as_str())
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (Change::ClosedFalsePositive as i32, "x2.example", "false_positive"),
+            (Change::Closed as i32, "kraken", "below_threshold")
+        ]
+    );
+    let closed = campaign(store);
+    assert_eq!((closed.status.as_str(), closed.participants.clone()), ("closed", vec!["a".to_owned()]));
+    // A reload shows the same; later sightings of the withdrawn indicator do not count.
+    let reopened = engine.open();
+    assert_eq!(campaign(reopened.as_ref()).status, "closed");
+    assert!(ingest_campaign(store, "d", &[wire("4", "x2.example", 11)], "kraken").changes.is_empty());
+    let waves = store.correlations(&CorrelationFilter { campaigns: true, ..all() }).unwrap();
+    assert_eq!(waves.len(), 1, "no new wave from a withdrawn indicator");
 }
 
 pub(super) fn top_indicators_rank_by_institutions_then_sightings(engine: &Engine) {

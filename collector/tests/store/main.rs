@@ -13,13 +13,15 @@ use zdn_proto::v1::{self, correlation_event::Change};
 use zdn_scratch_postgres::ScratchDatabase;
 
 mod correlation;
+mod oracle;
 mod records;
 
 use correlation::*;
+use oracle::*;
 use records::*;
 
 const HOUR: i64 = 3_600_000;
-const RULE: CorrelationRule = CorrelationRule { min_participants: 2, window_ms: 24 * HOUR };
+const RULE: CorrelationRule = CorrelationRule::new(2, 24 * HOUR);
 
 /// Where one test's store lives; dropping it removes the data.
 enum Engine {
@@ -62,7 +64,9 @@ macro_rules! on_both_engines {
 }
 
 on_both_engines!(
-    correlations_open_escalate_and_respect_the_window,
+    incidents_open_and_every_later_participant_joins,
+    quiet_incidents_close_and_a_new_wave_begins,
+    a_false_positive_leaves_its_campaign,
     retries_are_stored_once_and_survive_reopen,
     sightings_page_newest_first_without_gaps,
     heartbeats_and_audit_entries_round_trip,
@@ -73,6 +77,7 @@ on_both_engines!(
     campaigns_correlate_across_indicators_and_flag_hosts,
     top_indicators_rank_by_institutions_then_sightings,
     console_tokens_are_found_by_hash_revoked_with_their_sessions_and_purged,
+    the_store_agrees_with_the_oracle_on_random_streams,
 );
 
 fn wire(id: &str, indicator: &str, at: i64) -> v1::Sighting {
@@ -102,11 +107,17 @@ fn ingest_campaign(
         .iter()
         .map(|w| NewSighting { wire: w, kind: Kind::Domain, via: Via::DnsQuery, campaign: Some(campaign) })
         .collect();
-    store.ingest(participant, "gw", &batch, 1).unwrap()
+    store.ingest(participant, "gw", &batch, received(sightings)).unwrap()
+}
+
+/// As if the collector received the batch as soon as its last packet was seen (the
+/// collector's clock is Unix time: never 0, which means "not yet").
+fn received(sightings: &[v1::Sighting]) -> i64 {
+    sightings.iter().map(|s| s.last_seen_unix_ms).max().unwrap_or(0).max(1)
 }
 
 fn ingest(store: &dyn Store, participant: &str, sightings: &[v1::Sighting]) -> store::Ingested {
-    ingest_at(store, participant, sightings, 1)
+    ingest_at(store, participant, sightings, received(sightings))
 }
 
 /// Ingests as if the collector received the batch at `now_ms`.

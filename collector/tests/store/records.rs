@@ -111,8 +111,9 @@ pub(super) fn retention_purges_each_class_by_its_own_cutoff(engine: &Engine) {
         console_tokens: Some(2_000),
     };
     let purged = store.purge(&all_classes).unwrap();
+    // Aggregates: the two timelines of old.example and its incident's two members.
     let expected =
-        store::Purged { aggregates: 2, correlations: 1, audit: 1, agents: 1, ..Default::default() };
+        store::Purged { aggregates: 4, correlations: 1, audit: 1, agents: 1, ..Default::default() };
     assert_eq!(purged, expected);
     assert!(store.correlations(&all()).unwrap().is_empty());
     assert!(store.indicator("old.example").unwrap().is_none());
@@ -157,7 +158,7 @@ pub(super) fn erasing_a_participant_removes_it_everywhere(engine: &Engine) {
         erased,
         store::Erased {
             sightings: 2,
-            aggregates: 2,
+            aggregates: 4, // two timelines, two incident memberships
             agents: 1,
             correlations_changed: 1,
             correlations_removed: 1

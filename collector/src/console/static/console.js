@@ -12,8 +12,12 @@
     return;
   }
   const status = document.getElementById('live-status');
-  const changes = { opened: 'new', escalated: 'spreading', closed_false_positive: 'false positive' };
-  const classes = { opened: 'new', escalated: 'spreading', closed_false_positive: 'closed' };
+  const changes = {
+    opened: 'new', escalated: 'spreading', closed: 'closed', closed_false_positive: 'false positive', reduced: 'reduced',
+  };
+  const classes = {
+    opened: 'new', escalated: 'spreading', closed: 'closed', closed_false_positive: 'closed', reduced: 'spreading',
+  };
 
   function text(value) {
     if (Array.isArray(value)) {
@@ -29,19 +33,23 @@
     }
     const columns = Array.from(table.tHead.rows[0].cells, (th) => th.dataset.column);
     const body = table.tBodies[0];
-    let tr = Array.from(body.rows).find((r) => r.dataset.key === row.indicator);
+    const key = row.indicator + '#' + row.wave;
+    let tr = Array.from(body.rows).find((r) => r.dataset.key === key);
     if (!tr) {
       tr = document.createElement('tr');
-      tr.dataset.key = row.indicator;
+      tr.dataset.key = key;
       columns.forEach(() => tr.appendChild(document.createElement('td')));
     }
     columns.forEach((column, i) => {
       const td = tr.cells[i];
       td.textContent = '';
       const value = column === 'change' ? changes[change] || change : text(row[column]);
-      if (column === 'indicator') {
+      const campaignLink = column === 'campaign' || (column === 'indicator' && row.scope === 'campaign');
+      if ((column === 'indicator' || column === 'campaign') && value !== '') {
         const a = document.createElement('a');
-        a.href = '/indicator?value=' + encodeURIComponent(value);
+        a.href = campaignLink
+          ? '/campaign?name=' + encodeURIComponent(value)
+          : '/indicator?value=' + encodeURIComponent(value);
         a.textContent = value;
         td.appendChild(a);
       } else {

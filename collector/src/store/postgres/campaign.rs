@@ -1,77 +1,16 @@
-//! Campaign-level correlation and suspect hosts in PostgreSQL (see `store::campaign`), in the
-//! batch's transaction. A batch touches few campaigns, so each is a handful of statements.
+//! Suspect hosts in PostgreSQL (see `store::campaign`), in the batch's transaction. A batch
+//! touches few (host, campaign) pairs, so each is a handful of statements.
 
-use super::correlation_row;
-use crate::correlation::CorrelationRule;
+use crate::store::StoreError;
 use crate::store::campaign::{CampaignBatch, SUSPECT_AT, merge_indicators};
-use crate::store::{CAMPAIGN_COLUMNS, ParticipantWindow, StoreError, evaluate};
 use tokio_postgres::Transaction;
 use zdn_proto::v1;
 
-pub(super) async fn ingest(
+pub(super) async fn suspect_hosts_ingest(
     tx: &Transaction<'_>,
-    rule: &CorrelationRule,
     participant: &str,
     batch: &CampaignBatch<'_>,
-    now_ms: i64,
-) -> Result<Vec<v1::CorrelationEvent>, StoreError> {
-    let mut events = Vec::new();
-    for (campaign, t) in &batch.campaigns {
-        // Serialised per campaign across instances, like indicators.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&super::lock_key(&format!("campaign:{campaign}"))])
-            .await?;
-        tx.execute(
-            "INSERT INTO campaign_participants AS c (campaign, participant, first_seen, last_seen, sightings)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (campaign, participant) DO UPDATE SET
-               first_seen = LEAST(c.first_seen, excluded.first_seen), last_seen = GREATEST(c.last_seen, excluded.last_seen),
-               sightings = c.sightings + excluded.sightings",
-            &[campaign, &participant, &t.first_seen, &t.last_seen, &t.sightings],
-        )
-        .await?;
-        let rows = tx
-            .query(
-                "SELECT participant, first_seen, sightings, last_seen FROM campaign_participants
-                 WHERE campaign = $1 ORDER BY first_seen, participant",
-                &[campaign],
-            )
-            .await?;
-        let latest = rows.iter().map(|r| r.get::<_, i64>(3)).max().unwrap_or(i64::MIN);
-        let window: Vec<ParticipantWindow> = rows
-            .iter()
-            .filter(|r| r.get::<_, i64>(3) >= latest.saturating_sub(rule.window_ms))
-            .map(|r| ParticipantWindow { participant: r.get(0), first_seen: r.get(1), sightings: r.get(2) })
-            .collect();
-        let before: Option<u32> = tx
-            .query_opt("SELECT participant_count FROM campaigns WHERE campaign = $1", &[campaign])
-            .await?
-            .map(|r| r.get::<_, i32>(0).max(0) as u32);
-        let (change, Some(u)) = evaluate(rule, &window, latest, before) else { continue };
-        let count = i32::try_from(u.count).unwrap_or(i32::MAX);
-        tx.execute(
-            "INSERT INTO campaigns AS c (campaign, participants, participant_count, first_seen, last_seen, sightings,
-                                         opened, updated)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-             ON CONFLICT (campaign) DO UPDATE SET
-               participants = CASE WHEN excluded.participant_count > c.participant_count
-                              THEN excluded.participants ELSE c.participants END,
-               participant_count = GREATEST(c.participant_count, excluded.participant_count),
-               first_seen = LEAST(c.first_seen, excluded.first_seen),
-               last_seen = GREATEST(c.last_seen, excluded.last_seen),
-               sightings = GREATEST(c.sightings, excluded.sightings),
-               updated = CASE WHEN excluded.participant_count > c.participant_count
-                         THEN excluded.updated ELSE c.updated END",
-            &[campaign, &u.participants, &count, &u.first_seen, &u.last_seen, &u.sightings, &now_ms],
-        )
-        .await?;
-        if let Some(change) = change {
-            let row = tx.query_one(&format!("{CAMPAIGN_COLUMNS} WHERE campaign = $1"), &[campaign]).await?;
-            events.push(v1::CorrelationEvent {
-                change: change as i32,
-                correlation: Some(correlation_row(&row)),
-            });
-        }
-    }
+) -> Result<(), StoreError> {
     for ((host, campaign), h) in &batch.hosts {
         let known: Option<String> = tx
             .query_opt(
@@ -100,7 +39,7 @@ pub(super) async fn ingest(
             );
         }
     }
-    Ok(events)
+    Ok(())
 }
 
 pub(super) async fn suspect_hosts(

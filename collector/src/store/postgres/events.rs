@@ -6,8 +6,8 @@
 //! (reconnected with backoff when it drops) and hands what arrives to its own subscribers —
 //! so a `WatchCorrelations` stream or webhook on any instance sees every correlation, wherever
 //! the causing batch came in. Payloads are the protobuf encoding in hex; NOTIFY payloads are
-//! limited to 8000 bytes, so an event with a very long participant list travels with the list
-//! cut (the count stays exact).
+//! limited to 8000 bytes, so an event with very long participant lists travels with the lists
+//! cut (the counts stay exact).
 
 use crate::store::StoreError;
 use futures::StreamExt;
@@ -22,7 +22,7 @@ pub(super) const CHANNEL: &str = "zdn_correlations";
 /// Largest payload sent (PostgreSQL refuses 8000 bytes and more).
 const MAX_PAYLOAD: usize = 7900;
 
-/// The NOTIFY payload of one event.
+/// The NOTIFY payload of one event: lists halved until it fits (the counts stay exact).
 fn encode(event: &v1::CorrelationEvent) -> String {
     let mut event = event.clone();
     loop {
@@ -30,10 +30,12 @@ fn encode(event: &v1::CorrelationEvent) -> String {
         let Some(c) = event.correlation.as_mut().filter(|_| payload.len() > MAX_PAYLOAD) else {
             return payload;
         };
-        if c.participants.is_empty() {
+        if c.participants.is_empty() && event.joined.is_empty() && c.members.is_empty() {
             return payload;
         }
         c.participants.truncate(c.participants.len() / 2);
+        c.members.truncate(c.members.len() / 2);
+        event.joined.truncate(event.joined.len() / 2);
     }
 }
 
@@ -121,6 +123,8 @@ mod tests {
                 participant_count: n as u32,
                 ..Default::default()
             }),
+            joined: (0..n).map(|i| format!("participant-{i:04}")).collect(),
+            joined_count: n as u32,
         };
         assert_eq!(decode(&encode(&event(3))), Some(event(3)));
         let big = encode(&event(1000));

@@ -145,6 +145,66 @@ CREATE TABLE console_tokens (
 CREATE INDEX console_tokens_by_parent ON console_tokens (parent);
 CREATE INDEX console_tokens_by_expires ON console_tokens (expires);
 ",
+    // Incidents (`store::incidents`) replace the correlations and campaigns tables, as in
+    // SQLite's migration 9.
+    r"
+CREATE TABLE incidents (
+    scope TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    wave INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    status TEXT NOT NULL,
+    close_reason TEXT NOT NULL,
+    participants TEXT NOT NULL,
+    participant_count INTEGER NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    sightings BIGINT NOT NULL,
+    opened BIGINT NOT NULL,
+    updated BIGINT NOT NULL,
+    closed BIGINT NOT NULL,
+    PRIMARY KEY (scope, subject, wave)
+);
+CREATE INDEX incidents_by_updated ON incidents (scope, updated);
+CREATE INDEX incidents_by_campaign ON incidents (campaign);
+CREATE INDEX incidents_by_status ON incidents (status, last_seen);
+CREATE TABLE incident_members (
+    scope TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    participant TEXT NOT NULL,
+    part TEXT NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    sightings BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    arrived BIGINT NOT NULL,
+    PRIMARY KEY (scope, subject, participant, part)
+);
+CREATE INDEX incident_members_by_part ON incident_members (scope, part);
+CREATE INDEX incident_members_by_participant ON incident_members (participant);
+INSERT INTO incidents
+  SELECT 'indicator', indicator, 1, kind, campaign, status,
+         CASE status WHEN 'false_positive' THEN 'false_positive' ELSE '' END,
+         participants, participant_count, first_seen, last_seen, sightings, opened, updated,
+         CASE status WHEN 'open' THEN 0 ELSE updated END
+  FROM correlations;
+INSERT INTO incidents
+  SELECT 'campaign', campaign, 1, '', campaign, 'open', '', participants, participant_count,
+         first_seen, last_seen, sightings, opened, updated, 0
+  FROM campaigns;
+INSERT INTO incident_members
+  SELECT 'indicator', p.indicator, p.participant, '', p.first_seen, p.last_seen, p.sightings,
+         row_number() OVER (PARTITION BY p.indicator ORDER BY p.first_seen, p.participant), c.opened
+  FROM indicator_participants p JOIN correlations c ON c.indicator = p.indicator;
+INSERT INTO incident_members
+  SELECT 'campaign', p.campaign, p.participant, '', p.first_seen, p.last_seen, p.sightings,
+         row_number() OVER (PARTITION BY p.campaign ORDER BY p.first_seen, p.participant), c.opened
+  FROM campaign_participants p JOIN campaigns c ON c.campaign = p.campaign;
+DROP TABLE correlations;
+DROP TABLE campaigns;
+DROP TABLE campaign_participants;
+",
 ];
 
 /// Session advisory lock key held while migrating ("zdn" in ASCII).

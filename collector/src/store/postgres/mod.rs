@@ -5,19 +5,21 @@
 //!   same blocking [`Store`] interface serves both engines (the services already call the
 //!   store on tokio's blocking pool, where waiting on another runtime is allowed). Dropping it
 //!   uses `shutdown_background`, which is safe inside another runtime.
-//! - Concurrent instances must not lose a correlation: two transactions ingesting the same
-//!   indicator for different participants would each see only their own aggregate row under
-//!   READ COMMITTED. Each batch therefore takes a transaction-scoped advisory lock per
-//!   indicator it touches, in one global order (the key's number), before writing; the second
-//!   transaction waits and then reads the first one's committed row.
+//! - Concurrent instances must not lose an incident: two transactions ingesting the same
+//!   subject for different participants would each see only their own member rows under
+//!   READ COMMITTED. Each batch therefore takes transaction-scoped advisory locks on the
+//!   [`LOCK_STRIPES`] stripes its subjects hash to, in one global order, before writing; the
+//!   second transaction waits and then reads the first one's committed rows. Stripes bound
+//!   the locks per transaction (a stock server's lock table holds
+//!   `max_locks_per_transaction` × connections), however many subjects a batch touches.
 //! - Ingest writes a batch set-wise, in a fixed number of round trips ([`ingest`]).
 //! - Migrations run under a session advisory lock, so instances starting together apply each
 //!   migration once; `zdn_schema` records how many ran.
 
+use super::incidents::{INCIDENT_COLUMNS, IncidentRow, Scope, member_wire};
 use super::{
-    AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased, FALSE_POSITIVE,
-    Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, Purged, SIGHTING_COLUMNS, SightingFilter,
-    SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token,
+    AgentRow, CorrelationFilter, Cutoffs, Erased, Ingested, NewSighting, PURGE_BATCH, PURGE_CLASSES, Purged,
+    SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError, kind_wire, next_token,
     top_indicators_sql, vias_wire,
 };
 use crate::correlation::CorrelationRule;
@@ -25,6 +27,7 @@ use migrations::migrate;
 mod campaign;
 mod events;
 mod fleet;
+mod incidents;
 mod ingest;
 mod migrations;
 mod privacy;
@@ -97,13 +100,44 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
-/// The advisory-lock key of an indicator: the first 8 bytes of its SHA-256, the same in every
-/// instance and version (unlike std's hasher).
-fn lock_key(indicator: &str) -> i64 {
-    let digest = ring::digest::digest(&ring::digest::SHA256, indicator.as_bytes());
+/// How many advisory locks a transaction takes at most.
+const LOCK_STRIPES: i64 = 64;
+/// The stripes' advisory-lock keys start here ("zdn" in ASCII, shifted): a key space of their
+/// own, apart from the migration lock.
+const STRIPE_KEYS: i64 = 0x7a_646e << 16;
+
+/// The stripe of a subject: from the first 8 bytes of its SHA-256, the same in every instance
+/// and version (unlike std's hasher).
+fn stripe(scope: Scope, subject: &str) -> i64 {
+    let key = format!("{}:{subject}", scope.as_str());
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest.as_ref()[..8]);
-    i64::from_be_bytes(first)
+    i64::from_be_bytes(first).rem_euclid(LOCK_STRIPES)
+}
+
+/// Locks the stripes of `subjects` (all of them when `None`), in ascending order.
+async fn lock_stripes(
+    tx: &tokio_postgres::Transaction<'_>,
+    subjects: &[(Scope, &str)],
+) -> Result<(), StoreError> {
+    let mut stripes: Vec<i64> = subjects.iter().map(|(scope, subject)| stripe(*scope, subject)).collect();
+    stripes.sort_unstable();
+    stripes.dedup();
+    take(tx, &stripes).await
+}
+
+/// Takes the stripes' locks; a function scan over the sorted array takes them in array order.
+async fn take(tx: &tokio_postgres::Transaction<'_>, stripes: &[i64]) -> Result<(), StoreError> {
+    let keys: Vec<i64> = stripes.iter().map(|s| STRIPE_KEYS + s).collect();
+    tx.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::BIGINT[]) AS k", &[&keys]).await?;
+    Ok(())
+}
+
+/// Locks every stripe: for the changes that may touch any subject (withdrawal, sweep).
+async fn lock_all_stripes(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let stripes: Vec<i64> = (0..LOCK_STRIPES).collect();
+    take(tx, &stripes).await
 }
 
 impl Store for PostgresStore {
@@ -125,27 +159,27 @@ impl Store for PostgresStore {
     }
 
     fn correlations(&self, filter: &CorrelationFilter) -> Result<Vec<v1::Correlation>, StoreError> {
-        let min = i32::try_from(filter.min_participants.max(self.rule.min_participants)).unwrap_or(i32::MAX);
+        let min = i32::try_from(filter.min_participants).unwrap_or(i32::MAX);
         let since = filter.since_ms.unwrap_or(i64::MIN);
-        let kind = filter.kind.map(Kind::as_str);
+        let (scope, kind) = match filter.campaigns {
+            true => (Scope::Campaign, None),
+            false => (Scope::Indicator, filter.kind.map(Kind::as_str)),
+        };
         let limit = i64::from(filter.limit);
         let campaign = filter.campaign.as_deref();
-        let sql = if filter.campaigns {
-            format!(
-                "{CAMPAIGN_COLUMNS} WHERE updated >= $1 AND participant_count >= $2
-                   AND ($3::TEXT IS NULL OR $3::TEXT = '') AND ($4::TEXT IS NULL OR campaign = $4::TEXT)
-                 ORDER BY updated DESC, campaign LIMIT $5"
-            )
-        } else {
-            format!(
-                "{CORRELATION_COLUMNS} WHERE updated >= $1 AND participant_count >= $2
-                   AND ($3::TEXT IS NULL OR kind = $3::TEXT) AND ($4::TEXT IS NULL OR campaign = $4::TEXT)
-                 ORDER BY updated DESC, indicator LIMIT $5"
-            )
-        };
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents
+             WHERE scope = $1 AND updated >= $2 AND opened > 0 AND participant_count >= $3
+               AND ($4::TEXT IS NULL OR kind = $4::TEXT) AND ($5::TEXT IS NULL OR campaign = $5::TEXT)
+             ORDER BY updated DESC, subject, wave DESC LIMIT $6"
+        );
         self.run(async |pool: &Pool| {
-            let rows = pool.get().await?.query(&sql, &[&since, &min, &kind, &campaign, &limit]).await?;
-            Ok(rows.iter().map(correlation_row).collect())
+            let rows = pool
+                .get()
+                .await?
+                .query(&sql, &[&scope.as_str(), &since, &min, &kind, &campaign, &limit])
+                .await?;
+            Ok(rows.iter().map(|r| incidents::incident_row(r).into_wire()).collect())
         })
     }
 
@@ -221,10 +255,7 @@ impl Store for PostgresStore {
                     vias: vias_wire(r.get(5)),
                 })
                 .collect();
-            let correlation = client
-                .query_opt(&format!("{CORRELATION_COLUMNS} WHERE indicator = $1"), &[&indicator])
-                .await?
-                .map(|r| correlation_row(&r));
+            let correlation = detail(&client, Scope::Indicator, indicator).await?;
             Ok(Some(v1::IndicatorDetail {
                 indicator: indicator.to_owned(),
                 kind,
@@ -275,12 +306,12 @@ impl Store for PostgresStore {
         who: &zdn_transport::Identity,
         reason: &str,
         now_ms: i64,
-    ) -> Result<Option<v1::Correlation>, StoreError> {
+    ) -> Result<Vec<v1::CorrelationEvent>, StoreError> {
         self.run(async |pool: &Pool| {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
-            // Serialised with ingest of the same indicator (see the module comment).
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(indicator)]).await?;
+            // Serialised with every ingest: the indicator's campaigns are known only inside.
+            lock_all_stripes(&tx).await?;
             tx.execute(
                 "INSERT INTO false_positives (indicator, marked_at, participant, name, reason)
                  VALUES ($1, $2, $3, $4, $5)
@@ -289,25 +320,22 @@ impl Store for PostgresStore {
                 &[&indicator, &now_ms, &who.participant, &who.name, &reason],
             )
             .await?;
-            let closed = tx
-                .query_opt(
-                    &format!(
-                        "UPDATE correlations SET status = $2, updated = $3 WHERE indicator = $1 AND status = $4
-                         RETURNING {}",
-                        CORRELATION_COLUMNS
-                            .trim_start_matches("SELECT ")
-                            .trim_end_matches(" FROM correlations")
-                    ),
-                    &[&indicator, &FALSE_POSITIVE, &now_ms, &OPEN],
-                )
-                .await?
-                .map(|r| correlation_row(&r));
-            if let Some(c) = &closed {
-                let change = v1::correlation_event::Change::ClosedFalsePositive as i32;
-                events::notify(&tx, &[v1::CorrelationEvent { change, correlation: Some(c.clone()) }]).await?;
-            }
+            let events = incidents::withdraw(&tx, &self.rule, indicator, now_ms).await?;
+            events::notify(&tx, &events).await?;
             tx.commit().await?;
-            Ok(closed)
+            Ok(events)
+        })
+    }
+
+    fn close_quiet(&self, now_ms: i64, limit: u32) -> Result<Vec<v1::CorrelationEvent>, StoreError> {
+        self.run(async |pool: &Pool| {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            lock_all_stripes(&tx).await?;
+            let events = incidents::close_quiet(&tx, &self.rule, now_ms, limit).await?;
+            events::notify(&tx, &events).await?;
+            tx.commit().await?;
+            Ok(events)
         })
     }
 
@@ -472,18 +500,28 @@ fn audit_row(r: &Row) -> v1::AuditEntry {
     }
 }
 
-fn correlation_row(r: &Row) -> v1::Correlation {
-    correlation_wire(
-        r.get(0),
-        r.get(1),
-        r.get(2),
-        r.get::<_, i32>(3).max(0) as u32,
-        r.get(4),
-        r.get(5),
-        r.get(6),
-        r.get(7),
-        r.get(8),
-        r.get(9),
-        r.get(10),
-    )
+/// A subject's latest wave that ever opened, with its members if it is the current wave.
+async fn detail(
+    client: &deadpool_postgres::Client,
+    scope: Scope,
+    subject: &str,
+) -> Result<Option<v1::Correlation>, StoreError> {
+    let Some(latest) = incidents::latest(&***client, scope, subject).await? else { return Ok(None) };
+    if !latest.incident.visible() {
+        let earlier = client
+            .query_opt(
+                &format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents
+                     WHERE scope = $1 AND subject = $2 AND opened > 0 ORDER BY wave DESC LIMIT 1"
+                ),
+                &[&scope.as_str(), &subject],
+            )
+            .await?;
+        return Ok(earlier.as_ref().map(|r| incidents::incident_row(r).into_wire()));
+    }
+    let opened = latest.incident.opened;
+    let members = incidents::members(&***client, scope, subject).await?;
+    let mut wire: v1::Correlation = IncidentRow::into_wire(latest);
+    wire.members = members.iter().map(|m| member_wire(m, opened)).collect();
+    Ok(Some(wire))
 }

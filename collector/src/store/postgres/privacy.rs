@@ -24,33 +24,36 @@ pub(super) async fn erase(
     tx.execute("DELETE FROM suspect_hosts WHERE participant = $1", &[&participant]).await?;
     erased.aggregates =
         tx.execute("DELETE FROM indicator_participants WHERE participant = $1", &[&participant]).await?
-            + tx.execute("DELETE FROM campaign_participants WHERE participant = $1", &[&participant]).await?;
+            + tx.execute("DELETE FROM incident_members WHERE participant = $1", &[&participant]).await?;
     erased.agents = tx.execute("DELETE FROM agents WHERE participant = $1", &[&participant]).await?;
-    // Its name leaves every correlation, of indicators and of campaigns alike.
-    for (table, key) in [("correlations", "indicator"), ("campaigns", "campaign")] {
-        let named = tx
-            .query(
-                &format!(
-                    "SELECT {key}, participants FROM {table} WHERE ',' || participants || ',' LIKE $1 FOR UPDATE"
-                ),
-                &[&format!("%,{participant},%")],
+    // Its name leaves every incident, of indicators and of campaigns alike.
+    let named = tx
+        .query(
+            "SELECT scope, subject, wave, participants, opened FROM incidents
+             WHERE ',' || participants || ',' LIKE $1 FOR UPDATE",
+            &[&format!("%,{participant},%")],
+        )
+        .await?;
+    for row in named {
+        let (scope, subject, wave): (String, String, i32) = (row.get(0), row.get(1), row.get(2));
+        let (participants, opened): (String, i64) = (row.get(3), row.get(4));
+        let (kept, count) = without_participant(&participants, participant);
+        if opened > 0 && count < min_participants {
+            tx.execute(
+                "DELETE FROM incidents WHERE scope = $1 AND subject = $2 AND wave = $3",
+                &[&scope, &subject, &wave],
             )
             .await?;
-        for row in named {
-            let (name, participants): (String, String) = (row.get(0), row.get(1));
-            let (kept, count) = without_participant(&participants, participant);
-            if count < min_participants {
-                tx.execute(&format!("DELETE FROM {table} WHERE {key} = $1"), &[&name]).await?;
-                erased.correlations_removed += 1;
-            } else {
-                let count = i32::try_from(count).unwrap_or(i32::MAX);
-                tx.execute(
-                    &format!("UPDATE {table} SET participants = $2, participant_count = $3 WHERE {key} = $1"),
-                    &[&name, &kept, &count],
-                )
-                .await?;
-                erased.correlations_changed += 1;
-            }
+            erased.correlations_removed += 1;
+        } else {
+            let count = i32::try_from(count).unwrap_or(i32::MAX);
+            tx.execute(
+                "UPDATE incidents SET participants = $4, participant_count = $5
+                 WHERE scope = $1 AND subject = $2 AND wave = $3",
+                &[&scope, &subject, &wave, &kept, &count],
+            )
+            .await?;
+            erased.correlations_changed += u64::from(opened > 0);
         }
     }
     tx.commit().await?;

@@ -1,61 +1,15 @@
-//! Campaign-level correlation and suspect hosts in SQLite (see `store::campaign`), written in
-//! the batch's own transaction.
+//! Suspect hosts in SQLite (see `store::campaign`), written in the batch's own transaction.
 
-use crate::correlation::CorrelationRule;
+use crate::store::StoreError;
 use crate::store::campaign::{CampaignBatch, SUSPECT_AT, merge_indicators};
-use crate::store::{CAMPAIGN_COLUMNS, ParticipantWindow, StoreError, evaluate};
 use rusqlite::{OptionalExtension, Transaction, params};
 use zdn_proto::v1;
 
-pub(super) fn ingest(
+pub(super) fn suspect_hosts_ingest(
     tx: &Transaction<'_>,
-    rule: &CorrelationRule,
     participant: &str,
     batch: &CampaignBatch<'_>,
-    now_ms: i64,
-) -> Result<Vec<v1::CorrelationEvent>, StoreError> {
-    let mut events = Vec::new();
-    for (campaign, t) in &batch.campaigns {
-        tx.prepare_cached(
-            "INSERT INTO campaign_participants (campaign, participant, first_seen, last_seen, sightings)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (campaign, participant) DO UPDATE SET
-               first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
-               sightings = sightings + excluded.sightings",
-        )?
-        .execute(params![campaign, participant, t.first_seen, t.last_seen, t.sightings])?;
-        let latest: i64 = tx
-            .prepare_cached("SELECT max(last_seen) FROM campaign_participants WHERE campaign = ?1")?
-            .query_row([campaign], |r| r.get(0))?;
-        let rows: Vec<ParticipantWindow> = tx
-            .prepare_cached(
-                "SELECT participant, first_seen, sightings FROM campaign_participants
-                 WHERE campaign = ?1 AND last_seen >= ?2 ORDER BY first_seen, participant",
-            )?
-            .query_map(params![campaign, latest.saturating_sub(rule.window_ms)], |r| {
-                Ok(ParticipantWindow { participant: r.get(0)?, first_seen: r.get(1)?, sightings: r.get(2)? })
-            })?
-            .collect::<Result<_, _>>()?;
-        let before: Option<u32> = tx
-            .prepare_cached("SELECT participant_count FROM campaigns WHERE campaign = ?1")?
-            .query_row([campaign], |r| r.get(0))
-            .optional()?;
-        let (change, Some(u)) = evaluate(rule, &rows, latest, before) else { continue };
-        tx.prepare_cached(concat!(
-            "INSERT INTO campaigns (campaign, participants, participant_count, first_seen, last_seen, sightings,
-                                    opened, updated)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-             ON CONFLICT (campaign) DO UPDATE SET ",
-            growing_correlation_update!()
-        ))?
-        .execute(params![campaign, u.participants, u.count, u.first_seen, u.last_seen, u.sightings, now_ms])?;
-        if let Some(change) = change {
-            let correlation = tx
-                .prepare_cached(&format!("{CAMPAIGN_COLUMNS} WHERE campaign = ?1"))?
-                .query_row([campaign], super::correlation_row)?;
-            events.push(v1::CorrelationEvent { change: change as i32, correlation: Some(correlation) });
-        }
-    }
+) -> Result<(), StoreError> {
     for ((host, campaign), h) in &batch.hosts {
         let known: Option<String> = tx
             .prepare_cached(
@@ -82,7 +36,7 @@ pub(super) fn ingest(
             );
         }
     }
-    Ok(events)
+    Ok(())
 }
 
 pub(super) fn suspect_hosts(

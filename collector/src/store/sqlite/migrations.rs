@@ -151,6 +151,67 @@ CREATE TABLE console_tokens (
 CREATE INDEX console_tokens_by_parent ON console_tokens (parent);
 CREATE INDEX console_tokens_by_expires ON console_tokens (expires);
 ",
+    // Incidents (`store::incidents`) replace the correlations and campaigns tables: waves,
+    // members in join order, closing. Open correlations become wave 1 with every participant
+    // that saw the subject as a member (the new rule's union).
+    r"
+CREATE TABLE incidents (
+    scope TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    wave INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    status TEXT NOT NULL,
+    close_reason TEXT NOT NULL,
+    participants TEXT NOT NULL,
+    participant_count INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    sightings INTEGER NOT NULL,
+    opened INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    closed INTEGER NOT NULL,
+    PRIMARY KEY (scope, subject, wave)
+);
+CREATE INDEX incidents_by_updated ON incidents (scope, updated);
+CREATE INDEX incidents_by_campaign ON incidents (campaign);
+CREATE INDEX incidents_by_status ON incidents (status, last_seen);
+CREATE TABLE incident_members (
+    scope TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    participant TEXT NOT NULL,
+    part TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    sightings INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    arrived INTEGER NOT NULL,
+    PRIMARY KEY (scope, subject, participant, part)
+);
+CREATE INDEX incident_members_by_part ON incident_members (scope, part);
+CREATE INDEX incident_members_by_participant ON incident_members (participant);
+INSERT INTO incidents
+  SELECT 'indicator', indicator, 1, kind, campaign, status,
+         CASE status WHEN 'false_positive' THEN 'false_positive' ELSE '' END,
+         participants, participant_count, first_seen, last_seen, sightings, opened, updated,
+         CASE status WHEN 'open' THEN 0 ELSE updated END
+  FROM correlations;
+INSERT INTO incidents
+  SELECT 'campaign', campaign, 1, '', campaign, 'open', '', participants, participant_count,
+         first_seen, last_seen, sightings, opened, updated, 0
+  FROM campaigns;
+INSERT INTO incident_members
+  SELECT 'indicator', p.indicator, p.participant, '', p.first_seen, p.last_seen, p.sightings,
+         row_number() OVER (PARTITION BY p.indicator ORDER BY p.first_seen, p.participant), c.opened
+  FROM indicator_participants p JOIN correlations c ON c.indicator = p.indicator;
+INSERT INTO incident_members
+  SELECT 'campaign', p.campaign, p.participant, '', p.first_seen, p.last_seen, p.sightings,
+         row_number() OVER (PARTITION BY p.campaign ORDER BY p.first_seen, p.participant), c.opened
+  FROM campaign_participants p JOIN campaigns c ON c.campaign = p.campaign;
+DROP TABLE correlations;
+DROP TABLE campaigns;
+DROP TABLE campaign_participants;
+",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -4,28 +4,14 @@
 //! owns the file; the writer mutex serialises batches, so the correlation rule always reads
 //! the aggregate its own transaction just wrote.
 
+use super::incidents::{INCIDENT_COLUMNS, IncidentRow, Scope, member_wire};
 use super::{
-    AGENT_COLUMNS, AgentRow, CAMPAIGN_COLUMNS, CORRELATION_COLUMNS, CorrelationFilter, Cutoffs, Erased,
-    FALSE_POSITIVE, Ingested, NewSighting, OPEN, PURGE_BATCH, PURGE_CLASSES, Purged, SIGHTING_COLUMNS,
-    SightingFilter, SightingPage, SightingRow, Store, StoreError, correlation_wire, kind_wire, next_token,
-    top_indicators_sql, vias_wire,
+    AGENT_COLUMNS, AgentRow, CorrelationFilter, Cutoffs, Erased, Ingested, NewSighting, PURGE_BATCH,
+    PURGE_CLASSES, Purged, SIGHTING_COLUMNS, SightingFilter, SightingPage, SightingRow, Store, StoreError,
+    kind_wire, next_token, top_indicators_sql, vias_wire,
 };
-/// The `DO UPDATE SET` of a correlation upsert (indicator and campaign alike): the participant
-/// list only ever grows; times and counts follow the latest evaluation. A macro, so that
-/// `concat!` builds each statement at compile time.
-macro_rules! growing_correlation_update {
-    () => {
-        "participants = CASE WHEN excluded.participant_count > participant_count
-                        THEN excluded.participants ELSE participants END,
-         participant_count = max(participant_count, excluded.participant_count),
-         first_seen = min(first_seen, excluded.first_seen),
-         last_seen = max(last_seen, excluded.last_seen),
-         sightings = max(sightings, excluded.sightings),
-         updated = CASE WHEN excluded.participant_count > participant_count THEN excluded.updated ELSE updated END"
-    };
-}
-
 mod campaign;
+mod incidents;
 mod ingest;
 mod migrations;
 mod privacy;
@@ -128,26 +114,22 @@ impl Store for SqliteStore {
 
     fn correlations(&self, filter: &CorrelationFilter) -> Result<Vec<v1::Correlation>, StoreError> {
         let conn = self.reader();
-        let min = filter.min_participants.max(self.rule.min_participants);
         let since = filter.since_ms.unwrap_or(i64::MIN);
-        if filter.campaigns {
-            let mut stmt = conn.prepare_cached(&format!(
-                "{CAMPAIGN_COLUMNS} WHERE updated >= ?1 AND participant_count >= ?2 AND (?3 IS NULL OR campaign = ?3)
-                 ORDER BY updated DESC, campaign LIMIT ?4"
-            ))?;
-            let rows = stmt.query_map(params![since, min, filter.campaign, filter.limit], correlation_row)?;
-            return Ok(rows.collect::<Result<_, _>>()?);
-        }
+        let (scope, kind) = match filter.campaigns {
+            true => (Scope::Campaign, None),
+            false => (Scope::Indicator, filter.kind.map(Kind::as_str)),
+        };
         let mut stmt = conn.prepare_cached(&format!(
-            "{CORRELATION_COLUMNS} WHERE updated >= ?1 AND participant_count >= ?2 AND (?3 IS NULL OR kind = ?3)
-               AND (?4 IS NULL OR campaign = ?4)
-             ORDER BY updated DESC, indicator LIMIT ?5"
+            "SELECT {INCIDENT_COLUMNS} FROM incidents
+             WHERE scope = ?1 AND updated >= ?2 AND opened > 0 AND participant_count >= ?3
+               AND (?4 IS NULL OR kind = ?4) AND (?5 IS NULL OR campaign = ?5)
+             ORDER BY updated DESC, subject, wave DESC LIMIT ?6"
         ))?;
         let rows = stmt.query_map(
-            params![since, min, filter.kind.map(Kind::as_str), filter.campaign, filter.limit],
-            correlation_row,
+            params![scope.as_str(), since, filter.min_participants, kind, filter.campaign, filter.limit],
+            incidents::incident_row,
         )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows.map(|r| r.map(IncidentRow::into_wire)).collect::<Result<_, _>>()?)
     }
 
     fn sightings(&self, f: &SightingFilter<'_>) -> Result<SightingPage, StoreError> {
@@ -227,9 +209,7 @@ impl Store for SqliteStore {
         if participants.is_empty() {
             return Ok(None);
         }
-        let correlation = conn
-            .query_row(&format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"), [indicator], correlation_row)
-            .optional()?;
+        let correlation = detail(&conn, Scope::Indicator, indicator)?;
         Ok(Some(v1::IndicatorDetail {
             indicator: indicator.to_owned(),
             kind,
@@ -317,7 +297,7 @@ impl Store for SqliteStore {
         who: &zdn_transport::Identity,
         reason: &str,
         now_ms: i64,
-    ) -> Result<Option<v1::Correlation>, StoreError> {
+    ) -> Result<Vec<v1::CorrelationEvent>, StoreError> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
         tx.execute(
@@ -326,21 +306,17 @@ impl Store for SqliteStore {
                name = excluded.name, reason = excluded.reason",
             params![indicator, now_ms, who.participant, who.name, reason],
         )?;
-        let closed = tx.execute(
-            "UPDATE correlations SET status = ?2, updated = ?3 WHERE indicator = ?1 AND status = ?4",
-            params![indicator, FALSE_POSITIVE, now_ms, OPEN],
-        )?;
-        let correlation = if closed > 0 {
-            Some(tx.query_row(
-                &format!("{CORRELATION_COLUMNS} WHERE indicator = ?1"),
-                [indicator],
-                correlation_row,
-            )?)
-        } else {
-            None
-        };
+        let events = incidents::withdraw(&tx, &self.rule, indicator, now_ms)?;
         tx.commit()?;
-        Ok(correlation)
+        Ok(events)
+    }
+
+    fn close_quiet(&self, now_ms: i64, limit: u32) -> Result<Vec<v1::CorrelationEvent>, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let events = incidents::close_quiet(&tx, &self.rule, now_ms, limit)?;
+        tx.commit()?;
+        Ok(events)
     }
 
     fn top_indicators(&self, since_ms: i64, limit: u32) -> Result<Vec<v1::TopIndicator>, StoreError> {
@@ -463,18 +439,22 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::AuditEntry> {
     })
 }
 
-pub(super) fn correlation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Correlation> {
-    Ok(correlation_wire(
-        r.get(0)?,
-        &r.get::<_, String>(1)?,
-        &r.get::<_, String>(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-    ))
+/// A subject's latest wave that ever opened, with its members if it is the current wave.
+fn detail(conn: &Connection, scope: Scope, subject: &str) -> Result<Option<v1::Correlation>, StoreError> {
+    let Some(latest) = incidents::latest(conn, scope, subject)? else { return Ok(None) };
+    if !latest.incident.visible() {
+        let earlier = conn
+            .prepare_cached(&format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents
+                 WHERE scope = ?1 AND subject = ?2 AND opened > 0 ORDER BY wave DESC LIMIT 1"
+            ))?
+            .query_row(params![scope.as_str(), subject], incidents::incident_row)
+            .optional()?;
+        return Ok(earlier.map(IncidentRow::into_wire));
+    }
+    let opened = latest.incident.opened;
+    let members = incidents::members(conn, scope, subject)?;
+    let mut wire = latest.into_wire();
+    wire.members = members.iter().map(|m| member_wire(m, opened)).collect();
+    Ok(Some(wire))
 }
