@@ -8,66 +8,19 @@
 //!   every page go to `target/console-screenshots/`.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use zdn_agent::sighting::Sighting;
 use zdn_indicators::{Kind, Via};
 use zdn_integration_tests::browser::{self, Browser};
+use zdn_integration_tests::console_client::{curl, issue_token, origin};
 use zdn_integration_tests::{CERT, Network};
 use zdn_transport::Role;
-
-/// What curl got: status, headers (lower-case names) and body.
-struct Answer {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-/// One curl call at the console; `jar` keeps cookies between calls.
-async fn curl(net: &Network, jar: &Path, identity: Option<&Path>, path: &str, extra: &[&str]) -> Answer {
-    let console = net.collector.console.expect("the console is enabled");
-    let url = format!("https://localhost:{}{path}", console.port());
-    let ca = net.pki.join("collector").join("ca.pem");
-    let mut args: Vec<String> =
-        ["--silent", "--show-error", "--max-time", "20", "--dump-header", "-"].map(String::from).to_vec();
-    args.extend(["--cacert".into(), ca.display().to_string()]);
-    args.extend([
-        "--cookie".into(),
-        jar.display().to_string(),
-        "--cookie-jar".into(),
-        jar.display().to_string(),
-    ]);
-    if let Some(dir) = identity {
-        args.extend(["--cert".into(), dir.join("cert.pem").display().to_string()]);
-        args.extend(["--key".into(), dir.join("key.pem").display().to_string()]);
-    }
-    args.extend(extra.iter().map(|a| a.to_string()));
-    args.push(url);
-    let out = tokio::process::Command::new("curl").args(&args).output().await.expect("curl is installed");
-    assert!(out.status.success(), "curl {path}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Answer { status, headers: headers.to_ascii_lowercase(), body: body.to_owned() }
-}
-
-fn origin(net: &Network) -> String {
-    format!("Origin: https://localhost:{}", net.collector.console.unwrap().port())
-}
 
 /// The CSRF token a page carries in `<meta name="csrf-token">`.
 fn csrf_of(page: &str) -> String {
     let start = page.find("name=\"csrf-token\" content=\"").expect("csrf meta") + 27;
     page[start..start + 64].to_owned()
-}
-
-/// `zdn admin token issue` as `admin`: (id, secret).
-async fn issue_token(net: &Network, admin: &Path, participant: &str, name: &str) -> (String, String) {
-    let issued = net
-        .zdn_json(admin, &["admin", "token", "issue", "--participant", participant, "--name", name])
-        .await
-        .unwrap();
-    (issued[0]["id"].as_str().unwrap().to_owned(), issued[0]["token"].as_str().unwrap().to_owned())
 }
 
 async fn filled_network() -> (Network, PathBuf) {
@@ -310,7 +263,7 @@ async fn the_console_in_a_real_browser() {
 
     // Sign in as the CERT's analyst: the board shows the demo's correlations by name.
     sign_in(&browser, &cert_token).await;
-    browser.wait_for("#board tr[data-key='updates.evil-cdn.example']").await.unwrap();
+    browser.wait_for("#board tr[data-key='updates.evil-cdn.example#1']").await.unwrap();
     let board = c.source().await.unwrap();
     assert!(board.contains("umc-noord") && board.contains("ziekenhuis-zuid"));
     browser.wait_for("#live-status.live-on").await.unwrap();

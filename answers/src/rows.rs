@@ -161,7 +161,7 @@ pub fn top_row(t: &v1::TopIndicator) -> Row {
         "kind": kind_name(t.kind),
         "participants": t.participant_count,
         "sightings": t.sightings,
-        "last_seen": format_unix_ms(t.last_seen_unix_ms),
+        "last_seen": time(t.last_seen_unix_ms),
         "campaign": t.campaign,
     }))
 }

@@ -81,6 +81,15 @@ impl View {
         }
     }
 
+    /// The ranking: how many institutions, but not the sightings or last time summed over
+    /// them (with two institutions, a sum minus one's own is the other's).
+    pub fn redact_top(&self, t: &mut v1::TopIndicator) {
+        if let View::Own(_) = self {
+            t.sightings = 0;
+            t.last_seen_unix_ms = 0;
+        }
+    }
+
     /// An indicator's timeline: only the caller's own row, and the count of the others'.
     pub fn redact_indicator(&self, d: &mut v1::IndicatorDetail) {
         let View::Own(me) = self else { return };

@@ -47,8 +47,14 @@ pub enum Event {
     Syn { at_s: u64, host: u8, dst: [u8; 4], port: u16 },
 }
 
-/// 2026-01-15T09:00:00Z: the demo's packet clock starts here.
-pub const DEMO_EPOCH_S: u64 = 1_768_467_600;
+/// Where the demo's packet clock starts: two hours before the current hour, so a capture
+/// written now is recent traffic to the collector (which keeps sightings older than its
+/// `max_age_days` out of incidents, as it would an agent whose clock is far behind).
+pub fn demo_epoch_s() -> u64 {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    now / 3600 * 3600 - 7200
+}
 
 pub fn demo_sites() -> Vec<DemoSite> {
     use Event::{Dns, Syn};
@@ -104,6 +110,7 @@ impl DemoSite {
         let path = dir.join(format!("{}.pcap", self.participant));
         let file = std::fs::File::create(&path)?;
         let mut writer = PcapWriter::new(file).map_err(std::io::Error::other)?;
+        let epoch = demo_epoch_s();
         for (i, event) in self.events.iter().enumerate() {
             let (at_s, frame) = match *event {
                 Event::Dns { at_s, host, name } => (
@@ -120,7 +127,7 @@ impl DemoSite {
                     (at_s, syn_frame(self.host_ip(host), Ipv4Addr::from(dst), 50_000 + i as u16, port))
                 }
             };
-            let timestamp = Duration::from_secs(DEMO_EPOCH_S + at_s);
+            let timestamp = Duration::from_secs(epoch + at_s);
             let packet = PcapPacket::new(timestamp, frame.len() as u32, &frame);
             writer.write_packet(&packet).map_err(std::io::Error::other)?;
         }
@@ -143,9 +150,10 @@ pub fn write_storm(path: &Path, hosts: u32, packets: u32, pps: u32) -> std::io::
         .map(|h| syn_frame(storm_host(h), STORM_TARGET, 40_000 + (h % 20_000) as u16, 443))
         .collect();
     let step_ns = 1_000_000_000 / u64::from(pps.max(1));
+    let epoch = demo_epoch_s();
     for i in 0..packets {
         let frame = &frames[(i % hosts) as usize];
-        let timestamp = Duration::from_secs(DEMO_EPOCH_S) + Duration::from_nanos(u64::from(i) * step_ns);
+        let timestamp = Duration::from_secs(epoch) + Duration::from_nanos(u64::from(i) * step_ns);
         writer
             .write_packet(&PcapPacket::new(timestamp, frame.len() as u32, frame))
             .map_err(std::io::Error::other)?;

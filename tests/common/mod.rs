@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod console_client;
 
 use anyhow::Result;
 use clap::Parser;

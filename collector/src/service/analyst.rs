@@ -313,12 +313,15 @@ impl AnalystService for Analyst {
         &self,
         request: Request<v1::TopIndicatorsRequest>,
     ) -> Result<Response<v1::TopIndicatorsResponse>, Status> {
-        // Counts only, no names: every analyst may see the ranking.
-        self.view(&request, "top_indicators").await?;
+        // Counts of institutions only: every analyst may see the ranking (see `redact_top`).
+        let view = self.view(&request, "top_indicators").await?;
         let r = request.into_inner();
         let store = self.shared.store.clone();
         let since = if r.since_unix_ms == 0 { i64::MIN } else { r.since_unix_ms };
-        let indicators = blocking(move || store.top_indicators(since, limit(r.limit))).await?;
+        let mut indicators = blocking(move || store.top_indicators(since, limit(r.limit))).await?;
+        for t in &mut indicators {
+            view.redact_top(t);
+        }
         Ok(Response::new(v1::TopIndicatorsResponse { indicators }))
     }
 
