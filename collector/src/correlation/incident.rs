@@ -285,8 +285,11 @@ mod tests {
         Touch { participant, first_seen: at, last_seen: at, sightings: 1 }
     }
 
+    /// The latest wave, its members and the events so far.
+    type Run = (Option<Incident>, Vec<Member>, Vec<(Change, Vec<String>)>);
+
     /// Applies touches in order, carrying the state as an engine would.
-    fn run(touches: &[(&str, i64)]) -> (Option<Incident>, Vec<Member>, Vec<(Change, Vec<String>)>) {
+    fn run(touches: &[(&str, i64)]) -> Run {
         let (mut current, mut members, mut events) = (None, Vec::new(), Vec::new());
         for &(p, at) in touches {
             let step = step(&RULE, current.take(), members.clone(), &touch(p, at), at).unwrap();

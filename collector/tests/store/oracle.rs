@@ -61,6 +61,8 @@ struct Oracle {
 
 /// An event as compared: change, scope, subject, wave, status, participants, joined.
 type Event = (i32, String, String, u32, String, Vec<String>, Vec<String>);
+/// A member as compared: participant, first seen, last seen, sightings, joined.
+type MemberState = (String, i64, i64, i64, i64);
 /// A visible incident as compared.
 type State = (String, String, u32, String, String, Vec<String>, i64, i64, i64, i64, i64, i64);
 
@@ -148,11 +150,9 @@ impl Oracle {
                 Some(_) => None,
             };
             if let Some(number) = begin {
-                if let Some(last) = waves.last_mut() {
-                    if last.status == "open" {
-                        (last.status, last.reason, last.closed, last.updated) = ("closed", "quiet", now, now);
-                        events.push(self.event(Change::Closed, &key, last, Vec::new()));
-                    }
+                if let Some(last) = waves.last_mut().filter(|w| w.status == "open") {
+                    (last.status, last.reason, last.closed, last.updated) = ("closed", "quiet", now, now);
+                    events.push(self.event(Change::Closed, &key, last, Vec::new()));
                 }
                 if waves.last().is_some_and(|w| w.status == "pending") {
                     waves.pop();
@@ -250,7 +250,7 @@ impl Oracle {
     }
 
     /// Every wave that ever opened, and the current members of the open or closed latest.
-    fn state(&self) -> (Vec<State>, BTreeMap<String, Vec<(String, i64, i64, i64, i64)>>) {
+    fn state(&self) -> (Vec<State>, BTreeMap<String, Vec<MemberState>>) {
         let mut states = Vec::new();
         let mut members = BTreeMap::new();
         for (key, waves) in &self.waves {
@@ -465,7 +465,7 @@ fn check_stream(store: &dyn Store, seed: u64, prefix: &str, start: i64) {
         for i in 0..4 {
             let indicator = format!("{prefix}i{i}");
             let Some(detail) = store.indicator(&indicator).unwrap() else { continue };
-            let got: Vec<(String, i64, i64, i64, i64)> = detail
+            let got: Vec<MemberState> = detail
                 .correlation
                 .map(|c| c.members)
                 .unwrap_or_default()
