@@ -96,6 +96,9 @@ async fn ingest(
     workload: Workload,
 ) -> (u64, Duration) {
     let per_agent = total / bundles.len();
+    // Recent packet times: the collector keeps sightings older than `max_age_days` out of
+    // incidents, which would make ingest look cheaper than it is.
+    let packet_clock = zdn_timestamps::now_ms() - 3_600_000;
     let mut work = Vec::new();
     for (a, bundle) in bundles.iter().enumerate() {
         let batches: Vec<v1::SightingBatch> = (0..per_agent)
@@ -108,7 +111,7 @@ async fn ingest(
                     .iter()
                     .map(|&i| {
                         let id = format!("{workload:?}-{a}-{i}");
-                        sighting(id, workload.indicator(a, i), 1_768_000_000_000 + i as i64)
+                        sighting(id, workload.indicator(a, i), packet_clock + i as i64)
                     })
                     .collect(),
             })
@@ -181,7 +184,11 @@ async fn main() {
         let indicator = format!("latency-{round}.bench.example");
         let batch = |p: usize| v1::SightingBatch {
             sequence: 1,
-            sightings: vec![sighting(format!("lat-{p}-{round}"), indicator.clone(), 1_768_000_000_000)],
+            sightings: vec![sighting(
+                format!("lat-{p}-{round}"),
+                indicator.clone(),
+                zdn_timestamps::now_ms(),
+            )],
         };
         first.report(tokio_stream::iter([batch(0)])).await.unwrap().into_inner().message().await.unwrap();
         let sent = Instant::now();

@@ -59,6 +59,8 @@ pub struct Incident {
     pub opened: i64,
     pub updated: i64,
     pub closed: i64,
+    /// The highest arrival number given out in this wave (the next member's is one more).
+    pub last_seq: i64,
 }
 
 impl Incident {
@@ -74,6 +76,7 @@ impl Incident {
             opened: 0,
             updated: 0,
             closed: 0,
+            last_seq: 0,
         }
     }
 
@@ -153,8 +156,22 @@ pub struct Step {
     pub joined: Vec<String>,
 }
 
-/// Applies a batch's `touch` to a subject whose latest wave is `current` with `members`.
-/// `None` when the subject is a false positive: nothing changes, ever.
+/// Whether [`step`] needs every member of `current`'s wave, or only the batch participant's:
+/// an open wave that goes on moves on from its own row (members only join it), which spares
+/// the engines reading a large incident's members for every batch.
+pub fn needs_all_members(
+    rule: &CorrelationRule,
+    current: &Incident,
+    touch_first_seen: i64,
+    now: i64,
+) -> bool {
+    current.status != Status::Open || current.quiet_for(rule, touch_first_seen, now)
+}
+
+/// Applies a batch's `touch` to a subject whose latest wave is `current`. `members` are that
+/// wave's members: all of them, or — where [`needs_all_members`] says no — at least the
+/// batch participant's, if it is one. `None` when the subject is a false positive: nothing
+/// changes, ever.
 pub fn step(
     rule: &CorrelationRule,
     current: Option<Incident>,
@@ -184,7 +201,7 @@ pub fn step(
     let position = members.iter().position(|m| m.participant == touch.participant);
     let newcomer = position.is_none();
     let index = position.unwrap_or_else(|| {
-        let seq = members.iter().map(|m| m.seq).max().unwrap_or(0) + 1;
+        let seq = members.iter().map(|m| m.seq).max().unwrap_or(0).max(incident.last_seq) + 1;
         members.push(Member {
             participant: touch.participant.to_owned(),
             first_seen: i64::MAX,
@@ -200,24 +217,29 @@ pub fn step(
     m.last_seen = m.last_seen.max(touch.last_seen);
     m.sightings = m.sightings.saturating_add(touch.sightings);
     let member = m.clone();
+    incident.last_seq = incident.last_seq.max(member.seq);
     let (mut change, mut joined) = (None, Vec::new());
-    incident.summarise(&members);
-    match incident.status {
-        Status::Pending if opens(rule, &members) => {
-            incident.status = Status::Open;
-            incident.opened = now;
-            incident.updated = now;
-            change = Some(Change::Opened);
-            joined = incident.participants.clone();
-        }
-        Status::Open if newcomer => {
+    if incident.status == Status::Open {
+        // Members only join an open wave: its row moves on by this batch alone.
+        incident.first_seen = incident.first_seen.min(touch.first_seen);
+        incident.last_seen = incident.last_seen.max(touch.last_seen);
+        incident.sightings = incident.sightings.saturating_add(touch.sightings);
+        if newcomer {
+            incident.participants.push(touch.participant.to_owned());
             incident.updated = now;
             change = Some(Change::Escalated);
             joined = vec![touch.participant.to_owned()];
         }
+    } else {
+        incident.summarise(&members);
         // A pending wave's last change is its last sighting's arrival (retention goes by it).
-        Status::Pending => incident.updated = now,
-        _ => {}
+        incident.updated = now;
+        if opens(rule, &members) {
+            incident.status = Status::Open;
+            incident.opened = now;
+            change = Some(Change::Opened);
+            joined = incident.participants.clone();
+        }
     }
     Some(Step { closed, fresh, incident, member, change, joined })
 }

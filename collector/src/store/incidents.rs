@@ -153,7 +153,7 @@ pub(crate) struct Stored {
 
 /// The columns of an incident row, in [`IncidentRow`]'s order.
 pub(crate) const INCIDENT_COLUMNS: &str = "scope, subject, wave, kind, campaign, status, close_reason,
-    participants, participant_count, first_seen, last_seen, sightings, opened, updated, closed";
+    participants, participant_count, first_seen, last_seen, sightings, opened, updated, closed, last_seq";
 
 /// One row of `incidents`.
 #[derive(Debug, Clone)]
@@ -179,6 +179,7 @@ impl IncidentRow {
         opened: i64,
         updated: i64,
         closed: i64,
+        last_seq: i64,
     ) -> Incident {
         Incident {
             wave: u32::try_from(wave).unwrap_or(u32::MAX),
@@ -191,6 +192,7 @@ impl IncidentRow {
             opened,
             updated,
             closed,
+            last_seq,
         }
     }
 

@@ -41,7 +41,7 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("database {path}: {source}")]
     Open { path: String, source: rusqlite::Error },
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("postgres connection pool: {0}")]
     Pool(String),
@@ -51,6 +51,28 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("store {0:?}: expected \"sqlite\", \"sqlite:PATH\" or a postgres:// URL")]
     Location(String),
+}
+
+/// What the server said, in full: severity, SQLSTATE, message, detail and hint (tokio-postgres
+/// shows only "db error"); for other failures, the error and its causes.
+fn postgres_message(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        return message;
+    };
+    let mut message = format!("{} {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+    if let Some(detail) = db.detail() {
+        message.push_str(&format!("; detail: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        message.push_str(&format!("; hint: {hint}"));
+    }
+    message
 }
 
 /// Which engine, and where: the `store` key of `collector.toml`.

@@ -173,3 +173,21 @@ fn an_unreachable_postgres_server_is_a_clear_error() {
     let err = store::open(&location, RULE).err().unwrap().to_string();
     assert!(err.contains("postgres") && !err.contains("secret"), "{err}");
 }
+
+/// A failing statement is reported with what the server said, not "db error".
+#[test]
+fn a_postgres_error_carries_the_servers_sqlstate_and_message() {
+    let Some(db) = ScratchDatabase::create("sqlstate") else { return };
+    let store = store::open(&Location::Postgres(db.url()), RULE).unwrap();
+    // The schema broken under the running store, as an operator's mistake would.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute("DROP TABLE incident_members").await.unwrap();
+    });
+    let w = wire("1", "evil.example", 5);
+    let batch = [NewSighting { wire: &w, kind: Kind::Domain, via: Via::DnsQuery, campaign: None }];
+    let err = store.ingest("a", "gw", &batch, 5).err().unwrap().to_string();
+    assert!(err.contains("SQLSTATE 42P01") && err.contains("\"incident_members\" does not exist"), "{err}");
+}

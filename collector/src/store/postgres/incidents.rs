@@ -6,7 +6,7 @@ use crate::correlation::CorrelationRule;
 use crate::correlation::incident::{self, Incident, Member, Step};
 use crate::store::StoreError;
 use crate::store::incidents::{INCIDENT_COLUMNS, IncidentRow, Scope, Stored, SubjectTouch, event};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use tokio_postgres::{GenericClient, Row, Transaction};
 use zdn_proto::v1;
 
@@ -28,6 +28,7 @@ pub(super) fn incident_row(r: &Row) -> IncidentRow {
             r.get(12),
             r.get(13),
             r.get(14),
+            r.get(15),
         ),
     }
 }
@@ -43,13 +44,17 @@ fn member_row(r: &Row, from: usize) -> Member {
     }
 }
 
-/// The stored state of every subject in `keys`.
+/// What [`incident::step`] needs of every subject a batch touched, in three reads: the latest
+/// waves; all members of those that need them; `participant`'s row of the open waves that go
+/// on (see `incident::needs_all_members`).
 pub(super) async fn load(
     tx: &Transaction<'_>,
-    keys: &[(Scope, &str)],
+    rule: &CorrelationRule,
+    touches: &BTreeMap<(Scope, &str), SubjectTouch<'_>>,
+    participant: &str,
+    now_ms: i64,
 ) -> Result<HashMap<(Scope, String), Stored>, StoreError> {
-    let scopes: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-    let subjects: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let keys: Vec<(Scope, &str)> = touches.keys().copied().collect();
     let latest = tx
         .query(
             &format!(
@@ -57,28 +62,53 @@ pub(super) async fn load(
                  JOIN unnest($1::TEXT[], $2::TEXT[]) AS k(scope, subject) USING (scope, subject)
                  ORDER BY scope, subject, wave DESC"
             ),
-            &[&scopes, &subjects],
+            &[&scopes(&keys), &subjects(&keys)],
         )
         .await?;
+    let mut latest: HashMap<(Scope, String), Incident> = latest
+        .iter()
+        .map(incident_row)
+        .map(|row| ((Scope::parse(&row.scope), row.subject), row.incident))
+        .collect();
     let mut out: HashMap<(Scope, String), Stored> = HashMap::new();
-    for row in &latest {
-        let row = incident_row(row);
-        out.entry((Scope::parse(&row.scope), row.subject)).or_default().incident = Some(row.incident);
+    let (mut all, mut own) = (Vec::new(), Vec::new());
+    for (&(scope, subject), touch) in touches {
+        let key = (scope, subject.to_owned());
+        let Some(incident) = latest.remove(&key) else { continue };
+        match incident::needs_all_members(rule, &incident, touch.first_seen, now_ms) {
+            true => all.push((scope, subject)),
+            false => own.push((scope, subject)),
+        }
+        out.entry(key).or_default().incident = Some(incident);
     }
-    let members = tx
-        .query(
-            "SELECT scope, subject, participant, min(first_seen), max(last_seen), sum(sightings)::BIGINT,
-                    min(seq), min(arrived)
-             FROM incident_members JOIN unnest($1::TEXT[], $2::TEXT[]) AS k(scope, subject) USING (scope, subject)
-             GROUP BY scope, subject, participant ORDER BY scope, subject, min(seq)",
-            &[&scopes, &subjects],
-        )
-        .await?;
-    for row in &members {
-        let key = (Scope::parse(row.get(0)), row.get::<_, String>(1));
-        out.entry(key).or_default().members.push(member_row(row, 2));
+    for (keys, only) in [(all, None), (own, Some(participant))] {
+        if keys.is_empty() {
+            continue;
+        }
+        let members = tx
+            .query(
+                "SELECT scope, subject, participant, min(first_seen), max(last_seen), sum(sightings)::BIGINT,
+                        min(seq), min(arrived)
+                 FROM incident_members JOIN unnest($1::TEXT[], $2::TEXT[]) AS k(scope, subject) USING (scope, subject)
+                 WHERE $3::TEXT IS NULL OR participant = $3::TEXT
+                 GROUP BY scope, subject, participant ORDER BY scope, subject, min(seq)",
+                &[&scopes(&keys), &subjects(&keys), &only],
+            )
+            .await?;
+        for row in &members {
+            let key = (Scope::parse(row.get(0)), row.get::<_, String>(1));
+            out.entry(key).or_default().members.push(member_row(row, 2));
+        }
     }
     Ok(out)
+}
+
+fn scopes(keys: &[(Scope, &str)]) -> Vec<&'static str> {
+    keys.iter().map(|k| k.0.as_str()).collect()
+}
+
+fn subjects<'a>(keys: &[(Scope, &'a str)]) -> Vec<&'a str> {
+    keys.iter().map(|k| k.1).collect()
 }
 
 /// The members of one subject's latest wave.
@@ -142,18 +172,19 @@ pub(super) async fn put(tx: &Transaction<'_>, waves: &[Put<'_>]) -> Result<(), S
     let (firsts, lasts, sightings) =
         (number(|w| w.4.first_seen), number(|w| w.4.last_seen), number(|w| w.4.sightings));
     let (opened, updated, closed) = (number(|w| w.4.opened), number(|w| w.4.updated), number(|w| w.4.closed));
+    let last_seqs = number(|w| w.4.last_seq);
     tx.execute(
         &format!(
             "INSERT INTO incidents ({INCIDENT_COLUMNS})
              SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::INTEGER[], $4::TEXT[], $5::TEXT[], $6::TEXT[],
                                   $7::TEXT[], $8::TEXT[], $9::INTEGER[], $10::BIGINT[], $11::BIGINT[],
-                                  $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[])
+                                  $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[])
              ON CONFLICT (scope, subject, wave) DO UPDATE SET
                kind = excluded.kind, campaign = excluded.campaign, status = excluded.status,
                close_reason = excluded.close_reason, participants = excluded.participants,
                participant_count = excluded.participant_count, first_seen = excluded.first_seen,
                last_seen = excluded.last_seen, sightings = excluded.sightings, opened = excluded.opened,
-               updated = excluded.updated, closed = excluded.closed"
+               updated = excluded.updated, closed = excluded.closed, last_seq = excluded.last_seq"
         ),
         &[
             &scopes,
@@ -171,6 +202,7 @@ pub(super) async fn put(tx: &Transaction<'_>, waves: &[Put<'_>]) -> Result<(), S
             &opened,
             &updated,
             &closed,
+            &last_seqs,
         ],
     )
     .await?;

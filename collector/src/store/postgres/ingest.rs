@@ -55,8 +55,7 @@ pub(super) async fn ingest(
     }
     upsert_aggregates(tx, participant, &touched).await?;
     touches.without(&false_positives(tx, &touches.indicators()).await?);
-    let keys: Vec<(Scope, &str)> = touches.subjects.keys().copied().collect();
-    let mut loaded = incidents::load(tx, &keys).await?;
+    let mut loaded = incidents::load(tx, rule, &touches.subjects, participant, now_ms).await?;
     let mut planned = Vec::new();
     for (&key, touch) in &touches.subjects {
         let stored = loaded.remove(&(key.0, key.1.to_owned())).unwrap_or_default();

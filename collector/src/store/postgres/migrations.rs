@@ -164,11 +164,12 @@ CREATE TABLE incidents (
     opened BIGINT NOT NULL,
     updated BIGINT NOT NULL,
     closed BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
     PRIMARY KEY (scope, subject, wave)
 );
 CREATE INDEX incidents_by_updated ON incidents (scope, updated);
 CREATE INDEX incidents_by_campaign ON incidents (campaign);
-CREATE INDEX incidents_by_status ON incidents (status, last_seen);
+CREATE INDEX incidents_by_status ON incidents (status);
 CREATE TABLE incident_members (
     scope TEXT NOT NULL,
     subject TEXT NOT NULL,
@@ -187,11 +188,13 @@ INSERT INTO incidents
   SELECT 'indicator', indicator, 1, kind, campaign, status,
          CASE status WHEN 'false_positive' THEN 'false_positive' ELSE '' END,
          participants, participant_count, first_seen, last_seen, sightings, opened, updated,
-         CASE status WHEN 'open' THEN 0 ELSE updated END
+         CASE status WHEN 'open' THEN 0 ELSE updated END,
+         (SELECT count(*) FROM indicator_participants p WHERE p.indicator = correlations.indicator)
   FROM correlations;
 INSERT INTO incidents
   SELECT 'campaign', campaign, 1, '', campaign, 'open', '', participants, participant_count,
-         first_seen, last_seen, sightings, opened, updated, 0
+         first_seen, last_seen, sightings, opened, updated, 0,
+         (SELECT count(*) FROM campaign_participants p WHERE p.campaign = campaigns.campaign)
   FROM campaigns;
 INSERT INTO incident_members
   SELECT 'indicator', p.indicator, p.participant, '', p.first_seen, p.last_seen, p.sightings,

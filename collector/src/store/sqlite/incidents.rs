@@ -26,6 +26,7 @@ pub(super) fn incident_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
             r.get(12)?,
             r.get(13)?,
             r.get(14)?,
+            r.get(15)?,
         ),
     })
 }
@@ -63,13 +64,53 @@ pub(super) fn members(conn: &Connection, scope: Scope, subject: &str) -> Result<
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(super) fn stored(conn: &Connection, scope: Scope, subject: &str) -> Result<Stored, StoreError> {
-    let incident = latest(conn, scope, subject)?.map(|r| r.incident);
-    let members = if incident.is_some() { members(conn, scope, subject)? } else { Vec::new() };
-    Ok(Stored { incident, members })
+/// What [`incident::step`] needs of a subject: its latest wave, and all its members — or,
+/// for an open wave that goes on, only `participant`'s row.
+pub(super) fn stored(
+    conn: &Connection,
+    rule: &CorrelationRule,
+    (scope, subject): (Scope, &str),
+    touch: &SubjectTouch<'_>,
+    participant: &str,
+    now_ms: i64,
+) -> Result<Stored, StoreError> {
+    let Some(incident) = latest(conn, scope, subject)?.map(|r| r.incident) else {
+        return Ok(Stored::default());
+    };
+    let members = if incident::needs_all_members(rule, &incident, touch.first_seen, now_ms) {
+        members(conn, scope, subject)?
+    } else {
+        member(conn, scope, subject, participant)?.into_iter().collect()
+    };
+    Ok(Stored { incident: Some(incident), members })
 }
 
-/// Writes one wave (inserted or replaced).
+/// One participant's membership of a subject's latest wave, the sum of its parts.
+fn member(
+    conn: &Connection,
+    scope: Scope,
+    subject: &str,
+    participant: &str,
+) -> Result<Option<Member>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT participant, min(first_seen), max(last_seen), sum(sightings), min(seq), min(arrived)
+             FROM incident_members WHERE scope = ?1 AND subject = ?2 AND participant = ?3 GROUP BY participant",
+        )?
+        .query_row(params![scope.as_str(), subject, participant], |r| {
+            Ok(Member {
+                participant: r.get(0)?,
+                first_seen: r.get(1)?,
+                last_seen: r.get(2)?,
+                sightings: r.get(3)?,
+                seq: r.get(4)?,
+                arrived: r.get(5)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Writes one wave (inserted or updated in place: only the indexes whose columns changed move).
 pub(super) fn put(
     tx: &Transaction<'_>,
     scope: Scope,
@@ -79,8 +120,14 @@ pub(super) fn put(
     i: &Incident,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO incidents ({INCIDENT_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        "INSERT INTO incidents ({INCIDENT_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (scope, subject, wave) DO UPDATE SET
+           kind = excluded.kind, campaign = excluded.campaign, status = excluded.status,
+           close_reason = excluded.close_reason, participants = excluded.participants,
+           participant_count = excluded.participant_count, first_seen = excluded.first_seen,
+           last_seen = excluded.last_seen, sightings = excluded.sightings, opened = excluded.opened,
+           updated = excluded.updated, closed = excluded.closed, last_seq = excluded.last_seq"
     ))?
     .execute(params![
         scope.as_str(),
@@ -97,7 +144,8 @@ pub(super) fn put(
         i.sightings,
         i.opened,
         i.updated,
-        i.closed
+        i.closed,
+        i.last_seq
     ])?;
     Ok(())
 }

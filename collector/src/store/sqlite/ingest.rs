@@ -64,7 +64,7 @@ pub(super) fn ingest(
     upsert_aggregates(tx, participant, &touched)?;
     touches.without(&false_positives(tx, &touches.indicators())?);
     for (&key, touch) in &touches.subjects {
-        let stored = incidents::stored(tx, key.0, key.1)?;
+        let stored = incidents::stored(tx, rule, key, touch, participant, now_ms)?;
         let Some(step) = step(rule, participant, touch, stored, now_ms) else { continue };
         incidents::write_step(tx, key, touch, participant, &step)?;
         out.changes.extend(step_events(key, touch, &step));

@@ -171,11 +171,12 @@ CREATE TABLE incidents (
     opened INTEGER NOT NULL,
     updated INTEGER NOT NULL,
     closed INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
     PRIMARY KEY (scope, subject, wave)
 );
 CREATE INDEX incidents_by_updated ON incidents (scope, updated);
 CREATE INDEX incidents_by_campaign ON incidents (campaign);
-CREATE INDEX incidents_by_status ON incidents (status, last_seen);
+CREATE INDEX incidents_by_status ON incidents (status);
 CREATE TABLE incident_members (
     scope TEXT NOT NULL,
     subject TEXT NOT NULL,
@@ -194,11 +195,13 @@ INSERT INTO incidents
   SELECT 'indicator', indicator, 1, kind, campaign, status,
          CASE status WHEN 'false_positive' THEN 'false_positive' ELSE '' END,
          participants, participant_count, first_seen, last_seen, sightings, opened, updated,
-         CASE status WHEN 'open' THEN 0 ELSE updated END
+         CASE status WHEN 'open' THEN 0 ELSE updated END,
+         (SELECT count(*) FROM indicator_participants p WHERE p.indicator = correlations.indicator)
   FROM correlations;
 INSERT INTO incidents
   SELECT 'campaign', campaign, 1, '', campaign, 'open', '', participants, participant_count,
-         first_seen, last_seen, sightings, opened, updated, 0
+         first_seen, last_seen, sightings, opened, updated, 0,
+         (SELECT count(*) FROM campaign_participants p WHERE p.campaign = campaigns.campaign)
   FROM campaigns;
 INSERT INTO incident_members
   SELECT 'indicator', p.indicator, p.participant, '', p.first_seen, p.last_seen, p.sightings,
