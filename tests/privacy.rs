@@ -48,9 +48,10 @@ async fn an_admin_exports_and_erases_a_participant() {
     // Then the whole institution: both correlations it was part of fall below two participants.
     let erased =
         net.zdn_json(&admin, &["admin", "erase", "--participant", "umc-noord", "--yes"]).await.unwrap();
+    // Aggregates: its two timelines and its two incident memberships.
     assert_eq!(
         (erased[0]["aggregates"].as_u64(), erased[0]["correlations_removed"].as_u64()),
-        (Some(2), Some(2))
+        (Some(4), Some(2))
     );
     assert!(
         net.zdn_json(&analyst, &["sightings", "--participant", "umc-noord"])
