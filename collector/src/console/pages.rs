@@ -433,3 +433,43 @@ pub async fn exports(State(console): State<AppState>, request: Request) -> PageR
     let frame = Frame::new("Exports", &request, &console.shared.config.cert_participant);
     Ok(render(&ExportsPage { frame }, StatusCode::OK))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_board_marks_closed_incidents_closed_however_recent() {
+        let now = 10 * HOUR_MS;
+        let incident = |status: &str, opened: i64, updated: i64| v1::Correlation {
+            indicator: "evil.example".into(),
+            status: status.into(),
+            opened_unix_ms: opened,
+            updated_unix_ms: updated,
+            wave: 1,
+            ..Default::default()
+        };
+        let (rows, classes) = board_rows(
+            &[
+                incident("false_positive", now - 60_000, now - 30_000),
+                incident("closed", now - 60_000, now - 30_000),
+                incident("open", now - 60_000, now - 60_000),
+                incident("open", now - 5 * HOUR_MS, now - 60_000),
+                incident("open", now - 5 * HOUR_MS, now - 5 * HOUR_MS),
+            ],
+            now,
+        );
+        assert_eq!(classes, ["closed", "closed", "new", "spreading", ""]);
+        let table = Table::of("board", BOARD, &rows, |i| classes[i], "");
+        assert_eq!(table.rows[0].key, "evil.example#1", "a row is its subject's wave");
+        let campaign = v1::Correlation {
+            scope: "campaign".into(),
+            indicator: "kraken".into(),
+            ..incident("open", 1, 1)
+        };
+        let (rows, _) = board_rows(&[campaign], now);
+        let table = Table::of("campaigns", BOARD, &rows, |_| "", "");
+        let link = &table.rows[0].cells[1].href;
+        assert_eq!(link, "/campaign?name=kraken", "a campaign's row links to its page, not an indicator's");
+    }
+}
