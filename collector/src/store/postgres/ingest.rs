@@ -7,7 +7,8 @@
 //! concurrent collector instances from losing an incident (see the module comment of
 //! `postgres`).
 
-use super::{incidents, lock_stripes};
+use super::incidents;
+use super::stripes::lock_stripes;
 use crate::correlation::CorrelationRule;
 use crate::store::campaign::CampaignBatch;
 use crate::store::incidents::{BatchTouches, Scope, step, step_events};

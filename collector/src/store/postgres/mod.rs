@@ -8,7 +8,7 @@
 //! - Concurrent instances must not lose an incident: two transactions ingesting the same
 //!   subject for different participants would each see only their own member rows under
 //!   READ COMMITTED. Each batch therefore takes transaction-scoped advisory locks on the
-//!   [`LOCK_STRIPES`] stripes its subjects hash to, in one global order, before writing; the
+//!   [`stripes`] its subjects hash to, in one global order, before writing; the
 //!   second transaction waits and then reads the first one's committed rows. Stripes bound
 //!   the locks per transaction (a stock server's lock table holds
 //!   `max_locks_per_transaction` × connections), however many subjects a batch touches.
@@ -31,6 +31,7 @@ mod incidents;
 mod ingest;
 mod migrations;
 mod privacy;
+mod stripes;
 mod tokens;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -98,46 +99,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
             other => StoreError::Pool(other.to_string()),
         }
     }
-}
-
-/// How many advisory locks a transaction takes at most.
-const LOCK_STRIPES: i64 = 64;
-/// The stripes' advisory-lock keys start here ("zdn" in ASCII, shifted): a key space of their
-/// own, apart from the migration lock.
-const STRIPE_KEYS: i64 = 0x7a_646e << 16;
-
-/// The stripe of a subject: from the first 8 bytes of its SHA-256, the same in every instance
-/// and version (unlike std's hasher).
-fn stripe(scope: Scope, subject: &str) -> i64 {
-    let key = format!("{}:{subject}", scope.as_str());
-    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest.as_ref()[..8]);
-    i64::from_be_bytes(first).rem_euclid(LOCK_STRIPES)
-}
-
-/// Locks the stripes of `subjects` (all of them when `None`), in ascending order.
-async fn lock_stripes(
-    tx: &tokio_postgres::Transaction<'_>,
-    subjects: &[(Scope, &str)],
-) -> Result<(), StoreError> {
-    let mut stripes: Vec<i64> = subjects.iter().map(|(scope, subject)| stripe(*scope, subject)).collect();
-    stripes.sort_unstable();
-    stripes.dedup();
-    take(tx, &stripes).await
-}
-
-/// Takes the stripes' locks; a function scan over the sorted array takes them in array order.
-async fn take(tx: &tokio_postgres::Transaction<'_>, stripes: &[i64]) -> Result<(), StoreError> {
-    let keys: Vec<i64> = stripes.iter().map(|s| STRIPE_KEYS + s).collect();
-    tx.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::BIGINT[]) AS k", &[&keys]).await?;
-    Ok(())
-}
-
-/// Locks every stripe: for the changes that may touch any subject (withdrawal, sweep).
-async fn lock_all_stripes(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
-    let stripes: Vec<i64> = (0..LOCK_STRIPES).collect();
-    take(tx, &stripes).await
 }
 
 impl Store for PostgresStore {
@@ -311,7 +272,7 @@ impl Store for PostgresStore {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
             // Serialised with every ingest: the indicator's campaigns are known only inside.
-            lock_all_stripes(&tx).await?;
+            stripes::lock_all_stripes(&tx).await?;
             tx.execute(
                 "INSERT INTO false_positives (indicator, marked_at, participant, name, reason)
                  VALUES ($1, $2, $3, $4, $5)
@@ -331,7 +292,7 @@ impl Store for PostgresStore {
         self.run(async |pool: &Pool| {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
-            lock_all_stripes(&tx).await?;
+            stripes::lock_all_stripes(&tx).await?;
             let events = incidents::close_quiet(&tx, &self.rule, now_ms, limit).await?;
             events::notify(&tx, &events).await?;
             tx.commit().await?;
