@@ -168,6 +168,13 @@ pub fn needs_all_members(
     current.status != Status::Open || current.quiet_for(rule, touch_first_seen, now)
 }
 
+impl Step {
+    /// An open wave that goes on with the members it had: only its times and count moved.
+    pub fn moved_on(&self) -> bool {
+        self.closed.is_none() && !self.fresh && self.change.is_none() && self.incident.status == Status::Open
+    }
+}
+
 /// Applies a batch's `touch` to a subject whose latest wave is `current`. `members` are that
 /// wave's members: all of them, or — where [`needs_all_members`] says no — at least the
 /// batch participant's, if it is one. `None` when the subject is a false positive: nothing

@@ -166,7 +166,24 @@ pub(super) fn write_step(
         tx.prepare_cached("DELETE FROM incident_members WHERE scope = ?1 AND subject = ?2")?
             .execute(params![scope.as_str(), subject])?;
     }
-    put(tx, scope, subject, touch.kind, touch.campaign, &step.incident)?;
+    let i = &step.incident;
+    if step.moved_on() {
+        // The common case: an open wave that only moves its times and count on.
+        tx.prepare_cached(
+            "UPDATE incidents SET first_seen = ?4, last_seen = ?5, sightings = ?6
+             WHERE scope = ?1 AND subject = ?2 AND wave = ?3",
+        )?
+        .execute(params![
+            scope.as_str(),
+            subject,
+            i.wave,
+            i.first_seen,
+            i.last_seen,
+            i.sightings
+        ])?;
+    } else {
+        put(tx, scope, subject, touch.kind, touch.campaign, i)?;
+    }
     let mut part = tx.prepare_cached(
         "INSERT INTO incident_members (scope, subject, participant, part, first_seen, last_seen, sightings, seq, arrived)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 pub(super) fn ingest(
     tx: &rusqlite::Transaction<'_>,
     rule: &CorrelationRule,
+    withdrawn: &HashSet<String>,
     participant: &str,
     agent: &str,
     batch: &[NewSighting<'_>],
@@ -62,7 +63,7 @@ pub(super) fn ingest(
         }
     }
     upsert_aggregates(tx, participant, &touched)?;
-    touches.without(&false_positives(tx, &touches.indicators())?);
+    touches.without(withdrawn);
     for (&key, touch) in &touches.subjects {
         let stored = incidents::stored(tx, rule, key, touch, participant, now_ms)?;
         let Some(step) = step(rule, participant, touch, stored, now_ms) else { continue };
@@ -104,19 +105,4 @@ fn upsert_aggregates(
         }
     }
     Ok(())
-}
-
-/// Which of `indicators` are marked as false positives.
-fn false_positives(
-    tx: &rusqlite::Transaction<'_>,
-    indicators: &[&str],
-) -> Result<HashSet<String>, StoreError> {
-    let mut marked = tx.prepare_cached("SELECT 1 FROM false_positives WHERE indicator = ?1")?;
-    let mut out = HashSet::new();
-    for indicator in indicators {
-        if marked.exists([indicator])? {
-            out.insert((*indicator).to_owned());
-        }
-    }
-    Ok(out)
 }

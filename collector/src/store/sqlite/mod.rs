@@ -20,6 +20,7 @@ mod tokens;
 use crate::correlation::CorrelationRule;
 use migrations::migrate;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,9 @@ use zdn_proto::v1;
 
 pub struct SqliteStore {
     writer: Mutex<Connection>,
+    /// The false positives, as the writer's transactions left them (one process owns the
+    /// file, so this copy is exact): ingest looks them up here, not with a query per indicator.
+    withdrawn: Mutex<HashSet<String>>,
     reader: Mutex<Connection>,
     rule: CorrelationRule,
     /// Tells the checkpoint thread to end (see [`checkpoints`]).
@@ -85,7 +89,17 @@ impl SqliteStore {
             .name("zdn-checkpoint".into())
             .spawn(move || checkpoints(checkpointer, stop))
             .map_err(|e| StoreError::Runtime(e.to_string()))?;
-        Ok(SqliteStore { writer: Mutex::new(writer), reader: Mutex::new(reader), rule, stop_checkpoints })
+        let withdrawn: HashSet<String> = writer
+            .prepare("SELECT indicator FROM false_positives")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            withdrawn: Mutex::new(withdrawn),
+            reader: Mutex::new(reader),
+            rule,
+            stop_checkpoints,
+        })
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -106,8 +120,9 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<Ingested, StoreError> {
         let mut conn = self.writer();
+        let withdrawn = self.withdrawn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
-        let out = ingest::ingest(&tx, &self.rule, participant, agent, batch, now_ms)?;
+        let out = ingest::ingest(&tx, &self.rule, &withdrawn, participant, agent, batch, now_ms)?;
         tx.commit()?;
         Ok(out)
     }
@@ -308,6 +323,7 @@ impl Store for SqliteStore {
         )?;
         let events = incidents::withdraw(&tx, &self.rule, indicator, now_ms)?;
         tx.commit()?;
+        self.withdrawn.lock().unwrap_or_else(|p| p.into_inner()).insert(indicator.to_owned());
         Ok(events)
     }
 
