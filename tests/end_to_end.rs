@@ -134,16 +134,7 @@ async fn participant_analysts_see_counts_not_names() {
 async fn fleet_shows_heartbeats_and_watch_streams_openings() {
     let net = Network::start().await.unwrap();
     let analyst = net.issue(CERT, Role::Analyst, "analyst");
-    // A direct subscription: once the call has answered, the collector has subscribed it.
-    let channel =
-        zdn_transport::client::connect(&net.url, Some(&zdn_transport::Bundle::load(&analyst).unwrap()))
-            .await
-            .unwrap();
-    let mut events = zdn_proto::v1::analyst_service_client::AnalystServiceClient::new(channel)
-        .watch_correlations(zdn_proto::v1::WatchCorrelationsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events = net.watch(&analyst).await.unwrap();
     net.run_demo_agents().await.unwrap();
     let mut opened = Vec::new();
     for _ in 0..2 {

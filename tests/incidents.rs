@@ -56,15 +56,7 @@ async fn three_institutions(net: &Network) -> i64 {
 async fn a_latecomer_after_the_window_joins_the_incident_everywhere() {
     let net = Network::start().await.unwrap();
     let analyst = net.issue(CERT, Role::Analyst, "analyst");
-    let channel =
-        zdn_transport::client::connect(&net.url, Some(&zdn_transport::Bundle::load(&analyst).unwrap()))
-            .await
-            .unwrap();
-    let mut events = v1::analyst_service_client::AnalystServiceClient::new(channel)
-        .watch_correlations(v1::WatchCorrelationsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events = net.watch(&analyst).await.unwrap();
     three_institutions(&net).await;
     let mut seen = Vec::new();
     for _ in 0..2 {

@@ -144,6 +144,16 @@ impl Network {
         Ok(String::from_utf8(out)?)
     }
 
+    /// A `WatchCorrelations` stream as `identity`: once this returns, the collector has
+    /// subscribed it, so every later event arrives on it.
+    pub async fn watch(&self, identity: &Path) -> Result<tonic::Streaming<zdn_proto::v1::CorrelationEvent>> {
+        let channel = zdn_transport::client::connect(&self.url, Some(&Bundle::load(identity)?)).await?;
+        Ok(zdn_proto::v1::analyst_service_client::AnalystServiceClient::new(channel)
+            .watch_correlations(zdn_proto::v1::WatchCorrelationsRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// `zdn ... --format json` parsed.
     pub async fn zdn_json(&self, identity: &Path, args: &[&str]) -> Result<serde_json::Value> {
         let mut args = args.to_vec();

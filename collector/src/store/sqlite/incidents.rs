@@ -31,6 +31,19 @@ pub(super) fn incident_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
     })
 }
 
+/// A member, selected as participant, min(first_seen), max(last_seen), sum(sightings),
+/// min(seq), min(arrived): the sum of its parts.
+fn member_row(r: &Row<'_>) -> rusqlite::Result<Member> {
+    Ok(Member {
+        participant: r.get(0)?,
+        first_seen: r.get(1)?,
+        last_seen: r.get(2)?,
+        sightings: r.get(3)?,
+        seq: r.get(4)?,
+        arrived: r.get(5)?,
+    })
+}
+
 /// The latest wave of a subject.
 pub(super) fn latest(
     conn: &Connection,
@@ -51,16 +64,7 @@ pub(super) fn members(conn: &Connection, scope: Scope, subject: &str) -> Result<
         "SELECT participant, min(first_seen), max(last_seen), sum(sightings), min(seq), min(arrived)
          FROM incident_members WHERE scope = ?1 AND subject = ?2 GROUP BY participant ORDER BY min(seq)",
     )?;
-    let rows = stmt.query_map(params![scope.as_str(), subject], |r| {
-        Ok(Member {
-            participant: r.get(0)?,
-            first_seen: r.get(1)?,
-            last_seen: r.get(2)?,
-            sightings: r.get(3)?,
-            seq: r.get(4)?,
-            arrived: r.get(5)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![scope.as_str(), subject], member_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -97,16 +101,7 @@ fn member(
             "SELECT participant, min(first_seen), max(last_seen), sum(sightings), min(seq), min(arrived)
              FROM incident_members WHERE scope = ?1 AND subject = ?2 AND participant = ?3 GROUP BY participant",
         )?
-        .query_row(params![scope.as_str(), subject, participant], |r| {
-            Ok(Member {
-                participant: r.get(0)?,
-                first_seen: r.get(1)?,
-                last_seen: r.get(2)?,
-                sightings: r.get(3)?,
-                seq: r.get(4)?,
-                arrived: r.get(5)?,
-            })
-        })
+        .query_row(params![scope.as_str(), subject, participant], member_row)
         .optional()?)
 }
 
