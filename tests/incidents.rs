@@ -83,6 +83,11 @@ async fn a_latecomer_after_the_window_joins_the_incident_everywhere() {
     let row = board.split("data-key=\"late.evil.example#1\"").nth(1).expect("the incident on the board");
     let row = row.split("</tr>").next().unwrap();
     assert!(row.contains("umc-noord, ziekenhuis-zuid, ggz-oost"), "{row}");
+    // A campaign page asked for what does not exist, or without a name, says so.
+    let unknown = curl(&net, &jar, None, "/campaign?name=no-such-campaign", &[]).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert!(unknown.body.contains("no incident of the campaign"), "{}", unknown.body);
+    assert_eq!(curl(&net, &jar, None, "/campaign", &[]).await.status, 400);
     let csv = net.zdn(Some(&analyst), &["export", "csv", "--indicator", INDICATOR]).await.unwrap();
     for p in ["umc-noord", "ziekenhuis-zuid", "ggz-oost"] {
         assert!(csv.contains(p), "{p} missing from the CSV export: {csv}");
