@@ -23,7 +23,11 @@ fn an_issued_bundle_is_installed_and_wrong_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     zdn_collector::pki::init(&pki, &[]).unwrap();
-    let issued = zdn_collector::pki::issue(&pki, "umc-noord", Role::Agent, Some("gw-1"), None).unwrap();
+    let issued = zdn_collector::pki::issue(
+        &pki,
+        &zdn_collector::pki::Request::new("umc-noord", Role::Agent, Some("gw-1")),
+    )
+    .unwrap();
     let bundle = issued.join("bundle.pem");
     assert_eq!(std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777, 0o600);
 
@@ -47,12 +51,20 @@ fn an_issued_bundle_is_installed_and_wrong_ones_are_refused() {
     assert!(enrol(&bundle, &identity, &["--no-group", "--force"]).status.success());
 
     let other = dir.path().join("other");
-    let analyst = zdn_collector::pki::issue(&pki, "z-cert", Role::Analyst, Some("alice"), None).unwrap();
+    let analyst = zdn_collector::pki::issue(
+        &pki,
+        &zdn_collector::pki::Request::new("z-cert", Role::Analyst, Some("alice")),
+    )
+    .unwrap();
     let out = enrol(&analyst.join("bundle.pem"), &other, &["--no-group"]);
     assert!(stderr(&out).contains("role analyst"), "{}", stderr(&out));
 
     // The key of another certificate.
-    let second = zdn_collector::pki::issue(&pki, "umc-noord", Role::Agent, Some("gw-2"), None).unwrap();
+    let second = zdn_collector::pki::issue(
+        &pki,
+        &zdn_collector::pki::Request::new("umc-noord", Role::Agent, Some("gw-2")),
+    )
+    .unwrap();
     let text = |p: &Path| std::fs::read_to_string(p).unwrap();
     let mixed = dir.path().join("mixed.pem");
     std::fs::write(
@@ -67,8 +79,11 @@ fn an_issued_bundle_is_installed_and_wrong_ones_are_refused() {
     // A certificate from another CA, presented with ours.
     let foreign_pki = dir.path().join("foreign");
     zdn_collector::pki::init(&foreign_pki, &[]).unwrap();
-    let foreign =
-        zdn_collector::pki::issue(&foreign_pki, "umc-noord", Role::Agent, Some("gw-1"), None).unwrap();
+    let foreign = zdn_collector::pki::issue(
+        &foreign_pki,
+        &zdn_collector::pki::Request::new("umc-noord", Role::Agent, Some("gw-1")),
+    )
+    .unwrap();
     let forged = dir.path().join("forged.pem");
     std::fs::write(
         &forged,

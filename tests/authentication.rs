@@ -17,7 +17,11 @@ async fn an_agent_with_a_certificate_from_another_ca_is_refused() {
     let net = Network::start().await.unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     zdn_collector::pki::init(elsewhere.path(), &[]).unwrap();
-    let rogue = zdn_collector::pki::issue(elsewhere.path(), "umc-noord", Role::Agent, None, None).unwrap();
+    let rogue = zdn_collector::pki::issue(
+        elsewhere.path(),
+        &zdn_collector::pki::Request::new("umc-noord", Role::Agent, None),
+    )
+    .unwrap();
     // The rogue bundle trusts its own CA, so give it ours to get past server verification: the
     // collector must still refuse the client certificate.
     std::fs::copy(net.pki.join("ca/ca.pem"), rogue.join("ca.pem")).unwrap();
@@ -187,4 +191,51 @@ async fn an_agent_over_its_ingest_rate_is_told_to_wait_and_loses_nothing() {
     let analyst = net.issue(CERT, Role::Analyst, "analyst");
     let rows = net.zdn_json(&analyst, &["sightings", "--participant", "umc-noord"]).await.unwrap();
     assert_eq!(rows.as_array().unwrap().len(), sightings.len(), "every sighting stored exactly once");
+}
+
+#[tokio::test]
+async fn a_participants_admin_certificate_is_refused_for_every_call() {
+    use zdn_collector::pki::{self, PkiError, Request};
+    let net = Network::start().await.unwrap();
+    net.send(&net.issue("ggz-oost", Role::Agent, "gw-1"), &net.sightings_of(&site("ggz-oost")).unwrap())
+        .await
+        .unwrap();
+    // `pki issue` refuses to make one...
+    let refused = pki::issue(&net.pki, &Request::new("umc-noord", Role::Admin, Some("root")));
+    assert!(matches!(refused, Err(PkiError::AdminOutsideCert { .. })), "{refused:?}");
+    // ...so make one as a CA told the wrong CERT participant would (or one from before the rule).
+    let wrong =
+        Request { cert_participant: "umc-noord", ..Request::new("umc-noord", Role::Admin, Some("root")) };
+    let rogue = pki::issue(&net.pki, &wrong).unwrap();
+    let calls: [&[&str]; 7] = [
+        &["sightings", "--participant", "ggz-oost"],
+        &["correlations"],
+        &["admin", "export", "--participant", "ggz-oost"],
+        &["admin", "erase", "--participant", "ggz-oost", "--yes"],
+        &["admin", "token", "issue", "--participant", CERT, "--role", "admin", "--name", "x"],
+        &["audit"],
+        &["fleet"],
+    ];
+    for args in calls {
+        let err = net.zdn(Some(&rogue), args).await.unwrap_err();
+        let status = err.downcast_ref::<tonic::Status>().unwrap_or_else(|| panic!("{args:?}: {err}"));
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{args:?}: {status}");
+        assert!(status.message().contains("role of the CERT's participant (z-cert) only"), "{status}");
+    }
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    let kept = net.zdn_json(&analyst, &["sightings", "--participant", "ggz-oost"]).await.unwrap();
+    assert!(!kept.as_array().unwrap().is_empty(), "the refused erase erased nothing");
+    // The CERT's admin cannot mint one either, and every refusal is on record as such.
+    let admin = net.issue(CERT, Role::Admin, "root");
+    let args = ["admin", "token", "issue", "--participant", "umc-noord", "--role", "admin", "--name", "x"];
+    let err = net.zdn(Some(&admin), &args).await.unwrap_err().to_string();
+    assert!(err.contains("role of the CERT's participant (z-cert) only"), "{err}");
+    let audit = net.zdn_json(&admin, &["audit", "--limit", "100"]).await.unwrap();
+    let refusals = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["participant"] == "umc-noord" && e["action"].as_str().unwrap().starts_with("refused:"))
+        .count();
+    assert_eq!(refusals, calls.len(), "every refused analyst/admin call audited: {audit}");
 }

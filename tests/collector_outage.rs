@@ -55,7 +55,11 @@ async fn collector_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     zdn_collector::pki::init(&pki, &[]).unwrap();
-    let identity = zdn_collector::pki::issue(&pki, "umc-noord", Role::Agent, Some("gw-1"), None).unwrap();
+    let identity = zdn_collector::pki::issue(
+        &pki,
+        &zdn_collector::pki::Request::new("umc-noord", Role::Agent, Some("gw-1")),
+    )
+    .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = dir.path().join("collector.toml");
     std::fs::write(

@@ -159,7 +159,9 @@ async fn main() {
 
     // 1. Ingest, twice: the worst case, then the steady state.
     let bundles: Vec<_> = (0..AGENTS)
-        .map(|a| pki::issue(&pki_dir, &format!("p{a:03}"), Role::Agent, Some("gw-1"), None).unwrap())
+        .map(|a| {
+            pki::issue(&pki_dir, &pki::Request::new(&format!("p{a:03}"), Role::Agent, Some("gw-1"))).unwrap()
+        })
         .collect();
     let only_steady = std::env::var("ZDN_BENCH_WORKLOADS").as_deref() == Ok("steady");
     let workloads: &[Workload] =
@@ -174,7 +176,7 @@ async fn main() {
     }
 
     // 2. Correlation latency.
-    let analyst = pki::issue(&pki_dir, "z-cert", Role::Analyst, Some("bench"), None).unwrap();
+    let analyst = pki::issue(&pki_dir, &pki::Request::new("z-cert", Role::Analyst, Some("bench"))).unwrap();
     let mut watcher = AnalystServiceClient::new(channel(&url, &analyst).await);
     let mut events = watcher.watch_correlations(v1::WatchCorrelationsRequest {}).await.unwrap().into_inner();
     let mut first = SightingServiceClient::new(channel(&url, &bundles[0]).await);

@@ -3,7 +3,12 @@
 //! The identity comes from the client certificate (`zdn_transport::server::Peer`, attached by
 //! the TLS listener), never from a message field. Roles:
 //! - agent: `Report`, `Sync`, `Heartbeat` only;
-//! - analyst of the CERT (`cert_participant`) and admin: every query, every participant's name;
+//! - analyst of the CERT (`cert_participant`): every query, every participant's name;
+//! - admin: what the CERT's analysts do, plus imports, exports, erasure, console tokens and
+//!   the audit log. Admin is a role **of the CERT only**: an admin certificate or console token
+//!   naming any other participant is refused for every call (it could otherwise read, export
+//!   and erase other institutions' data), and `pki issue` and `IssueConsoleToken` refuse to
+//!   make one;
 //! - analyst of another participant: its own sightings in full; of incidents and indicator
 //!   timelines, only how many other institutions joined and when the incident opened and last
 //!   changed (collector clock) — never which, nor their times or counts. The join times of
@@ -23,26 +28,46 @@ pub enum View {
     Own(String),
 }
 
-/// The authenticated peer of a request, if it may act in `role`.
-pub fn authorise<T>(request: &Request<T>, role: Role) -> Result<Peer, Status> {
-    let peer = request
+/// The authenticated peer of an analyst or admin call, if it may act in `role`. An admin
+/// credential of a participant other than `cert_participant` is refused whatever the call.
+pub fn authorise<T>(request: &Request<T>, role: Role, cert_participant: &str) -> Result<Peer, Status> {
+    let peer = peer_of(request)?;
+    let id = &peer.identity;
+    if id.role == Role::Admin && !peer.insecure && id.participant != cert_participant {
+        return Err(Status::permission_denied(format!(
+            "{id}: admin is a role of the CERT's participant ({cert_participant}) only; this credential is refused"
+        )));
+    }
+    permitted(peer, role)
+}
+
+/// The authenticated peer of an agent's call (`Report`, `Sync`, `Heartbeat`).
+pub fn authorise_agent<T>(request: &Request<T>) -> Result<Peer, Status> {
+    permitted(peer_of(request)?, Role::Agent)
+}
+
+fn peer_of<T>(request: &Request<T>) -> Result<Peer, Status> {
+    request
         .extensions()
         .get::<Peer>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("no authenticated peer on this connection"))?;
-    if !peer.may(role) {
-        return Err(Status::permission_denied(format!("{} may not act as {role}", peer.identity)));
-    }
-    Ok(peer)
+        .ok_or_else(|| Status::unauthenticated("no authenticated peer on this connection"))
 }
 
-/// The view of an analyst or admin.
+fn permitted(peer: Peer, role: Role) -> Result<Peer, Status> {
+    if peer.may(role) {
+        Ok(peer)
+    } else {
+        Err(Status::permission_denied(format!("{} may not act as {role}", peer.identity)))
+    }
+}
+
+/// The view of an analyst or admin (admins are the CERT's, see [`authorise`]).
 pub fn view(peer: &Peer, cert_participant: &str) -> View {
-    let id = &peer.identity;
-    if peer.insecure || id.role == Role::Admin || id.participant == cert_participant {
+    if peer.insecure || peer.identity.participant == cert_participant {
         View::All
     } else {
-        View::Own(id.participant.clone())
+        View::Own(peer.identity.participant.clone())
     }
 }
 
@@ -114,11 +139,24 @@ mod tests {
 
     #[test]
     fn roles_decide_what_may_be_called_and_seen() {
-        let mut req = Request::new(());
-        assert_eq!(authorise(&req, Role::Analyst).unwrap_err().code(), tonic::Code::Unauthenticated);
-        req.extensions_mut().insert(peer("umc", Role::Agent));
-        assert_eq!(authorise(&req, Role::Analyst).unwrap_err().code(), tonic::Code::PermissionDenied);
-        assert!(authorise(&req, Role::Agent).is_ok());
+        let call = |p: Option<Peer>, role| {
+            let mut req = Request::new(());
+            if let Some(p) = p {
+                req.extensions_mut().insert(p);
+            }
+            let peer =
+                if role == Role::Agent { authorise_agent(&req) } else { authorise(&req, role, "z-cert") };
+            peer.map(|_| ()).map_err(|e| e.code())
+        };
+        assert_eq!(call(None, Role::Analyst), Err(tonic::Code::Unauthenticated));
+        assert_eq!(call(Some(peer("umc", Role::Agent)), Role::Analyst), Err(tonic::Code::PermissionDenied));
+        assert_eq!(call(Some(peer("umc", Role::Agent)), Role::Agent), Ok(()));
+        assert_eq!(call(Some(peer("z-cert", Role::Admin)), Role::Admin), Ok(()));
+        assert_eq!(call(Some(peer("z-cert", Role::Admin)), Role::Analyst), Ok(()));
+        // A participant's admin credential is no credential at all: not admin, not analyst.
+        for role in [Role::Admin, Role::Analyst, Role::Agent] {
+            assert_eq!(call(Some(peer("umc", Role::Admin)), role), Err(tonic::Code::PermissionDenied));
+        }
         assert!(peer("x", Role::Admin).may(Role::Analyst));
         assert!(!peer("x", Role::Analyst).may(Role::Agent));
         assert_eq!(view(&peer("z-cert", Role::Analyst), "z-cert"), View::All);

@@ -50,6 +50,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The CERT's participant id unless the configuration names another.
+pub const DEFAULT_CERT_PARTICIPANT: &str = "z-cert";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -150,7 +153,7 @@ impl Default for Config {
             store: "sqlite".to_owned(),
             identity: None,
             revocation_lists: Vec::new(),
-            cert_participant: "z-cert".to_owned(),
+            cert_participant: DEFAULT_CERT_PARTICIPANT.to_owned(),
             indicators: Vec::new(),
             allowlists: Vec::new(),
             publish_key: None,

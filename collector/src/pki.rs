@@ -34,6 +34,12 @@ pub enum PkiError {
     Identity(#[from] zdn_transport::IdentityError),
     #[error("bad name {0:?}: use letters, digits, '.', '_' and '-'")]
     BadName(String),
+    #[error(
+        "admin is a role of the CERT's participant ({cert}) only: an admin of {participant} could read, \
+         export and erase every institution's data; issue it an analyst certificate, or name the CERT \
+         with --cert-participant"
+    )]
+    AdminOutsideCert { participant: String, cert: String },
 }
 
 const CA_VALIDITY_DAYS: i64 = 3650;
@@ -68,16 +74,42 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<PathBuf, PkiError> {
     Ok(out)
 }
 
-/// Issues a certificate for `participant` in `role` and writes its bundle; returns the bundle
-/// directory (`out`, or `<pki>/issued/<participant>/<name>`; `name` defaults to the role).
-pub fn issue(
-    dir: &Path,
-    participant: &str,
-    role: Role,
-    name: Option<&str>,
-    out: Option<&Path>,
-) -> Result<PathBuf, PkiError> {
+/// What to issue: a certificate for `participant` in `role`.
+pub struct Request<'a> {
+    pub participant: &'a str,
+    pub role: Role,
+    /// Holder name (common name); defaults to the role.
+    pub name: Option<&'a str>,
+    /// Bundle directory; defaults to `<pki>/issued/<participant>/<name>`.
+    pub out: Option<&'a Path>,
+    /// The CERT's participant: the only one that may hold admin certificates.
+    pub cert_participant: &'a str,
+}
+
+impl<'a> Request<'a> {
+    /// A certificate for `participant` in `role`, written under the PKI directory, with the
+    /// default CERT participant.
+    pub fn new(participant: &'a str, role: Role, name: Option<&'a str>) -> Request<'a> {
+        Request {
+            participant,
+            role,
+            name,
+            out: None,
+            cert_participant: crate::config::DEFAULT_CERT_PARTICIPANT,
+        }
+    }
+}
+
+/// Issues a certificate and writes its bundle; returns the bundle directory.
+pub fn issue(dir: &Path, request: &Request<'_>) -> Result<PathBuf, PkiError> {
+    let Request { participant, role, name, out, cert_participant } = *request;
     zdn_transport::identity::validate_participant(participant)?;
+    if role == Role::Admin && participant != cert_participant {
+        return Err(PkiError::AdminOutsideCert {
+            participant: participant.to_owned(),
+            cert: cert_participant.to_owned(),
+        });
+    }
     let name = name.unwrap_or(role.as_str()).to_owned();
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
@@ -151,7 +183,8 @@ mod tests {
         let server = init(dir.path(), &["collector.example".into()]).unwrap();
         assert!(matches!(init(dir.path(), &[]), Err(PkiError::Exists(_))));
         Bundle::load(&server).unwrap();
-        let agent = issue(dir.path(), "umc-noord", Role::Agent, Some("gw-1"), None).unwrap();
+        let request = Request::new;
+        let agent = issue(dir.path(), &request("umc-noord", Role::Agent, Some("gw-1"))).unwrap();
         let bundle = Bundle::load(&agent).unwrap();
         let id = Identity::from_certificate(&bundle.certs[0]).unwrap();
         assert_eq!((id.participant.as_str(), id.role, id.name.as_str()), ("umc-noord", Role::Agent, "gw-1"));
@@ -161,8 +194,16 @@ mod tests {
             let mode = std::fs::metadata(agent.join(KEY_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(matches!(issue(dir.path(), "Bad Id", Role::Agent, None, None), Err(PkiError::Identity(_))));
+        assert!(matches!(
+            issue(dir.path(), &request("Bad Id", Role::Agent, None)),
+            Err(PkiError::Identity(_))
+        ));
         let empty = tempfile::tempdir().unwrap();
-        assert!(matches!(issue(empty.path(), "a", Role::Agent, None, None), Err(PkiError::NoCa(_))));
+        assert!(matches!(issue(empty.path(), &request("a", Role::Agent, None)), Err(PkiError::NoCa(_))));
+        // Admin only at the CERT: a participant's admin is refused before anything is written.
+        let refused = issue(dir.path(), &request("umc-noord", Role::Admin, None));
+        assert!(matches!(refused, Err(PkiError::AdminOutsideCert { .. })), "{refused:?}");
+        assert!(!dir.path().join("issued/umc-noord/admin").exists());
+        issue(dir.path(), &request("z-cert", Role::Admin, None)).unwrap();
     }
 }

@@ -103,7 +103,8 @@ async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
 
     for site in demo_sites() {
         let pcap = site.write_capture(&captures)?;
-        let bundle_dir = pki::issue(&pki_dir, site.participant, Role::Agent, Some("gateway-1"), None)?;
+        let bundle_dir =
+            pki::issue(&pki_dir, &pki::Request::new(site.participant, Role::Agent, Some("gateway-1")))?;
         let set = zdn_indicators::build_set(std::slice::from_ref(&indicators), &[], None)?.set;
         let home = HomeNet::new(vec![site.home_net.parse()?]);
         let aggregator = Aggregator::new(60_000, AGGREGATE_CAPACITY, Pseudonymiser::ephemeral());
@@ -127,8 +128,9 @@ async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         )?;
     }
 
-    let analyst = pki::issue(&pki_dir, CERT, Role::Analyst, None, None)?;
-    let participant_analyst = pki::issue(&pki_dir, "umc-noord", Role::Analyst, Some("soc"), None)?;
+    let analyst = pki::issue(&pki_dir, &pki::Request::new(CERT, Role::Analyst, None))?;
+    let participant_analyst =
+        pki::issue(&pki_dir, &pki::Request::new("umc-noord", Role::Analyst, Some("soc")))?;
     let mut client = AnalystServiceClient::new(connect(&url, Some(&analyst)).await?);
     let correlations =
         client.list_correlations(v1::ListCorrelationsRequest::default()).await?.into_inner().correlations;
@@ -150,7 +152,7 @@ async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     writeln!(out, "\nThe sightings behind them (src is the agent's keyed pseudonym of the internal host):")?;
     output::write(out, Format::Table, &rows)?;
 
-    let admin = pki::issue(&pki_dir, CERT, Role::Admin, Some("demo-admin"), None)?;
+    let admin = pki::issue(&pki_dir, &pki::Request::new(CERT, Role::Admin, Some("demo-admin")))?;
     let mut admin_client = AnalystServiceClient::new(connect(&url, Some(&admin)).await?);
     let mut token = async |participant: &str, name: &str| -> Result<String> {
         let request = v1::IssueConsoleTokenRequest {

@@ -38,8 +38,11 @@ impl Site {
         let dir = tempfile::tempdir().unwrap();
         let pki = dir.path().join("pki");
         zdn_collector::pki::init(&pki, &[]).unwrap();
-        let agent_identity =
-            zdn_collector::pki::issue(&pki, "umc-noord", Role::Agent, Some("gw-1"), None).unwrap();
+        let agent_identity = zdn_collector::pki::issue(
+            &pki,
+            &zdn_collector::pki::Request::new("umc-noord", Role::Agent, Some("gw-1")),
+        )
+        .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         std::fs::write(dir.path().join("local.txt"), format!("{STORM_TARGET}\n")).unwrap();
         Site { dir, port, agent_identity }

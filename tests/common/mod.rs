@@ -90,7 +90,7 @@ impl Network {
     }
 
     pub fn issue(&self, participant: &str, role: Role, name: &str) -> PathBuf {
-        pki::issue(&self.pki, participant, role, Some(name), None).expect("issue certificate")
+        pki::issue(&self.pki, &pki::Request::new(participant, role, Some(name))).expect("issue certificate")
     }
 
     /// The demo site's capture replayed into sightings (not sent).

@@ -88,6 +88,10 @@ enum PkiCommand {
         /// Bundle directory; default <dir>/issued/<participant>/<name>.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The CERT's participant (`cert_participant` in collector.toml): the only one that
+        /// may hold admin certificates.
+        #[arg(long, default_value = zdn_collector::config::DEFAULT_CERT_PARTICIPANT)]
+        cert_participant: String,
     },
 }
 
@@ -155,9 +159,16 @@ async fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Pki(PkiCommand::Issue { dir, participant, role, name, out }) => {
+        Command::Pki(PkiCommand::Issue { dir, participant, role, name, out, cert_participant }) => {
             let role = Role::parse(&role).context("role")?;
-            let bundle = pki::issue(&dir, &participant, role, name.as_deref(), out.as_deref())?;
+            let request = pki::Request {
+                participant: &participant,
+                role,
+                name: name.as_deref(),
+                out: out.as_deref(),
+                cert_participant: &cert_participant,
+            };
+            let bundle = pki::issue(&dir, &request)?;
             println!("{}", bundle.display());
             Ok(())
         }

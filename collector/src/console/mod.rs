@@ -307,7 +307,15 @@ async fn login_with_token(
     let Ok(Form(form)) = form else {
         return refuse(StatusCode::BAD_REQUEST, "expected a form with a token");
     };
-    signed_in(session::with_token(&console.shared.store, &form.token, console.session_hours).await)
+    signed_in(
+        session::with_token(
+            &console.shared.store,
+            &form.token,
+            console.session_hours,
+            &console.shared.config.cert_participant,
+        )
+        .await,
+    )
 }
 
 async fn login_with_certificate(State(console): State<AppState>, request: Request) -> Response {
@@ -321,7 +329,15 @@ async fn login_with_certificate(State(console): State<AppState>, request: Reques
     let Some(identity) = certificate else {
         return refuse(StatusCode::UNAUTHORIZED, "this connection presented no client certificate");
     };
-    signed_in(session::with_certificate(&console.shared.store, &identity, console.session_hours).await)
+    signed_in(
+        session::with_certificate(
+            &console.shared.store,
+            &identity,
+            console.session_hours,
+            &console.shared.config.cert_participant,
+        )
+        .await,
+    )
 }
 
 fn signed_in(result: Result<(String, zdn_proto::v1::ConsoleToken), session::SignInError>) -> Response {

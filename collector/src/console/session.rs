@@ -108,7 +108,7 @@ pub enum SignInError {
     Unknown,
     #[error("token {0} is revoked or expired")]
     Inactive(String),
-    #[error("{0} may not use the console (agents cannot)")]
+    #[error("{0} may not use the console (agents cannot; admin is the CERT's role only)")]
     Role(String),
     #[error("{0}")]
     Store(#[from] Status),
@@ -130,6 +130,7 @@ pub async fn with_token(
     store: &Arc<dyn Store>,
     token: &str,
     hours: u32,
+    cert_participant: &str,
 ) -> Result<(String, v1::ConsoleToken), SignInError> {
     let (s, h) = (store.clone(), hash(token.trim()));
     let record = blocking(move || s.console_token(&h)).await?.ok_or(SignInError::Unknown)?;
@@ -139,6 +140,10 @@ pub async fn with_token(
     }
     if !active(&record, now) {
         return Err(SignInError::Inactive(record.id));
+    }
+    // Tokens made before admin became the CERT's role only: refused, not downgraded.
+    if record.role == Role::Admin.as_str() && record.participant != cert_participant {
+        return Err(SignInError::Role(format!("token {} ({} admin)", record.id, record.participant)));
     }
     let session = v1::ConsoleToken {
         id: new_id(),
@@ -160,8 +165,11 @@ pub async fn with_certificate(
     store: &Arc<dyn Store>,
     identity: &Identity,
     hours: u32,
+    cert_participant: &str,
 ) -> Result<(String, v1::ConsoleToken), SignInError> {
-    if identity.role == Role::Agent {
+    if identity.role == Role::Agent
+        || (identity.role == Role::Admin && identity.participant != cert_participant)
+    {
         return Err(SignInError::Role(identity.to_string()));
     }
     let now = now_ms();

@@ -111,7 +111,7 @@ impl Analyst {
         action: &'static str,
         detail: String,
     ) -> Result<zdn_transport::server::Peer, Status> {
-        let peer = match authorise(request, role) {
+        let peer = match authorise(request, role, &self.shared.config.cert_participant) {
             Ok(peer) => peer,
             Err(refused) => {
                 // A refusal of a known caller is on record too (an agent or a participant's
@@ -248,7 +248,7 @@ impl AnalystService for Analyst {
     ) -> Result<Response<v1::MarkFalsePositiveResponse>, Status> {
         // Audited before the role check, so refused attempts are on record too.
         let view = self.view(&request, "mark_false_positive").await?;
-        let peer = authorise(&request, Role::Analyst)?;
+        let peer = authorise(&request, Role::Analyst, &self.shared.config.cert_participant)?;
         if view != View::All {
             return Err(Status::permission_denied(
                 "only CERT analysts and admins mark false positives; ask the CERT",

@@ -30,6 +30,13 @@ impl Analyst {
                 )));
             }
         };
+        let cert = &self.shared.config.cert_participant;
+        if role == Role::Admin && &r.participant != cert {
+            return Err(Status::invalid_argument(format!(
+                "admin is a role of the CERT's participant ({cert}) only; {} may have analysts",
+                r.participant
+            )));
+        }
         let name = r.name.trim();
         if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
             return Err(Status::invalid_argument("name must be 1-200 printable characters"));

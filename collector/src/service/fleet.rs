@@ -2,11 +2,10 @@
 //! from "sensor down".
 
 use super::{Shared, blocking};
-use crate::access::authorise;
+use crate::access::authorise_agent;
 use tonic::{Request, Response, Status};
 use zdn_proto::v1::{self, fleet_service_server::FleetService};
 use zdn_timestamps::now_ms;
-use zdn_transport::Role;
 
 pub struct Fleet {
     pub shared: Shared,
@@ -24,7 +23,7 @@ impl FleetService for Fleet {
         &self,
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
-        let peer = authorise(&request, Role::Agent)?;
+        let peer = authorise_agent(&request)?;
         let beat = request.into_inner();
         if beat.agent_version.len() > 64 || beat.blind_spots.len() > 32 {
             return Err(Status::invalid_argument("heartbeat fields exceed their limits"));

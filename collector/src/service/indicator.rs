@@ -10,7 +10,7 @@
 //! An agent one of the last few versions behind gets the signed deltas from its version
 //! instead of the whole set (`super::delta`).
 
-use crate::access::authorise;
+use crate::access::authorise_agent;
 use futures::{Stream, StreamExt};
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -22,7 +22,6 @@ use zdn_indicators::set::delta::diff;
 use zdn_indicators::signing::{self, Publisher};
 use zdn_indicators::{IndicatorSet, Kind};
 use zdn_proto::v1::{self, indicator_service_server::IndicatorService};
-use zdn_transport::Role;
 
 /// Largest piece of a signed set in one message, well under the message size limits.
 pub const CHUNK: usize = 1 << 20;
@@ -272,7 +271,7 @@ impl IndicatorService for Indicators {
     type SyncStream = Pin<Box<dyn Stream<Item = Result<v1::IndicatorUpdate, Status>> + Send>>;
 
     async fn sync(&self, request: Request<v1::SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
-        authorise(&request, Role::Agent)?;
+        authorise_agent(&request)?;
         let r = request.into_inner();
         let subscription = Subscription {
             published: self.published.clone(),

@@ -1,7 +1,7 @@
 //! `SightingService.Report`: agents' batches in, acknowledgements out after a durable commit.
 
 use super::{Shared, blocking};
-use crate::access::authorise;
+use crate::access::authorise_agent;
 use crate::shutdown::stopping;
 use crate::store::NewSighting;
 use tokio::sync::mpsc;
@@ -10,7 +10,6 @@ use tonic::{Request, Response, Status, Streaming};
 use zdn_proto::v1::{self, sighting_service_server::SightingService};
 use zdn_proto::{kind_from_wire, via_from_wire};
 use zdn_timestamps::now_ms;
-use zdn_transport::Role;
 
 pub struct Ingest {
     pub shared: Shared,
@@ -57,7 +56,7 @@ impl SightingService for Ingest {
         &self,
         request: Request<Streaming<v1::SightingBatch>>,
     ) -> Result<Response<Self::ReportStream>, Status> {
-        let peer = authorise(&request, Role::Agent)?;
+        let peer = authorise_agent(&request)?;
         let mut inbound = request.into_inner();
         let (acks, rx) = mpsc::channel(32);
         let shared = self.shared.clone();
