@@ -239,3 +239,76 @@ async fn a_participants_admin_certificate_is_refused_for_every_call() {
         .count();
     assert_eq!(refusals, calls.len(), "every refused analyst/admin call audited: {audit}");
 }
+
+#[tokio::test]
+async fn a_revocation_list_that_is_not_a_crl_of_our_ca_stops_the_start() {
+    use zdn_collector::pki::{self, Request, revoke};
+    let foreign = tempfile::tempdir().unwrap();
+    pki::init(foreign.path(), &[]).unwrap();
+    pki::issue(foreign.path(), &Request::new("x", Role::Agent, None)).unwrap();
+    let holder = revoke::Which::Holder { participant: "x", name: "agent" };
+    let (foreign_crl, _) = revoke::revoke(foreign.path(), &holder).unwrap();
+    let foreign_crl = foreign_crl.display().to_string();
+    for (list, reason) in [
+        ("pki/ca/ca.pem", "holds no X509 CRL"),
+        ("pki/collector/key.pem", "holds no X509 CRL"),
+        ("pki/ca/missing.pem", "No such file"),
+        // Another deployment's CA has the same name: the signature tells them apart.
+        (foreign_crl.as_str(), "signature does not verify with the CA's key"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        pki::init(&dir.path().join("pki"), &[]).unwrap();
+        let lists = vec![dir.path().join(list)];
+        // check-config says why, as the start does.
+        let config = dir.path().join("collector.toml");
+        let toml = format!(
+            "identity = {:?}\ndata_dir = {:?}\nrevocation_lists = [{:?}]\n",
+            dir.path().join("pki/collector"),
+            dir.path().join("data"),
+            lists[0]
+        );
+        std::fs::write(&config, toml).unwrap();
+        let checked = std::process::Command::new(zdn_integration_tests::workspace_binary(
+            "zdn-collector",
+            "zdn-collector",
+        ))
+        .args(["check-config", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&checked.stderr);
+        assert!(!checked.status.success() && stderr.contains(reason), "check-config with {list}: {stderr}");
+        let err = Network::start_in(dir, "sqlite", |c| c.revocation_lists = lists).await.err().unwrap();
+        assert!(format!("{err:#}").contains(reason), "{list}: {err:#}");
+    }
+}
+
+#[tokio::test]
+async fn revoked_certificates_are_refused_and_sighup_puts_new_revocations_in_force() {
+    use zdn_collector::pki::{self, Request, revoke};
+    let dir = tempfile::tempdir().unwrap();
+    let pki_dir = dir.path().join("pki");
+    pki::init(&pki_dir, &[]).unwrap();
+    let issue = |name| pki::issue(&pki_dir, &Request::new("umc-noord", Role::Agent, Some(name))).unwrap();
+    let (gw1, gw2) = (issue("gw-1"), issue("gw-2"));
+    let holder = |name| revoke::Which::Holder { participant: "umc-noord", name };
+    let (crl, revoked) = revoke::revoke(&pki_dir, &holder("gw-2")).unwrap();
+    assert_eq!(revoked.len(), 1);
+    let net = Network::start_in(dir, "sqlite", |c| c.revocation_lists = vec![crl.clone()]).await.unwrap();
+    let sightings = net.sightings_of(&site("umc-noord")).unwrap();
+    net.send(&gw1, &sightings).await.unwrap();
+    assert!(net.send(&gw2, &sightings).await.is_err(), "a revoked agent was accepted");
+
+    // Revoking gw-1 rewrites the list; new connections refuse it once the collector reloads.
+    revoke::revoke(&net.pki, &holder("gw-1")).unwrap();
+    assert!(matches!(revoke::revoke(&net.pki, &holder("gw-1")), Err(pki::PkiError::NothingToRevoke(_))));
+    net.send(&gw1, &sightings).await.expect("in force only after the reload");
+    assert_eq!(net.collector.reload_revocation_lists().await.unwrap(), 2);
+    assert!(net.send(&gw1, &sightings).await.is_err(), "revoked on reload, still accepted");
+    // A broken list on reload is refused, and the revocations in force stay.
+    std::fs::write(&crl, "not a list").unwrap();
+    let err = net.collector.reload_revocation_lists().await.unwrap_err();
+    assert!(format!("{err:#}").contains("not a CRL"), "{err:#}");
+    assert!(net.send(&gw1, &sightings).await.is_err() && net.send(&gw2, &sightings).await.is_err());
+    let listed = pki::register::read(&net.pki).unwrap();
+    assert_eq!(listed.iter().filter(|i| i.revoked.is_some()).count(), 2, "{listed:?}");
+}

@@ -16,8 +16,9 @@
 //! | module | job |
 //! | --- | --- |
 //! | [`config`] | `collector.toml`, defaults and checks |
-//! | [`pki`] | a small CA: `pki init`, `pki issue` (rcgen) |
-//! | [`server`] | start/stop: store, listener, services, health, reflection |
+//! | [`pki`] | a small CA: `pki init`, `issue`, `revoke` (its CRL), `list` (rcgen) |
+//! | [`server`] | start/stop: store, listener, services, health, reflection; SIGHUP reloads |
+//! | [`tls`] | the collector's credentials and revocation lists, checked and reloadable |
 //! | [`access`] | roles: who may call what, and the redacted view of participant analysts |
 //! | [`service`] | one file per gRPC service |
 //! | [`retention`] | how long each data class is kept; the purge job |
@@ -46,3 +47,4 @@ pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod sweep;
+pub mod tls;

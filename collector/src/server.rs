@@ -7,11 +7,9 @@ use crate::service::analyst::Analyst;
 use crate::service::fleet::Fleet;
 use crate::service::indicator::{Indicators, Publishing};
 use crate::service::sighting::Ingest;
+use crate::tls::CollectorTls;
 use anyhow::{Context, Result};
-use rustls::pki_types::CertificateRevocationListDer;
-use rustls::pki_types::pem::PemObject;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -21,8 +19,7 @@ use zdn_proto::v1::{
     analyst_service_server::AnalystServiceServer, fleet_service_server::FleetServiceServer,
     indicator_service_server::IndicatorServiceServer, sighting_service_server::SightingServiceServer,
 };
-use zdn_transport::Bundle;
-use zdn_transport::server::{ClientAuth, ListenerStats, Security, incoming, server_config};
+use zdn_transport::server::{ListenerStats, Security, incoming};
 
 /// A collector serving in the background.
 pub struct RunningCollector {
@@ -33,6 +30,8 @@ pub struct RunningCollector {
     /// What the alert sinks did; `None` when no sink is configured.
     pub alerts: Option<Arc<crate::alerts::AlertStats>>,
     publishing: Arc<Publishing>,
+    /// `None` in insecure-dev mode.
+    tls: Option<Arc<CollectorTls>>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -66,8 +65,32 @@ impl RunningCollector {
         self.publishing.version()
     }
 
-    /// Serves until the process gets SIGINT or SIGTERM, then stops gracefully. SIGHUP publishes
-    /// the indicator sources again as a new version.
+    /// Reads the revocation lists again and enforces them on new connections; returns how
+    /// many certificates they revoke. On an error the lists in force stay.
+    pub async fn reload_revocation_lists(&self) -> Result<usize> {
+        let Some(tls) = self.tls.clone() else { return Ok(0) };
+        tokio::task::spawn_blocking(move || tls.reload()).await?
+    }
+
+    /// SIGHUP: the revocation lists are read again, and the indicator sources published again
+    /// as a new version; each keeps what is in force if its reload fails.
+    async fn reload(&self) {
+        match self.reload_revocation_lists().await {
+            Ok(revoked) => tracing::info!(revoked, "SIGHUP: revocation lists reloaded"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "SIGHUP: revocation lists not reloaded; the lists in force stay")
+            }
+        }
+        match self.republish_indicators().await {
+            Ok(version) => tracing::info!(version, "SIGHUP: indicators published"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: indicators not republished; the published version stays")
+            }
+        }
+    }
+
+    /// Serves until the process gets SIGINT or SIGTERM, then stops gracefully. SIGHUP reloads
+    /// (see [`Self::reload`]).
     pub async fn serve_until_signal(self) -> Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let (mut term, mut hup) = (signal(SignalKind::terminate())?, signal(SignalKind::hangup())?);
@@ -75,10 +98,7 @@ impl RunningCollector {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
-                _ = hup.recv() => match self.republish_indicators().await {
-                    Ok(version) => tracing::info!(version, "SIGHUP: indicators published"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: indicators not republished; the published version stays"),
-                },
+                _ = hup.recv() => self.reload().await,
             }
         }
         tracing::info!("shutting down");
@@ -104,32 +124,21 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     .with_context(|| format!("opening the store ({location})"))?;
     tracing::info!(store = %location, "store open");
 
-    // The console's TLS: the same certificate, CA and revocation lists, client certificate
-    // optional (see `console::listener`). None in insecure-dev mode: a console without TLS
-    // would put session cookies on the wire.
-    let mut console_tls = None;
-    let security = if insecure_dev {
+    // In insecure-dev mode no TLS at all, and no console: a console without TLS would put
+    // session cookies on the wire.
+    let tls = if insecure_dev {
         tracing::warn!(
             "=== INSECURE DEV MODE: plain TCP, no authentication, every caller is admin. Never in production. ==="
         );
         if config.console.enabled {
             tracing::warn!("the web console needs TLS; it is off in insecure-dev mode");
         }
-        Security::InsecureDev
+        None
     } else {
-        let identity = config.identity_dir();
-        let bundle = Bundle::load(&identity).with_context(|| {
-            format!(
-                "loading the collector's credentials from {} (create them with `zdn-collector pki init`)",
-                identity.display()
-            )
-        })?;
-        let crls = load_crls(&config.revocation_lists)?;
-        if config.console.enabled {
-            console_tls = Some(server_config(&bundle, crls.clone(), ClientAuth::Optional)?);
-        }
-        Security::mutual_tls(&bundle, crls)?
+        Some(Arc::new(CollectorTls::load(&config)?))
     };
+    let security = tls.as_ref().map_or(Security::InsecureDev, |t| Security::MutualTls(t.grpc.clone()));
+    let console_tls = tls.as_ref().and_then(|t| t.console.clone());
 
     let publisher = Publisher::load_or_create(&config.publish_key_path())?;
     tracing::info!(public_key = %publisher.public_hex(), "indicator sets are signed with this key; pin it on agents");
@@ -219,23 +228,5 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     let task =
         tokio::spawn(router.serve_with_incoming_shutdown(conns, crate::shutdown::stopping(stop_signal)));
     tracing::info!(%addr, "collector listening");
-    Ok(RunningCollector { addr, console, stats, alerts: alert_stats, publishing, shutdown, task })
-}
-
-/// Reads revocation lists, PEM (one or more) or DER.
-fn load_crls(paths: &[impl AsRef<Path>]) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    let mut crls = Vec::new();
-    for path in paths {
-        let path = path.as_ref();
-        let bytes =
-            std::fs::read(path).with_context(|| format!("reading revocation list {}", path.display()))?;
-        if bytes.starts_with(b"-----BEGIN") {
-            for crl in CertificateRevocationListDer::pem_slice_iter(&bytes) {
-                crls.push(crl.with_context(|| format!("revocation list {}", path.display()))?);
-            }
-        } else {
-            crls.push(CertificateRevocationListDer::from(bytes));
-        }
-    }
-    Ok(crls)
+    Ok(RunningCollector { addr, console, stats, alerts: alert_stats, publishing, tls, shutdown, task })
 }

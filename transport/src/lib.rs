@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`identity`] | [`Identity`] and [`Role`]: who a certificate says its holder is (SAN URI `zdn://participant/<id>/<role>`) |
 //! | [`bundle`] | [`Bundle`]: a credential directory (`cert.pem`, `key.pem`, `ca.pem`) as `pki issue` writes it |
+//! | [`revocation`] | revocation lists, each checked to be a CRL issued and signed by our CA (a wrong file fails closed) |
 //! | [`server`] | the collector's listener: TLS handshakes off the accept loop, peer identity attached to every request |
 //! | [`client`] | a tonic [`Channel`](tonic::transport::Channel) to the collector over mTLS |
 //!
@@ -19,6 +20,7 @@
 pub mod bundle;
 pub mod client;
 pub mod identity;
+pub mod revocation;
 pub mod server;
 
 pub use bundle::{Bundle, BundleError};

@@ -13,8 +13,8 @@ use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::WebPkiClientVerifier;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use thiserror::Error;
@@ -137,17 +137,25 @@ impl AsyncWrite for Conn {
     }
 }
 
-impl Security {
-    /// Mutual TLS with the bundle's certificate and CA, refusing certificates on `crls`.
-    pub fn mutual_tls(
-        bundle: &Bundle,
-        crls: Vec<CertificateRevocationListDer<'static>>,
-    ) -> Result<Security, ServerTlsError> {
-        Ok(Security::MutualTls(TlsAcceptor::from(Arc::new(server_config(
-            bundle,
-            crls,
-            ClientAuth::Required,
-        )?))))
+/// A server TLS configuration that can be replaced while serving (new revocation lists on
+/// SIGHUP). Each handshake takes the configuration current when it starts; connections
+/// already established keep theirs.
+#[derive(Clone)]
+pub struct ReloadableTls(Arc<RwLock<Arc<rustls::ServerConfig>>>);
+
+impl ReloadableTls {
+    pub fn new(config: rustls::ServerConfig) -> ReloadableTls {
+        ReloadableTls(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    /// An acceptor with the current configuration.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        // A poisoned lock still holds a whole configuration (replacing it is one assignment).
+        TlsAcceptor::from(self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+    }
+
+    pub fn replace(&self, config: rustls::ServerConfig) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config);
     }
 }
 
@@ -161,7 +169,7 @@ pub struct ListenerStats {
 /// How the listener secures connections.
 #[derive(Clone)]
 pub enum Security {
-    MutualTls(TlsAcceptor),
+    MutualTls(ReloadableTls),
     /// Plain TCP; every peer acts as the `insecure-dev` admin. Development only.
     InsecureDev,
 }
@@ -224,7 +232,7 @@ async fn authenticate(tcp: TcpStream, addr: SocketAddr, security: Security) -> R
                 Identity { participant: "insecure-dev".into(), role: Role::Admin, name: addr.to_string() };
             return Ok(Conn::Plain(tcp, Peer { addr, identity: Arc::new(identity), insecure: true }));
         }
-        Security::MutualTls(acceptor) => acceptor,
+        Security::MutualTls(tls) => tls.acceptor(),
     };
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await

@@ -93,6 +93,28 @@ enum PkiCommand {
         #[arg(long, default_value = zdn_collector::config::DEFAULT_CERT_PARTICIPANT)]
         cert_participant: String,
     },
+    /// Revoke a certificate: marks it in the register and writes <dir>/ca/crl.pem with every
+    /// revoked certificate. Put that file in `revocation_lists` and send the collector SIGHUP.
+    ///
+    /// Example: zdn-collector pki revoke --dir /var/lib/zdn-collector/pki --participant umc-noord --name gw-1
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["serial", "name"])))]
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The certificate's serial number (hex, as `pki list` shows it).
+        #[arg(long)]
+        serial: Option<String>,
+        /// Every certificate of this holder (with --participant).
+        #[arg(long, requires = "participant")]
+        name: Option<String>,
+        #[arg(long)]
+        participant: Option<String>,
+    },
+    /// The certificates this CA issued: serial, holder, validity, revocation.
+    List {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 fn load_config(args: &ConfigArgs) -> Result<Config> {
@@ -132,8 +154,16 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::CheckConfig { config } => {
             let config = load_config(&config)?;
-            zdn_transport::Bundle::load(&config.identity_dir())
-                .with_context(|| format!("credentials in {}", config.identity_dir().display()))?;
+            let bundle = zdn_collector::tls::credentials(&config)?;
+            let crls = zdn_collector::tls::revocation_lists(&bundle, &config.revocation_lists)?;
+            if !crls.is_empty() {
+                let revoked: usize = crls.iter().map(|c| c.revoked.len()).sum();
+                println!(
+                    "revocation lists: {} from {} file(s), {revoked} certificate(s) revoked",
+                    crls.len(),
+                    config.revocation_lists.len()
+                );
+            }
             if !config.indicators.is_empty() {
                 println!(
                     "{}",
@@ -170,6 +200,36 @@ async fn run(command: Command) -> Result<()> {
             };
             let bundle = pki::issue(&dir, &request)?;
             println!("{}", bundle.display());
+            Ok(())
+        }
+        Command::Pki(PkiCommand::Revoke { dir, serial, name, participant }) => {
+            let which = match (&serial, &name, &participant) {
+                (Some(serial), _, _) => pki::revoke::Which::Serial(serial),
+                (None, Some(name), Some(participant)) => pki::revoke::Which::Holder { participant, name },
+                _ => anyhow::bail!("name a certificate: --serial, or --participant with --name"),
+            };
+            let (crl, revoked) = pki::revoke::revoke(&dir, &which)?;
+            for r in &revoked {
+                println!("revoked {} ({} {} of {})", r.serial, r.role, r.name, r.participant);
+            }
+            println!(
+                "revocation list written to {}: list it in `revocation_lists` and send the collector SIGHUP",
+                crl.display()
+            );
+            Ok(())
+        }
+        Command::Pki(PkiCommand::List { dir }) => {
+            println!(
+                "{:<40}  {:<16} {:<8} {:<20} {:<20} revoked",
+                "serial", "participant", "role", "name", "valid until"
+            );
+            for i in pki::register::read(&dir)? {
+                let revoked = i.revoked.as_deref().unwrap_or("-");
+                println!(
+                    "{:<40}  {:<16} {:<8} {:<20} {:<20} {revoked}",
+                    i.serial, i.participant, i.role, i.name, i.not_after
+                );
+            }
             Ok(())
         }
     }

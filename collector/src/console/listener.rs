@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use zdn_transport::Identity;
+use zdn_transport::server::ReloadableTls;
 
 /// What the TLS handshake established about a connection.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepts and serves connections until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
-    tls: TlsAcceptor,
+    tls: ReloadableTls,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -53,7 +53,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let (tls, app, mut stop) = (tls.clone(), app.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     return tracing::debug!(peer = %addr, error = %e, "console: TLS handshake failed");

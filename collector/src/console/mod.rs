@@ -56,7 +56,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 /// What every console handler shares.
 pub struct Console {
@@ -72,7 +71,7 @@ type AppState = Arc<Console>;
 pub async fn start(
     shared: Shared,
     listen: SocketAddr,
-    tls: rustls::ServerConfig,
+    tls: zdn_transport::server::ReloadableTls,
     shutdown: watch::Receiver<bool>,
 ) -> Result<SocketAddr> {
     let listener =
@@ -84,7 +83,7 @@ pub async fn start(
         sign_in_limit: sign_in_limit::SignInLimit::default(),
         shared,
     });
-    tokio::spawn(listener::serve(listener, TlsAcceptor::from(Arc::new(tls)), router(console), shutdown));
+    tokio::spawn(listener::serve(listener, tls, router(console), shutdown));
     tracing::info!(url = %format!("https://{addr}/"), "web console listening");
     Ok(addr)
 }

@@ -1,14 +1,20 @@
 //! A small certificate authority, so nobody needs openssl to start: `zdn-collector pki init`
 //! creates the CA and the collector's server certificate, `pki issue` a certificate for an
-//! agent, analyst or admin, written as a credential bundle (see `zdn_transport::bundle`).
+//! agent, analyst or admin, written as a credential bundle (see `zdn_transport::bundle`),
+//! `pki revoke` revokes one ([`revoke`]: the CA's CRL), `pki list` shows the [`register`].
 //!
 //! ```text
 //! <pki>/ca/ca.pem, ca.key            the CA (keep ca.key offline in production)
+//! <pki>/ca/issued.jsonl              every certificate issued, and when it was revoked
+//! <pki>/ca/crl.pem                   the revocation list (`pki revoke` writes it)
 //! <pki>/collector/                   the collector's bundle (server certificate)
 //! <pki>/issued/<participant>/<name>/  one bundle per issued certificate (name defaults to the role)
 //! ```
 //!
 //! Keys are ECDSA P-256 (rcgen's default), key files mode 0600.
+
+pub mod register;
+pub mod revoke;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -40,6 +46,10 @@ pub enum PkiError {
          with --cert-participant"
     )]
     AdminOutsideCert { participant: String, cert: String },
+    #[error("certificate register: {0}")]
+    Register(String),
+    #[error("no certificate to revoke: {0} is not in the register, or already revoked (see `pki list`)")]
+    NothingToRevoke(String),
 }
 
 const CA_VALIDITY_DAYS: i64 = 3650;
@@ -70,7 +80,8 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<PathBuf, PkiError> {
     server.distinguished_name.push(DnType::CommonName, "zdn-collector");
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let out = dir.join("collector");
-    sign_into(dir, server, &out)?;
+    let holder = Holder { participant: "-", role: "server", name: "zdn-collector" };
+    sign_into(dir, server, &out, &holder)?;
     Ok(out)
 }
 
@@ -122,19 +133,37 @@ pub fn issue(dir: &Path, request: &Request<'_>) -> Result<PathBuf, PkiError> {
     params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into()?)];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let out = out.map_or_else(|| dir.join("issued").join(participant).join(&name), Path::to_owned);
-    sign_into(dir, params, &out)?;
+    sign_into(dir, params, &out, &Holder { participant, role: role.as_str(), name: &name })?;
     Ok(out)
 }
 
-/// Signs `params` with the CA in `dir` and writes the bundle to `out`.
-fn sign_into(dir: &Path, mut params: CertificateParams, out: &Path) -> Result<(), PkiError> {
+/// Who a certificate is for, as the register records it.
+struct Holder<'a> {
+    participant: &'a str,
+    role: &'a str,
+    name: &'a str,
+}
+
+/// The CA in `dir` as an issuer, and its certificate's PEM.
+fn load_issuer(dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
     let ca_pem_path = dir.join("ca").join("ca.pem");
     let ca_pem = std::fs::read_to_string(&ca_pem_path).map_err(|_| PkiError::NoCa(dir.to_owned()))?;
     let ca_key_path = dir.join("ca").join("ca.key");
     let ca_key_pem =
         std::fs::read_to_string(&ca_key_path).map_err(|source| PkiError::Io { path: ca_key_path, source })?;
     let ca_key = KeyPair::from_pem(&ca_key_pem)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+    Ok((Issuer::from_ca_cert_pem(&ca_pem, ca_key)?, ca_pem))
+}
+
+/// Signs `params` with the CA in `dir`, writes the bundle to `out` and records it in the
+/// register.
+fn sign_into(
+    dir: &Path,
+    mut params: CertificateParams,
+    out: &Path,
+    holder: &Holder<'_>,
+) -> Result<(), PkiError> {
+    let (issuer, ca_pem) = load_issuer(dir)?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
     validity(&mut params, LEAF_VALIDITY_DAYS);
@@ -146,7 +175,22 @@ fn sign_into(dir: &Path, mut params: CertificateParams, out: &Path) -> Result<()
     // The same three in one file, to hand to the holder (`zdn-agent enrol --bundle`).
     let bundle = [cert.pem(), key.serialize_pem(), ca_pem].concat();
     write(&out.join(BUNDLE_FILE), bundle.as_bytes(), true)?;
-    Ok(())
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.der()).map_err(|e| PkiError::Register(e.to_string()))?;
+    let stamp =
+        |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    register::append(
+        dir,
+        register::Issued {
+            serial: format!("{:x}", parsed.serial),
+            participant: holder.participant.into(),
+            role: holder.role.into(),
+            name: holder.name.into(),
+            not_after: stamp(params.not_after),
+            issued: stamp(OffsetDateTime::now_utc()),
+            revoked: None,
+        },
+    )
 }
 
 fn validity(params: &mut CertificateParams, days: i64) {
