@@ -76,3 +76,20 @@ async fn exports_validate_and_follow_the_callers_view() {
     assert_eq!(one.lines().count(), 1 + expected.as_array().unwrap().len(), "{one}");
     assert!(one.lines().skip(1).all(|l| l.contains(",203.0.113.66,")), "{one}");
 }
+
+#[tokio::test]
+async fn csv_exports_neutralise_cells_a_spreadsheet_would_run() {
+    use zdn_integration_tests::site;
+    let net = Network::start().await.unwrap();
+    let mut sightings = net.sightings_of(&site("umc-noord")).unwrap();
+    // The observed value comes from traffic: a DNS name an attacker chose.
+    let hostile = "=HYPERLINK(\"http://x\"),1.evil.example";
+    sightings[0].observed = hostile.into();
+    net.send(&net.issue("umc-noord", Role::Agent, "gw-1"), &sightings[..1]).await.unwrap();
+    let analyst = net.issue(CERT, Role::Analyst, "analyst");
+    let csv = net.zdn(Some(&analyst), &["export", "csv"]).await.unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let column = reader.headers().unwrap().iter().position(|h| h == "observed").unwrap();
+    let cells: Vec<String> = reader.records().map(|r| r.unwrap()[column].to_owned()).collect();
+    assert_eq!(cells, [format!("'{hostile}")], "{csv}");
+}

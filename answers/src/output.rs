@@ -27,7 +27,7 @@ pub fn write(out: &mut dyn Write, format: Format, rows: &[Row]) -> anyhow::Resul
                 w.write_record(first.keys())?;
             }
             for row in rows {
-                w.write_record(row.values().map(cell))?;
+                w.write_record(row.values().map(|v| spreadsheet_safe(cell(v))))?;
             }
             w.flush()?;
         }
@@ -44,6 +44,13 @@ fn cell(v: &Value) -> String {
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
+}
+
+/// A CSV cell a spreadsheet will not run: one that starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return gets a leading `'` (OWASP's rule against CSV injection). Observed values
+/// come from traffic, so a DNS name like `=HYPERLINK(...)` is an attacker's cell.
+fn spreadsheet_safe(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{cell}") } else { cell }
 }
 
 fn table(out: &mut dyn Write, rows: &[Row]) -> std::io::Result<()> {
@@ -102,5 +109,20 @@ mod tests {
         let mut empty = Vec::new();
         write(&mut empty, Format::Table, &[]).unwrap();
         assert_eq!(empty, b"(none)\n");
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_neutralised() {
+        let hostile = ["=HYPERLINK(\"http://x\"),1.evil.example", "+1", "-2", "@SUM(A1)", "\tx", "\rx"];
+        let mut rows: Vec<Row> =
+            hostile.iter().map(|v| json!({ "observed": v }).as_object().unwrap().clone()).collect();
+        rows.push(json!({ "observed": "plain.example" }).as_object().unwrap().clone());
+        let mut out = Vec::new();
+        write(&mut out, Format::Csv, &rows).unwrap();
+        let mut read = csv::Reader::from_reader(out.as_slice());
+        let cells: Vec<String> = read.records().map(|r| r.unwrap()[0].to_owned()).collect();
+        let expected: Vec<String> =
+            hostile.iter().map(|v| format!("'{v}")).chain(["plain.example".into()]).collect();
+        assert_eq!(cells, expected);
     }
 }
