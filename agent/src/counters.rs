@@ -39,6 +39,9 @@ pub struct Counters {
     pub sent: Counter,
     /// Sightings the rate limits held back (in the local alert log, not sent).
     pub held_back: Counter,
+    /// Sightings whose observed value (or a short field) exceeded the contract's limit and
+    /// was cut to it, marked with `…` (`zdn_proto::limits`).
+    pub truncated: Counter,
     /// Sightings refused because the spool was at its byte bound.
     pub spool_full: Counter,
     /// Sightings lost to a failed spool write (disk full, I/O error).
@@ -54,7 +57,7 @@ pub struct Counters {
 impl Counters {
     /// Registers every counter (shared, not copied) under `zdn_agent_<name>_total`.
     pub fn register(&self, registry: &mut Registry) {
-        let all: [(&str, &str, &Counter); 24] = [
+        let all: [(&str, &str, &Counter); 25] = [
             ("packets", "Packets seen", &self.packets),
             ("packets_undecodable", "Packets that could not be decoded", &self.undecodable),
             ("packets_dropped_kernel", "Packets the kernel dropped before capture", &self.kernel_drops),
@@ -83,6 +86,7 @@ impl Counters {
             ("sightings_sent", "Sightings acknowledged by the collector", &self.sent),
             ("sightings_held_back", "Sightings held back by rate limits", &self.held_back),
             ("sightings_refused_spool_full", "Sightings refused by a full spool", &self.spool_full),
+            ("sightings_truncated", "Sightings with a value cut to the contract's limit", &self.truncated),
             ("sightings_spool_failed", "Sightings lost to spool write errors", &self.spool_failed),
             ("aggregates_evicted_early", "Aggregates closed early (table full)", &self.evicted_early),
             ("indicator_updates_refused", "Indicator updates refused", &self.updates_refused),

@@ -213,8 +213,16 @@ impl Session<'_> {
                 last_row = last.seq;
                 sequence += 1;
                 let seqs = rows.iter().map(|r| r.seq).collect();
-                let batch =
-                    v1::SightingBatch { sequence, sightings: rows.into_iter().map(|r| r.sighting).collect() };
+                // Rows spooled by an agent before values were cut to the contract's limits
+                // would be refused (and deleted): fit them too.
+                let sightings = rows
+                    .into_iter()
+                    .map(|mut r| {
+                        zdn_proto::limits::fit(&mut r.sighting);
+                        r.sighting
+                    })
+                    .collect();
+                let batch = v1::SightingBatch { sequence, sightings };
                 tx.send(batch).await.map_err(|_| SessionError::Closed)?;
                 in_flight.push_back((sequence, seqs));
             }

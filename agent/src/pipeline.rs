@@ -145,7 +145,12 @@ impl Pipeline {
                 tracing::error!(error = %e, "alert log write failed");
             }
             if admitted {
-                out.push(sighting.to_proto());
+                let mut wire = sighting.to_proto();
+                // A match is never lost to a length limit: long values are cut and marked.
+                if zdn_proto::limits::fit(&mut wire) {
+                    shared.counters.truncated.inc();
+                }
+                out.push(wire);
             }
         }
         if let Some(log) = alerts.as_mut()

@@ -32,7 +32,7 @@ pub mod sources;
 pub use allowlist::Allowlist;
 pub use formats::{load, parse_plain};
 pub use model::{Indicator, Kind, Via};
-pub use normalise::{Normalised, RejectReason, normalise};
+pub use normalise::{MAX_VALUE_LEN, Normalised, RejectReason, normalise};
 pub use report::{LoadError, LoadReport, Loaded, Rejected};
 pub use set::IndicatorSet;
 pub use sources::{BuiltSet, build_set};

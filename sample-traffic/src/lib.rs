@@ -161,6 +161,34 @@ pub fn write_storm(path: &Path, hosts: u32, packets: u32, pps: u32) -> std::io::
     writer.into_writer().into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
+/// Writes a capture of one TCP connection from `src` to `dst:port` that sends `payload` (an
+/// HTTP request, say): the SYN, then the bytes in segments of at most 1,400, at
+/// [`demo_epoch_s`].
+pub fn write_tcp_request(
+    path: &Path,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    port: u16,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let mut writer = PcapWriter::new(file).map_err(std::io::Error::other)?;
+    let ports = (49_152, port);
+    let isn = 0x1000_0000u32;
+    let mut frames = vec![tcp_frame(src, dst, ports, isn, TcpFlags::SYN, &[])];
+    for (i, chunk) in payload.chunks(1_400).enumerate() {
+        let seq = isn + 1 + (i * 1_400) as u32;
+        frames.push(tcp_frame(src, dst, ports, seq, TcpFlags::PSH | TcpFlags::ACK, chunk));
+    }
+    for (i, frame) in frames.iter().enumerate() {
+        let timestamp = Duration::from_secs(demo_epoch_s()) + Duration::from_millis(i as u64);
+        writer
+            .write_packet(&PcapPacket::new(timestamp, frame.len() as u32, frame))
+            .map_err(std::io::Error::other)?;
+    }
+    Ok(())
+}
+
 /// The `i`-th internal host of a storm: 10.x.y.z, never .0 or .255 in the last octet.
 pub fn storm_host(i: u32) -> Ipv4Addr {
     let n = 1 + (i / 254) * 256 + i % 254;
@@ -215,14 +243,26 @@ fn udp_frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8
 }
 
 fn syn_frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
-    let mut l4 = vec![0u8; 20];
+    tcp_frame(src, dst, (sport, dport), 0x5a5a_0000 ^ u32::from(sport), TcpFlags::SYN, &[])
+}
+
+fn tcp_frame(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ports: (u16, u16),
+    seq: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut l4 = vec![0u8; 20 + payload.len()];
     let mut tcp = MutableTcpPacket::new(&mut l4).expect("sized above");
-    tcp.set_source(sport);
-    tcp.set_destination(dport);
-    tcp.set_sequence(0x5a5a_0000 ^ u32::from(sport));
+    tcp.set_source(ports.0);
+    tcp.set_destination(ports.1);
+    tcp.set_sequence(seq);
     tcp.set_data_offset(5);
-    tcp.set_flags(TcpFlags::SYN);
+    tcp.set_flags(flags);
     tcp.set_window(64_240);
+    tcp.set_payload(payload);
     let checksum = tcp::ipv4_checksum(&tcp.to_immutable(), &src, &dst);
     tcp.set_checksum(checksum);
     ipv4_frame(src, dst, IpNextHeaderProtocols::Tcp.0, &l4)

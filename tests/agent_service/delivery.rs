@@ -168,3 +168,32 @@ fn rss_anon_kb(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_match_on_a_very_long_url_is_reported_cut_to_the_limit_not_lost() {
+    use zdn_proto::limits::{MAX_VALUE, TRUNCATED};
+    let site = Site::new();
+    std::fs::write(site.path("local.txt"), "http://c2.evil.example/gate.php\n").unwrap();
+    // A 3 KB query string: the match is on the URL, the observed value is longer than the
+    // contract allows.
+    let request = format!("GET /gate.php?id={} HTTP/1.1\r\nHost: c2.evil.example\r\n\r\n", "a".repeat(3_000));
+    let pcap = site.path("long-url.pcap");
+    let (host, server) = ("10.0.0.5".parse().unwrap(), "192.0.2.80".parse().unwrap());
+    zdn_sample_traffic::write_tcp_request(&pcap, host, server, 80, request.as_bytes()).unwrap();
+    let collector = site.start_collector().await;
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let extra = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    let mut agent = Agent::start(&site.agent_config("agent.toml", &pcap, &extra), site.path("agent.log"));
+    agent.wait_log("capture files read", LONG);
+    site.wait_stored(1, LONG);
+    let conn = rusqlite::Connection::open(site.path("collector/zdn.sqlite")).unwrap();
+    let (indicator, observed): (String, String) = conn
+        .query_row("SELECT indicator, observed FROM sightings", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(indicator, "c2.evil.example/gate.php");
+    assert!(observed.contains("c2.evil.example/gate.php?id=aaa"), "{observed}");
+    assert!(observed.ends_with(TRUNCATED) && observed.len() <= MAX_VALUE, "{} bytes", observed.len());
+    assert_eq!(metric(&scrape(metrics_port), "zdn_agent_sightings_truncated_total"), 1);
+    assert!(agent.stop().success());
+    collector.stop().await.unwrap();
+}

@@ -255,8 +255,11 @@ impl AnalystService for Analyst {
             ));
         }
         let r = request.into_inner();
-        if r.indicator.is_empty() || r.indicator.len() > 2048 {
-            return Err(Status::invalid_argument("indicator must be 1-2048 bytes"));
+        if r.indicator.is_empty() || r.indicator.len() > zdn_proto::limits::MAX_VALUE {
+            return Err(Status::invalid_argument(format!(
+                "indicator must be 1-{} bytes",
+                zdn_proto::limits::MAX_VALUE
+            )));
         }
         let reason = r.reason.trim().to_owned();
         if reason.is_empty() || reason.len() > 1000 {

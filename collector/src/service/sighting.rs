@@ -15,10 +15,9 @@ pub struct Ingest {
     pub shared: Shared,
 }
 
-/// Field limits: a sighting is small; anything larger is malformed or hostile.
-const MAX_ID: usize = 64;
-const MAX_VALUE: usize = 2048;
-const MAX_SHORT: usize = 256;
+// Field limits: a sighting is small; anything larger is malformed or hostile (agents cut
+// what they report to fit, `zdn_proto::limits::fit`).
+use zdn_proto::limits::{MAX_ID, MAX_SHORT, MAX_VALUE};
 
 /// Checks one sighting; the error names the first problem.
 pub fn validate(s: &v1::Sighting) -> Result<NewSighting<'_>, String> {
