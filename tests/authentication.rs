@@ -312,3 +312,87 @@ async fn revoked_certificates_are_refused_and_sighup_puts_new_revocations_in_for
     let listed = pki::register::read(&net.pki).unwrap();
     assert_eq!(listed.iter().filter(|i| i.revoked.is_some()).count(), 2, "{listed:?}");
 }
+
+/// A Report stream whose message is not a protobuf `SightingBatch` ends with an error status,
+/// not OK. Sent with curl (an independent HTTP/2 client): one gRPC frame of garbage.
+#[tokio::test]
+async fn an_undecodable_report_stream_ends_with_an_error_status() {
+    let net = Network::start().await.unwrap();
+    let agent = net.issue("umc-noord", Role::Agent, "gw-1");
+    let garbage = [0xffu8, 0xff, 0xff, 0xff, 0xff];
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(garbage.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&garbage);
+    let body = net.dir.path().join("frame.bin");
+    std::fs::write(&body, &frame).unwrap();
+    let url = format!("{}/zdn.v1.SightingService/Report", net.url.replace("127.0.0.1", "localhost"));
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "20",
+            "--dump-header",
+            "-",
+        ])
+        .args(["--output", "/dev/null", "--cacert"])
+        .arg(net.pki.join("collector/ca.pem"))
+        .arg("--cert")
+        .arg(agent.join("cert.pem"))
+        .arg("--key")
+        .arg(agent.join("key.pem"))
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .arg(url)
+        .output()
+        .await
+        .expect("curl is installed");
+    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let status = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("grpc-status:"))
+        .unwrap_or_else(|| panic!("no grpc-status: {headers}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_ne!(status.trim(), "0", "an undecodable stream ended OK:\n{headers}");
+}
+
+/// A call refused by participant scope (a participant analyst asking for another
+/// institution, or for a CERT-only change) is on record as refused, not as the plain call.
+#[tokio::test]
+async fn refusals_by_participant_scope_are_audited_as_refused() {
+    let net = Network::start().await.unwrap();
+    let soc = net.issue("umc-noord", Role::Analyst, "soc");
+    let calls: [&[&str]; 4] = [
+        &["sightings", "--participant", "ggz-oost"],
+        &["hosts", "--participant", "ggz-oost"],
+        &["export", "csv", "--participant", "ggz-oost"],
+        &["indicators", "false-positive", "evil.example", "--reason", "x"],
+    ];
+    for args in calls {
+        let err = net.zdn(Some(&soc), args).await.unwrap_err();
+        let status = err.downcast_ref::<tonic::Status>().unwrap_or_else(|| panic!("{args:?}: {err}"));
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{args:?}: {status}");
+    }
+    net.zdn(Some(&soc), &["sightings"]).await.unwrap();
+    let admin = net.issue(CERT, Role::Admin, "root");
+    let audit = net.zdn_json(&admin, &["audit", "--limit", "100"]).await.unwrap();
+    let mut actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["participant"] == "umc-noord")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        [
+            "list_sightings",
+            "refused:export_sightings",
+            "refused:list_sightings",
+            "refused:list_suspect_hosts",
+            "refused:mark_false_positive"
+        ],
+        "{audit}"
+    );
+}

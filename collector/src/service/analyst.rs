@@ -15,6 +15,7 @@ use zdn_proto::kind_from_wire;
 use zdn_proto::v1::{self, analyst_service_server::AnalystService};
 use zdn_timestamps::now_ms;
 use zdn_transport::Role;
+use zdn_transport::server::Peer;
 
 pub struct Analyst {
     pub shared: Shared,
@@ -93,12 +94,43 @@ impl Analyst {
             .map(|peer| view(&peer, &self.shared.config.cert_participant))
     }
 
+    /// The participant filter the caller may use (see [`scope`]); a filter naming another
+    /// institution is refused and audited as `refused:<action>`.
+    async fn scoped<T: std::fmt::Debug>(
+        &self,
+        request: &Request<T>,
+        action: &'static str,
+        requested: impl FnOnce(&T) -> &str,
+    ) -> Result<Option<String>, Status> {
+        let cert = &self.shared.config.cert_participant;
+        let detail = format!("{:?}", request.get_ref());
+        let requested = requested(request.get_ref());
+        let check = |peer: &Peer| scope(&view(peer, cert), requested);
+        self.admitted(request, Role::Analyst, action, detail, check).await.map(|(_, scoped)| scoped)
+    }
+
+    /// [`Self::view`] for calls only the CERT's analysts and admins may make.
+    async fn cert_only<T: std::fmt::Debug>(
+        &self,
+        request: &Request<T>,
+        action: &'static str,
+        refusal: &'static str,
+    ) -> Result<Peer, Status> {
+        let cert = &self.shared.config.cert_participant;
+        let check = |peer: &Peer| match view(peer, cert) {
+            View::All => Ok(()),
+            View::Own(_) => Err(Status::permission_denied(refusal)),
+        };
+        let detail = format!("{:?}", request.get_ref());
+        self.admitted(request, Role::Analyst, action, detail, check).await.map(|(peer, ())| peer)
+    }
+
     pub(super) async fn audited<T: std::fmt::Debug>(
         &self,
         request: &Request<T>,
         role: Role,
         action: &'static str,
-    ) -> Result<zdn_transport::server::Peer, Status> {
+    ) -> Result<Peer, Status> {
         self.audited_as(request, role, action, format!("{:?}", request.get_ref())).await
     }
 
@@ -110,13 +142,32 @@ impl Analyst {
         role: Role,
         action: &'static str,
         detail: String,
-    ) -> Result<zdn_transport::server::Peer, Status> {
-        let peer = match authorise(request, role, &self.shared.config.cert_participant) {
-            Ok(peer) => peer,
+    ) -> Result<Peer, Status> {
+        self.admitted(request, role, action, detail, |_| Ok(())).await.map(|(peer, ())| peer)
+    }
+
+    /// Authorises the call for `role`, applies `check` (a scope rule) and writes the audit
+    /// entry: `action` when it is admitted, `refused:<action>` when either refused it (an
+    /// agent or a participant's analyst trying what it may not is worth knowing about).
+    async fn admitted<T, R>(
+        &self,
+        request: &Request<T>,
+        role: Role,
+        action: &'static str,
+        detail: String,
+        check: impl FnOnce(&Peer) -> Result<R, Status>,
+    ) -> Result<(Peer, R), Status> {
+        let decided = authorise(request, role, &self.shared.config.cert_participant)
+            .and_then(|peer| check(&peer).map(|checked| (peer, checked)));
+        match decided {
+            Ok((peer, checked)) => {
+                tracing::info!(caller = %peer.identity, action, "analyst query");
+                let (store, identity) = (self.shared.store.clone(), peer.identity.clone());
+                blocking(move || store.audit(now_ms(), &identity, action, &detail)).await?;
+                Ok((peer, checked))
+            }
             Err(refused) => {
-                // A refusal of a known caller is on record too (an agent or a participant's
-                // analyst trying an admin call is worth knowing about).
-                if let Some(peer) = request.extensions().get::<zdn_transport::server::Peer>() {
+                if let Some(peer) = request.extensions().get::<Peer>() {
                     let (store, identity) = (self.shared.store.clone(), peer.identity.clone());
                     let action = format!("refused:{action}");
                     if let Err(e) = blocking(move || store.audit(now_ms(), &identity, &action, &detail)).await
@@ -124,13 +175,9 @@ impl Analyst {
                         tracing::error!(error = %e, "could not audit a refused call");
                     }
                 }
-                return Err(refused);
+                Err(refused)
             }
-        };
-        tracing::info!(caller = %peer.identity, action, "analyst query");
-        let (store, identity) = (self.shared.store.clone(), peer.identity.clone());
-        blocking(move || store.audit(now_ms(), &identity, action, &detail)).await?;
-        Ok(peer)
+        }
     }
 }
 
@@ -166,9 +213,8 @@ impl AnalystService for Analyst {
         &self,
         request: Request<v1::ListSightingsRequest>,
     ) -> Result<Response<v1::ListSightingsResponse>, Status> {
-        let view = self.view(&request, "list_sightings").await?;
+        let participant = self.scoped(&request, "list_sightings", |r| &r.participant).await?;
         let r = request.into_inner();
-        let participant = scope(&view, &r.participant)?;
         let before_row = match non_empty(&r.page_token) {
             None => None,
             Some(t) => Some(t.parse::<i64>().map_err(|_| Status::invalid_argument("bad page_token"))?),
@@ -246,14 +292,8 @@ impl AnalystService for Analyst {
         &self,
         request: Request<v1::MarkFalsePositiveRequest>,
     ) -> Result<Response<v1::MarkFalsePositiveResponse>, Status> {
-        // Audited before the role check, so refused attempts are on record too.
-        let view = self.view(&request, "mark_false_positive").await?;
-        let peer = authorise(&request, Role::Analyst, &self.shared.config.cert_participant)?;
-        if view != View::All {
-            return Err(Status::permission_denied(
-                "only CERT analysts and admins mark false positives; ask the CERT",
-            ));
-        }
+        let refusal = "only CERT analysts and admins mark false positives; ask the CERT";
+        let peer = self.cert_only(&request, "mark_false_positive", refusal).await?;
         let r = request.into_inner();
         if r.indicator.is_empty() || r.indicator.len() > zdn_proto::limits::MAX_VALUE {
             return Err(Status::invalid_argument(format!(
@@ -332,9 +372,8 @@ impl AnalystService for Analyst {
         &self,
         request: Request<v1::ListSuspectHostsRequest>,
     ) -> Result<Response<v1::ListSuspectHostsResponse>, Status> {
-        let view = self.view(&request, "list_suspect_hosts").await?;
+        let participant = self.scoped(&request, "list_suspect_hosts", |r| &r.participant).await?;
         let r = request.into_inner();
-        let participant = scope(&view, &r.participant)?;
         let store = self.shared.store.clone();
         let hosts = blocking(move || store.suspect_hosts(participant.as_deref(), limit(r.limit))).await?;
         Ok(Response::new(v1::ListSuspectHostsResponse { hosts }))
@@ -347,7 +386,7 @@ impl AnalystService for Analyst {
         request: Request<v1::ExportSightingsRequest>,
     ) -> Result<Response<Self::ExportSightingsStream>, Status> {
         use v1::export_sightings_request::Format as Wire;
-        let view = self.view(&request, "export_sightings").await?;
+        let participant = self.scoped(&request, "export_sightings", |r| &r.participant).await?;
         let r = request.into_inner();
         let format = match Wire::try_from(r.format) {
             Ok(Wire::Stix) => export::Format::Stix,
@@ -355,7 +394,6 @@ impl AnalystService for Analyst {
             Ok(Wire::Csv) => export::Format::Csv,
             _ => return Err(Status::invalid_argument("format must be stix, misp or csv")),
         };
-        let participant = scope(&view, &r.participant)?;
         let (store, producer) = (self.shared.store.clone(), self.shared.config.cert_participant.clone());
         let (document, count) = blocking(move || {
             let mut all = Vec::new();

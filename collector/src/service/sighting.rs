@@ -70,7 +70,11 @@ impl SightingService for Ingest {
                     Ok(Some(batch)) => batch,
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(agent = %peer.identity, %status, "report stream ended");
+                        // An undecodable or oversized message: the stream ends with its
+                        // error, never with OK (the agent must see that it was not taken).
+                        // When the agent went away, nobody reads this and nothing is lost.
+                        tracing::warn!(agent = %peer.identity, %status, "report stream ended on an error");
+                        let _ = acks.send(Err(status)).await;
                         break;
                     }
                 };
