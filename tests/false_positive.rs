@@ -14,8 +14,7 @@ use zdn_transport::{Bundle, Role};
 const FP: &str = "updates.evil-cdn.example";
 
 async fn synced(net: &Network, agent: &std::path::Path, installed: &std::path::Path) -> (u64, Vec<String>) {
-    let pinned =
-        Publisher::load_or_create(&net.dir.path().join("data/pki/publish.key")).unwrap().public_hex();
+    let pinned = Publisher::load(&net.pki.join("publish.key")).unwrap().public_hex();
     let channel =
         zdn_transport::client::connect(&net.url, Some(&Bundle::load(agent).unwrap())).await.unwrap();
     let pinned = parse_public_key(&pinned).unwrap();

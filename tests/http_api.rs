@@ -119,7 +119,7 @@ async fn the_json_api_answers_like_zdn_with_the_same_roles_and_audit() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["name"] == "uma" && e["action"] == "list_sightings")
+            .any(|e| e["name"] == "uma" && e["action"] == "refused:list_sightings")
     );
 
     // The ranking: the two correlated indicators (two institutions each) lead.

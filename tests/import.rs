@@ -14,7 +14,7 @@ use zdn_transport::{Bundle, Role};
 const FEED: &str = "../../shared/data/intel-samples/misp-feed";
 
 async fn published(net: &Network, agent: &Path, installed: &Path) -> Vec<String> {
-    let key = Publisher::load_or_create(&net.dir.path().join("data/pki/publish.key")).unwrap().public_hex();
+    let key = Publisher::load(&net.pki.join("publish.key")).unwrap().public_hex();
     let channel =
         zdn_transport::client::connect(&net.url, Some(&Bundle::load(agent).unwrap())).await.unwrap();
     match sync(channel, &parse_public_key(&key).unwrap(), installed, true, Duration::from_secs(10))

@@ -9,7 +9,8 @@
 //! cert_participant = "z-cert"           # participant id of the CERT: its analysts see everything
 //! indicators = []                       # indicator sources published to agents (any format, files or directories)
 //! allowlists = []                       # MISP warninglists: covered indicators are withheld
-//! publish_key = "<data_dir>/pki/publish.key" # Ed25519 key that signs published sets (created if missing)
+//! publish_key = "<pki>/publish.key"     # Ed25519 key that signs published sets; default beside
+//!                                       # `identity`; made only when neither is set (development)
 //! max_batch_sightings = 1000            # a larger SightingBatch is refused
 //! max_message_bytes = 4194304           # largest gRPC message accepted
 //! stale_after_seconds = 300             # an agent without heartbeat for longer is "stale"
@@ -228,8 +229,43 @@ impl Config {
         self.identity.clone().unwrap_or_else(|| self.data_dir.join("pki").join("collector"))
     }
 
+    /// The key that signs published sets: `publish_key`, or beside the collector's
+    /// credentials (`<pki>/publish.key`, where `pki init` writes it).
     pub fn publish_key_path(&self) -> PathBuf {
-        self.publish_key.clone().unwrap_or_else(|| self.data_dir.join("pki").join("publish.key"))
+        self.publish_key.clone().unwrap_or_else(|| {
+            let identity = self.identity_dir();
+            identity.parent().unwrap_or(&identity).join("publish.key")
+        })
+    }
+
+    /// The publishing key, made if it is missing and may be (see [`Self::existing_publisher`]).
+    pub fn publisher(&self) -> Result<zdn_indicators::signing::Publisher, ConfigError> {
+        match self.existing_publisher()? {
+            Some(publisher) => Ok(publisher),
+            None => zdn_indicators::signing::Publisher::load_or_create(&self.publish_key_path())
+                .map_err(|e| ConfigError::Invalid(format!("publish_key: {e}"))),
+        }
+    }
+
+    /// The publishing key if it exists; `None` if it is missing and may be made, which is only
+    /// when the configuration names neither credentials nor a key (a development start).
+    /// Otherwise agents pinned the key `pki init` printed, and a new one would make every
+    /// agent refuse the sets, so a missing key is an error.
+    pub fn existing_publisher(&self) -> Result<Option<zdn_indicators::signing::Publisher>, ConfigError> {
+        let path = self.publish_key_path();
+        if path.exists() {
+            return zdn_indicators::signing::Publisher::load(&path)
+                .map(Some)
+                .map_err(|e| ConfigError::Invalid(format!("publish_key: {e}")));
+        }
+        if self.identity.is_none() && self.publish_key.is_none() {
+            return Ok(None);
+        }
+        Err(ConfigError::Invalid(format!(
+            "no indicator publishing key at {}: agents pin the key `pki init` printed, so the collector \
+             will not make a new one; set publish_key to the file `pki init` wrote (<pki>/publish.key)",
+            path.display()
+        )))
     }
 
     /// Where the store is: `store` resolved against `data_dir`.
@@ -255,6 +291,33 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_publishing_key_stops_the_start_unless_nothing_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            identity: Some(pki.join("collector")),
+            ..Config::default()
+        };
+        let err = config.publisher().err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("no indicator publishing key at {}", pki.join("publish.key").display())),
+            "{err}"
+        );
+        assert!(!pki.join("publish.key").exists(), "no key was made");
+        // `pki init` writes the key where the configuration looks for it.
+        crate::pki::init(&pki, &[]).unwrap();
+        let printed =
+            zdn_indicators::signing::Publisher::load(&pki.join("publish.key")).unwrap().public_hex();
+        assert_eq!(config.publisher().unwrap().public_hex(), printed);
+        // A development start that names nothing gets a key made for it.
+        let dev = Config { data_dir: dir.path().join("dev"), ..Config::default() };
+        assert!(dev.existing_publisher().unwrap().is_none());
+        dev.publisher().unwrap();
+        assert!(dir.path().join("dev/pki/publish.key").exists());
+    }
 
     #[test]
     fn partial_files_keep_defaults_and_bad_ones_say_why() {

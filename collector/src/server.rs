@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
-use zdn_indicators::signing::Publisher;
 use zdn_proto::v1::{
     analyst_service_server::AnalystServiceServer, fleet_service_server::FleetServiceServer,
     indicator_service_server::IndicatorServiceServer, sighting_service_server::SightingServiceServer,
@@ -140,7 +139,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     let security = tls.as_ref().map_or(Security::InsecureDev, |t| Security::MutualTls(t.grpc.clone()));
     let console_tls = tls.as_ref().and_then(|t| t.console.clone());
 
-    let publisher = Publisher::load_or_create(&config.publish_key_path())?;
+    let publisher = config.publisher()?;
     tracing::info!(public_key = %publisher.public_hex(), "indicator sets are signed with this key; pin it on agents");
     let withdrawn = {
         let store = store.clone();

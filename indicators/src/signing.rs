@@ -5,8 +5,13 @@
 //! envelope:
 //!
 //! ```text
-//! magic "ZDNSIG\0\2" | key id (first 8 bytes of SHA-256 of the public key) | Ed25519 signature (64) | compiled set
+//! magic "ZDNSIG\0\3" | Ed25519 public key (32) | Ed25519 signature (64) | compiled set
 //! ```
+//!
+//! The signer is named by its whole public key, the 64 hex digits `pki init` prints and agents
+//! pin: one form in every message. Version-2 envelopes (which named an 8-byte key id, the
+//! first bytes of the key's SHA-256) are still read, so an agent can take sets from a
+//! collector not yet upgraded.
 //!
 //! The signature covers a domain-separation prefix and the SHA-256 of the whole compiled set,
 //! so content and version cannot be changed apart from it. Ed25519 via `ed25519-dalek` (RustCrypto, audited);
@@ -21,7 +26,8 @@ use std::io::Write;
 use std::path::Path;
 use thiserror::Error;
 
-const MAGIC: &[u8; 8] = b"ZDNSIG\x00\x02";
+const MAGIC: &[u8; 8] = b"ZDNSIG\x00\x03";
+const MAGIC_V2: &[u8; 8] = b"ZDNSIG\x00\x02";
 const CONTEXT: &[u8] = b"zdn indicator set v2\x00";
 
 /// What is signed: a domain-separation prefix and the SHA-256 of the compiled set. Hashing
@@ -30,7 +36,48 @@ const CONTEXT: &[u8] = b"zdn indicator set v2\x00";
 fn signed_message(body: &[u8]) -> Vec<u8> {
     [CONTEXT, Sha256::digest(body).as_slice()].concat()
 }
-const HEAD: usize = 8 + 8 + 64;
+const HEAD: usize = 8 + 32 + 64;
+const HEAD_V2: usize = 8 + 8 + 64;
+
+/// An envelope taken apart: who signed it, the signature, the compiled set.
+struct Envelope<'a> {
+    signed_by: SignedBy,
+    signature: [u8; 64],
+    body: &'a [u8],
+}
+
+enum SignedBy {
+    Key([u8; 32]),
+    /// A version-2 envelope's key id.
+    KeyId([u8; 8]),
+}
+
+impl Envelope<'_> {
+    fn parse(bytes: &[u8]) -> Option<Envelope<'_>> {
+        let (signed_by, head) = if bytes.starts_with(MAGIC) && bytes.len() >= HEAD {
+            (SignedBy::Key(bytes[8..40].try_into().ok()?), HEAD)
+        } else if bytes.starts_with(MAGIC_V2) && bytes.len() >= HEAD_V2 {
+            (SignedBy::KeyId(bytes[8..16].try_into().ok()?), HEAD_V2)
+        } else {
+            return None;
+        };
+        Some(Envelope { signed_by, signature: bytes[head - 64..head].try_into().ok()?, body: &bytes[head..] })
+    }
+
+    /// Whether `pinned` signed it, or the error naming both keys.
+    fn check_signer(&self, pinned: &VerifyingKey) -> Result<(), SignedError> {
+        let pinned_hex = hex::encode(pinned.as_bytes());
+        match self.signed_by {
+            SignedBy::Key(key) if &key == pinned.as_bytes() => Ok(()),
+            SignedBy::KeyId(id) if id == key_id(pinned) => Ok(()),
+            SignedBy::Key(key) => Err(SignedError::WrongKey { found: hex::encode(key), pinned: pinned_hex }),
+            SignedBy::KeyId(id) => Err(SignedError::WrongKey {
+                found: format!("with id {} (a version-2 set)", hex::encode(id)),
+                pinned: pinned_hex,
+            }),
+        }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum SignedError {
@@ -62,16 +109,21 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Loads the key at `path`.
+    pub fn load(path: &Path) -> Result<Publisher, SignedError> {
+        let io = |source| SignedError::Io { path: path.display().to_string(), source };
+        let bytes = std::fs::read(path).map_err(io)?;
+        let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            io(std::io::Error::other(format!("a signing key is 32 bytes, found {}", bytes.len())))
+        })?;
+        Ok(Publisher { key: SigningKey::from_bytes(&seed) })
+    }
+
     /// Loads the key at `path`, creating it (mode 0600) if it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Publisher, SignedError> {
         let io = |source| SignedError::Io { path: path.display().to_string(), source };
         match std::fs::read(path) {
-            Ok(bytes) => {
-                let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    io(std::io::Error::other(format!("a signing key is 32 bytes, found {}", bytes.len())))
-                })?;
-                Ok(Publisher { key: SigningKey::from_bytes(&seed) })
-            }
+            Ok(_) => Publisher::load(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
@@ -90,11 +142,6 @@ impl Publisher {
         }
     }
 
-    /// The short id of the key (hex of the first 8 bytes of SHA-256 of the public key).
-    pub fn key_id_hex(&self) -> String {
-        hex::encode(key_id(&self.key.verifying_key()))
-    }
-
     /// The public key to pin on agents, as 64 hex digits.
     pub fn public_hex(&self) -> String {
         hex::encode(self.key.verifying_key().as_bytes())
@@ -106,7 +153,7 @@ impl Publisher {
         let signature = self.key.sign(&signed_message(&body));
         let mut out = Vec::with_capacity(HEAD + body.len());
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&key_id(&self.key.verifying_key()));
+        out.extend_from_slice(self.key.verifying_key().as_bytes());
         out.extend_from_slice(&signature.to_bytes());
         out.extend_from_slice(&body);
         out
@@ -116,7 +163,7 @@ impl Publisher {
 /// The signature in a signed envelope, which a delta carries so the agent can rebuild the
 /// envelope of the set the delta produces (see `set::delta`).
 pub fn signature_of(envelope: &[u8]) -> Option<[u8; 64]> {
-    (is_signed(envelope) && envelope.len() >= HEAD).then(|| envelope[16..HEAD].try_into().expect("64 bytes"))
+    Envelope::parse(envelope).map(|e| e.signature)
 }
 
 /// The envelope of a compiled set `body` with `signature`, as if signed by `pinned`'s holder;
@@ -125,7 +172,7 @@ pub fn assemble(pinned: &VerifyingKey, signature: &[u8], body: &[u8]) -> Result<
     if signature.len() != 64 {
         return Err(SignedError::BadSignature);
     }
-    Ok([MAGIC.as_slice(), &key_id(pinned), signature, body].concat())
+    Ok([MAGIC.as_slice(), pinned.as_bytes(), signature, body].concat())
 }
 
 /// Parses a pinned public key (64 hex digits).
@@ -135,26 +182,22 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, SignedError> {
     VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
 }
 
+/// A version-2 envelope's name for a key.
 fn key_id(key: &VerifyingKey) -> [u8; 8] {
     Sha256::digest(key.as_bytes())[..8].try_into().expect("8 bytes")
 }
 
 /// Whether `bytes` are a signed envelope.
 pub fn is_signed(bytes: &[u8]) -> bool {
-    bytes.starts_with(MAGIC)
+    bytes.starts_with(MAGIC) || bytes.starts_with(MAGIC_V2)
 }
 
 /// Verifies a signed set against the pinned key and decodes it; returns it with its version.
 pub fn verify(envelope: &[u8], pinned: &VerifyingKey) -> Result<(IndicatorSet, u64), SignedError> {
-    if !is_signed(envelope) || envelope.len() < HEAD {
-        return Err(SignedError::Unsigned);
-    }
-    let found: [u8; 8] = envelope[8..16].try_into().expect("8 bytes");
-    if found != key_id(pinned) {
-        return Err(SignedError::WrongKey { found: hex::encode(found), pinned: hex::encode(key_id(pinned)) });
-    }
-    let signature = Signature::from_bytes(envelope[16..HEAD].try_into().expect("64 bytes"));
-    let body = &envelope[HEAD..];
+    let parsed = Envelope::parse(envelope).ok_or(SignedError::Unsigned)?;
+    parsed.check_signer(pinned)?;
+    let signature = Signature::from_bytes(&parsed.signature);
+    let body = parsed.body;
     // The signature check (SHA-256 over the whole body, then Ed25519) and the decoding take
     // about as long as each other, so they run side by side. Decoding bytes not yet verified
     // is safe: the decoder is bounded and fuzzed for damaged files, and its result is dropped
@@ -235,7 +278,13 @@ mod tests {
         assert!(matches!(install(&unsigned, &pinned, &installed, false), Err(SignedError::Unsigned)));
         let rogue = Publisher::load_or_create(&dir.path().join("rogue.key")).unwrap();
         let foreign = rogue.sign(&set("evil.example\n"), 4);
-        assert!(matches!(install(&foreign, &pinned, &installed, false), Err(SignedError::WrongKey { .. })));
+        match install(&foreign, &pinned, &installed, false) {
+            // Both keys in the form `pki init` prints and agents pin.
+            Err(SignedError::WrongKey { found, pinned }) => {
+                assert_eq!((found, pinned), (rogue.public_hex(), cert.public_hex()));
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(install(&v1, &pinned, &installed, false), Err(SignedError::NotNewer { .. })));
         let tiny = cert.sign(&set("evil.example\n"), 5);
         assert!(matches!(install(&tiny, &pinned, &installed, false), Err(SignedError::Shrinks { .. })));
@@ -257,6 +306,11 @@ mod tests {
         let forged = assemble(&pinned, &signature, &other).unwrap();
         assert!(matches!(verify(&forged, &pinned), Err(SignedError::BadSignature)));
         assert!(matches!(assemble(&pinned, &signature[..10], body), Err(SignedError::BadSignature)));
+        // A version-2 envelope (key id instead of key) is still read.
+        let v2 = [MAGIC_V2.as_slice(), &key_id(&pinned), &signature, body].concat();
+        assert_eq!(verify(&v2, &pinned).unwrap().1, 1);
+        let v2_foreign = [MAGIC_V2.as_slice(), &[0u8; 8], &signature, body].concat();
+        assert!(matches!(verify(&v2_foreign, &pinned), Err(SignedError::WrongKey { .. })));
 
         // Forced, the shrink goes through; a bad public key is a clear error.
         assert_eq!(install(&tiny, &pinned, &installed, true).unwrap().1, 5);

@@ -155,6 +155,16 @@ async fn run(command: Command) -> Result<()> {
         Command::CheckConfig { config } => {
             let config = load_config(&config)?;
             let bundle = zdn_collector::tls::credentials(&config)?;
+            let key = config.publish_key_path();
+            match config.existing_publisher()? {
+                Some(publisher) => {
+                    println!("indicator publishing key {}: {}", key.display(), publisher.public_hex())
+                }
+                None => println!(
+                    "indicator publishing key: none yet, made at {} on the first start",
+                    key.display()
+                ),
+            }
             let crls = zdn_collector::tls::revocation_lists(&bundle, &config.revocation_lists)?;
             if !crls.is_empty() {
                 let revoked: usize = crls.iter().map(|c| c.revoked.len()).sum();
@@ -175,8 +185,8 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Pki(PkiCommand::Init { dir, san }) => {
             let server = pki::init(&dir, &san)?;
-            let key = dir.join("publish.key");
-            let publisher = zdn_indicators::signing::Publisher::load_or_create(&key)?;
+            let key = dir.join(pki::PUBLISH_KEY);
+            let publisher = zdn_indicators::signing::Publisher::load(&key)?;
             println!(
                 "CA created in {}\ncollector credentials in {}",
                 dir.join("ca").display(),

@@ -38,6 +38,8 @@ pub enum PkiError {
     Rcgen(#[from] rcgen::Error),
     #[error(transparent)]
     Identity(#[from] zdn_transport::IdentityError),
+    #[error("indicator publishing key: {0}")]
+    PublishKey(#[from] zdn_indicators::signing::SignedError),
     #[error("bad name {0:?}: use letters, digits, '.', '_' and '-'")]
     BadName(String),
     #[error(
@@ -52,11 +54,15 @@ pub enum PkiError {
     NothingToRevoke(String),
 }
 
+/// The indicator publishing key, beside the CA (see `Config::publish_key_path`).
+pub const PUBLISH_KEY: &str = "publish.key";
+
 const CA_VALIDITY_DAYS: i64 = 3650;
 const LEAF_VALIDITY_DAYS: i64 = 397;
 
-/// Creates the CA and the collector's server bundle, valid for `server_names` (DNS names or IP
-/// addresses; `localhost`, `127.0.0.1` and `::1` are always included).
+/// Creates the CA, the collector's server bundle, valid for `server_names` (DNS names or IP
+/// addresses; `localhost`, `127.0.0.1` and `::1` are always included), and the indicator
+/// publishing key `<pki>/publish.key` (kept if it exists).
 pub fn init(dir: &Path, server_names: &[String]) -> Result<PathBuf, PkiError> {
     let ca_dir = dir.join("ca");
     if ca_dir.join("ca.pem").exists() {
@@ -82,6 +88,7 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<PathBuf, PkiError> {
     let out = dir.join("collector");
     let holder = Holder { participant: "-", role: "server", name: "zdn-collector" };
     sign_into(dir, server, &out, &holder)?;
+    zdn_indicators::signing::Publisher::load_or_create(&dir.join(PUBLISH_KEY))?;
     Ok(out)
 }
 

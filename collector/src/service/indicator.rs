@@ -41,7 +41,7 @@ pub struct Published {
 impl Published {
     pub fn new(version: u64, set: IndicatorSet, publisher: &Publisher) -> Published {
         let signed = if set.is_empty() { Vec::new() } else { publisher.sign(&set, version) };
-        Published { version, key_id: publisher.key_id_hex(), signed, set, deltas: Vec::new() }
+        Published { version, key_id: publisher.public_hex(), signed, set, deltas: Vec::new() }
     }
 
     /// The version after this one, holding what `sources` hold: made by applying the change
