@@ -9,7 +9,10 @@
 //! each batch's rows are deleted from the spool only when its acknowledgement arrives (which
 //! the collector sends after a durable commit). Any error ends the session; the next one, after
 //! a jittered backoff, starts again from the oldest row still in the spool — unacknowledged
-//! batches are resent, and the collector's dedup by sighting id stores them once.
+//! batches are resent, and the collector's dedup by sighting id stores them once. A refusal
+//! for our ingest rate (`RESOURCE_EXHAUSTED` with `retry-after-ms`) is not a broken
+//! connection: the next session waits what it was told and opens its stream on the same
+//! connection, without a new TLS handshake.
 
 use crate::counters::Counters;
 use crate::spool::Spool;
@@ -91,6 +94,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), uplink.reconnect_max);
+    let mut channel = None;
     while !*stop.borrow() {
         let session = Session {
             uplink: &uplink,
@@ -99,12 +103,15 @@ pub async fn run(
             spooled: &spooled,
             until_empty: false,
         };
-        let result = session.run(&mut stop, &mut backoff, &mut Delivered::default()).await;
+        let result = session.run(&mut channel, &mut stop, &mut backoff, &mut Delivered::default()).await;
         match result {
             Ok(()) => return,
             Err(e) => {
                 let jittered = backoff.next_wait();
                 let (queued, asked) = (spool.len(), e.asked_to_wait());
+                if asked.is_none() {
+                    channel = None; // anything but a rate refusal: connect afresh
+                }
                 let wait = asked.map_or(jittered, |hint| hint.max(jittered));
                 let retry_in_ms = wait.as_millis() as u64;
                 if asked.is_some() {
@@ -160,7 +167,7 @@ pub async fn deliver_once(uplink: &Uplink, sightings: &[v1::Sighting]) -> Result
     let mut backoff = Backoff::new(Duration::from_millis(500), uplink.reconnect_max);
     let session =
         Session { uplink, spool: &spool, counters: &counters, spooled: &spooled, until_empty: true };
-    match session.run(&mut stop, &mut backoff, &mut delivered).await {
+    match session.run(&mut None, &mut stop, &mut backoff, &mut delivered).await {
         Ok(()) => Ok(delivered),
         Err(cause) => Err(fail(delivered, cause)),
     }
@@ -178,14 +185,19 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// Drains the spool over one `Report` stream, on `channel` (connected first if `None`).
     async fn run(
         &self,
+        channel: &mut Option<Channel>,
         stop: &mut watch::Receiver<bool>,
         backoff: &mut Backoff,
         delivered: &mut Delivered,
     ) -> Result<(), SessionError> {
         let Session { uplink, spool, counters, spooled, until_empty } = *self;
-        let channel = uplink.connect().await?;
+        let channel = match channel {
+            Some(channel) => channel.clone(),
+            None => channel.insert(uplink.connect().await?).clone(),
+        };
         let (tx, rx) = mpsc::channel::<v1::SightingBatch>(IN_FLIGHT);
         let mut client = SightingServiceClient::new(channel);
         let mut acks = client.report(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();

@@ -197,3 +197,30 @@ async fn a_match_on_a_very_long_url_is_reported_cut_to_the_limit_not_lost() {
     assert!(agent.stop().success());
     collector.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_over_its_ingest_rate_waits_on_its_connection_instead_of_reconnecting() {
+    let site = Site::new();
+    let pcap = site.path("hosts.pcap");
+    write_storm(&pcap, 40, 40, 1000).unwrap(); // 40 distinct first hits
+    let collector = site
+        .start_collector_configured(&[], |c| {
+            c.ingest.per_agent_sightings_per_second = 10;
+            c.ingest.per_agent_burst = 10;
+            c.max_batch_sightings = 10;
+        })
+        .await;
+    // Batches of 10 at 10 a second: several refusals with retry-after before all are in.
+    let config = site.agent_config("agent.toml", &pcap, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("batch_size = 50", "batch_size = 10");
+    std::fs::write(&config, text).unwrap();
+    let mut agent = Agent::start(&config, site.path("agent.log"));
+    agent.wait_log("collector asked us to wait", LONG);
+    site.wait_stored(40, LONG);
+    let refusals = agent.log().matches("collector asked us to wait").count();
+    let connections = collector.stats.accepted.load(std::sync::atomic::Ordering::Relaxed);
+    // One for delivery, one for heartbeats: not one more per refusal.
+    assert!(connections <= 2, "{connections} connections for {refusals} refusals:\n{}", agent.log());
+    assert!(agent.stop().success());
+    collector.stop().await.unwrap();
+}

@@ -58,7 +58,16 @@ impl Site {
 
     /// A collector publishing `indicators` (signed with `pki/publish.key`).
     async fn start_collector_publishing(&self, indicators: &[PathBuf]) -> RunningCollector {
-        let config = Config {
+        self.start_collector_configured(indicators, |_| {}).await
+    }
+
+    /// A collector publishing `indicators`, its configuration changed by `adjust` first.
+    async fn start_collector_configured(
+        &self,
+        indicators: &[PathBuf],
+        adjust: impl FnOnce(&mut Config),
+    ) -> RunningCollector {
+        let mut config = Config {
             listen: format!("127.0.0.1:{}", self.port).parse().unwrap(),
             data_dir: self.path("collector"),
             identity: Some(self.path("pki/collector")),
@@ -67,6 +76,7 @@ impl Site {
             console: ConsoleConfig { enabled: false, ..ConsoleConfig::default() },
             ..Config::default()
         };
+        adjust(&mut config);
         server::start(config, false).await.unwrap()
     }
 
