@@ -127,12 +127,16 @@ async fn a_false_positive_is_withdrawn_closed_and_stays_closed() {
     );
 
     let log = net.zdn_json(&admin, &["audit"]).await.unwrap();
-    let marks: Vec<&str> = log
+    let marks: Vec<(&str, &str)> = log
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["action"] == "mark_false_positive")
-        .map(|e| e["name"].as_str().unwrap())
+        .filter(|e| e["action"].as_str().unwrap().ends_with("mark_false_positive"))
+        .map(|e| (e["name"].as_str().unwrap(), e["action"].as_str().unwrap()))
         .collect();
-    assert_eq!(marks, ["ann", "uma"], "the mark and the refused attempt");
+    assert_eq!(
+        marks,
+        [("ann", "mark_false_positive"), ("uma", "refused:mark_false_positive")],
+        "the mark and the refused attempt"
+    );
 }

@@ -14,6 +14,8 @@ use zdn_proto::v1;
 pub struct Counters {
     pub packets: Counter,
     pub undecodable: Counter,
+    /// Packets that made the packet path panic: skipped, the path's state reset.
+    pub packet_panics: Counter,
     /// Packets the kernel dropped before capture (`PACKET_STATISTICS` of the socket).
     pub kernel_drops: Counter,
     pub dns_queries: Counter,
@@ -57,9 +59,10 @@ pub struct Counters {
 impl Counters {
     /// Registers every counter (shared, not copied) under `zdn_agent_<name>_total`.
     pub fn register(&self, registry: &mut Registry) {
-        let all: [(&str, &str, &Counter); 25] = [
+        let all: [(&str, &str, &Counter); 26] = [
             ("packets", "Packets seen", &self.packets),
             ("packets_undecodable", "Packets that could not be decoded", &self.undecodable),
+            ("packets_panicked", "Packets that made the packet path panic (skipped)", &self.packet_panics),
             ("packets_dropped_kernel", "Packets the kernel dropped before capture", &self.kernel_drops),
             ("dns_queries", "DNS query names inspected", &self.dns_queries),
             ("dns_malformed", "Malformed DNS messages", &self.dns_malformed),
@@ -138,6 +141,7 @@ impl Counters {
             ("quic_undecryptable".to_owned(), self.quic_undecryptable.get()),
             ("spool_full".to_owned(), self.spool_full.get()),
             ("spool_failed".to_owned(), self.spool_failed.get()),
+            ("packet_panics".to_owned(), self.packet_panics.get()),
         ]);
         v1::HeartbeatRequest {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -16,6 +16,7 @@ use crate::ratelimit::RateLimits;
 use crate::sighting::{Aggregator, Sighting};
 use crate::spool::Spool;
 use arc_swap::ArcSwap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,14 +75,36 @@ impl Pipeline {
         let ts_ms = frame.ts_ns / 1_000_000;
         self.aggregator.advance(ts_ms);
         let set = self.shared.set.load();
-        let aggregator = &mut self.aggregator;
-        self.path.inspect(frame, &set, &self.shared.home, |hit| aggregator.add(hit, ts_ms));
+        self.inspect_guarded(|path, aggregator, home| {
+            path.inspect(frame, &set, home, |hit| aggregator.add(hit, ts_ms));
+        });
         // The packet path's counters reach the shared ones in batches, not per packet.
         self.since_report += 1;
         if self.since_report >= REPORT_EVERY {
             self.report_stats();
         }
         self.collect(false);
+    }
+
+    /// Runs one packet's `inspect`. A packet that makes the packet path panic is skipped and
+    /// counted, not fatal (no input is known to: the parsers are fuzzed; this is the net under
+    /// them).
+    fn inspect_guarded(&mut self, inspect: impl FnOnce(&mut PacketPath, &mut Aggregator, &HomeNet)) {
+        let (path, aggregator, home) = (&mut self.path, &mut self.aggregator, &self.shared.home);
+        if std::panic::catch_unwind(AssertUnwindSafe(|| inspect(path, aggregator, home))).is_err() {
+            self.packet_panicked();
+        }
+    }
+
+    /// After a panic the packet path's tables may be half-updated: what it counted is kept,
+    /// its state starts afresh.
+    fn packet_panicked(&mut self) {
+        self.report_stats();
+        self.path = PacketPath::default();
+        self.reported = PathStats::default();
+        self.shared.counters.packet_panics.inc();
+        let panics = self.shared.counters.packet_panics.get();
+        tracing::error!(panics, "a packet made the packet path panic: skipped and counted, its state reset");
     }
 
     /// The kernel dropped `n` packets before this worker could read them.
@@ -175,5 +198,38 @@ impl Pipeline {
         if pushed.queued > 0 {
             shared.spooled.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pseudonym::Pseudonymiser;
+
+    #[test]
+    fn a_packet_that_panics_is_skipped_counted_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let counters = Arc::new(Counters::default());
+        let set = IndicatorSet::new(zdn_indicators::parse_plain("t", "203.0.113.66\n").indicators);
+        let shared = Arc::new(Shared {
+            set: ArcSwap::from_pointee(set),
+            set_version: AtomicU64::new(0),
+            home: HomeNet::default(),
+            limits: RateLimits::new(u32::MAX, u32::MAX),
+            spool: Arc::new(Spool::open(&dir.path().join("spool.sqlite"), 1 << 20).unwrap()),
+            alerts: None,
+            counters: counters.clone(),
+            spooled: Arc::new(tokio::sync::Notify::new()),
+        });
+        let aggregator = Aggregator::new(60_000, 1_000, Pseudonymiser::ephemeral());
+        let mut pipeline = Pipeline::new(shared, aggregator);
+        pipeline.inspect_guarded(|_, _, _| panic!("a parser bug"));
+        pipeline.inspect_guarded(|_, _, _| panic!("another"));
+        assert_eq!(counters.packet_panics.get(), 2);
+        assert_eq!(counters.heartbeat().blind_spots["packet_panics"], 2, "the collector hears of it");
+        // The worker goes on: the next packet is inspected as usual.
+        let mut ran = false;
+        pipeline.inspect_guarded(|_, _, _| ran = true);
+        assert!(ran && counters.packet_panics.get() == 2);
     }
 }

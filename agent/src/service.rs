@@ -93,6 +93,10 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
             Aggregator::new(window_ms, config.sightings.max_open, pseudonyms.clone()),
         )
     };
+    // A live capture worker that ends on its own (an error, a panic outside a packet) leaves
+    // the agent blind: it is reported here and the agent exits non-zero, so systemd restarts
+    // it, rather than heartbeating "healthy" without capture.
+    let (worker_failed, mut worker_failures) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut workers = Vec::new();
     if !config.capture.pcap.is_empty() {
         let (files, mut pipeline) = (config.capture.pcap.clone(), new_pipeline());
@@ -107,13 +111,20 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
         })?);
     }
     for live in lives {
-        let (mut pipeline, stop) = (new_pipeline(), capture_stop.clone());
+        let (mut pipeline, stop, failed) = (new_pipeline(), capture_stop.clone(), worker_failed.clone());
         workers.push(std::thread::Builder::new().name("zdn-capture".into()).spawn(move || {
-            if let Err(e) = live.run(&mut pipeline, &stop) {
-                tracing::error!(error = %e, "live capture stopped");
-            }
+            let ran =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| live.run(&mut pipeline, &stop)));
+            let failure = match ran {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the capture worker panicked".to_owned(),
+            };
+            tracing::error!(error = %failure, "live capture stopped");
+            let _ = failed.send(failure);
         })?);
     }
+    drop(worker_failed);
 
     let (tasks_stop_tx, tasks_stop) = watch::channel(false);
     let metrics = match config.metrics.addr().map_err(anyhow::Error::msg)? {
@@ -152,9 +163,14 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
 
     // Until stopped: rebuild the live set when a new version is installed or on reload.
     let mut prune = tokio::time::interval(Duration::from_secs(60));
+    let mut failure = None;
     loop {
         tokio::select! {
             _ = controls.stop.changed() => break,
+            Some(failed) = worker_failures.recv() => {
+                failure = Some(failed);
+                break;
+            }
             changed = installed_rx.changed() => {
                 if changed.is_ok() {
                     swap_set(&shared, &sources).await;
@@ -194,7 +210,12 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
         queued = spool.len(),
         "stopped"
     );
-    Ok(())
+    match failure {
+        Some(failure) => Err(anyhow::anyhow!(
+            "live capture stopped ({failure}): exiting so the service manager restarts the agent"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn sources_of(config: &AgentConfig, pinned: Option<zdn_indicators::signing::VerifyingKey>) -> SetSources {

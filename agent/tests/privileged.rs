@@ -457,3 +457,53 @@ fn reads_the_server_name_of_chromium_hellos_split_over_segments() {
         .expect("s_server logged the ClientHello");
     assert!(hello > 1460, "Chromium's ClientHello is {hello} bytes: it fits one segment, nothing was split");
 }
+
+/// A live capture that stops on its own (here: its interface is deleted) must not leave an
+/// agent that heartbeats "healthy" without capture: it exits non-zero, for systemd to restart.
+#[test]
+fn an_agent_whose_live_capture_stops_exits_with_an_error() {
+    let test = "an_agent_whose_live_capture_stops_exits_with_an_error";
+    if !root_or_skip(test) {
+        return;
+    }
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    run(Command::new("ip").args(["-n", &ns.0, "link", "add", "zdn0", "type", "veth", "peer", "name", "zdn1"]));
+    run(Command::new("ip").args(["-n", &ns.0, "link", "set", "zdn0", "up"]));
+    let config = dir.path().join("agent.toml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &config,
+        format!("state_dir = {state:?}\n[capture]\ninterfaces = [\"zdn0\"]\n[indicators]\nsync = false\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("agent.log");
+    let mut agent = ns
+        .exec(dir.path(), &[env!("CARGO_BIN_EXE_zdn-agent"), "run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let start = Instant::now();
+    while !text().contains("spool") {
+        assert!(agent.try_wait().unwrap().is_none(), "agent exited early: {}", text());
+        assert!(start.elapsed() < Duration::from_secs(30), "agent did not start: {}", text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // into its capture loop
+    run(Command::new("ip").args(["-n", &ns.0, "link", "del", "zdn0"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = agent.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = agent.kill();
+            panic!("agent kept running without its capture: {}", text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "exited OK without capture: {}", text());
+    assert!(text().contains("live capture stopped"), "{}", text());
+}
