@@ -25,6 +25,7 @@
 //! | module | job |
 //! | --- | --- |
 //! | [`capture`] | frames out of pcap and pcapng files, borrowed, with their link type and time |
+//! | [`captures_read`] | the capture files `run` has read, so a restart does not report them twice |
 //! | [`live`] | frames from network interfaces (AF_PACKET via pnet) |
 //! | [`packet_path`] | the one path of a frame: decode, defragment, extract, match by direction; its counters |
 //! | [`sighting`] | aggregation of hits into [`sighting::Sighting`]s; the JSON-lines contract |
@@ -56,6 +57,7 @@
 
 pub mod alerts;
 pub mod capture;
+pub mod captures_read;
 pub mod config;
 pub mod counters;
 pub mod delivery;

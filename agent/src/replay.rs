@@ -36,25 +36,43 @@ impl ReplayStats {
     }
 }
 
-/// Replays captures in order and returns the sightings they produce.
-pub fn replay(
+/// Replays captures in order and returns the sightings they produce. A capture damaged
+/// part-way (a truncated last record, say) still yields what was read before the damage; its
+/// error is returned beside, one per capture that could not be read to its end.
+pub fn replay_all(
     set: &IndicatorSet,
     home: &HomeNet,
     pcaps: &[impl AsRef<Path>],
     mut aggregator: Aggregator,
-) -> Result<(Vec<Sighting>, ReplayStats), CaptureError> {
-    let mut sightings = Vec::new();
+) -> (Vec<Sighting>, ReplayStats, Vec<CaptureError>) {
+    let (mut sightings, mut errors) = (Vec::new(), Vec::new());
     let mut path = PacketPath::default();
     for pcap in pcaps {
-        capture::read_file(pcap.as_ref(), |frame| {
+        let read = capture::read_file(pcap.as_ref(), |frame| {
             let ts_ms = frame.ts_ns / 1_000_000;
             aggregator.advance(ts_ms);
             path.inspect(&frame, set, home, |hit| aggregator.add(hit, ts_ms));
-        })?;
+        });
+        errors.extend(read.err());
         sightings.extend(aggregator.take_ready());
     }
     aggregator.flush();
     sightings.extend(aggregator.take_ready());
     let stats = ReplayStats { path: path.stats(), evicted_early: aggregator.evicted_early };
-    Ok((sightings, stats))
+    (sightings, stats, errors)
+}
+
+/// As [`replay_all`], failing on the first capture that could not be read to its end (for
+/// the tests and the demo, whose captures must be whole).
+pub fn replay(
+    set: &IndicatorSet,
+    home: &HomeNet,
+    pcaps: &[impl AsRef<Path>],
+    aggregator: Aggregator,
+) -> Result<(Vec<Sighting>, ReplayStats), CaptureError> {
+    let (sightings, stats, errors) = replay_all(set, home, pcaps, aggregator);
+    match errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok((sightings, stats)),
+    }
 }

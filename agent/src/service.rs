@@ -100,13 +100,23 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
     let mut workers = Vec::new();
     if !config.capture.pcap.is_empty() {
         let (files, mut pipeline) = (config.capture.pcap.clone(), new_pipeline());
+        let mut record = crate::captures_read::CapturesRead::open(&config.state_dir);
         workers.push(std::thread::Builder::new().name("zdn-pcap".into()).spawn(move || {
             for file in &files {
+                if record.was_read(file) {
+                    tracing::info!(file = %file.display(), "capture file read before (unchanged): skipped");
+                    continue;
+                }
                 if let Err(e) = crate::capture::read_file(file, |frame| pipeline.frame(&frame)) {
-                    tracing::error!(error = %e, "capture file");
+                    tracing::error!(error = %e, "capture file (what was read before the damage is reported)");
+                }
+                // Its sightings into the spool before it counts as read; aggregation windows
+                // end at a file's end.
+                pipeline.finish();
+                if let Err(e) = record.mark_read(file) {
+                    tracing::error!(error = %e, file = %file.display(), "cannot record the capture file as read; a restart reads it again");
                 }
             }
-            pipeline.finish();
             tracing::info!(files = files.len(), "capture files read");
         })?);
     }

@@ -88,6 +88,14 @@ fn bad_inputs_fail_with_clear_errors() {
     let out = agent(&["replay", "--pcap", truncated.to_str().unwrap(), "--indicators", &not_pcap]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("corrupt record at byte"), "{err}");
+    // What was read before the damage is reported, then the error: the DNS query survives
+    // the cut answer.
+    let iocs = list(&dir, "suricata-ids.org\n");
+    let out = agent(&["replay", "--pcap", truncated.to_str().unwrap(), "--indicators", &iocs]);
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && err.contains("1 of 1 capture files could not be read"), "{err}");
+    assert_eq!(stdout.lines().count(), 1, "the query's sighting: {stdout}");
+    assert!(stdout.contains("www.suricata-ids.org"), "{stdout}");
 
     let out = replay(&not_pcap, &["--collector", "https://127.0.0.1:1", "--identity", "/nonexistent"]);
     let err = String::from_utf8_lossy(&out.stderr);

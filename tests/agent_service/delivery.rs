@@ -224,3 +224,26 @@ async fn an_agent_over_its_ingest_rate_waits_on_its_connection_instead_of_reconn
     assert!(agent.stop().success());
     collector.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_agent_does_not_read_its_capture_files_again() {
+    let site = Site::new();
+    let pcap = site.path("hosts.pcap");
+    write_storm(&pcap, 30, 30, 1000).unwrap();
+    let collector = site.start_collector().await;
+    let config = site.agent_config("agent.toml", &pcap, "");
+    let mut agent = Agent::start(&config, site.path("agent.log"));
+    agent.wait_log("capture files read", LONG);
+    site.wait_stored(30, LONG);
+    assert!(agent.stop().success());
+
+    let mut again = Agent::start(&config, site.path("agent-2.log"));
+    again.wait_log("capture files read", LONG);
+    assert!(again.log().contains("capture file read before (unchanged): skipped"), "{}", again.log());
+    // The files are spooled before "capture files read": a second reading would be in the
+    // spool now, or (acknowledged and deleted) already stored.
+    assert!(spooled_ids(&site.path("agent-state")).is_empty(), "read again into the spool");
+    assert_eq!(site.stored().len(), 30, "each sighting stored once");
+    assert!(again.stop().success());
+    collector.stop().await.unwrap();
+}

@@ -258,7 +258,21 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
     .sharing_addresses(args.share_internal_addresses);
     let aggregator = Aggregator::new(i64::from(args.window) * 1000, AGGREGATE_CAPACITY, pseudonyms);
     let home = HomeNet::new(args.home_net);
-    let (sightings, stats) = replay::replay(&set, &home, &args.pcaps, aggregator)?;
+    let (sightings, stats, errors) = replay::replay_all(&set, &home, &args.pcaps, aggregator);
+    // What was read is reported (and delivered) first; a damaged capture fails the command after.
+    let damaged = || {
+        for error in errors.iter().skip(1) {
+            eprintln!("zdn-agent: {error}");
+        }
+        match errors.first() {
+            None => Ok(()),
+            Some(first) => Err(anyhow::anyhow!(
+                "{} of {} capture files could not be read to their end (the sightings reported are from what was read): {first}",
+                errors.len(),
+                args.pcaps.len()
+            )),
+        }
+    };
     eprintln!(
         "replayed {} packets ({} undecodable), {} DNS queries ({} malformed), {} hits, {} sightings",
         stats.path.packets,
@@ -274,7 +288,8 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
             serde_json::to_writer(&mut out, s)?;
             out.write_all(b"\n")?;
         }
-        return Ok(out.flush()?);
+        out.flush()?;
+        return damaged();
     };
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
@@ -297,5 +312,6 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
             delivery.batches, delivery.stored, delivery.duplicates, delivery.rejected
         );
         anyhow::Ok(())
-    })
+    })?;
+    damaged()
 }
