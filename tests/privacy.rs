@@ -72,3 +72,39 @@ async fn an_admin_exports_and_erases_a_participant() {
     assert_eq!(actions.iter().filter(|a| **a == "erase_participant").count(), 2);
     assert!(actions.contains(&"export_participant"));
 }
+
+/// Erasure leaves no readable copy in the store's files: after an erasure and a clean stop,
+/// the bytes of the SQLite database and its WAL hold none of the erased sightings' ids.
+#[tokio::test]
+async fn an_erased_participant_leaves_no_readable_copy_in_the_files() {
+    use zdn_integration_tests::{deliver, site};
+    let net = Network::start().await.unwrap();
+    let template = net.sightings_of(&site("umc-noord")).unwrap().remove(0);
+    // Thousands of rows, so whole pages are freed, not only cells in pages that stay.
+    let ids: Vec<String> = (0..3_000).map(|i| format!("erase-me-{i:05}")).collect();
+    let many: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let mut s = template.clone();
+            s.id = id.clone();
+            s
+        })
+        .collect();
+    let bundle = zdn_transport::Bundle::load(&net.issue("umc-noord", Role::Agent, "gw-1")).unwrap();
+    assert_eq!(deliver(&net.url, Some(bundle), &many, 500).await.unwrap().stored, 3_000);
+    let admin = net.issue(CERT, Role::Admin, "root");
+    let files = ["zdn.sqlite", "zdn.sqlite-wal"].map(|f| net.dir.path().join("data").join(f));
+    // How many distinct ids the files' bytes hold (one pass: every id is "erase-me-" and 5 digits).
+    let holding = |files: &[std::path::PathBuf]| {
+        let mut found = std::collections::HashSet::new();
+        for bytes in files.iter().map(|f| std::fs::read(f).unwrap_or_default()) {
+            found.extend(bytes.windows(14).filter(|w| w.starts_with(b"erase-me-")).map(<[u8]>::to_vec));
+        }
+        found.len()
+    };
+    assert!(holding(&files) > 2_900, "the ids are in the files before");
+    net.zdn_json(&admin, &["admin", "erase", "--participant", "umc-noord", "--yes"]).await.unwrap();
+    let Network { dir, collector, .. } = net;
+    collector.stop().await.unwrap();
+    assert_eq!(holding(&files), 0, "erased sightings readable in {}", dir.path().display());
+}

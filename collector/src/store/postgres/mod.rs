@@ -366,13 +366,21 @@ impl Store for PostgresStore {
                     }
                 }
             }
+            if purged != Purged::default() {
+                privacy::vacuum(&client).await?;
+            }
             Ok(purged)
         })
     }
 
     fn erase(&self, participant: &str, host: Option<&str>) -> Result<Erased, StoreError> {
         let min = self.rule.min_participants;
-        self.run(async |pool: &Pool| privacy::erase(&mut pool.get().await?, min, participant, host).await)
+        self.run(async |pool: &Pool| {
+            let mut client = pool.get().await?;
+            let erased = privacy::erase(&mut client, min, participant, host).await?;
+            privacy::vacuum(&client).await?;
+            Ok(erased)
+        })
     }
 
     fn timelines_of(&self, participant: &str) -> Result<Vec<(String, v1::ParticipantTimeline)>, StoreError> {

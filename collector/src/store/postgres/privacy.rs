@@ -1,5 +1,14 @@
 //! Erasing what PostgreSQL holds about a participant or one of its hosts (see
-//! `Store::erase`).
+//! `Store::erase`), and vacuuming after it and after retention purges.
+//!
+//! What VACUUM does and does not do: a deleted row stays in its table's file until VACUUM
+//! marks its space free; plain VACUUM does not overwrite that space (new rows do, in time),
+//! and the WAL segments, archives, replicas and backups keep copies until they are recycled
+//! or expire. `VACUUM FULL` rewrites the tables into new files but leaves the old blocks on
+//! the disk unwiped. So after an erasure the rows are gone from every query at once and from
+//! the table files' live pages after [`vacuum`]; what PostgreSQL guarantees beyond that is
+//! the operator's to arrange (encrypted storage, WAL archive and backup retention), as
+//! docs/OPERATING.md says.
 
 use crate::store::{Erased, StoreError, without_participant};
 
@@ -58,4 +67,15 @@ pub(super) async fn erase(
     }
     tx.commit().await?;
     Ok(erased)
+}
+
+/// The tables an erasure or purge deletes from, vacuumed so the deleted rows' space is
+/// reclaimed (see the module comment for what that does not guarantee).
+pub(super) const VACUUMED: &str =
+    "VACUUM sightings, suspect_hosts, indicator_participants, incident_members, incidents, agents, audit";
+
+/// Runs [`VACUUMED`] (outside any transaction, as VACUUM must).
+pub(super) async fn vacuum(client: &deadpool_postgres::Client) -> Result<(), StoreError> {
+    client.batch_execute(VACUUMED).await?;
+    Ok(())
 }

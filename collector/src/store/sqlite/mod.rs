@@ -71,6 +71,9 @@ impl SqliteStore {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
+            // Deleted rows are overwritten with zeros, freed pages too: an erased or expired
+            // sighting leaves no readable copy in the file (with `scrub`, none in the WAL).
+            conn.pragma_update(None, "secure_delete", "ON")?;
             // 64 MiB of page cache per connection (the default is 2 MiB): the indexes' hot
             // pages stay in memory instead of being read again for every batch.
             conn.pragma_update(None, "cache_size", -65_536)?;
@@ -109,7 +112,44 @@ impl SqliteStore {
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Deletes what retention says is too old, class by class, in batches.
+    fn purge_classes(&self, cutoffs: &Cutoffs) -> Result<Purged, StoreError> {
+        let mut purged = Purged::default();
+        for class in &PURGE_CLASSES {
+            let Some(cutoff) = (class.cutoff)(cutoffs) else { continue };
+            let sql = class.statement(class.sqlite_key, "?1");
+            loop {
+                // The writer is taken per batch, so ingest runs between batches.
+                let deleted = self.writer().prepare_cached(&sql)?.execute([cutoff])? as u64;
+                *(class.counts_as)(&mut purged) += deleted;
+                if deleted < PURGE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
+    }
+
+    /// After an erasure or a purge: the WAL, which still holds the deleted rows' pages, is
+    /// copied into the database (where `secure_delete` zeroed them) and truncated to nothing.
+    /// A checkpoint waits for readers on older snapshots; should they hold it off, the WAL is
+    /// overwritten in the normal course, and the next scrub tries again.
+    fn scrub(&self) {
+        let conn = self.writer();
+        for _ in 0..SCRUB_ATTEMPTS {
+            match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+                Ok(0) => return,
+                Ok(_busy) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => return tracing::warn!(error = %e, "the WAL could not be truncated after a deletion"),
+            }
+        }
+        tracing::warn!("readers held the WAL: deleted rows stay in it until it is next overwritten");
+    }
 }
+
+/// Checkpoint attempts of a scrub (50 ms apart).
+const SCRUB_ATTEMPTS: usize = 40;
 
 impl Store for SqliteStore {
     fn ingest(
@@ -367,24 +407,17 @@ impl Store for SqliteStore {
     }
 
     fn purge(&self, cutoffs: &Cutoffs) -> Result<Purged, StoreError> {
-        let mut purged = Purged::default();
-        for class in &PURGE_CLASSES {
-            let Some(cutoff) = (class.cutoff)(cutoffs) else { continue };
-            let sql = class.statement(class.sqlite_key, "?1");
-            loop {
-                // The writer is taken per batch, so ingest runs between batches.
-                let deleted = self.writer().prepare_cached(&sql)?.execute([cutoff])? as u64;
-                *(class.counts_as)(&mut purged) += deleted;
-                if deleted < PURGE_BATCH as u64 {
-                    break;
-                }
-            }
+        let purged = self.purge_classes(cutoffs)?;
+        if purged != Purged::default() {
+            self.scrub();
         }
         Ok(purged)
     }
 
     fn erase(&self, participant: &str, host: Option<&str>) -> Result<Erased, StoreError> {
-        privacy::erase(&mut self.writer(), self.rule.min_participants, participant, host)
+        let erased = privacy::erase(&mut self.writer(), self.rule.min_participants, participant, host)?;
+        self.scrub();
+        Ok(erased)
     }
 
     fn timelines_of(&self, participant: &str) -> Result<Vec<(String, v1::ParticipantTimeline)>, StoreError> {
