@@ -116,6 +116,8 @@ pub async fn run(
                 let retry_in_ms = wait.as_millis() as u64;
                 if asked.is_some() {
                     tracing::warn!(error = %e, retry_in_ms, queued, "collector asked us to wait; sightings stay in the spool");
+                } else if let SessionError::Spool(_) = e {
+                    tracing::error!(error = %e, retry_in_ms, queued, "the agent's spool failed (a local problem, not the collector); sightings stay in the spool");
                 } else {
                     tracing::warn!(error = %e, retry_in_ms, queued, "collector unreachable; sightings stay in the spool");
                 }

@@ -17,6 +17,13 @@
 //! refused and counted (`refused_full`), because the oldest ones hold the first contacts of an
 //! incident. A full disk is the same kind of refusal (`refused_disk`), logged, and the agent
 //! keeps running; both counters travel in the heartbeat.
+//!
+//! The WAL is bounded (checkpoints every [`WAL_CHECKPOINT_PAGES`], truncated back to
+//! [`WAL_SIZE_LIMIT`]): left alone, a WAL on a full disk holds every write since the disk
+//! filled and grows into whatever space is freed. After a full disk every write first tries
+//! a truncating checkpoint, so the space freed is used to empty the WAL into the database
+//! and give the rest back; until then, deleting acknowledged rows fails with
+//! [`SpoolError::DiskFull`], which names the local disk (not the collector).
 
 use prost::Message;
 use rusqlite::{Connection, ErrorCode, params};
@@ -35,7 +42,14 @@ pub enum SpoolError {
     Sqlite(#[from] rusqlite::Error),
     #[error("spool row {seq} does not decode ({0}); it is dropped", seq = .1)]
     Corrupt(prost::DecodeError, i64),
+    #[error("the agent's own disk is full ({path}): acknowledged sightings stay queued until space is freed")]
+    DiskFull { path: PathBuf },
 }
+
+/// WAL pages written before SQLite checkpoints them into the database (4 KiB pages: 1 MiB).
+pub const WAL_CHECKPOINT_PAGES: i64 = 256;
+/// The size a WAL is truncated back to after a checkpoint, in bytes.
+pub const WAL_SIZE_LIMIT: i64 = 1 << 20;
 
 /// What happened to sightings offered to the spool.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +68,10 @@ pub struct Spooled {
 }
 
 pub struct Spool {
+    path: PathBuf,
     conn: Mutex<Connection>,
+    /// A write failed for lack of disk space: the next write first tries to recover it.
+    disk_full: std::sync::atomic::AtomicBool,
     max_bytes: u64,
     bytes: AtomicU64,
     rows: AtomicU64,
@@ -90,6 +107,8 @@ impl Spool {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
         Ok(Spool {
+            path: path.to_owned(),
+            disk_full: std::sync::atomic::AtomicBool::new(false),
             conn: Mutex::new(conn),
             max_bytes,
             bytes: AtomicU64::new(bytes as u64),
@@ -103,6 +122,8 @@ impl Spool {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if check != "ok" {
             return Err(rusqlite::Error::SqliteFailure(
@@ -128,6 +149,7 @@ impl Spool {
         }
         let result = (|| -> rusqlite::Result<(u64, u64)> {
             let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            self.recover_space(&conn);
             let tx = conn.transaction()?;
             let mut added_bytes = 0u64;
             {
@@ -157,8 +179,8 @@ impl Spool {
                 self.bytes.fetch_add(bytes, Ordering::Relaxed);
             }
             Err(e) => {
-                if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
-                    tracing::error!(sightings = sightings.len(), "disk full: sightings not spooled");
+                if self.note_disk_full(&e) {
+                    tracing::error!(sightings = sightings.len(), spool = %self.path.display(), "the agent's disk is full: sightings not spooled");
                 } else {
                     tracing::error!(sightings = sightings.len(), error = %e, "spool write failed: sightings not spooled");
                 }
@@ -206,6 +228,36 @@ impl Spool {
     }
 
     fn delete_locked(&self, conn: &Connection, seqs: &[i64]) -> Result<(), SpoolError> {
+        self.recover_space(conn);
+        self.delete_rows(conn, seqs).map_err(|e| match self.note_disk_full(&e) {
+            true => SpoolError::DiskFull { path: self.path.clone() },
+            false => SpoolError::Sqlite(e),
+        })
+    }
+
+    /// Whether `e` is a full disk; if so, the next write tries to recover space first.
+    fn note_disk_full(&self, e: &rusqlite::Error) -> bool {
+        let full = e.sqlite_error_code() == Some(ErrorCode::DiskFull);
+        if full {
+            self.disk_full.store(true, Ordering::Relaxed);
+        }
+        full
+    }
+
+    /// After a full disk: copy the WAL into the database and truncate it, with whatever space
+    /// was freed meanwhile. Cheap when there is nothing to do; retried on every write until it
+    /// succeeds.
+    fn recover_space(&self, conn: &Connection) {
+        if !self.disk_full.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(0) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+            self.disk_full.store(false, Ordering::Relaxed);
+            tracing::info!(spool = %self.path.display(), "disk space is back: the spool's WAL was checkpointed and truncated");
+        }
+    }
+
+    fn delete_rows(&self, conn: &Connection, seqs: &[i64]) -> rusqlite::Result<()> {
         let tx = conn.unchecked_transaction()?;
         let (mut rows, mut bytes) = (0u64, 0u64);
         {

@@ -507,3 +507,45 @@ fn an_agent_whose_live_capture_stops_exits_with_an_error() {
     assert!(!status.success(), "exited OK without capture: {}", text());
     assert!(text().contains("live capture stopped"), "{}", text());
 }
+
+/// After a full disk the spool gets its space back: once room is freed, acknowledged rows are
+/// deleted, the WAL is emptied into the database and truncated (it does not keep the freed
+/// space), and new sightings are queued again. While the disk is full, the error names it.
+#[test]
+fn after_a_full_disk_the_spool_recovers_with_the_space_freed() {
+    use zdn_agent::spool::{Spool, SpoolError, WAL_SIZE_LIMIT};
+    if !root_or_skip("after_a_full_disk_the_spool_recovers_with_the_space_freed") {
+        return;
+    }
+    let disk = SmallDisk::new("2m");
+    let filler = disk.0.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 768 * 1024]).unwrap();
+    let path = disk.0.path().join("spool.sqlite");
+    let spool = Spool::open(&path, 1 << 30).unwrap();
+    let sighting = |i: u32| zdn_proto::v1::Sighting {
+        id: format!("s-{i}"),
+        indicator: format!("{i}.{}", "x".repeat(900)),
+        count: 1,
+        ..Default::default()
+    };
+    let mut i = 0u32;
+    while spool.push(&(i..i + 8).map(sighting).collect::<Vec<_>>()).refused_disk == 0 {
+        i += 8;
+        assert!(i < 100_000, "the disk never filled");
+    }
+    let seqs: Vec<i64> = spool.peek(0, 100_000).unwrap().iter().map(|r| r.seq).collect();
+    assert!(!seqs.is_empty());
+    // Acknowledged while the disk is full: the error is about this disk, not the collector.
+    if let Err(e) = spool.remove(&seqs) {
+        assert!(
+            matches!(e, SpoolError::DiskFull { .. }) && e.to_string().contains("agent's own disk"),
+            "{e}"
+        );
+    }
+    std::fs::remove_file(&filler).unwrap();
+    spool.remove(&seqs).unwrap();
+    assert!(spool.is_empty());
+    assert_eq!(spool.push(&[sighting(1_000_000)]).queued, 1, "new sightings are queued again");
+    let wal = std::fs::metadata(disk.0.path().join("spool.sqlite-wal")).map_or(0, |m| m.len());
+    assert!(wal <= WAL_SIZE_LIMIT as u64, "the WAL kept {wal} bytes of the freed space");
+}

@@ -74,6 +74,9 @@ impl SqliteStore {
             // Deleted rows are overwritten with zeros, freed pages too: an erased or expired
             // sighting leaves no readable copy in the file (with `scrub`, none in the WAL).
             conn.pragma_update(None, "secure_delete", "ON")?;
+            // After a checkpoint the WAL is truncated back to 64 MiB: a WAL that grew while the
+            // disk was full gives the space back instead of keeping it.
+            conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
             // 64 MiB of page cache per connection (the default is 2 MiB): the indexes' hot
             // pages stay in memory instead of being read again for every batch.
             conn.pragma_update(None, "cache_size", -65_536)?;
@@ -141,7 +144,9 @@ impl SqliteStore {
             match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
                 Ok(0) => return,
                 Ok(_busy) => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => return tracing::warn!(error = %e, "the WAL could not be truncated after a deletion"),
+                Err(e) => {
+                    return tracing::warn!(error = %e, "the WAL could not be truncated after a deletion");
+                }
             }
         }
         tracing::warn!("readers held the WAL: deleted rows stay in it until it is next overwritten");
