@@ -56,7 +56,13 @@ async fn exports_validate_and_follow_the_callers_view() {
         serde_json::from_str(&net.zdn(Some(&umc), &["export", "stix"]).await.unwrap()).unwrap();
     let text = theirs.to_string();
     assert!(!text.contains("ggz-oost") && !text.contains("ziekenhuis-zuid"), "{text}");
+    let own = net.zdn_json(&analyst, &["sightings", "--participant", "umc-noord"]).await.unwrap();
+    let own = own.as_array().unwrap().len();
+    assert!(own > 0 && own < stored, "umc-noord holds some of the sightings, not all: {own} of {stored}");
+    let theirs_sightings = theirs["objects"].as_array().unwrap().iter().filter(|o| o["type"] == "sighting");
+    assert_eq!(theirs_sightings.count(), own, "its own sightings, all of them");
     let csv = net.zdn(Some(&umc), &["export", "csv"]).await.unwrap();
+    assert_eq!(csv.lines().count(), 1 + own, "{csv}");
     assert!(csv.lines().skip(1).all(|l| l.starts_with("umc-noord,")), "{csv}");
 
     // MISP: seen is type 0; after a false-positive mark that indicator's sightings are type 1.

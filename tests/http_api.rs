@@ -134,7 +134,17 @@ async fn the_json_api_answers_like_zdn_with_the_same_roles_and_audit() {
     let bundle = get(&net, Some(&analyst), "/api/v1/export?format=stix", &[]).await.unwrap();
     assert_eq!((bundle.status, bundle.body["type"].as_str()), (200, Some("bundle")));
     let own = get(&net, Some(&umc), "/api/v1/export?format=misp", &[]).await.unwrap().body;
-    assert!(own.as_array().unwrap().iter().all(|e| e["source"] == "ZDN/umc-noord"), "{own}");
+    let all = get(&net, Some(&analyst), "/api/v1/export?format=misp", &[]).await.unwrap().body;
+    let (own, all) = (own.as_array().unwrap(), all.as_array().unwrap());
+    assert!(
+        !own.is_empty() && own.len() < all.len(),
+        "its own part of the {} entries: {}",
+        all.len(),
+        own.len()
+    );
+    assert!(own.iter().all(|e| e["source"] == "ZDN/umc-noord"), "{own:?}");
+    let by_umc = all.iter().filter(|e| e["source"] == "ZDN/umc-noord").count();
+    assert_eq!(own.len(), by_umc, "all of its own");
     assert_eq!(get(&net, Some(&analyst), "/api/v1/export?format=pdf", &[]).await.unwrap().status, 400);
 
     let openapi = get(&net, Some(&analyst), "/api/v1/openapi.json", &[]).await.unwrap().body;

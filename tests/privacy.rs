@@ -10,11 +10,18 @@ use zdn_transport::Role;
 async fn an_admin_exports_and_erases_a_participant() {
     let net = Network::start().await.unwrap();
     net.run_demo_agents().await.unwrap();
+    // A second host at umc-noord (the demo's hits are all one host's), so erasing one host
+    // has something to leave.
+    let mut second = net.sightings_of(&zdn_integration_tests::site("umc-noord")).unwrap().remove(0);
+    (second.id, second.src) = ("second-host-1".into(), "h-second-host".into());
+    net.send(&net.issue("umc-noord", Role::Agent, "gw-2"), &[second]).await.unwrap();
     let admin = net.issue(CERT, Role::Admin, "root");
     let analyst = net.issue(CERT, Role::Analyst, "ann");
     let theirs = net.zdn_json(&analyst, &["sightings", "--participant", "umc-noord"]).await.unwrap();
     let theirs = theirs.as_array().unwrap().clone();
     assert!(theirs.len() >= 3);
+    let hosts: std::collections::BTreeSet<&str> = theirs.iter().map(|s| s["src"].as_str().unwrap()).collect();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
 
     let record: Value = serde_json::from_str(
         &net.zdn(Some(&admin), &["admin", "export", "--participant", "umc-noord"]).await.unwrap(),
@@ -43,6 +50,7 @@ async fn an_admin_exports_and_erases_a_participant() {
     assert_eq!(erased[0]["sightings"], of_host);
     let left = net.zdn_json(&analyst, &["sightings", "--participant", "umc-noord"]).await.unwrap();
     assert_eq!(left.as_array().unwrap().len(), theirs.len() - of_host);
+    assert!(of_host > 0 && !left.as_array().unwrap().is_empty(), "the other host's sightings stay");
     assert!(left.as_array().unwrap().iter().all(|s| s["src"] != host.as_str()));
 
     // Then the whole institution: both correlations it was part of fall below two participants.

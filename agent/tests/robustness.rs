@@ -24,11 +24,16 @@ fn set() -> IndicatorSet {
 fn every_real_capture_decodes_without_panic() {
     let (set, home) = (set(), HomeNet::default());
     let (mut files, mut frames) = (0, 0u64);
-    let mut failures = std::collections::BTreeMap::new();
+    let (mut failures, mut damaged) = (std::collections::BTreeMap::new(), Vec::new());
     for pcap in suricata_pcaps() {
         let mut path = PacketPath::default();
         // Some suite captures are deliberately damaged; that must be an error, not a panic.
-        let _ = capture::read_file(&pcap, |frame: Frame<'_>| path.inspect(&frame, &set, &home, |_| {}));
+        if let Err(e) =
+            capture::read_file(&pcap, |frame: Frame<'_>| path.inspect(&frame, &set, &home, |_| {}))
+        {
+            assert!(matches!(e, capture::CaptureError::Corrupt { .. }), "{}: {e}", pcap.display());
+            damaged.push(pcap.display().to_string());
+        }
         let stats = path.stats();
         frames += stats.packets;
         for (reason, n) in stats.undecodable {
@@ -37,6 +42,7 @@ fn every_real_capture_decodes_without_panic() {
         files += 1;
     }
     assert!(files > 250, "only {files} captures found");
+    assert!(damaged.len() <= 5, "more damaged captures than the suite has: {damaged:#?}");
     // Every link type of the suite is decoded (fragments too, as fragments). Non-IP frames
     // (ARP, PPP control) are not ours, and the suite has one deliberately broken IP header.
     // Anything else is a decoder bug.
@@ -53,13 +59,14 @@ fn mutated_frames_and_random_bytes_never_panic() {
     let (set, home) = (set(), HomeNet::default());
     let mut seeds: Vec<Vec<u8>> = Vec::new();
     for pcap in suricata_pcaps().iter().take(120) {
-        let _ = capture::read_file(pcap, |f| {
+        // A damaged capture still gives the frames before the damage: seeds either way.
+        let _seeds_before_any_damage = capture::read_file(pcap, |f| {
             if f.link == Some(LinkType::Ethernet) && seeds.len() < 3000 {
                 seeds.push(f.data.to_vec());
             }
         });
     }
-    assert!(!seeds.is_empty());
+    assert!(seeds.len() > 1_000, "{} seed frames", seeds.len());
     let mut path = PacketPath::default();
     let links = [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::RawIp];
     for i in 0..200_000 {
@@ -95,18 +102,39 @@ fn mutated_frames_and_random_bytes_never_panic() {
 fn damaged_capture_files_are_errors_not_panics() {
     let mut rng = StdRng::seed_from_u64(7);
     let original = std::fs::read(&suricata_pcaps()[0]).unwrap();
+    let frames_of = |bytes: &[u8]| {
+        let mut frames = Vec::new();
+        let read = capture::read_bytes("mutated", bytes, |f| frames.push(f.data.to_vec()));
+        (frames, read)
+    };
+    let (whole, read) = frames_of(&original);
+    assert!(read.is_ok() && whole.len() > 1);
+    let (mut cut_errors, mut mutated_errors) = (0, 0);
     for _ in 0..2_000 {
         let mut bytes = original.clone();
         let cut = rng.random_range(0..=bytes.len());
         bytes.truncate(cut);
-        for _ in 0..rng.random_range(0..4) {
+        let damage = rng.random_range(0..4);
+        for _ in 0..damage {
             if !bytes.is_empty() {
                 let at = rng.random_range(0..bytes.len());
                 bytes[at] = rng.random();
             }
         }
-        let _ = capture::read_bytes("mutated", &bytes, |_| {});
+        let (frames, read) = frames_of(&bytes);
+        if damage == 0 {
+            // Only cut: what is read is the original's frames up to the cut, in order, and
+            // the cut is an error unless it fell between records.
+            assert!(whole.starts_with(&frames), "cut at {cut}: not a prefix");
+            cut_errors += usize::from(read.is_err());
+        } else {
+            mutated_errors += usize::from(read.is_err());
+        }
+        if let Err(e) = read {
+            assert!(!matches!(e, capture::CaptureError::Io { .. }), "{e}");
+        }
     }
+    assert!(cut_errors > 0 && mutated_errors > 0, "{cut_errors} cut, {mutated_errors} mutated refused");
 }
 
 #[test]

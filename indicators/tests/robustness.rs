@@ -50,7 +50,12 @@ fn normalise_and_loaders_take_any_text() {
             let again = normalise(&again).map(|m| (m.kind, m.value));
             assert_eq!(again, Ok((n.kind, n.value.clone())), "{text:?}");
         }
-        let _ = parse_plain("fuzz", &text);
+        let loaded = parse_plain("fuzz", &text);
+        // Every value line is accounted for exactly once.
+        let r = &loaded.report;
+        assert_eq!(loaded.indicators.len(), r.accepted, "{text:?}");
+        let lines = text.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).count();
+        assert!(r.accepted + r.duplicates + r.rejected.len() <= lines, "{text:?}: {r:?}");
     }
 }
 
@@ -68,6 +73,14 @@ fn json_loaders_take_any_json() {
         let doc = shapes[i % shapes.len()].replace('P', &payload);
         let path = dir.path().join("f.json");
         std::fs::write(&path, doc).unwrap();
-        let _ = zdn_indicators::load(&path);
+        // Any JSON loads or is refused with a reason; what loads is accounted for.
+        match zdn_indicators::load(&path) {
+            Ok(loaded) => {
+                for l in &loaded {
+                    assert_eq!(l.indicators.len(), l.report.accepted, "{:?}", l.report);
+                }
+            }
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
     }
 }
