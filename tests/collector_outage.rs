@@ -118,7 +118,16 @@ async fn collector_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
         assert!(start.elapsed() < Duration::from_secs(120), "{} of {HOSTS} stored after restart", rows.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // An empty spool: every batch acknowledged after its commit, nothing more to arrive.
+    let spool = dir.path().join("agent/spool.sqlite");
+    let queued = || {
+        let conn = rusqlite::Connection::open(&spool).unwrap();
+        conn.query_row("SELECT count(*) FROM queue", [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    while queued() > 0 {
+        assert!(start.elapsed() < Duration::from_secs(120), "spool not emptied after acknowledgements");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(stored(&db).len(), HOSTS as usize, "nothing stored twice");
     let hosts: std::collections::HashSet<&String> = rows.iter().map(|r| &r.1).collect();
     assert_eq!(hosts.len(), HOSTS as usize, "every host's sighting once: no loss, no duplicate");

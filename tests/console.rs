@@ -9,7 +9,6 @@
 
 use serde_json::Value;
 use std::path::PathBuf;
-use std::time::Duration;
 use zdn_agent::sighting::Sighting;
 use zdn_indicators::{Kind, Via};
 use zdn_integration_tests::browser::{self, Browser};
@@ -373,7 +372,7 @@ async fn the_console_in_a_real_browser() {
     for path in ["/", "/indicator?value=updates.evil-cdn.example", "/sightings", "/fleet"] {
         if path != "/" {
             c.goto(&format!("{base}{path}")).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            browser.wait_for("nav").await.unwrap();
         }
         let source = c.source().await.unwrap();
         for other in ["ziekenhuis-zuid", "ggz-oost"] {

@@ -85,6 +85,9 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
     for name in &config.capture.interfaces {
         lives.extend(LiveCapture::open(name, config.capture.promiscuous, config.capture.workers)?);
     }
+    if !lives.is_empty() {
+        tracing::info!(interfaces = ?config.capture.interfaces, sockets = lives.len(), "live capture open");
+    }
     let capture_stop = Arc::new(AtomicBool::new(false));
     let window_ms = i64::from(config.sightings.window_seconds) * 1000;
     let new_pipeline = || {

@@ -304,6 +304,19 @@ fn tls_server(ns: &Netns, dir: &Path) -> Background {
     Background(server)
 }
 
+/// Waits (bounded) until something in the namespace accepts TCP on 127.0.0.1:`port`.
+fn wait_for_port(ns: &Netns, port: u16) {
+    let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+    for _ in 0..200 {
+        if ns.exec(Path::new("/"), &["bash", "-c", &probe]).stderr(Stdio::null()).status().unwrap().success()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("nothing listens on port {port} in the namespace after 5 s");
+}
+
 /// The (via, indicator) of every alert the agent logged so far.
 fn sightings_in(alerts: &Path) -> Vec<(String, String)> {
     std::fs::read_to_string(alerts)
@@ -416,7 +429,7 @@ fn reads_the_server_name_of_chromium_hellos_split_over_segments() {
     let d = dir.path();
     let (agent, alerts) = agent_in(&ns, d, "chromium-test.evil.example\n");
     let _tls = tls_server(&ns, d);
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for_port(&ns, 8443);
 
     let profile = d.join("profile");
     let browse = [
@@ -486,12 +499,11 @@ fn an_agent_whose_live_capture_stops_exits_with_an_error() {
         .unwrap();
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
     let start = Instant::now();
-    while !text().contains("spool") {
+    while !text().contains("live capture open") {
         assert!(agent.try_wait().unwrap().is_none(), "agent exited early: {}", text());
         assert!(start.elapsed() < Duration::from_secs(30), "agent did not start: {}", text());
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300)); // into its capture loop
     run(Command::new("ip").args(["-n", &ns.0, "link", "del", "zdn0"]));
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {

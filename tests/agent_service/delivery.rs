@@ -14,18 +14,15 @@ async fn collector_down_for_the_whole_capture_then_started_gets_every_sighting_o
     assert_eq!(spooled_ids(&site.path("agent-state")).len(), 600, "300 first hits + 300 repeats wait");
 
     let collector = site.start_collector().await;
-    let rows = site.wait_stored(600, LONG);
-    std::thread::sleep(Duration::from_millis(500)); // anything extra would arrive now
-    let rows_after = site.stored();
-    assert_eq!(rows_after.len(), 600, "each sighting stored once");
+    site.wait_stored(600, LONG);
+    // An empty spool means every batch was acknowledged after its commit: nothing more can
+    // arrive, so the count is final.
+    wait_spool_empty(&site.path("agent-state"));
+    let rows = site.stored();
+    assert_eq!(rows.len(), 600, "each sighting stored once");
     assert_eq!(rows.iter().map(|r| r.2).sum::<u64>(), 600, "every packet counted once");
     let hosts: std::collections::HashSet<&String> = rows.iter().map(|r| &r.1).collect();
     assert_eq!(hosts.len(), 300);
-    let start = Instant::now();
-    while !spooled_ids(&site.path("agent-state")).is_empty() {
-        assert!(start.elapsed() < LONG, "spool not emptied after acknowledgements");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert!(agent.stop().success());
     collector.stop().await.unwrap();
 }
@@ -56,9 +53,10 @@ async fn agent_killed_mid_delivery_loses_nothing_acknowledged_and_duplicates_not
     let agent = Agent::start(&config, site.path("agent2.log"));
     let expected: std::collections::HashSet<String> =
         stored_at_kill.union(&spooled_at_kill).cloned().collect();
-    let rows = site.wait_stored(expected.len(), LONG);
-    std::thread::sleep(Duration::from_millis(500));
-    let ids: Vec<String> = site.stored().into_iter().map(|r| r.0).collect();
+    site.wait_stored(expected.len(), LONG);
+    wait_spool_empty(&site.path("agent-state"));
+    let rows = site.stored();
+    let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     let unique: std::collections::HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(ids.len(), unique.len());
     assert_eq!(unique, expected, "stored = stored before the kill + what the spool held");

@@ -242,6 +242,15 @@ fn spooled_ids(state_dir: &Path) -> Vec<String> {
     text_column(&conn, "SELECT id FROM queue")
 }
 
+/// Waits until the agent's spool is empty: every sighting acknowledged, nothing left to send.
+fn wait_spool_empty(state_dir: &Path) {
+    let start = Instant::now();
+    while !spooled_ids(state_dir).is_empty() {
+        assert!(start.elapsed() < LONG, "spool not emptied after acknowledgements");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The first column of every row `sql` selects, as text.
 fn text_column(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
     conn.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()

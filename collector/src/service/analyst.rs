@@ -273,8 +273,11 @@ impl AnalystService for Analyst {
         &self,
         request: Request<v1::WatchCorrelationsRequest>,
     ) -> Result<Response<Self::WatchCorrelationsStream>, Status> {
+        // Subscribed before the call is audited: the audit entry means the watcher receives
+        // every event from then on (a refusal drops the subscription unused).
+        let subscription = self.shared.events.subscribe();
         let view = self.view(&request, "watch_correlations").await?;
-        let events = BroadcastStream::new(self.shared.events.subscribe()).map(move |event| match event {
+        let events = BroadcastStream::new(subscription).map(move |event| match event {
             Ok(mut event) => {
                 view.redact_event(&mut event);
                 Ok(event)
