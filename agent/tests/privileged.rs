@@ -28,15 +28,10 @@ fn is_root() -> bool {
 /// Whether `test` can run here (`ready`); if not, a loud skip saying what it `needs`, or a
 /// failure where `ZDN_REQUIRE_ROOT=1` asks for every privileged test to run (`.ci/run`).
 fn ready_or_skip(test: &str, ready: bool, needs: &str) -> bool {
-    if ready {
-        return true;
+    if !ready {
+        zdn_loud_skip::skip(test, needs, "ZDN_REQUIRE_ROOT");
     }
-    assert!(
-        std::env::var("ZDN_REQUIRE_ROOT").as_deref() != Ok("1"),
-        "{test}: needs {needs}, and ZDN_REQUIRE_ROOT=1"
-    );
-    eprintln!("SKIPPED {test}: needs {needs}; set ZDN_REQUIRE_ROOT=1 to make this a failure");
-    false
+    ready
 }
 
 /// Whether the test can run here; panics if it must but cannot.
@@ -415,11 +410,12 @@ fn reads_the_server_name_of_chromium_hellos_split_over_segments() {
     }
     let chromium = Path::new("/usr/bin/chromium");
     if !chromium.exists() {
-        assert!(
-            std::env::var("ZDN_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "ZDN_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing"
+        let needs = "/usr/bin/chromium (apt-get install chromium)";
+        return zdn_loud_skip::skip(
+            "reads_the_server_name_of_chromium_hellos_split_over_segments",
+            needs,
+            "ZDN_REQUIRE_BROWSER",
         );
-        return eprintln!("SKIPPED: needs /usr/bin/chromium (apt-get install chromium)");
     }
     let ns = Netns::new();
     // Segments of at most 1460 bytes, as on an Ethernet: no offload merges or splits them.

@@ -22,11 +22,8 @@ impl ScratchDatabase {
     /// configured on a machine that does not require one.
     pub fn create(purpose: &str) -> Option<ScratchDatabase> {
         let Ok(url) = std::env::var("ZDN_TEST_POSTGRES") else {
-            assert!(
-                std::env::var("ZDN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "ZDN_REQUIRE_POSTGRES=1 but ZDN_TEST_POSTGRES is not set: {purpose} cannot run"
-            );
-            eprintln!("SKIPPED {purpose}: set ZDN_TEST_POSTGRES=postgres://user:pass@host:port to run it");
+            let needs = "a PostgreSQL server (ZDN_TEST_POSTGRES=postgres://user:pass@host:port)";
+            zdn_loud_skip::skip(purpose, needs, "ZDN_REQUIRE_POSTGRES");
             return None;
         };
         let server = server_part(&url);

@@ -30,14 +30,8 @@ pub struct Browser {
 pub fn available() -> bool {
     let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
     if !present {
-        if std::env::var("ZDN_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!(
-                "ZDN_REQUIRE_BROWSER=1 but {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
-            );
-        }
-        eprintln!(
-            "SKIPPED: browser test needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
-        );
+        let needs = format!("{CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)");
+        zdn_loud_skip::skip("browser test", &needs, "ZDN_REQUIRE_BROWSER");
     }
     present
 }
