@@ -202,6 +202,16 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A sighting of about 1 KB, to fill a small disk quickly.
+fn sighting(i: u32) -> zdn_proto::v1::Sighting {
+    zdn_proto::v1::Sighting {
+        id: format!("s-{i}"),
+        indicator: format!("{i}.{}", "x".repeat(900)),
+        count: 1,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn a_full_disk_refuses_new_sightings_counted_and_keeps_the_queue_intact() {
     use zdn_agent::spool::Spool;
@@ -211,12 +221,6 @@ fn a_full_disk_refuses_new_sightings_counted_and_keeps_the_queue_intact() {
     let disk = SmallDisk::new("512k");
     let path = disk.0.path().join("spool.sqlite");
     let spool = Spool::open(&path, 1 << 30).unwrap();
-    let sighting = |i: u32| zdn_proto::v1::Sighting {
-        id: format!("s-{i}"),
-        indicator: format!("{i}.{}", "x".repeat(900)),
-        count: 1,
-        ..Default::default()
-    };
     let (mut queued, mut refused, mut i) = (0u64, 0u64, 0u32);
     for _ in 0..2_000 {
         let batch: Vec<_> = (i..i + 8).map(sighting).collect();
@@ -530,12 +534,6 @@ fn after_a_full_disk_the_spool_recovers_with_the_space_freed() {
     std::fs::write(&filler, vec![0u8; 768 * 1024]).unwrap();
     let path = disk.0.path().join("spool.sqlite");
     let spool = Spool::open(&path, 1 << 30).unwrap();
-    let sighting = |i: u32| zdn_proto::v1::Sighting {
-        id: format!("s-{i}"),
-        indicator: format!("{i}.{}", "x".repeat(900)),
-        count: 1,
-        ..Default::default()
-    };
     let mut i = 0u32;
     while spool.push(&(i..i + 8).map(sighting).collect::<Vec<_>>()).refused_disk == 0 {
         i += 8;
