@@ -1,5 +1,6 @@
 //! The gRPC services of `zdn.v1`, one file each, over one [`Shared`] state.
 
+mod admission;
 pub mod analyst;
 mod console_tokens;
 mod delta;
