@@ -230,12 +230,17 @@ impl Config {
     }
 
     /// The key that signs published sets: `publish_key`, or beside the collector's
-    /// credentials (`<pki>/publish.key`, where `pki init` writes it).
+    /// credentials (`<pki>/publish.key`, where `pki init` writes it). A key where earlier
+    /// releases made one (`<data_dir>/pki/publish.key`) is used when there is none beside the
+    /// credentials: agents may have pinned it.
     pub fn publish_key_path(&self) -> PathBuf {
-        self.publish_key.clone().unwrap_or_else(|| {
-            let identity = self.identity_dir();
-            identity.parent().unwrap_or(&identity).join("publish.key")
-        })
+        if let Some(path) = &self.publish_key {
+            return path.clone();
+        }
+        let identity = self.identity_dir();
+        let beside = identity.parent().unwrap_or(&identity).join("publish.key");
+        let earlier = self.data_dir.join("pki").join("publish.key");
+        if !beside.exists() && earlier.exists() { earlier } else { beside }
     }
 
     /// The publishing key, made if it is missing and may be (see [`Self::existing_publisher`]).
@@ -312,6 +317,18 @@ mod tests {
         let printed =
             zdn_indicators::signing::Publisher::load(&pki.join("publish.key")).unwrap().public_hex();
         assert_eq!(config.publisher().unwrap().public_hex(), printed);
+        // A key an earlier release made in the data directory is still found.
+        let earlier_dir = tempfile::tempdir().unwrap();
+        let earlier = Config {
+            data_dir: earlier_dir.path().join("data"),
+            identity: Some(earlier_dir.path().join("elsewhere/collector")),
+            ..Config::default()
+        };
+        assert!(earlier.existing_publisher().is_err());
+        let made = zdn_indicators::signing::Publisher::load_or_create(
+            &earlier_dir.path().join("data/pki/publish.key"),
+        );
+        assert_eq!(earlier.publisher().unwrap().public_hex(), made.unwrap().public_hex());
         // A development start that names nothing gets a key made for it.
         let dev = Config { data_dir: dir.path().join("dev"), ..Config::default() };
         assert!(dev.existing_publisher().unwrap().is_none());
