@@ -92,3 +92,29 @@ pub fn normalise(serial: &str) -> String {
 fn pad(serial: &str) -> String {
     if serial.len() % 2 == 1 { format!("0{serial}") } else { serial.to_owned() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zdn_transport::Role;
+
+    #[test]
+    fn serials_are_named_as_pki_list_or_openssl_shows_them_and_unknown_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::init(dir.path(), &[]).unwrap();
+        super::super::issue(dir.path(), &super::super::Request::new("umc-noord", Role::Agent, None)).unwrap();
+        let serial = register::read(dir.path()).unwrap()[1].serial.clone();
+        // Upper case with colons and a leading zero byte names the same certificate.
+        let colons: Vec<String> =
+            pad(&serial).as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into()).collect();
+        let spelled = format!("00:{}", colons.join(":").to_ascii_uppercase());
+        assert!(matches!(revoke(dir.path(), &Which::Serial("ffff")), Err(PkiError::NothingToRevoke(_))));
+        let (crl, revoked) = revoke(dir.path(), &Which::Serial(&spelled)).unwrap();
+        assert_eq!(revoked[0].serial, serial);
+        assert!(std::fs::read_to_string(crl).unwrap().contains("BEGIN X509 CRL"));
+        // A damaged register is an error naming the line, not an empty list.
+        std::fs::write(register::path(dir.path()), "{\"serial\":\n").unwrap();
+        let err = register::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("issued.jsonl line 1"), "{err}");
+    }
+}
