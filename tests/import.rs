@@ -13,11 +13,14 @@ use zdn_transport::{Bundle, Role};
 
 const FEED: &str = "../../shared/data/intel-samples/misp-feed";
 
+fn pinned(net: &Network) -> zdn_indicators::signing::VerifyingKey {
+    parse_public_key(&Publisher::load(&net.pki.join("publish.key")).unwrap().public_hex()).unwrap()
+}
+
 async fn published(net: &Network, agent: &Path, installed: &Path) -> Vec<String> {
-    let key = Publisher::load(&net.pki.join("publish.key")).unwrap().public_hex();
     let channel =
         zdn_transport::client::connect(&net.url, Some(&Bundle::load(agent).unwrap())).await.unwrap();
-    match sync(channel, &parse_public_key(&key).unwrap(), installed, true, Duration::from_secs(10))
+    match sync(channel, &pinned(net), installed, true, Duration::from_secs(10))
         .await
         .unwrap()
     {
@@ -34,8 +37,10 @@ async fn an_admin_imports_a_misp_feed_and_a_csv_into_the_published_set() {
     let allowlist = scratch.path().join("warninglist.json");
     std::fs::write(&allowlist, r#"{"name": "test resolvers", "type": "cidr", "list": ["9.9.9.9/32"]}"#)
         .unwrap();
-    let allow = allowlist.clone();
-    let net = Network::start_configured("sqlite", false, |c| c.allowlists = vec![allow]).await.unwrap();
+    let cloud = scratch.path().join("cloud.json");
+    std::fs::write(&cloud, r#"{"name": "a cloud", "type": "cidr", "list": ["20.192.0.0/10"]}"#).unwrap();
+    let allow = vec![allowlist.clone(), cloud];
+    let net = Network::start_configured("sqlite", false, |c| c.allowlists = allow).await.unwrap();
     let admin = net.issue(CERT, Role::Admin, "root");
     let agent = net.issue("umc-noord", Role::Agent, "gw-1");
     let installed = net.dir.path().join("installed.zdn");
@@ -63,20 +68,24 @@ async fn an_admin_imports_a_misp_feed_and_a_csv_into_the_published_set() {
     let csv = scratch.path().join("Partner Feed.csv");
     std::fs::write(
         &csv,
-        "value,type,event\nbad.partner.example,domain,op-x\n9.9.9.9,ip-dst,op-x\nnot a value!,domain,op-x\n",
+        "value,type,event\nbad.partner.example,domain,op-x\n9.9.9.9,ip-dst,op-x\nnot a value!,domain,op-x\n20.198.21.60,ip-dst,op-x\n",
     )
     .unwrap();
     let report = net.zdn_json(&admin, &["indicators", "import", csv.to_str().unwrap()]).await.unwrap();
     assert_eq!(report[0]["import"], "partner-feed");
     assert_eq!(
         (report[0]["accepted"].as_u64(), report[0]["rejected"].as_u64()),
-        (Some(2), Some(1)),
+        (Some(3), Some(1)),
         "{report}"
     );
     assert_eq!(report[0]["held_back"], 1, "9.9.9.9 is on the allowlist");
     let values = published(&net, &agent, &installed).await;
     assert!(values.iter().any(|v| v == "bad.partner.example"));
     assert!(!values.iter().any(|v| v == "9.9.9.9"), "held back");
+    // An address inside a warninglisted cloud range is published, flagged for analysts.
+    let flagged = zdn_indicators::signing::verify(&std::fs::read(&installed).unwrap(), &pinned(&net)).unwrap().0;
+    let c2 = flagged.match_ip("20.198.21.60".parse().unwrap()).expect("published");
+    assert_eq!(c2.meta().tags, ["warninglist:cloud"]);
 
     // Replacing the feed with a much smaller one is refused unless forced.
     let tiny = scratch.path().join("misp-feed.txt");
@@ -98,4 +107,37 @@ async fn an_admin_imports_a_misp_feed_and_a_csv_into_the_published_set() {
     let analyst = net.issue(CERT, Role::Analyst, "ann");
     let err = net.zdn(Some(&analyst), &["indicators", "import", csv.to_str().unwrap()]).await.unwrap_err();
     assert_eq!(err.downcast_ref::<tonic::Status>().unwrap().code(), tonic::Code::PermissionDenied);
+}
+
+/// An import larger than a gRPC message streams in pieces (a directory of two files, one of
+/// 6.6 MB where the message limit is 4 MiB); one larger than `max_import_bytes` is refused with
+/// the setting's name, and leaves nothing behind.
+#[tokio::test]
+async fn an_import_of_any_size_streams_and_the_size_limit_names_its_setting() {
+    let scratch = tempfile::tempdir().unwrap();
+    let net = Network::start_configured("sqlite", false, |c| c.max_import_bytes = 8_000_000).await.unwrap();
+    let admin = net.issue(CERT, Role::Admin, "root");
+    let feed = scratch.path().join("big-feed");
+    std::fs::create_dir(&feed).unwrap();
+    let names: String = (0..300_000).map(|i| format!("host{i:06}.big.example\n")).collect();
+    assert!(names.len() > 4 * 1024 * 1024);
+    std::fs::write(feed.join("a.txt"), &names).unwrap();
+    std::fs::write(feed.join("b.txt"), "small.example\n").unwrap();
+    let report = net.zdn_json(&admin, &["indicators", "import", feed.to_str().unwrap()]).await.unwrap();
+    assert_eq!(report[0]["accepted"], 300_001, "{report}");
+    let installed = scratch.path().join("installed.zdn");
+    let agent = net.issue("umc-noord", Role::Agent, "gw-1");
+    let values = published(&net, &agent, &installed).await;
+    assert!(values.iter().any(|v| v == "host299999.big.example") && values.iter().any(|v| v == "small.example"));
+
+    std::fs::write(feed.join("c.txt"), &names).unwrap();
+    let err = net.zdn(Some(&admin), &["indicators", "import", feed.to_str().unwrap()]).await.unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().expect("a refusal");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(status.message().contains("max_import_bytes (8000000 bytes)"), "{}", status.message());
+    let imports: Vec<_> = std::fs::read_dir(net.dir.path().join("data/imports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(imports, ["big-feed"], "no staging directory is left");
 }

@@ -25,7 +25,7 @@ fn real_set() -> IndicatorSet {
     let status =
         std::process::Command::new("tar").arg("-xJf").arg(&archive).arg("-C").arg(dir.path()).status();
     assert!(status.unwrap().success());
-    build_set(&[dir.path().join("static")], &[], None).unwrap().set
+    build_set(&[dir.path().join("static")], zdn_indicators::Allowlists::NONE, None).unwrap().set
 }
 
 /// Every Ethernet frame of the suite, in file order.

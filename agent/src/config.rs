@@ -24,7 +24,11 @@
 //! pinned_key = ""                     # Ed25519 public key the collector's sets must carry
 //! sync = true                         # subscribe to the collector's set
 //! local = []                          # extra local indicator sources, merged in
-//! allowlists = []                     # local MISP warninglists: covered indicators never match
+//! allowlists = []                     # local MISP warninglists (see warninglist_policy)
+//!
+//! [indicators.warninglist_policy]     # what each warninglist does to what it covers:
+//! default = "specific"                # withdraw what an entry names exactly, flag the rest
+//! lists = {}                          # per list (directory or name): specific|suppress|flag|off
 //!
 //! [sightings]
 //! window_seconds = 60                 # aggregation window per (indicator, host, via)
@@ -99,6 +103,7 @@ pub struct IndicatorConfig {
     pub sync: bool,
     pub local: Vec<PathBuf>,
     pub allowlists: Vec<PathBuf>,
+    pub warninglist_policy: zdn_indicators::Policies,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -176,7 +181,7 @@ impl Default for CollectorConfig {
 
 impl Default for IndicatorConfig {
     fn default() -> Self {
-        IndicatorConfig { pinned_key: String::new(), sync: true, local: Vec::new(), allowlists: Vec::new() }
+        IndicatorConfig { pinned_key: String::new(), sync: true, local: Vec::new(), allowlists: Vec::new(), warninglist_policy: Default::default() }
     }
 }
 

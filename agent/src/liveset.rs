@@ -8,13 +8,14 @@
 
 use std::path::PathBuf;
 use zdn_indicators::signing::{self, VerifyingKey};
-use zdn_indicators::{IndicatorSet, LoadError};
+use zdn_indicators::{Allowlists, IndicatorSet, LoadError};
 
 pub struct SetSources {
     /// Where the collector's last good set is kept.
     pub installed: PathBuf,
     pub local: Vec<PathBuf>,
     pub allowlists: Vec<PathBuf>,
+    pub warninglist_policy: zdn_indicators::Policies,
     pub pinned: Option<VerifyingKey>,
 }
 
@@ -48,7 +49,8 @@ impl SetSources {
             sources.insert(0, self.installed.clone());
         }
         drop(installed);
-        let built = zdn_indicators::build_set(&sources, &self.allowlists, self.pinned.as_ref())?;
+        let allowlists = Allowlists { paths: &self.allowlists, policies: &self.warninglist_policy };
+        let built = zdn_indicators::build_set(&sources, allowlists, self.pinned.as_ref())?;
         Ok(LiveSet { summary: built.summary(), set: built.set, version })
     }
 
@@ -93,6 +95,7 @@ mod tests {
             installed: dir.path().join("installed.zdn"),
             local: vec![dir.path().join("local.txt")],
             allowlists: vec![dir.path().join("allow.json")],
+            warninglist_policy: Default::default(),
             pinned: Some(parse_public_key(&publisher.public_hex()).unwrap()),
         };
         let live = sources.build().unwrap();

@@ -236,6 +236,7 @@ fn sources_of(config: &AgentConfig, pinned: Option<zdn_indicators::signing::Veri
         installed: config.installed_set_path(),
         local: config.indicators.local.clone(),
         allowlists: config.indicators.allowlists.clone(),
+        warninglist_policy: config.indicators.warninglist_policy.clone(),
         pinned,
     }
 }

@@ -12,11 +12,13 @@
 //! | module | job |
 //! | --- | --- |
 //! | this file | the command line (clap), one request per command, rows out |
+//! | [`import`] | `zdn indicators import`: a file or directory streamed in pieces, with progress |
 //! | [`tokens`] | `zdn admin token`: console sign-in tokens |
 //! | `main.rs` | the binary: logging, exit codes, one line per error |
 
 #![forbid(unsafe_code)]
 
+pub mod import;
 pub mod tokens;
 
 use anyhow::{Context, Result, bail};
@@ -325,13 +327,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
         }
         Command::Admin(AdminCommand::Token(command)) => tokens::run(&mut client, command).await?,
         Command::Indicators(IndicatorsCommand::Import { path, name, force }) => {
-            let files = import_files(&path)?;
             let name = match name {
                 Some(n) => n,
                 None => import_name(&path),
             };
-            let request = v1::ImportIndicatorsRequest { name: name.clone(), files, force };
-            let r = client.import_indicators(request).await?.into_inner();
+            let r = import::run(&mut client, &path, &name, force).await?;
             for line in r.reports.iter().chain(&r.rejected_examples) {
                 eprintln!("{line}");
             }
@@ -371,32 +371,6 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
     output::write(out, cli.format, &rows)
 }
 
-/// The files of an import: one file under its name, or a directory's files (hidden ones
-/// left out) under `<directory name>/<relative path>`.
-fn import_files(path: &std::path::Path) -> Result<Vec<v1::ImportFile>> {
-    let base = path.file_name().with_context(|| format!("{}: not a file or directory", path.display()))?;
-    let mut files = Vec::new();
-    let mut pending = vec![(path.to_owned(), PathBuf::from(base))];
-    while let Some((on_disk, relative)) = pending.pop() {
-        if on_disk.is_dir() {
-            for entry in
-                std::fs::read_dir(&on_disk).with_context(|| format!("reading {}", on_disk.display()))?
-            {
-                let entry = entry?;
-                if !entry.file_name().to_string_lossy().starts_with('.') {
-                    pending.push((entry.path(), relative.join(entry.file_name())));
-                }
-            }
-        } else {
-            let content =
-                std::fs::read(&on_disk).with_context(|| format!("reading {}", on_disk.display()))?;
-            files.push(v1::ImportFile { path: relative.to_string_lossy().into_owned(), content });
-        }
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
-}
-
 /// The default name of an import: its file stem, lowercased, other characters as '-'.
 fn import_name(path: &std::path::Path) -> String {
     let stem = path.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_default();
@@ -406,6 +380,12 @@ fn import_name(path: &std::path::Path) -> String {
 /// An error for people: a gRPC status as its code and message, anything else with its causes.
 pub fn describe(e: &anyhow::Error) -> String {
     match e.downcast_ref::<tonic::Status>() {
+        // tonic's own words for a message over a limit do not say whose limit it is.
+        Some(status) if status.message().contains("message length too large") => format!(
+            "collector answered {:?}: {} (the collector accepts messages up to max_message_bytes in collector.toml; raise it there)",
+            status.code(),
+            status.message()
+        ),
         Some(status) => format!("collector answered {:?}: {}", status.code(), status.message()),
         None => format!("{e:#}"),
     }

@@ -8,11 +8,12 @@
 //! revocation_lists = []                 # CRL files (PEM or DER); revoked certificates are refused
 //! cert_participant = "z-cert"           # participant id of the CERT: its analysts see everything
 //! indicators = []                       # indicator sources published to agents (any format, files or directories)
-//! allowlists = []                       # MISP warninglists: covered indicators are withheld
+//! allowlists = []                       # MISP warninglists, applied under warninglist_policy
 //! publish_key = "<pki>/publish.key"     # Ed25519 key that signs published sets; default beside
 //!                                       # `identity`; made only when neither is set (development)
 //! max_batch_sightings = 1000            # a larger SightingBatch is refused
 //! max_message_bytes = 4194304           # largest gRPC message accepted
+//! max_import_bytes = 1073741824         # largest `zdn indicators import` (it streams in pieces)
 //! stale_after_seconds = 300             # an agent without heartbeat for longer is "stale"
 //!
 //! [correlation]
@@ -67,10 +68,12 @@ pub struct Config {
     pub cert_participant: String,
     pub indicators: Vec<PathBuf>,
     pub allowlists: Vec<PathBuf>,
+    pub warninglist_policy: zdn_indicators::Policies,
     /// Defaults to `<data_dir>/pki/publish.key`.
     pub publish_key: Option<PathBuf>,
     pub max_batch_sightings: usize,
     pub max_message_bytes: usize,
+    pub max_import_bytes: u64,
     pub stale_after_seconds: u64,
     pub correlation: CorrelationConfig,
     pub ingest: IngestConfig,
@@ -157,9 +160,11 @@ impl Default for Config {
             cert_participant: DEFAULT_CERT_PARTICIPANT.to_owned(),
             indicators: Vec::new(),
             allowlists: Vec::new(),
+            warninglist_policy: zdn_indicators::Policies::default(),
             publish_key: None,
             max_batch_sightings: 1000,
             max_message_bytes: 4 * 1024 * 1024,
+            max_import_bytes: 1 << 30,
             stale_after_seconds: 300,
             correlation: CorrelationConfig::default(),
             ingest: IngestConfig::default(),
@@ -241,6 +246,16 @@ impl Config {
         let beside = identity.parent().unwrap_or(&identity).join("publish.key");
         let earlier = self.data_dir.join("pki").join("publish.key");
         if !beside.exists() && earlier.exists() { earlier } else { beside }
+    }
+
+    /// What each published version is built from.
+    pub fn publishing_sources(&self) -> crate::service::publishing::Sources {
+        crate::service::publishing::Sources {
+            indicators: self.indicators.clone(),
+            allowlists: self.allowlists.clone(),
+            policies: self.warninglist_policy.clone(),
+            imports: self.data_dir.join("imports"),
+        }
     }
 
     /// The publishing key, made if it is missing and may be (see [`Self::existing_publisher`]).

@@ -5,7 +5,8 @@ use crate::config::Config;
 use crate::service::Shared;
 use crate::service::analyst::Analyst;
 use crate::service::fleet::Fleet;
-use crate::service::indicator::{Indicators, Publishing};
+use crate::service::indicator::Indicators;
+use crate::service::publishing::Publishing;
 use crate::service::sighting::Ingest;
 use crate::tls::CollectorTls;
 use anyhow::{Context, Result};
@@ -145,13 +146,9 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.false_positives()).await??
     };
-    let publishing = Arc::new(Publishing::start(
-        publisher,
-        config.indicators.clone(),
-        config.allowlists.clone(),
-        config.data_dir.join("imports"),
-        withdrawn,
-    )?);
+    let sources = config.publishing_sources();
+    let publishing = tokio::task::spawn_blocking(move || Publishing::start(publisher, sources, withdrawn));
+    let publishing = Arc::new(publishing.await??);
 
     let events = broadcast::channel(EVENT_BUFFER).0;
     let events_from_store = {

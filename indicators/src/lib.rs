@@ -9,7 +9,7 @@
 //! | [`normalise`] | one canonical text form per indicator value: refanging, case, IDN, ports |
 //! | [`report`] | [`Loaded`] and [`LoadReport`]: what a load produced, every rejected entry with its place |
 //! | [`formats`] | format detection and one loader per format: plain/trails, CSV, Zeek Intel, MISP feeds and events, STIX 2.1 |
-//! | [`allowlist`] | MISP warninglists as allowlists, applied when a set is built |
+//! | [`allowlist`] | MISP warninglists, applied when a set is built: withdraw what an entry names, flag what it covers (per-list [`Policy`]) |
 //! | [`sources`] | configured paths and allowlists into one [`IndicatorSet`] with its reports |
 //! | [`signing`] | Ed25519-signed sets: publish, verify against a pinned key, install only newer plausible sets |
 //! | [`set`] | [`IndicatorSet`], the immutable matcher: exact IPs, CIDRs, IP:port, domains, URLs, JA3/JA4 |
@@ -29,10 +29,10 @@ pub mod set;
 pub mod signing;
 pub mod sources;
 
-pub use allowlist::Allowlist;
+pub use allowlist::{Allowlist, Policies, Policy};
 pub use formats::{load, parse_plain};
 pub use model::{Indicator, Kind, Via};
 pub use normalise::{MAX_VALUE_LEN, Normalised, RejectReason, normalise};
 pub use report::{LoadError, LoadReport, Loaded, Rejected};
 pub use set::IndicatorSet;
-pub use sources::{BuiltSet, build_set};
+pub use sources::{Allowlists, BuiltSet, Screened, build_set};

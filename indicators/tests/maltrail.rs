@@ -88,7 +88,7 @@ fn every_trail_in_the_files_is_in_the_set_and_the_counts_are_exact() {
         }
     }
 
-    let built = build_set(&[root], &[], None).unwrap();
+    let built = build_set(&[root], zdn_indicators::Allowlists::NONE, None).unwrap();
     let reports = &built.reports;
     let loaded = Expected {
         accepted: reports.iter().map(|r| r.accepted).sum(),

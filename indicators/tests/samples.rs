@@ -41,7 +41,7 @@ fn holds(set: &IndicatorSet, raw: &str) -> bool {
 }
 
 fn check(path: &Path, section: &str) {
-    let built = build_set(&[path.to_owned()], &[], None).unwrap();
+    let built = build_set(&[path.to_owned()], zdn_indicators::Allowlists::NONE, None).unwrap();
     let set = &built.set;
     let live = truth(section, "live");
     let missing: Vec<_> = live.iter().filter(|(v, _)| !matches(set, v)).collect();
@@ -80,8 +80,8 @@ fn stix_bundles_live_values_match_and_expired_ones_do_not() {
 
 #[test]
 fn zeek_and_plain_samples_hold_the_same_values() {
-    let zeek = build_set(&[samples("zeek-intel.txt")], &[], None).unwrap();
-    let plain = build_set(&[samples("plain.txt")], &[], None).unwrap();
+    let zeek = build_set(&[samples("zeek-intel.txt")], zdn_indicators::Allowlists::NONE, None).unwrap();
+    let plain = build_set(&[samples("plain.txt")], zdn_indicators::Allowlists::NONE, None).unwrap();
     assert_eq!(zeek.reports[0].format, "zeek-intel");
     for r in zeek.reports.iter().chain(&plain.reports) {
         assert!(r.rejected.is_empty(), "{r}");
@@ -121,7 +121,8 @@ fn real_misp_exports_and_misp_made_stix_load() {
 #[test]
 fn a_warninglist_is_refused_as_indicators_and_works_as_allowlist() {
     let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("list.json");
+    std::fs::create_dir(dir.path().join("trend")).unwrap();
+    let list = dir.path().join("trend/list.json");
     std::fs::write(
         &list,
         r#"{"name":"t","type":"hostname","matching_attributes":["domain"],"list":["trendav.vip"]}"#,
@@ -129,10 +130,14 @@ fn a_warninglist_is_refused_as_indicators_and_works_as_allowlist() {
     .unwrap();
     let err = load(&list).unwrap_err().to_string();
     assert!(err.contains("pass it as an allowlist"), "{err}");
-    let built = build_set(&[samples("plain.txt")], &[list], None).unwrap();
+    let policies = zdn_indicators::Policies::default();
+    let allowlists = zdn_indicators::Allowlists { paths: &[list], policies: &policies };
+    let built = build_set(&[samples("plain.txt")], allowlists, None).unwrap();
     assert!(built.suppressed.iter().any(|i| i.value == "trendav.vip"));
     assert!(built.set.match_domain("trendav.vip").is_none());
-    assert!(built.summary().contains("suppressed by allowlists"));
+    let summary = built.summary();
+    assert!(summary.contains("warninglists: 1 lists, 1 entries; 1 indicators withdrawn"), "{summary}");
+    assert!(summary.contains("\n  trend (warninglist/hostname, policy specific): 1 withdrawn, 0 flagged"), "{summary}");
 }
 
 #[test]

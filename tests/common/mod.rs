@@ -98,7 +98,7 @@ impl Network {
         let pcap = site.write_capture(self.dir.path())?;
         let list = self.dir.path().join("indicators.txt");
         std::fs::write(&list, DEMO_INDICATORS)?;
-        let set = zdn_indicators::build_set(&[list], &[], None)?.set;
+        let set = zdn_indicators::build_set(&[list], zdn_indicators::Allowlists::NONE, None)?.set;
         let home = HomeNet::new(vec![site.home_net.parse()?]);
         let aggregator = Aggregator::new(60_000, AGGREGATE_CAPACITY, Pseudonymiser::ephemeral());
         Ok(replay::replay(&set, &home, &[pcap], aggregator)?.0)

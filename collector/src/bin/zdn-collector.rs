@@ -41,6 +41,9 @@ enum Command {
     CheckConfig {
         #[command(flatten)]
         config: ConfigArgs,
+        /// Print every indicator source's report and every rejected entry, not only the totals.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Certificate authority for agents, analysts and the collector itself.
     #[command(subcommand)]
@@ -152,7 +155,7 @@ async fn run(command: Command) -> Result<()> {
             let config = load_config(&config)?;
             server::start(config, insecure_dev).await?.serve_until_signal().await
         }
-        Command::CheckConfig { config } => {
+        Command::CheckConfig { config, verbose } => {
             let config = load_config(&config)?;
             let bundle = zdn_collector::tls::credentials(&config)?;
             let key = config.publish_key_path();
@@ -175,10 +178,12 @@ async fn run(command: Command) -> Result<()> {
                 );
             }
             if !config.indicators.is_empty() {
-                println!(
-                    "{}",
-                    zdn_indicators::build_set(&config.indicators, &config.allowlists, None)?.summary()
-                );
+                let allowlists = zdn_indicators::Allowlists {
+                    paths: &config.allowlists,
+                    policies: &config.warninglist_policy,
+                };
+                let built = zdn_indicators::build_set(&config.indicators, allowlists, None)?;
+                println!("{}", if verbose { built.details() } else { built.summary() });
             }
             println!("configuration OK: listen {}, data in {}", config.listen, config.data_dir.display());
             Ok(())

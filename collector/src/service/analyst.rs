@@ -201,13 +201,7 @@ impl AnalystService for Analyst {
         let publishing = self.shared.publishing.clone();
         let indicator = r.indicator.clone();
         let version = match tokio::task::spawn_blocking(move || publishing.withdraw(&indicator)).await {
-            Ok(Ok(version)) => version,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "false positive recorded, but the indicator set could not be republished");
-                return Err(Status::unavailable(
-                    "marked, but republishing failed (see the collector log); it is withdrawn at the next publish",
-                ));
-            }
+            Ok(version) => version,
             Err(e) => return Err(Status::internal(format!("republishing task failed: {e}"))),
         };
         let change = v1::correlation_event::Change::ClosedFalsePositive as i32;
@@ -226,19 +220,15 @@ impl AnalystService for Analyst {
 
     async fn import_indicators(
         &self,
-        request: Request<v1::ImportIndicatorsRequest>,
+        mut request: Request<tonic::Streaming<v1::ImportIndicatorsRequest>>,
     ) -> Result<Response<v1::ImportIndicatorsResponse>, Status> {
-        let r = request.get_ref();
-        let bytes: usize = r.files.iter().map(|f| f.content.len()).sum();
-        let first = r.files.first().map_or("", |f| f.path.as_str());
-        let detail = format!(
-            "name {:?}: {} files, {bytes} bytes, first {first:?}, force {}",
-            r.name,
-            r.files.len(),
-            r.force
-        );
+        // The first message names the import, for the audit entry; nothing more is read
+        // before the call is admitted.
+        let first = request.get_mut().message().await?.unwrap_or_default();
+        let path = first.files.first().map_or("", |f| f.path.as_str());
+        let detail = format!("name {:?}: streamed, first path {path:?}, force {}", first.name, first.force);
         self.audited_as(&request, Role::Admin, "import_indicators", detail).await?;
-        super::import::import(&self.shared, request.into_inner()).await.map(Response::new)
+        super::import::import(&self.shared, first, request.into_inner()).await.map(Response::new)
     }
 
     async fn top_indicators(

@@ -1,24 +1,19 @@
-//! `IndicatorService.Sync`: the indicator set the collector publishes.
+//! `IndicatorService.Sync`: the indicator set the collector publishes, as agents receive it.
 //!
-//! The sources named in `indicators` (with `allowlists` applied) are loaded, compiled and
-//! signed with the publishing key (`publish_key`) as one version — at start, and again on each
-//! [`Publishing::republish`] (SIGHUP). An agent that names another version gets the whole signed
-//! set, in chunks of at most [`CHUNK`] bytes; the stream then stays open and every later
-//! version is pushed on it as it is published, until the collector stops.
-//! Indicators marked as false positives are withdrawn from every version published after the
-//! mark ([`Publishing::withdraw`] publishes one at once).
-//! An agent one of the last few versions behind gets the signed deltas from its version
-//! instead of the whole set (`super::delta`).
+//! [`Published`] is one signed version (made by `super::publishing`). An agent that names
+//! another version gets the whole signed set, in chunks of at most [`CHUNK`] bytes; the stream
+//! then stays open and every later version is pushed on it as it is published, until the
+//! collector stops. An agent one of the last few versions behind gets the signed deltas from
+//! its version instead of the whole set (`super::delta`).
 
 use crate::access::authorise_agent;
 use futures::{Stream, StreamExt};
-use std::collections::{BTreeSet, VecDeque};
-use std::path::PathBuf;
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
-use zdn_indicators::set::delta::diff;
+use zdn_indicators::set::delta::{Change, diff};
 use zdn_indicators::signing::{self, Publisher};
 use zdn_indicators::{IndicatorSet, Kind};
 use zdn_proto::v1::{self, indicator_service_server::IndicatorService};
@@ -46,14 +41,20 @@ impl Published {
 
     /// The version after this one, holding what `sources` hold: made by applying the change
     /// to this set, so agents can do the same from a delta and get the signed bytes.
-    fn next(&self, version: u64, sources: IndicatorSet, publisher: &Publisher) -> Published {
+    pub(super) fn next(&self, version: u64, sources: IndicatorSet, publisher: &Publisher) -> Published {
         if self.signed.is_empty() || sources.is_empty() {
             return Published::new(version, sources, publisher);
         }
         let change = diff(&self.set, &sources);
-        let mut next = Published::new(version, self.set.apply(&change), publisher);
+        self.changed(version, &change, publisher)
+    }
+
+    /// The version after this one: this set with `change` applied (an analyst's withdrawal
+    /// needs no rebuild from the sources).
+    pub(super) fn changed(&self, version: u64, change: &Change, publisher: &Publisher) -> Published {
+        let mut next = Published::new(version, self.set.apply(change), publisher);
         let signature = signing::signature_of(&next.signed).expect("a non-empty set is signed");
-        let step = super::delta::step(self.version, version, &change, signature, &next.key_id);
+        let step = super::delta::step(self.version, version, change, signature, &next.key_id);
         tracing::info!(
             version,
             added = change.added.len(),
@@ -89,6 +90,13 @@ impl Published {
         Some(found.meta())
     }
 
+    /// The (kind, value) of the indicators in this version whose value is `value`. One pass
+    /// over the set (a tenth of a second for the trails): simpler and surer than guessing the
+    /// kind a value was published as.
+    pub(super) fn holding(&self, value: &str) -> Vec<(Kind, String)> {
+        self.set.iter().filter(|m| m.value() == value).map(|m| (m.kind(), value.to_owned())).collect()
+    }
+
     /// The messages that carry this version.
     fn updates(&self) -> Vec<v1::IndicatorUpdate> {
         let size = self.signed.len() as u64;
@@ -108,128 +116,6 @@ impl Published {
             })
             .collect()
     }
-}
-
-/// The published set and how to publish the next version.
-pub struct Publishing {
-    publisher: Publisher,
-    indicators: Vec<PathBuf>,
-    allowlists: Vec<PathBuf>,
-    /// Sources imported with `zdn indicators import`: one directory per import, holding the
-    /// file or directory that was imported (see `service::import`).
-    imports: PathBuf,
-    current: watch::Sender<Arc<Published>>,
-    /// Indicator values marked as false positives; the lock also makes rebuilds one at a time.
-    withdrawn: Mutex<BTreeSet<String>>,
-}
-
-impl Publishing {
-    /// Loads the sources and publishes them as the first version (the load time in seconds:
-    /// versions only grow, also across restarts).
-    pub fn start(
-        publisher: Publisher,
-        indicators: Vec<PathBuf>,
-        allowlists: Vec<PathBuf>,
-        imports: PathBuf,
-        withdrawn: Vec<String>,
-    ) -> Result<Publishing, zdn_indicators::LoadError> {
-        let withdrawn: BTreeSet<String> = withdrawn.into_iter().collect();
-        let built = zdn_indicators::build_set(&sources(&indicators, &imports), &allowlists, None)?;
-        tracing::info!(summary = %built.summary(), withdrawn = withdrawn.len(), "indicators loaded for publishing");
-        let set = without(built.set, &withdrawn);
-        let version = u64::try_from(zdn_timestamps::now_ms() / 1000).unwrap_or(1);
-        let current = watch::Sender::new(Arc::new(Published::new(version, set, &publisher)));
-        Ok(Publishing {
-            publisher,
-            indicators,
-            allowlists,
-            imports,
-            current,
-            withdrawn: Mutex::new(withdrawn),
-        })
-    }
-
-    /// Loads the sources again and publishes them as the next version, pushed at once to every
-    /// subscribed agent. On a load error the published version stays. Blocking (call off the
-    /// async threads).
-    pub fn republish(&self) -> Result<u64, zdn_indicators::LoadError> {
-        let withdrawn = self.withdrawn.lock().unwrap_or_else(|p| p.into_inner());
-        self.publish(&withdrawn)
-    }
-
-    /// Withdraws `indicator` (a false positive) and publishes the set without it. Blocking.
-    pub fn withdraw(&self, indicator: &str) -> Result<u64, zdn_indicators::LoadError> {
-        let mut withdrawn = self.withdrawn.lock().unwrap_or_else(|p| p.into_inner());
-        withdrawn.insert(indicator.to_owned());
-        self.publish(&withdrawn)
-    }
-
-    /// Where imports live, and the allowlists an import is checked against.
-    pub fn imports(&self) -> (&std::path::Path, &[PathBuf]) {
-        (&self.imports, &self.allowlists)
-    }
-
-    /// Runs `change` (which adds or replaces an import) and publishes the result, one rebuild
-    /// at a time; if publishing fails, `undo` puts the previous state back. Blocking.
-    pub fn with_import(
-        &self,
-        change: impl FnOnce() -> std::io::Result<()>,
-        undo: impl FnOnce(),
-    ) -> Result<u64, String> {
-        let withdrawn = self.withdrawn.lock().unwrap_or_else(|p| p.into_inner());
-        change().map_err(|e| format!("storing the import: {e}"))?;
-        self.publish(&withdrawn).map_err(|e| {
-            undo();
-            e.to_string()
-        })
-    }
-
-    fn publish(&self, withdrawn: &BTreeSet<String>) -> Result<u64, zdn_indicators::LoadError> {
-        let built =
-            zdn_indicators::build_set(&sources(&self.indicators, &self.imports), &self.allowlists, None)?;
-        let summary = built.summary();
-        let set = without(built.set, withdrawn);
-        let previous = self.current.borrow().clone();
-        let version = u64::try_from(zdn_timestamps::now_ms() / 1000).unwrap_or(1).max(previous.version + 1);
-        self.current.send_replace(Arc::new(previous.next(version, set, &self.publisher)));
-        tracing::info!(version, %summary, withdrawn = withdrawn.len(), "published a new indicator set version");
-        Ok(version)
-    }
-
-    pub fn version(&self) -> u64 {
-        self.current.borrow().version
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
-        self.current.subscribe()
-    }
-}
-
-/// The configured sources, then each import (the one entry of each import's directory).
-fn sources(configured: &[PathBuf], imports: &std::path::Path) -> Vec<PathBuf> {
-    let mut all = configured.to_vec();
-    let mut imported: Vec<PathBuf> = std::fs::read_dir(imports)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            e.file_type().is_ok_and(|t| t.is_dir()) && !e.file_name().to_string_lossy().starts_with('.')
-        })
-        .filter_map(|e| std::fs::read_dir(e.path()).ok()?.flatten().next().map(|inner| inner.path()))
-        .collect();
-    imported.sort();
-    all.extend(imported);
-    all
-}
-
-/// `set` without the indicators whose value is in `withdrawn` (rebuilt only when needed).
-fn without(set: IndicatorSet, withdrawn: &BTreeSet<String>) -> IndicatorSet {
-    if withdrawn.is_empty() {
-        return set;
-    }
-    let kept: Vec<_> =
-        set.iter().map(|m| m.to_indicator()).filter(|i| !withdrawn.contains(&i.value)).collect();
-    IndicatorSet::from_sources(&[kept])
 }
 
 pub struct Indicators {

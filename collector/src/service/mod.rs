@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod import;
 pub mod indicator;
 pub mod ingest_limit;
+pub mod publishing;
 pub mod sighting;
 
 use crate::config::Config;
@@ -30,7 +31,7 @@ pub struct Shared {
     /// send none of their own.
     pub events_from_store: bool,
     /// The published indicator set (false positives withdraw from it).
-    pub publishing: Arc<indicator::Publishing>,
+    pub publishing: Arc<publishing::Publishing>,
     /// Becomes `true` when the collector stops; long-lived streams end then, so a graceful
     /// shutdown does not wait for clients that never hang up.
     pub shutdown: watch::Receiver<bool>,

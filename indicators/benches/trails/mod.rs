@@ -16,5 +16,5 @@ pub fn real_set() -> IndicatorSet {
         .status()
         .unwrap();
     assert!(status.success());
-    build_set(&[dir.path().join("static")], &[], None).unwrap().set
+    build_set(&[dir.path().join("static")], zdn_indicators::Allowlists::NONE, None).unwrap().set
 }

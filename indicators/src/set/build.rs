@@ -23,6 +23,10 @@ impl IndicatorSet {
         let mut seen: HashSet<(Kind, &str), foldhash::fast::RandomState> =
             HashSet::with_capacity_and_hasher(total, foldhash::fast::RandomState::default());
         let mut metas: HashMap<Meta, u32> = HashMap::new();
+        // Records by address: indicators of one record share its `Arc`, and flagged ones
+        // (warninglists) interleave with the rest, so the previous indicator's record is often
+        // not this one's. The sources outlive this loop, so no address is reused meanwhile.
+        let mut by_address: hashbrown::HashMap<*const Meta, u32> = hashbrown::HashMap::default();
         let mut last_meta: Option<(&Indicator, u32)> = None;
         for ind in sources.iter().flatten() {
             if !seen.insert((ind.kind, ind.value.as_str())) {
@@ -33,10 +37,10 @@ impl IndicatorSet {
             // hash a record only when it changes.
             let meta = match last_meta {
                 Some((prev, m)) if Arc::ptr_eq(&prev.meta, &ind.meta) || prev.meta == ind.meta => m,
-                _ => {
+                _ => *by_address.entry(Arc::as_ptr(&ind.meta)).or_insert_with(|| {
                     let next = metas.len() as u32;
                     *metas.entry(Meta::clone(&ind.meta)).or_insert(next)
-                }
+                }),
             };
             last_meta = Some((ind, meta));
             let index = set.entries.len() as u32;

@@ -22,7 +22,7 @@ mod address_filter;
 mod build;
 pub mod compiled;
 pub mod delta;
-mod networks;
+pub(crate) mod networks;
 
 use crate::model::{Indicator, Kind, Meta};
 use foldhash::fast::FixedState;

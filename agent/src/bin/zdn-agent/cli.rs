@@ -170,12 +170,32 @@ pub struct IndicatorArgs {
     /// CSV, Zeek Intel, MISP feed or event, STIX 2.1 bundle); repeat for several.
     #[arg(long = "indicators", required = true)]
     pub indicators: Vec<PathBuf>,
-    /// MISP warninglist (list.json or a directory of them): indicators it covers never match.
+    /// MISP warninglist (list.json or a directory of them), applied under its policy.
     #[arg(long = "allowlist")]
     pub allowlists: Vec<PathBuf>,
+    /// What warninglists do to the indicators they cover: specific (withdraw what an entry
+    /// names exactly, keep and flag what it covers more broadly), suppress (withdraw all),
+    /// flag (withdraw none), off.
+    #[arg(long, default_value = "specific", value_parser = parse_policy)]
+    pub warninglist_policy: zdn_indicators::Policy,
+    /// One list's policy, by its directory or name: LIST=POLICY (repeat for several).
+    #[arg(long = "list-policy", value_parser = parse_list_policy)]
+    pub list_policies: Vec<(String, zdn_indicators::Policy)>,
+    /// Print every source's report and every rejected entry, not only the totals.
+    #[arg(long)]
+    pub verbose: bool,
     /// Public key (64 hex digits) that compiled sets must be signed with.
     #[arg(long, value_parser = parse_key)]
     pub pinned_key: Option<VerifyingKey>,
+}
+
+fn parse_policy(text: &str) -> Result<zdn_indicators::Policy, String> {
+    text.parse()
+}
+
+fn parse_list_policy(text: &str) -> Result<(String, zdn_indicators::Policy), String> {
+    let (list, policy) = text.split_once('=').ok_or("expected LIST=POLICY, e.g. amazon-aws=flag")?;
+    Ok((list.to_owned(), policy.parse()?))
 }
 
 fn parse_key(text: &str) -> Result<VerifyingKey, String> {
@@ -184,7 +204,17 @@ fn parse_key(text: &str) -> Result<VerifyingKey, String> {
 
 impl IndicatorArgs {
     pub fn build(&self) -> Result<zdn_indicators::BuiltSet> {
-        Ok(zdn_indicators::build_set(&self.indicators, &self.allowlists, self.pinned_key.as_ref())?)
+        let policies = zdn_indicators::Policies {
+            default: self.warninglist_policy,
+            lists: self.list_policies.iter().cloned().collect(),
+        };
+        let allowlists = zdn_indicators::Allowlists { paths: &self.allowlists, policies: &policies };
+        Ok(zdn_indicators::build_set(&self.indicators, allowlists, self.pinned_key.as_ref())?)
+    }
+
+    /// The load report: the totals, or everything with `--verbose`.
+    pub fn report(&self, built: &zdn_indicators::BuiltSet) -> String {
+        if self.verbose { built.details() } else { built.summary() }
     }
 }
 

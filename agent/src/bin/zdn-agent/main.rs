@@ -33,7 +33,7 @@ fn main() -> std::process::ExitCode {
         Command::Observe { pcaps, format } => observe(&pcaps, format),
         Command::CheckConfig { config } => check_config(&config),
         Command::Replay(args) => run_replay(args),
-        Command::CheckIndicators(args) => args.build().map(|built| println!("{}", built.summary())),
+        Command::CheckIndicators(args) => args.build().map(|built| println!("{}", args.report(&built))),
         Command::CompileIndicators { sources, output, set_version, sign_key } => {
             compile(&sources, &output, set_version, sign_key.as_deref())
         }
@@ -163,11 +163,11 @@ fn check_config(path: &Path) -> Result<()> {
     }
     let pinned = config.pinned_key().map_err(anyhow::Error::msg)?;
     if !config.indicators.local.is_empty() || !config.indicators.allowlists.is_empty() {
-        let built = zdn_indicators::build_set(
-            &config.indicators.local,
-            &config.indicators.allowlists,
-            pinned.as_ref(),
-        )?;
+        let allowlists = zdn_indicators::Allowlists {
+            paths: &config.indicators.allowlists,
+            policies: &config.indicators.warninglist_policy,
+        };
+        let built = zdn_indicators::build_set(&config.indicators.local, allowlists, pinned.as_ref())?;
         println!("local indicators:\n{}", built.summary());
     }
     for name in &config.capture.interfaces {
@@ -186,7 +186,7 @@ fn check_config(path: &Path) -> Result<()> {
 
 fn compile(sources: &IndicatorArgs, output: &Path, version: u64, sign_key: Option<&Path>) -> Result<()> {
     let built = sources.build()?;
-    println!("{}", built.summary());
+    println!("{}", sources.report(&built));
     match sign_key {
         None => zdn_indicators::set::compiled::write(&built.set, version, output)?,
         Some(key) => {
@@ -248,7 +248,7 @@ fn install(set: &Path, target: &InstallTarget) -> Result<()> {
 
 fn run_replay(args: ReplayArgs) -> Result<()> {
     let built = args.sources.build()?;
-    eprintln!("{}", built.summary());
+    eprintln!("{}", args.sources.report(&built));
     let set = built.set;
     let pseudonyms = match &args.secret_file {
         Some(path) => Pseudonymiser::load_or_create(path)
