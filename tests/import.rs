@@ -20,10 +20,7 @@ fn pinned(net: &Network) -> zdn_indicators::signing::VerifyingKey {
 async fn published(net: &Network, agent: &Path, installed: &Path) -> Vec<String> {
     let channel =
         zdn_transport::client::connect(&net.url, Some(&Bundle::load(agent).unwrap())).await.unwrap();
-    match sync(channel, &pinned(net), installed, true, Duration::from_secs(10))
-        .await
-        .unwrap()
-    {
+    match sync(channel, &pinned(net), installed, true, Duration::from_secs(10)).await.unwrap() {
         Synced::Installed { set, .. } => set.iter().map(|m| m.value().into_owned()).collect(),
         Synced::Current => Vec::new(),
     }
@@ -83,7 +80,8 @@ async fn an_admin_imports_a_misp_feed_and_a_csv_into_the_published_set() {
     assert!(values.iter().any(|v| v == "bad.partner.example"));
     assert!(!values.iter().any(|v| v == "9.9.9.9"), "held back");
     // An address inside a warninglisted cloud range is published, flagged for analysts.
-    let flagged = zdn_indicators::signing::verify(&std::fs::read(&installed).unwrap(), &pinned(&net)).unwrap().0;
+    let flagged =
+        zdn_indicators::signing::verify(&std::fs::read(&installed).unwrap(), &pinned(&net)).unwrap().0;
     let c2 = flagged.match_ip("20.198.21.60".parse().unwrap()).expect("published");
     assert_eq!(c2.meta().tags, ["warninglist:cloud"]);
 
@@ -128,7 +126,9 @@ async fn an_import_of_any_size_streams_and_the_size_limit_names_its_setting() {
     let installed = scratch.path().join("installed.zdn");
     let agent = net.issue("umc-noord", Role::Agent, "gw-1");
     let values = published(&net, &agent, &installed).await;
-    assert!(values.iter().any(|v| v == "host299999.big.example") && values.iter().any(|v| v == "small.example"));
+    assert!(
+        values.iter().any(|v| v == "host299999.big.example") && values.iter().any(|v| v == "small.example")
+    );
 
     std::fs::write(feed.join("c.txt"), &names).unwrap();
     let err = net.zdn(Some(&admin), &["indicators", "import", feed.to_str().unwrap()]).await.unwrap_err();

@@ -3,6 +3,7 @@
 //! gRPC health service and indicator sync on the same listener.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -19,8 +20,9 @@ fn ok(out: std::process::Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A `zdn-collector serve` process, killed if the test fails before stopping it, and its log.
-struct Served(Child, Arc<Mutex<Vec<String>>>);
+/// A `zdn-collector serve` process, killed if the test fails before stopping it, its log, and
+/// the socket it notifies as systemd's `$NOTIFY_SOCKET`.
+struct Served(Child, Arc<Mutex<Vec<String>>>, UnixDatagram);
 
 impl Drop for Served {
     fn drop(&mut self) {
@@ -29,17 +31,22 @@ impl Drop for Served {
     }
 }
 
-/// Starts `zdn-collector serve` and returns it with the address it logged. Its log keeps being
-/// copied to the test's stderr.
+/// Starts `zdn-collector serve` as systemd would (`$NOTIFY_SOCKET` set) and returns it with
+/// the address it logged. Its log keeps being copied to the test's stderr.
 fn serve(config: &Path) -> (Served, String) {
+    let socket = config.with_file_name("notify.sock");
+    let _ = std::fs::remove_file(&socket);
+    let notify = UnixDatagram::bind(&socket).unwrap();
+    notify.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
     let mut child = Command::new(workspace_binary("zdn-collector", "zdn-collector"))
         .args(["--log-format", "json", "serve", "--config", config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let log = Arc::new(Mutex::new(Vec::new()));
-    let served = Served(child, log.clone());
+    let served = Served(child, log.clone(), notify);
     for line in lines.by_ref() {
         let line = line.unwrap();
         eprintln!("collector: {line}");
@@ -109,6 +116,19 @@ async fn operator_workflow_with_the_real_binaries() {
 
     let (child, addr) = serve(&config);
     let url = format!("https://{addr}");
+    // systemd hears how the start goes, and that it is ready once it listens (Type=notify).
+    let notified: Vec<String> = (0..2)
+        .map(|_| {
+            let mut datagram = [0u8; 512];
+            let n = child.2.recv(&mut datagram).expect("a notification within 30 s");
+            String::from_utf8_lossy(&datagram[..n]).into_owned()
+        })
+        .collect();
+    assert_eq!(notified[0], "STATUS=loading indicator sources and warninglists\n");
+    assert!(
+        notified[1].starts_with(&format!("READY=1\nSTATUS=serving on {addr}, indicator set version ")),
+        "{notified:?}"
+    );
 
     let zdn = Command::new(workspace_binary("zdn-client", "zdn"))
         .args(["--collector", &url, "--identity", analyst.trim(), "fleet", "--format", "json"])

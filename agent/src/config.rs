@@ -181,7 +181,13 @@ impl Default for CollectorConfig {
 
 impl Default for IndicatorConfig {
     fn default() -> Self {
-        IndicatorConfig { pinned_key: String::new(), sync: true, local: Vec::new(), allowlists: Vec::new(), warninglist_policy: Default::default() }
+        IndicatorConfig {
+            pinned_key: String::new(),
+            sync: true,
+            local: Vec::new(),
+            allowlists: Vec::new(),
+            warninglist_policy: Default::default(),
+        }
     }
 }
 

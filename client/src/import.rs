@@ -78,7 +78,8 @@ async fn send(
             first = false;
             message.files.push(v1::ImportFile { path: file.relative.clone(), content });
             if filled == PIECE {
-                let next = v1::ImportIndicatorsRequest { files: Vec::new(), name: String::new(), force: false };
+                let next =
+                    v1::ImportIndicatorsRequest { files: Vec::new(), name: String::new(), force: false };
                 if messages.send(std::mem::replace(&mut message, next)).await.is_err() {
                     return;
                 }

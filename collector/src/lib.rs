@@ -7,7 +7,7 @@
 //! agents ──mTLS/gRPC──▶ server (TLS listener, Peer identity)
 //!                         ├─ service::sighting  Report ──▶ store.ingest ──▶ correlation ──▶ events
 //!                         ├─ service::fleet     Heartbeat ─▶ store (agents)
-//!                         ├─ service::indicator Sync ◀──── published lists
+//!                         ├─ service::indicator Sync ◀──── service::publishing (sources, warninglists, imports)
 //!                         └─ service::analyst   queries, WatchCorrelations ◀── events
 //! analysts (`zdn`) ──mTLS/gRPC──┘
 //! browsers ──HTTPS (own port)──▶ console ──▶ service::analyst (in-process, session identity)
@@ -18,6 +18,7 @@
 //! | [`config`] | `collector.toml`, defaults and checks |
 //! | [`pki`] | a small CA: `pki init`, `issue`, `revoke` (its CRL), `list` (rcgen) |
 //! | [`server`] | start/stop: store, listener, services, health, reflection; SIGHUP reloads |
+//! | [`readiness`] | `Type=notify`: start-up status and `READY=1` to systemd |
 //! | [`tls`] | the collector's credentials and revocation lists, checked and reloadable |
 //! | [`access`] | roles: who may call what, and the redacted view of participant analysts |
 //! | [`service`] | one file per gRPC service |
@@ -41,6 +42,7 @@ pub mod correlation;
 pub mod export;
 pub mod http;
 pub mod pki;
+pub mod readiness;
 pub mod retention;
 pub mod server;
 pub mod service;

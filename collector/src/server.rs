@@ -94,6 +94,11 @@ impl RunningCollector {
     pub async fn serve_until_signal(self) -> Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let (mut term, mut hup) = (signal(SignalKind::terminate())?, signal(SignalKind::hangup())?);
+        crate::readiness::ready(&format!(
+            "serving on {}, indicator set version {}",
+            self.addr,
+            self.publishing.version()
+        ));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
@@ -102,6 +107,7 @@ impl RunningCollector {
             }
         }
         tracing::info!("shutting down");
+        crate::readiness::stopping();
         self.stop().await
     }
 }
@@ -146,6 +152,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.false_positives()).await??
     };
+    crate::readiness::status("loading indicator sources and warninglists");
     let sources = config.publishing_sources();
     let publishing = tokio::task::spawn_blocking(move || Publishing::start(publisher, sources, withdrawn));
     let publishing = Arc::new(publishing.await??);

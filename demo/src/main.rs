@@ -105,7 +105,12 @@ async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         let pcap = site.write_capture(&captures)?;
         let bundle_dir =
             pki::issue(&pki_dir, &pki::Request::new(site.participant, Role::Agent, Some("gateway-1")))?;
-        let set = zdn_indicators::build_set(std::slice::from_ref(&indicators), zdn_indicators::Allowlists::NONE, None)?.set;
+        let set = zdn_indicators::build_set(
+            std::slice::from_ref(&indicators),
+            zdn_indicators::Allowlists::NONE,
+            None,
+        )?
+        .set;
         let home = HomeNet::new(vec![site.home_net.parse()?]);
         let aggregator = Aggregator::new(60_000, AGGREGATE_CAPACITY, Pseudonymiser::ephemeral());
         let (sightings, stats) = replay::replay(&set, &home, &[&pcap], aggregator)?;

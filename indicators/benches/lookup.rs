@@ -58,7 +58,9 @@ fn ipv6_networks(c: &mut Criterion) {
         })
         .collect();
     std::fs::write(&list, lines).unwrap();
-    let set = std::sync::Arc::new(zdn_indicators::build_set(&[list], zdn_indicators::Allowlists::NONE, None).unwrap().set);
+    let set = std::sync::Arc::new(
+        zdn_indicators::build_set(&[list], zdn_indicators::Allowlists::NONE, None).unwrap().set,
+    );
     // 2a00:10::/32 is listed; 2a00:18::/32 lies between listed networks.
     let listed: IpAddr = "2a00:10::1".parse().unwrap();
     let unlisted: IpAddr = "2a00:18::1".parse().unwrap();

@@ -37,7 +37,8 @@ impl Allowlists<'_> {
     pub const NONE: Allowlists<'static> = Allowlists { paths: &[], policies: &NO_POLICIES };
 }
 
-static NO_POLICIES: Policies = Policies { default: crate::allowlist::Policy::Specific, lists: BTreeMap::new() };
+static NO_POLICIES: Policies =
+    Policies { default: crate::allowlist::Policy::Specific, lists: BTreeMap::new() };
 
 impl BuiltSet {
     /// The totals an operator reads first (and the logs carry): what was read, kept, folded,

@@ -137,7 +137,10 @@ fn a_warninglist_is_refused_as_indicators_and_works_as_allowlist() {
     assert!(built.set.match_domain("trendav.vip").is_none());
     let summary = built.summary();
     assert!(summary.contains("warninglists: 1 lists, 1 entries; 1 indicators withdrawn"), "{summary}");
-    assert!(summary.contains("\n  trend (warninglist/hostname, policy specific): 1 withdrawn, 0 flagged"), "{summary}");
+    assert!(
+        summary.contains("\n  trend (warninglist/hostname, policy specific): 1 withdrawn, 0 flagged"),
+        "{summary}"
+    );
 }
 
 #[test]

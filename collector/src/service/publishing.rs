@@ -37,7 +37,11 @@ impl Sources {
     fn build(&self, withdrawn: &BTreeSet<String>) -> Result<BuiltSet, LoadError> {
         let started = Instant::now();
         let paths = self.paths();
-        tracing::info!(sources = paths.len(), allowlists = self.allowlists.len(), "loading indicator sources");
+        tracing::info!(
+            sources = paths.len(),
+            allowlists = self.allowlists.len(),
+            "loading indicator sources"
+        );
         let mut screened = Screened::load(&paths, self.allowlists(), None)?;
         let left_out = screened.retain(|i| !withdrawn.contains(&i.value));
         let loaded = started.elapsed();
@@ -85,13 +89,21 @@ pub struct Publishing {
 impl Publishing {
     /// Loads the sources and publishes them as the first version (the load time in seconds:
     /// versions only grow, also across restarts).
-    pub fn start(publisher: Publisher, sources: Sources, withdrawn: Vec<String>) -> Result<Publishing, LoadError> {
+    pub fn start(
+        publisher: Publisher,
+        sources: Sources,
+        withdrawn: Vec<String>,
+    ) -> Result<Publishing, LoadError> {
         let withdrawn: BTreeSet<String> = withdrawn.into_iter().collect();
         let built = sources.build(&withdrawn)?;
         let version = u64::try_from(zdn_timestamps::now_ms() / 1000).unwrap_or(1);
         let signing = Instant::now();
         let current = watch::Sender::new(Arc::new(Published::new(version, built.set, &publisher)));
-        tracing::info!(version, sign_seconds = signing.elapsed().as_secs_f64(), "indicator set signed for publishing");
+        tracing::info!(
+            version,
+            sign_seconds = signing.elapsed().as_secs_f64(),
+            "indicator set signed for publishing"
+        );
         Ok(Publishing { publisher, sources, current, withdrawn: Mutex::new(withdrawn) })
     }
 

@@ -21,10 +21,10 @@ pub use policy::{Decision, Policies, Policy};
 use crate::model::{Indicator, Kind, Meta};
 use crate::normalise::normalise;
 use crate::report::{LoadError, LoadReport};
+use hashbrown::HashMap;
 use ipnet::IpNet;
 use networks::Coverage;
 use serde_json::Value;
-use hashbrown::HashMap;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -78,7 +78,8 @@ impl Allowlist {
         for path in paths {
             allow.add_path(path, policies)?;
         }
-        let loaded: Vec<(&str, &str)> = allow.lists.iter().map(|l| (l.slug.as_str(), l.report.source.as_str())).collect();
+        let loaded: Vec<(&str, &str)> =
+            allow.lists.iter().map(|l| (l.slug.as_str(), l.report.source.as_str())).collect();
         let unknown = policies.unknown(&loaded);
         if !unknown.is_empty() {
             return Err(LoadError::Malformed {
@@ -174,7 +175,8 @@ impl Allowlist {
         Some(match n.kind {
             Kind::Domain if typ == "hostname" => add(self.domains.entry(n.value.into()).or_default()),
             Kind::Cidr | Kind::Ipv4 | Kind::Ipv6 => {
-                let net = n.value.parse::<IpNet>().or_else(|_| n.value.parse::<IpAddr>().map(IpNet::from)).ok()?;
+                let net =
+                    n.value.parse::<IpNet>().or_else(|_| n.value.parse::<IpAddr>().map(IpNet::from)).ok()?;
                 self.networks.push((net, id));
                 true
             }
@@ -224,7 +226,9 @@ impl Allowlist {
                 }
             }
             Kind::IpPort => {
-                if let Some(c) = ind.value.parse::<std::net::SocketAddr>().ok().and_then(|sa| coverage().address(sa.ip())) {
+                if let Some(c) =
+                    ind.value.parse::<std::net::SocketAddr>().ok().and_then(|sa| coverage().address(sa.ip()))
+                {
                     add(&c.around, false);
                 }
             }
@@ -316,7 +320,10 @@ impl Allowlist {
 /// A URL's host: an address, or else the name.
 fn url_host(url: &str) -> Result<IpAddr, &str> {
     let host = url.split(['/', '?']).next().unwrap_or("");
-    let host = host.rsplit_once(':').filter(|(h, _)| !h.ends_with(']') || h.starts_with('[')).map_or(host, |(h, _)| h);
+    let host = host
+        .rsplit_once(':')
+        .filter(|(h, _)| !h.ends_with(']') || h.starts_with('['))
+        .map_or(host, |(h, _)| h);
     let host = host.trim_matches(['[', ']']);
     host.parse::<IpAddr>().map_err(|_| host)
 }

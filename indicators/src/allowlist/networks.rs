@@ -9,8 +9,8 @@
 //! that).
 
 use crate::set::networks::NetworkTable;
-use ipnet::IpNet;
 use hashbrown::HashMap;
+use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -42,7 +42,8 @@ impl Coverage {
                 IpAddr::V4(a) => u128::from(u32::from(a)),
                 IpAddr::V6(a) => u128::from(a),
             };
-            let (_, lists) = own.entry((net.addr().is_ipv6(), first, net.prefix_len())).or_insert((net, Vec::new()));
+            let (_, lists) =
+                own.entry((net.addr().is_ipv6(), first, net.prefix_len())).or_insert((net, Vec::new()));
             if !lists.contains(&list) {
                 lists.push(list);
             }

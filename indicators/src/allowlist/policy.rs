@@ -125,9 +125,10 @@ mod tests {
         assert_eq!(Policy::Suppress.decide(false), Decision::Suppress);
         assert_eq!(Policy::Flag.decide(true), Decision::Flag);
         assert_eq!(Policy::Off.decide(true), Decision::Ignore);
-        let p: Policies =
-            toml::from_str("default = \"flag\"\nlists = { amazon-aws = \"off\", \"Top 1000\" = \"suppress\" }")
-                .unwrap();
+        let p: Policies = toml::from_str(
+            "default = \"flag\"\nlists = { amazon-aws = \"off\", \"Top 1000\" = \"suppress\" }",
+        )
+        .unwrap();
         assert_eq!(p.of("amazon-aws", "List of known Amazon AWS IP address ranges"), Policy::Off);
         assert_eq!(p.of("top-1000", "Top 1000"), Policy::Suppress);
         assert_eq!(p.of("other", "Other"), Policy::Flag);

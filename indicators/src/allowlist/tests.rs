@@ -5,10 +5,19 @@ use rand::{Rng, SeedableRng};
 fn lists(policies: &[(&str, Policy)]) -> Allowlist {
     let mut allow = Allowlist::default();
     let docs = [
-        ("top", serde_json::json!({"name": "Top domains", "type": "hostname", "list": ["google.com", "Example.ORG."]})),
-        ("cloud", serde_json::json!({"name": "Cloud", "type": "cidr", "list": ["20.192.0.0/10", "2001:4860::/32"]})),
+        (
+            "top",
+            serde_json::json!({"name": "Top domains", "type": "hostname", "list": ["google.com", "Example.ORG."]}),
+        ),
+        (
+            "cloud",
+            serde_json::json!({"name": "Cloud", "type": "cidr", "list": ["20.192.0.0/10", "2001:4860::/32"]}),
+        ),
         ("dns", serde_json::json!({"name": "Resolvers", "type": "cidr", "list": ["8.8.8.8", "8.8.4.0/24"]})),
-        ("fp", serde_json::json!({"name": "Strings", "type": "string", "list": ["exact.example", "http://example.net/a"]})),
+        (
+            "fp",
+            serde_json::json!({"name": "Strings", "type": "string", "list": ["exact.example", "http://example.net/a"]}),
+        ),
         ("re", serde_json::json!({"name": "Regexes", "type": "regex", "list": ["^a.*"]})),
     ];
     for (slug, doc) in &docs {
@@ -42,8 +51,17 @@ fn by_default_a_list_withdraws_what_it_names_and_flags_what_it_covers() {
     assert_eq!(
         kept,
         [
-            "docs.google.com", "notgoogle.com", "20.198.21.60", "20.198.21.60:443", "20.0.0.1", "20.200.0.0/16",
-            "8.8.8.8:53", "8.8.4.4", "sub.exact.example", "example.org/x.exe", "2001:4860::8888",
+            "docs.google.com",
+            "notgoogle.com",
+            "20.198.21.60",
+            "20.198.21.60:443",
+            "20.0.0.1",
+            "20.200.0.0/16",
+            "8.8.8.8:53",
+            "8.8.4.4",
+            "sub.exact.example",
+            "example.org/x.exe",
+            "2001:4860::8888",
         ]
     );
     let flag = |v: &str| flagged.iter().find(|(f, _)| f == v).map(|(_, tags)| tags.clone());
@@ -62,21 +80,36 @@ fn by_default_a_list_withdraws_what_it_names_and_flags_what_it_covers() {
 
 #[test]
 fn suppress_flag_and_off_per_list() {
-    let mut allow = lists(&[("top", Policy::Suppress), ("cloud", Policy::Suppress), ("dns", Policy::Suppress)]);
+    let mut allow =
+        lists(&[("top", Policy::Suppress), ("cloud", Policy::Suppress), ("dns", Policy::Suppress)]);
     let (_, gone, _) = run(&mut allow);
     assert_eq!(
         gone,
         [
-            "google.com", "docs.google.com", "20.198.21.60", "20.198.21.60:443", "20.192.0.0/10", "20.200.0.0/16",
-            "8.8.8.8", "8.8.8.8:53", "8.8.4.4", "exact.example", "example.org/x.exe", "example.net/a",
+            "google.com",
+            "docs.google.com",
+            "20.198.21.60",
+            "20.198.21.60:443",
+            "20.192.0.0/10",
+            "20.200.0.0/16",
+            "8.8.8.8",
+            "8.8.8.8:53",
+            "8.8.4.4",
+            "exact.example",
+            "example.org/x.exe",
+            "example.net/a",
             "2001:4860::8888",
         ],
         "suppress is what every list did before policies"
     );
-    let mut allow = lists(&[("fp", Policy::Flag), ("top", Policy::Off), ("cloud", Policy::Off), ("dns", Policy::Off)]);
+    let mut allow =
+        lists(&[("fp", Policy::Flag), ("top", Policy::Off), ("cloud", Policy::Off), ("dns", Policy::Off)]);
     let (kept, gone, flagged) = run(&mut allow);
     assert!(gone.is_empty() && kept.len() == 16, "{gone:?}");
-    assert_eq!(flagged.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>(), ["exact.example", "example.net/a"]);
+    assert_eq!(
+        flagged.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>(),
+        ["exact.example", "example.net/a"]
+    );
     assert_eq!(allow.lists()[0].report.skipped.get("policy off"), Some(&2));
 }
 
@@ -113,12 +146,25 @@ fn oracle(entries: &[(u16, &str, String)], policies: &[Policy], ind: &Indicator)
         let Ok(n) = normalise(entry) else { continue };
         let covered = match n.kind {
             Kind::Ipv4 | Kind::Cidr => {
-                let net: IpNet = n.value.parse().or_else(|_| n.value.parse::<IpAddr>().map(IpNet::from)).unwrap();
+                let net: IpNet =
+                    n.value.parse().or_else(|_| n.value.parse::<IpAddr>().map(IpNet::from)).unwrap();
                 let net = net.trunc();
                 match ind.kind {
-                    Kind::Ipv4 => ind.value.parse::<IpAddr>().ok().filter(|ip| net.contains(ip)).map(|ip| IpNet::from(ip) == net),
-                    Kind::Cidr => ind.value.parse::<IpNet>().ok().filter(|i| net.contains(i)).map(|i| i.trunc() == net),
-                    Kind::IpPort => ind.value.parse::<std::net::SocketAddr>().ok().filter(|sa| net.contains(&sa.ip())).map(|_| false),
+                    Kind::Ipv4 => ind
+                        .value
+                        .parse::<IpAddr>()
+                        .ok()
+                        .filter(|ip| net.contains(ip))
+                        .map(|ip| IpNet::from(ip) == net),
+                    Kind::Cidr => {
+                        ind.value.parse::<IpNet>().ok().filter(|i| net.contains(i)).map(|i| i.trunc() == net)
+                    }
+                    Kind::IpPort => ind
+                        .value
+                        .parse::<std::net::SocketAddr>()
+                        .ok()
+                        .filter(|sa| net.contains(&sa.ip()))
+                        .map(|_| false),
                     _ => None,
                 }
             }
@@ -135,7 +181,9 @@ fn oracle(entries: &[(u16, &str, String)], policies: &[Policy], ind: &Indicator)
         };
         let Some(exact) = covered else { continue };
         match policies[usize::from(*list)].decide(exact) {
-            Decision::Suppress => verdict.suppressed_by = Some(verdict.suppressed_by.map_or(*list, |l| l.min(*list))),
+            Decision::Suppress => {
+                verdict.suppressed_by = Some(verdict.suppressed_by.map_or(*list, |l| l.min(*list)))
+            }
             Decision::Flag if !verdict.flagged_by.contains(list) => verdict.flagged_by.push(*list),
             _ => {}
         }
@@ -159,13 +207,20 @@ fn judging_agrees_with_checking_every_entry() {
         let mut policies = Vec::new();
         let mut allow = Allowlist::default();
         for list in 0..6u16 {
-            let policy = [Policy::Specific, Policy::Suppress, Policy::Flag, Policy::Off][rng.random_range(0..4)];
+            let policy =
+                [Policy::Specific, Policy::Suppress, Policy::Flag, Policy::Off][rng.random_range(0..4)];
             let typ = ["cidr", "hostname", "string"][rng.random_range(0..3)];
             let texts: Vec<String> = (0..rng.random_range(0..8))
                 .map(|_| match typ {
-                    "cidr" => format!("10.{}.{}.0/{}", rng.random_range(0..3), rng.random_range(0..3), rng.random_range(8..=32)),
+                    "cidr" => format!(
+                        "10.{}.{}.0/{}",
+                        rng.random_range(0..3),
+                        rng.random_range(0..3),
+                        rng.random_range(8..=32)
+                    ),
                     "hostname" => names[rng.random_range(0..names.len())].to_owned(),
-                    _ => ["a.example", "10.1.1.0", "x.example/p", "10.0.0.0/16"][rng.random_range(0..4)].to_owned(),
+                    _ => ["a.example", "10.1.1.0", "x.example/p", "10.0.0.0/16"][rng.random_range(0..4)]
+                        .to_owned(),
                 })
                 .collect();
             entries.extend(texts.iter().map(|t| (list, typ, t.clone())));
