@@ -288,7 +288,7 @@ impl Allowlist {
         }
         // Flagged indicators of one metadata record share one flagged record. The key is the
         // record's address; the value keeps the record alive, so no other can take it.
-        let mut flagged_meta: HashMap<(*const Meta, Vec<u16>), (Arc<Meta>, Arc<Meta>)> = HashMap::default();
+        let mut flagged_meta: HashMap<(*const Meta, Vec<u16>), Flagged> = HashMap::default();
         let (mut kept, mut suppressed) = (Vec::with_capacity(indicators.len()), Vec::new());
         for mut ind in indicators {
             let verdict = self.judge(&ind);
@@ -316,6 +316,9 @@ impl Allowlist {
         (kept, suppressed)
     }
 }
+
+/// A metadata record, kept alive while in use as a key, and its flagged copy.
+type Flagged = (Arc<Meta>, Arc<Meta>);
 
 /// A URL's host: an address, or else the name.
 fn url_host(url: &str) -> Result<IpAddr, &str> {

@@ -31,7 +31,10 @@ const TRAIL: &str = "google.com\ndocs.google.com\nnotgoogle.com\n20.198.21.60\n2
 20.192.0.0/10\n20.200.0.0/16\n8.8.8.8\n8.8.8.8:53\n8.8.4.4\nexact.example\nsub.exact.example\n\
 example.org/x.exe\nexample.net/a\n2001:4860::8888\n";
 
-fn run(allow: &mut Allowlist) -> (Vec<String>, Vec<String>, Vec<(String, Vec<String>)>) {
+/// What remains, what was withdrawn, and each flagged value with its tags.
+type Outcome = (Vec<String>, Vec<String>, Vec<(String, Vec<String>)>);
+
+fn run(allow: &mut Allowlist) -> Outcome {
     let (kept, gone) = allow.apply(parse_plain("trail", TRAIL).indicators);
     let flagged = kept
         .iter()
