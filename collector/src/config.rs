@@ -16,6 +16,10 @@
 //! max_import_bytes = 1073741824         # largest `zdn indicators import` (it streams in pieces)
 //! stale_after_seconds = 300             # an agent without heartbeat for longer is "stale"
 //!
+//! [warninglist_policy]                  # what each warninglist does (see docs/OPERATING.md):
+//! default = "specific"                  # withdraw what an entry names exactly, flag the rest
+//! lists = {}                            # per list (directory or name): specific|suppress|flag|off
+//!
 //! [correlation]
 //! min_participants = 2                  # distinct participants that open an incident
 //! window_hours = 24                     # ... within this window of packet time

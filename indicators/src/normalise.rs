@@ -80,8 +80,10 @@ fn detect(text: &str) -> Result<Normalised, RejectReason> {
     if text.starts_with('/') {
         return path_only_url(text);
     }
-    if let Some((scheme, rest)) = text.split_once("://") {
-        return normalise_url(Some(&scheme.to_ascii_lowercase()), rest);
+    // `split_once("://")` would build a substring searcher for every value.
+    let scheme_end = text.match_indices(':').map(|(i, _)| i).find(|&i| text[i..].starts_with("://"));
+    if let Some(end) = scheme_end {
+        return normalise_url(Some(&text[..end].to_ascii_lowercase()), &text[end + 3..]);
     }
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(address(ip));

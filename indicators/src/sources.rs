@@ -49,10 +49,17 @@ impl BuiltSet {
         let (accepted, duplicates) = (count(|r| r.accepted), count(|r| r.duplicates));
         let rejected = count(|r| r.rejected.len());
         let across = self.kept.saturating_sub(self.set.len());
+        let mut formats: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &self.reports {
+            *formats.entry(&r.format).or_default() += 1;
+        }
+        let formats: Vec<String> =
+            by_count(formats.into_iter()).iter().map(|(f, n)| format!("{f}: {n}")).collect();
         let _ = write!(
             out,
-            "{} sources: {accepted} indicators read, {} duplicates ({duplicates} within a source, {across} across sources), {rejected} rejected",
+            "{} sources ({}): {accepted} indicators read, {} duplicates ({duplicates} within a source, {across} across sources), {rejected} rejected",
             self.reports.len(),
+            formats.join(", "),
             duplicates + across,
         );
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();

@@ -294,7 +294,9 @@ fn check_config_reports_what_it_checked_and_what_is_wrong() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         stdout.contains("participant umc-noord (gw-1)")
-            && stdout.contains("1 indicators, 0 duplicates, 0 rejected"),
+            && stdout.contains(
+                "1 indicators read, 0 duplicates (0 within a source, 0 across sources), 0 rejected"
+            ),
         "{stdout}"
     );
     assert!(stdout.contains("configuration ok"), "{stdout}");

@@ -166,7 +166,8 @@ pub async fn page(
             ("campaign / event", m.event.clone()),
             ("TLP", m.tlp.clone()),
             ("confidence", if m.confidence == 0 { String::new() } else { m.confidence.to_string() }),
-            ("tags", m.tags.join(", ")),
+            ("tags", plain_tags(&m.tags).join(", ")),
+            ("warninglists", warninglists(&m.tags).join(", ")),
         ]);
     }
     facts.retain(|(_, v)| !v.is_empty());
@@ -254,9 +255,27 @@ pub async fn mark_false_positive(
     Ok(Redirect::to(&back).into_response())
 }
 
+/// The lists that flagged the indicator as a likely false positive (their `warninglist:` tags):
+/// kept for analysts to weigh, not hidden among the source's own tags.
+fn warninglists(tags: &[String]) -> Vec<&str> {
+    tags.iter().filter_map(|t| t.strip_prefix(zdn_indicators::allowlist::FLAG_TAG)).collect()
+}
+
+fn plain_tags(tags: &[String]) -> Vec<&str> {
+    tags.iter().map(String::as_str).filter(|t| !t.starts_with(zdn_indicators::allowlist::FLAG_TAG)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warninglist_flags_are_shown_apart_from_the_sources_tags() {
+        let tags: Vec<String> =
+            ["apt", "warninglist:amazon-aws", "c2", "warninglist:vpn-ipv4"].map(String::from).into();
+        assert_eq!(warninglists(&tags), ["amazon-aws", "vpn-ipv4"]);
+        assert_eq!(plain_tags(&tags), ["apt", "c2"]);
+    }
 
     #[test]
     fn the_chart_spans_first_to_last_sighting_on_one_axis() {

