@@ -185,14 +185,7 @@ impl Screened {
             (loaded, allow.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
         });
         let ((mut sources, reports), mut allow) = (loaded?, allow?);
-        let mut suppressed = Vec::new();
-        if !allow.is_empty() {
-            for source in &mut sources {
-                let (kept, gone) = allow.apply(std::mem::take(source));
-                *source = kept;
-                suppressed.extend(gone);
-            }
-        }
+        let suppressed = allow.apply(&mut sources);
         let flagged = allow.flagged();
         Ok(Screened { sources, reports, warninglists: allow.lists().to_vec(), suppressed, flagged })
     }

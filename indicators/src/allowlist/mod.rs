@@ -9,16 +9,18 @@
 //!
 //! | file | job |
 //! | --- | --- |
-//! | `mod.rs` | loading lists, judging one indicator, applying the lists to a source |
+//! | `mod.rs` | loading lists, judging one indicator |
+//! | `apply.rs` | applying the lists to every source, on every core, with counts per list |
 //! | `policy.rs` | [`Policy`] per list and the `[warninglist_policy]` configuration |
 //! | `networks.rs` | which lists cover an address or network: the matcher's prefix table |
 
+mod apply;
 mod networks;
 mod policy;
 
 pub use policy::{Decision, Policies, Policy};
 
-use crate::model::{Indicator, Kind, Meta};
+use crate::model::{Indicator, Kind};
 use crate::normalise::normalise;
 use crate::report::{LoadError, LoadReport};
 use hashbrown::HashMap;
@@ -28,7 +30,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 /// The tag a flagged indicator carries, one per list that flags it: `warninglist:<list>`.
 pub const FLAG_TAG: &str = "warninglist:";
@@ -205,7 +207,7 @@ impl Allowlist {
         if let Some(lists) = self.exact[ind.kind as usize].get(ind.value.as_str()) {
             add(lists, true);
         }
-        let coverage = || self.coverage.get_or_init(|| Coverage::new(&self.networks));
+        let coverage = || self.coverage();
         match ind.kind {
             Kind::Domain => self.walk_domain(&ind.value, true, &mut add),
             Kind::Ipv4 | Kind::Ipv6 => {
@@ -246,19 +248,23 @@ impl Allowlist {
     }
 
     /// Hostname entries for `name` and its parents; `name` itself is exact when `exact_self`.
+    /// The walk stops before the top-level label: a hostname entry has at least two (as every
+    /// domain `normalise` accepts), so probing the last one alone could only miss.
     fn walk_domain(&self, name: &str, exact_self: bool, add: &mut impl FnMut(&[u16], bool)) {
         let mut rest = name;
         let mut first = true;
-        loop {
+        while let Some(dot) = rest.find('.') {
             if let Some(lists) = self.domains.get(rest) {
                 add(lists, first && exact_self);
             }
             first = false;
-            match rest.find('.') {
-                Some(dot) => rest = &rest[dot + 1..],
-                None => return,
-            }
+            rest = &rest[dot + 1..];
         }
+    }
+
+    /// The networks' lookup structure, built on first use.
+    fn coverage(&self) -> &Coverage {
+        self.coverage.get_or_init(|| Coverage::new(&self.networks))
     }
 
     /// What the lists do to `ind` under their policies.
@@ -279,46 +285,7 @@ impl Allowlist {
         verdict.flagged_by.sort_unstable();
         verdict
     }
-
-    /// Applies the lists to one source: returns what remains (flagged indicators carry a
-    /// [`FLAG_TAG`] tag per list) and what was withdrawn, and counts both per list.
-    pub fn apply(&mut self, indicators: Vec<Indicator>) -> (Vec<Indicator>, Vec<Indicator>) {
-        if self.is_empty() {
-            return (indicators, Vec::new());
-        }
-        // Flagged indicators of one metadata record share one flagged record. The key is the
-        // record's address; the value keeps the record alive, so no other can take it.
-        let mut flagged_meta: HashMap<(*const Meta, Vec<u16>), Flagged> = HashMap::default();
-        let (mut kept, mut suppressed) = (Vec::with_capacity(indicators.len()), Vec::new());
-        for mut ind in indicators {
-            let verdict = self.judge(&ind);
-            if let Some(list) = verdict.suppressed_by {
-                self.lists[usize::from(list)].suppressed += 1;
-                suppressed.push(ind);
-                continue;
-            }
-            if !verdict.flagged_by.is_empty() {
-                self.flagged += 1;
-                for &list in &verdict.flagged_by {
-                    self.lists[usize::from(list)].flagged += 1;
-                }
-                let lists = &self.lists;
-                let key = (Arc::as_ptr(&ind.meta), verdict.flagged_by);
-                let (_, meta) = flagged_meta.entry(key).or_insert_with_key(|(_, by)| {
-                    let mut meta = Meta::clone(&ind.meta);
-                    meta.tags.extend(by.iter().map(|&l| format!("{FLAG_TAG}{}", lists[usize::from(l)].slug)));
-                    (ind.meta.clone(), Arc::new(meta))
-                });
-                ind.meta = meta.clone();
-            }
-            kept.push(ind);
-        }
-        (kept, suppressed)
-    }
 }
-
-/// A metadata record, kept alive while in use as a key, and its flagged copy.
-type Flagged = (Arc<Meta>, Arc<Meta>);
 
 /// A URL's host: an address, or else the name.
 fn url_host(url: &str) -> Result<IpAddr, &str> {
