@@ -23,6 +23,7 @@ mod build;
 pub mod compiled;
 pub mod delta;
 pub(crate) mod networks;
+mod removal;
 
 use crate::model::{Indicator, Kind, Meta};
 use foldhash::fast::FixedState;
