@@ -8,7 +8,8 @@
 #   - `zdn-collector serve` with both configured: seconds from start to READY=1;
 #   - `zdn indicators false-positive`: seconds per mark, start to answer (published version);
 #   - `zdn indicators import` of the trails directory (50 MB) over gRPC.
-# Traffic goes to 127.0.0.1 only.
+# RUNS (default 5) and MARKS (default 5) set the number of timed runs and marks; an earlier
+# release rebuilds for minutes per run, so RUNS=1 MARKS=1 for it. Traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${1:-target/release}
@@ -22,8 +23,10 @@ tar -xJf ../shared/data/warninglists/misp-warninglists.tar.xz -C "$dir"
 trails=$dir/static lists=$dir/misp-warninglists/lists
 
 echo "--- check-indicators (trails only, then with every warninglist)"
-farm-bench -n 5 --timeout 600 -- "$bin/zdn-agent" check-indicators --indicators "$trails"
-farm-bench -n 5 --timeout 900 -- "$bin/zdn-agent" check-indicators --indicators "$trails" --allowlist "$lists"
+runs=${RUNS:-5} warmup=$(( ${RUNS:-5} > 1 ? 1 : 0 ))
+farm-bench -n "$runs" --warmup "$warmup" --timeout 900 -- "$bin/zdn-agent" check-indicators --indicators "$trails"
+farm-bench -n "$runs" --warmup "$warmup" --timeout 1800 -- \
+  "$bin/zdn-agent" check-indicators --indicators "$trails" --allowlist "$lists"
 
 "$bin/zdn-collector" pki init --dir "$dir/pki" >/dev/null
 admin=$("$bin/zdn-collector" pki issue --dir "$dir/pki" --participant z-cert --role admin --name bench | tail -1)
@@ -48,7 +51,7 @@ echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s"
 url=https://$(grep '"collector listening"' "$dir/log" | sed 's/.*"addr":"\([^"]*\)".*/\1/')
 
 echo "--- false-positive marks (seconds each, start of zdn to its answer)"
-for value in $(grep -hv '^#' "$trails"/malware/*.txt | grep -E '^[a-z0-9.-]+\.[a-z]+$' | head -5); do
+for value in $(grep -hv '^#' "$trails"/malware/*.txt | grep -E '^[a-z0-9.-]+\.[a-z]+$' | head -"${MARKS:-5}"); do
   t0=$(date +%s.%N)
   "$bin/zdn" --collector "$url" --identity "$admin" indicators false-positive "$value" --reason bench >/dev/null
   echo "$value $(echo "$(date +%s.%N) - $t0" | bc) s"
