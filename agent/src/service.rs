@@ -192,7 +192,7 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
             Some(new) = controls.reload.recv() => {
                 sources = sources_of(&new, pinned);
                 if new.capture != config.capture || new.collector != config.collector || new.state_dir != config.state_dir {
-                    tracing::warn!("reload applies indicators.local, indicators.allowlists and reopens the alert log; other changes need a restart");
+                    tracing::warn!("reload applies indicators.local, indicators.allowlists with their warninglist_policy, and reopens the alert log; other changes need a restart");
                 }
                 if let Some(log) = &shared.alerts
                     && let Err(e) = log.lock().unwrap_or_else(|p| p.into_inner()).reopen()

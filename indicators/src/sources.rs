@@ -197,6 +197,20 @@ impl Screened {
         before - self.sources.iter().map(Vec::len).sum::<usize>()
     }
 
+    /// The screened indicators, by source.
+    pub fn sources(&self) -> &[Vec<Indicator>] {
+        &self.sources
+    }
+
+    /// The report for `set`, made from these indicators some other way (the collector applies
+    /// the change since its last version to that version instead of building them anew).
+    pub fn into_built(self, set: IndicatorSet) -> BuiltSet {
+        let Screened { sources, reports, warninglists, suppressed, flagged } = self;
+        let kept = sources.iter().map(Vec::len).sum();
+        std::thread::spawn(move || drop(sources));
+        BuiltSet { set, reports, warninglists, suppressed, flagged, kept }
+    }
+
     /// Builds the set.
     pub fn build(self) -> BuiltSet {
         let Screened { sources, reports, warninglists, suppressed, flagged } = self;

@@ -13,9 +13,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
-use zdn_indicators::set::delta::{Change, diff};
+use zdn_indicators::set::delta::{Change, diff_sources};
 use zdn_indicators::signing::{self, Publisher};
-use zdn_indicators::{IndicatorSet, Kind};
+use zdn_indicators::{IndicatorSet, Kind, Screened};
 use zdn_proto::v1::{self, indicator_service_server::IndicatorService};
 
 /// Largest piece of a signed set in one message, well under the message size limits.
@@ -39,21 +39,32 @@ impl Published {
         Published { version, key_id: publisher.public_hex(), signed, set, deltas: Vec::new() }
     }
 
-    /// The version after this one, holding what `sources` hold: made by applying the change
-    /// to this set, so agents can do the same from a delta and get the signed bytes.
-    pub(super) fn next(&self, version: u64, sources: IndicatorSet, publisher: &Publisher) -> Published {
-        if self.signed.is_empty() || sources.is_empty() {
-            return Published::new(version, sources, publisher);
+    /// The version after this one, holding what the screened `sources` hold: the change
+    /// between them and this set (found without building them), applied to this set, so agents
+    /// can do the same from a delta and get the signed bytes. Returns it with the load report.
+    pub(super) fn next(&self, version: u64, sources: Screened, publisher: &Publisher) -> (Published, String) {
+        if self.signed.is_empty() {
+            let built = sources.build();
+            let summary = built.summary();
+            return (Published::new(version, built.set, publisher), summary);
         }
-        let change = diff(&self.set, &sources);
-        self.changed(version, &change, publisher)
+        let change = diff_sources(&self.set, sources.sources());
+        let built = sources.into_built(self.set.apply(&change));
+        let summary = built.summary();
+        (self.with(version, built.set, &change, publisher), summary)
     }
 
     /// The version after this one: this set with `change` applied (an analyst's withdrawal
     /// needs no rebuild from the sources).
     pub(super) fn changed(&self, version: u64, change: &Change, publisher: &Publisher) -> Published {
-        let mut next = Published::new(version, self.set.apply(change), publisher);
-        let signature = signing::signature_of(&next.signed).expect("a non-empty set is signed");
+        self.with(version, self.set.apply(change), change, publisher)
+    }
+
+    /// The version after this one, `set` (this set with `change` applied), and the step to it.
+    fn with(&self, version: u64, set: IndicatorSet, change: &Change, publisher: &Publisher) -> Published {
+        let mut next = Published::new(version, set, publisher);
+        // Nothing left to publish: no set, so no step to it either.
+        let Some(signature) = signing::signature_of(&next.signed) else { return next };
         let step = super::delta::step(self.version, version, change, signature, &next.key_id);
         tracing::info!(
             version,
@@ -177,6 +188,21 @@ mod tests {
     use super::*;
     use zdn_indicators::Indicator;
     use zdn_indicators::model::Meta;
+
+    /// Withdrawing the last indicator leaves nothing to sign: the version publishes no set and
+    /// no step (it once expected a signature there, and would have panicked).
+    #[test]
+    fn withdrawing_the_last_indicator_publishes_an_empty_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = Publisher::load_or_create(&dir.path().join("k")).unwrap();
+        let set = IndicatorSet::new(zdn_indicators::parse_plain("t", "only.example\n").indicators);
+        let first = Published::new(1, set, &publisher);
+        let removed = first.holding("only.example");
+        assert_eq!(removed, [(Kind::Domain, "only.example".to_owned())]);
+        let next = first.changed(2, &Change { added: Vec::new(), removed }, &publisher);
+        assert!(next.signed.is_empty() && next.deltas.is_empty() && next.set.is_empty());
+        assert!(first.holding("other.example").is_empty());
+    }
 
     #[test]
     fn an_indicator_names_its_campaign_in_the_published_version() {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 use zdn_indicators::set::delta::Change;
 use zdn_indicators::signing::Publisher;
-use zdn_indicators::{Allowlists, BuiltSet, LoadError, Policies, Screened};
+use zdn_indicators::{Allowlists, LoadError, Policies, Screened};
 
 /// What each version is built from.
 #[derive(Debug, Clone)]
@@ -32,9 +32,9 @@ impl Sources {
         Allowlists { paths: &self.allowlists, policies: &self.policies }
     }
 
-    /// Loads everything, leaves out what analysts withdrew, and builds the set, logging each
-    /// step (with 1.85M trails and every warninglist this takes seconds, not minutes).
-    fn build(&self, withdrawn: &BTreeSet<String>) -> Result<BuiltSet, LoadError> {
+    /// Loads everything and leaves out what analysts withdrew, logging each step (with 1.85M
+    /// trails and every warninglist this takes seconds, not minutes).
+    fn screen(&self, withdrawn: &BTreeSet<String>) -> Result<Screened, LoadError> {
         let started = Instant::now();
         let paths = self.paths();
         tracing::info!(
@@ -44,19 +44,12 @@ impl Sources {
         );
         let mut screened = Screened::load(&paths, self.allowlists(), None)?;
         let left_out = screened.retain(|i| !withdrawn.contains(&i.value));
-        let loaded = started.elapsed();
-        let built = screened.build();
         tracing::info!(
-            indicators = built.set.len(),
-            withdrawn_by_warninglists = built.suppressed.len(),
-            flagged_by_warninglists = built.flagged,
             left_out_as_false_positives = left_out,
-            load_seconds = loaded.as_secs_f64(),
-            build_seconds = (started.elapsed() - loaded).as_secs_f64(),
-            summary = %built.summary(),
+            load_seconds = started.elapsed().as_secs_f64(),
             "indicator sources loaded"
         );
-        Ok(built)
+        Ok(screened)
     }
 
     /// The configured sources, then each import (the one entry of each import's directory).
@@ -95,15 +88,13 @@ impl Publishing {
         withdrawn: Vec<String>,
     ) -> Result<Publishing, LoadError> {
         let withdrawn: BTreeSet<String> = withdrawn.into_iter().collect();
-        let built = sources.build(&withdrawn)?;
+        let started = Instant::now();
+        let built = sources.screen(&withdrawn)?.build();
         let version = u64::try_from(zdn_timestamps::now_ms() / 1000).unwrap_or(1);
-        let signing = Instant::now();
+        let summary = built.summary();
         let current = watch::Sender::new(Arc::new(Published::new(version, built.set, &publisher)));
-        tracing::info!(
-            version,
-            sign_seconds = signing.elapsed().as_secs_f64(),
-            "indicator set signed for publishing"
-        );
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(version, seconds, %summary, "indicator set built and signed for publishing");
         Ok(Publishing { publisher, sources, current, withdrawn: Mutex::new(withdrawn) })
     }
 
@@ -153,11 +144,14 @@ impl Publishing {
     }
 
     fn publish(&self, withdrawn: &BTreeSet<String>) -> Result<u64, LoadError> {
-        let built = self.sources.build(withdrawn)?;
+        let started = Instant::now();
+        let screened = self.sources.screen(withdrawn)?;
         let previous = self.current.borrow().clone();
         let version = self.next_version(&previous);
-        self.current.send_replace(Arc::new(previous.next(version, built.set, &self.publisher)));
-        tracing::info!(version, "published a new indicator set version");
+        let (next, summary) = previous.next(version, screened, &self.publisher);
+        self.current.send_replace(Arc::new(next));
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(version, seconds, %summary, "published a new indicator set version");
         Ok(version)
     }
 

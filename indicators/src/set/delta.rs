@@ -48,29 +48,80 @@ fn same(a: &Match<'_>, b: &Match<'_>) -> bool {
 /// What turns `old` into `new`: `old.apply(&diff(old, new))` holds the same indicators as
 /// `new`. Linear in both sets, with one table of `u32` over `old`.
 pub fn diff(old: &IndicatorSet, new: &IndicatorSet) -> Change {
-    let mut by_key: HashTable<u32> = HashTable::with_capacity(old.len());
-    for m in old.iter() {
-        by_key.insert_unique(key_hash(m.kind(), &m.value()), m.index, |&i| {
-            let o = old.at(i);
-            key_hash(o.kind(), &o.value())
-        });
-    }
-    let mut kept = vec![false; old.len()];
-    let mut change = Change::default();
+    let mut against = Against::new(old);
+    let mut added = Vec::new();
     for n in new.iter() {
-        let (kind, value) = (n.kind(), n.value());
-        let found = by_key.find(key_hash(kind, &value), |&i| {
+        match against.find(n.kind(), &n.value()) {
+            Some(o) if same(&o, &n) => against.keep(o),
+            _ => added.push(n.to_indicator()),
+        }
+    }
+    against.change(added)
+}
+
+/// What [`diff`] finds between `old` and the set `IndicatorSet::from_sources(new)` would
+/// build, without building it (a republish saves a whole build): `new` in order, the first of
+/// each (kind, value) counting, as `from_sources` keeps it.
+pub fn diff_sources(old: &IndicatorSet, new: &[Vec<Indicator>]) -> Change {
+    let mut against = Against::new(old);
+    let mut seen: HashSet<(Kind, &str), foldhash::fast::RandomState> = HashSet::default();
+    let mut added = Vec::new();
+    for ind in new.iter().flatten() {
+        if !seen.insert((ind.kind, ind.value.as_str())) {
+            continue;
+        }
+        match against.find(ind.kind, &ind.value) {
+            Some(o) if o.exact_only() == ind.exact_only && o.id() == ind.id() && *o.meta() == *ind.meta => {
+                against.keep(o)
+            }
+            _ => added.push(ind.clone()),
+        }
+    }
+    against.change(added)
+}
+
+/// The old set, indexed by (kind, value), and which of its indicators the new one keeps.
+struct Against<'s> {
+    old: &'s IndicatorSet,
+    by_key: HashTable<u32>,
+    kept: Vec<bool>,
+}
+
+impl<'s> Against<'s> {
+    fn new(old: &'s IndicatorSet) -> Against<'s> {
+        let mut by_key: HashTable<u32> = HashTable::with_capacity(old.len());
+        for m in old.iter() {
+            by_key.insert_unique(key_hash(m.kind(), &m.value()), m.index, |&i| {
+                let o = old.at(i);
+                key_hash(o.kind(), &o.value())
+            });
+        }
+        Against { old, by_key, kept: vec![false; old.len()] }
+    }
+
+    fn find(&self, kind: Kind, value: &str) -> Option<Match<'s>> {
+        let old = self.old;
+        let found = self.by_key.find(key_hash(kind, value), |&i| {
             let o = old.at(i);
             o.kind() == kind && o.value() == value
         });
-        match found {
-            Some(&i) if same(&old.at(i), &n) => kept[i as usize] = true,
-            _ => change.added.push(n.to_indicator()),
-        }
+        found.map(|&i| old.at(i))
     }
-    change.removed =
-        old.iter().filter(|m| !kept[m.index as usize]).map(|m| (m.kind(), m.value().into_owned())).collect();
-    change
+
+    fn keep(&mut self, m: Match<'_>) {
+        self.kept[m.index as usize] = true;
+    }
+
+    /// The change: `added`, and every old indicator not kept, removed.
+    fn change(self, added: Vec<Indicator>) -> Change {
+        let removed = self
+            .old
+            .iter()
+            .filter(|m| !self.kept[m.index as usize])
+            .map(|m| (m.kind(), m.value().into_owned()))
+            .collect();
+        Change { added, removed }
+    }
 }
 
 impl IndicatorSet {
@@ -167,12 +218,9 @@ mod tests {
         assert_eq!(change.len(), change.added.len() + change.removed.len());
     }
 
-    /// Removals take the fast way (`without`); it must give the bytes a rebuild of the kept
-    /// indicators gives, from the collector's set and from one decoded as an agent has it.
-    #[test]
-    fn removing_without_a_rebuild_gives_the_bytes_of_a_rebuild() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    /// Random sources of every kind, some values repeated across them, some with ids.
+    fn random_sources(rng: &mut rand::rngs::StdRng, round: usize) -> Vec<Vec<Indicator>> {
+        use rand::Rng;
         let values = |rng: &mut rand::rngs::StdRng| -> String {
             (0..60)
                 .map(|i| match rng.random_range(0..8) {
@@ -187,15 +235,25 @@ mod tests {
                 })
                 .collect()
         };
-        for round in 0..40 {
-            let mut sources = Vec::new();
-            for feed in 0..rng.random_range(1..4) {
-                let mut loaded = parse_plain(&format!("feed{feed}.txt"), &values(&mut rng)).indicators;
-                for ind in loaded.iter_mut().filter(|_| rng.random_bool(0.2)) {
-                    ind.id = Some(format!("id-{round}-{}", ind.value));
-                }
-                sources.push(loaded);
+        let mut sources = Vec::new();
+        for feed in 0..rng.random_range(1..4) {
+            let mut loaded = parse_plain(&format!("feed{feed}.txt"), &values(rng)).indicators;
+            for ind in loaded.iter_mut().filter(|_| rng.random_bool(0.2)) {
+                ind.id = Some(format!("id-{round}-{}", ind.value));
             }
+            sources.push(loaded);
+        }
+        sources
+    }
+
+    /// Removals take the fast way (`without`); it must give the bytes a rebuild of the kept
+    /// indicators gives, from the collector's set and from one decoded as an agent has it.
+    #[test]
+    fn removing_without_a_rebuild_gives_the_bytes_of_a_rebuild() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..40 {
+            let sources = random_sources(&mut rng, round);
             let old = IndicatorSet::from_sources(&sources);
             let all: Vec<Indicator> = old.iter().map(|m| m.to_indicator()).collect();
             let removed: Vec<(Kind, String)> =
@@ -207,6 +265,29 @@ mod tests {
             assert_eq!(compiled::encode(&old.apply(&change), 9), rebuilt, "round {round}");
             let (decoded, _) = compiled::decode(&compiled::encode(&old, 8)).unwrap();
             assert_eq!(compiled::encode(&decoded.apply(&change), 9), rebuilt, "round {round}, decoded");
+        }
+    }
+
+    /// `diff_sources` finds what `diff` finds against the built set: the same removals, and
+    /// additions that give the same bytes (duplicates across sources, changed metadata, ids).
+    #[test]
+    fn diffing_the_sources_is_diffing_the_set_they_build() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for round in 0..40 {
+            let old = IndicatorSet::from_sources(&random_sources(&mut rng, round));
+            let sources = random_sources(&mut rng, round + usize::from(round % 3 == 0));
+            let built = IndicatorSet::from_sources(&sources);
+            let (fast, slow) = (diff_sources(&old, &sources), diff(&old, &built));
+            let (mut a, mut b) = (fast.removed.clone(), slow.removed.clone());
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "round {round}");
+            assert_eq!(fast.added.len(), slow.added.len(), "round {round}");
+            assert!(
+                !fast.added.is_empty() && !fast.removed.is_empty() && fast.len() < old.len() + built.len()
+            );
+            assert_eq!(compiled::encode(&old.apply(&fast), 3), compiled::encode(&old.apply(&slow), 3));
         }
     }
 
