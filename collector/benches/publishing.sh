@@ -64,3 +64,11 @@ if "$bin/zdn" --collector "$url" --identity "$admin" indicators import "$trails"
 else
   echo "import failed after $(echo "$(date +%s.%N) - $t0" | bc) s:"; tail -3 "$dir/import"
 fi
+
+echo "--- republish (SIGHUP): everything loaded again and published as the next version"
+published() { grep -c '"published a new indicator set version"' "$dir/log" || true; }
+before=$(published)
+t0=$(date +%s.%N)
+kill -HUP "$served"
+until [ "$(published)" -gt "$before" ]; do sleep 0.05; done
+echo "republished in $(echo "$(date +%s.%N) - $t0" | bc) s"
