@@ -11,10 +11,12 @@
 //! | --- | --- |
 //! | `mod.rs` | loading lists, judging one indicator |
 //! | `apply.rs` | applying the lists to every source, on every core, with counts per list |
+//! | `document.rs` | a warninglist file, its entries borrowed from the bytes |
 //! | `policy.rs` | [`Policy`] per list and the `[warninglist_policy]` configuration |
 //! | `networks.rs` | which lists cover an address or network: the matcher's prefix table |
 
 mod apply;
+mod document;
 mod networks;
 mod policy;
 
@@ -23,9 +25,11 @@ pub use policy::{Decision, Policies, Policy};
 use crate::model::{Indicator, Kind};
 use crate::normalise::normalise;
 use crate::report::{LoadError, LoadReport};
+use document::Document;
 use hashbrown::HashMap;
 use ipnet::IpNet;
 use networks::Coverage;
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -107,7 +111,7 @@ impl Allowlist {
             return Ok(());
         }
         let bytes = std::fs::read(path).map_err(io)?;
-        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| LoadError::Malformed {
+        let doc: Document = serde_json::from_slice(&bytes).map_err(|e| LoadError::Malformed {
             path: path.display().to_string(),
             format: "MISP warninglist",
             what: e.to_string(),
@@ -119,7 +123,7 @@ impl Allowlist {
             _ => path.file_stem(),
         };
         let slug = slug.map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty());
-        let name = doc.get("name").and_then(Value::as_str).unwrap_or_default();
+        let name = doc.name.as_deref().unwrap_or_default();
         let slug = slug.unwrap_or_else(|| name.to_owned());
         let policy = policies.of(&slug, name);
         self.add_list(&path.display().to_string(), &slug, policy, &doc)
@@ -127,19 +131,28 @@ impl Allowlist {
 
     /// Adds one warninglist document under the default policy (`source` names it in errors).
     pub fn add_warninglist(&mut self, source: &str, doc: &Value) -> Result<(), LoadError> {
-        let name = doc.get("name").and_then(Value::as_str).unwrap_or(source).to_owned();
-        self.add_list(source, &name, Policy::default(), doc)
+        let malformed =
+            |what: String| LoadError::Malformed { path: source.into(), format: "MISP warninglist", what };
+        let doc = Document::deserialize(doc).map_err(|e| malformed(e.to_string()))?;
+        let name = doc.name.as_deref().unwrap_or(source).to_owned();
+        self.add_list(source, &name, Policy::default(), &doc)
     }
 
-    fn add_list(&mut self, source: &str, slug: &str, policy: Policy, doc: &Value) -> Result<(), LoadError> {
+    fn add_list(
+        &mut self,
+        source: &str,
+        slug: &str,
+        policy: Policy,
+        doc: &Document<'_>,
+    ) -> Result<(), LoadError> {
         let malformed = |what: &str| LoadError::Malformed {
             path: source.into(),
             format: "MISP warninglist",
             what: what.into(),
         };
-        let entries = doc.get("list").and_then(Value::as_array).ok_or_else(|| malformed("no list array"))?;
-        let typ = doc.get("type").and_then(Value::as_str).unwrap_or("string");
-        let name = doc.get("name").and_then(Value::as_str).unwrap_or(source);
+        let entries = doc.list.as_deref().ok_or_else(|| malformed("no list array"))?;
+        let typ = doc.typ.as_deref().unwrap_or("string");
+        let name = doc.name.as_deref().unwrap_or(source);
         let id = u16::try_from(self.lists.len()).map_err(|_| malformed("more than 65,535 warninglists"))?;
         let mut report = LoadReport {
             source: name.to_owned(),
@@ -151,7 +164,10 @@ impl Allowlist {
         } else if matches!(typ, "substring" | "regex") {
             report.skipped = BTreeMap::from([(format!("{typ} list not applicable"), entries.len())]);
         } else {
-            for entry in entries.iter().filter_map(Value::as_str) {
+            if typ == "hostname" {
+                self.domains.reserve(entries.len());
+            }
+            for entry in entries.iter().filter_map(|e| e.0.as_deref()) {
                 match self.add_entry(typ, entry, id) {
                     Some(true) => report.accepted += 1,
                     Some(false) => report.duplicates += 1,
@@ -166,6 +182,17 @@ impl Allowlist {
 
     /// Adds one entry of list `id`: whether it was new in that list, `None` if unusable.
     fn add_entry(&mut self, typ: &str, entry: &str, id: u16) -> Option<bool> {
+        // Networks as most cidr lists write them (canonical already) skip the normaliser; an
+        // IPv4-mapped IPv6 address goes through it, which makes it the IPv4 address it means.
+        if typ == "cidr"
+            && let Some(net) =
+                entry.parse::<IpNet>().ok().or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))
+            && net == net.trunc()
+            && net.addr().to_canonical() == net.addr()
+        {
+            self.networks.push((net, id));
+            return Some(true);
+        }
         let n = normalise(entry).ok()?;
         let add = |lists: &mut Vec<u16>| {
             let new = !lists.contains(&id);

@@ -22,7 +22,7 @@ fn lists(policies: &[(&str, Policy)]) -> Allowlist {
     ];
     for (slug, doc) in &docs {
         let policy = policies.iter().find(|(s, _)| s == slug).map_or(Policy::Specific, |&(_, p)| p);
-        allow.add_list(slug, slug, policy, doc).unwrap();
+        allow.add_list(slug, slug, policy, &Document::deserialize(doc).unwrap()).unwrap();
     }
     allow
 }
@@ -235,7 +235,7 @@ fn judging_agrees_with_checking_every_entry() {
                 .collect();
             entries.extend(texts.iter().map(|t| (list, typ, t.clone())));
             let doc = serde_json::json!({"name": format!("l{list}"), "type": typ, "list": texts});
-            allow.add_list("t", &format!("l{list}"), policy, &doc).unwrap();
+            allow.add_list("t", &format!("l{list}"), policy, &Document::deserialize(&doc).unwrap()).unwrap();
             policies.push(policy);
         }
         let mut trail = String::new();
@@ -263,4 +263,16 @@ fn judging_agrees_with_checking_every_entry() {
         }
     }
     assert!(judged.iter().all(|&n| n > 100), "every outcome is exercised: {judged:?}");
+}
+
+/// Cisco's Umbrella list writes IPv4 addresses as IPv4-mapped IPv6 (`::ffff:9270:3d68`); they
+/// mean the IPv4 address, as they do everywhere else (`normalise`).
+#[test]
+fn a_mapped_ipv6_entry_names_its_ipv4_address() {
+    let mut allow = Allowlist::default();
+    let doc = serde_json::json!({"name": "umbrella", "type": "cidr", "list": ["::ffff:9270:3d68", "2001:db8::/32"]});
+    allow.add_warninglist("t", &doc).unwrap();
+    let (kept, gone) = screen(&mut allow, parse_plain("t", "146.112.61.104\n2001:db8::1\n").indicators);
+    assert_eq!(gone.iter().map(|i| i.value.as_str()).collect::<Vec<_>>(), ["146.112.61.104"]);
+    assert_eq!(kept[0].meta.tags, ["warninglist:umbrella"]);
 }
