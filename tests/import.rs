@@ -141,3 +141,59 @@ async fn an_import_of_any_size_streams_and_the_size_limit_names_its_setting() {
         .collect();
     assert_eq!(imports, ["big-feed"], "no staging directory is left");
 }
+
+/// A stream that breaks the import's rules is refused with the rule, and leaves nothing
+/// behind: no message at all (so no name), no file, a later message naming another import, a file's pieces coming
+/// back after another file, a path leaving the import.
+#[tokio::test]
+async fn a_malformed_import_stream_is_refused_with_the_rule_it_broke() {
+    use zdn_proto::v1::{ImportFile, ImportIndicatorsRequest, analyst_service_client::AnalystServiceClient};
+    let net = Network::start_configured("sqlite", false, |_| {}).await.unwrap();
+    let admin = net.issue(CERT, Role::Admin, "root");
+    let channel =
+        zdn_transport::client::connect(&net.url, Some(&Bundle::load(&admin).unwrap())).await.unwrap();
+    let mut client = AnalystServiceClient::new(channel);
+    let piece =
+        |path: &str, content: &str| ImportFile { path: path.into(), content: content.as_bytes().to_vec() };
+    let message = |name: &str, files: Vec<ImportFile>| ImportIndicatorsRequest {
+        name: name.into(),
+        files,
+        force: false,
+    };
+    let cases = [
+        (vec![], "an import's name is 1-64"),
+        (vec![message("feed", vec![])], "an import holds 1-"),
+        (
+            vec![message("feed", vec![piece("feed/a.txt", "a.example\n")]), message("other", vec![])],
+            "every message of an import names the same import",
+        ),
+        (
+            vec![message(
+                "feed",
+                vec![
+                    piece("feed/a.txt", "a.example\n"),
+                    piece("feed/b.txt", "b.example\n"),
+                    piece("feed/a.txt", "c.example\n"),
+                ],
+            )],
+            "a file's pieces come one after another",
+        ),
+        (vec![message("feed", vec![piece("../escape.txt", "a.example\n")])], "must be relative"),
+        (
+            vec![message(
+                "feed",
+                vec![piece("feed/a.txt", "a.example\n"), piece("other/b.txt", "b.example\n")],
+            )],
+            "all paths share their first part",
+        ),
+    ];
+    for (messages, rule) in cases {
+        let err = client.import_indicators(futures::stream::iter(messages)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{rule}: {err:?}");
+        assert!(err.message().contains(rule), "{rule}: {}", err.message());
+    }
+    let left: Vec<_> = std::fs::read_dir(net.dir.path().join("data/imports"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing staged is left behind: {left:?}");
+}

@@ -1,7 +1,7 @@
 //! Which warninglists cover an address or a network, in a few probes whatever their size.
 //!
 //! The lists hold about 143,000 networks (cloud ranges, resolvers). Checking each indicator
-//! against every one of them took two minutes for the trails; the matcher's own longest-prefix
+//! against every one of them took four minutes for the trails; the matcher's own longest-prefix
 //! table ([`NetworkTable`]) answers in a few probes instead. Warninglists may list networks
 //! inside each other (a provider's /12 and a region's /20, in two lists), and a longest-prefix
 //! lookup finds only the innermost, so each network also carries the lists of every network

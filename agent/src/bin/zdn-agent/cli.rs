@@ -257,3 +257,21 @@ pub enum ObserveFormat {
     /// One JSON object per line.
     Jsonl,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_policy_is_list_equals_policy() {
+        assert_eq!(
+            parse_list_policy("amazon-aws=flag"),
+            Ok(("amazon-aws".into(), zdn_indicators::Policy::Flag))
+        );
+        assert!(parse_list_policy("amazon-aws").unwrap_err().contains("expected LIST=POLICY"));
+        assert!(
+            parse_list_policy("amazon-aws=hide").unwrap_err().contains("specific, suppress, flag or off")
+        );
+        assert!(parse_policy("quiet").is_err());
+    }
+}
