@@ -5,9 +5,12 @@
 //! pays one relaxed atomic add and the exposition format is the library's, not ours.
 
 use crate::packet_path::PathStats;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use zdn_proto::v1;
 
 #[derive(Debug, Default)]
@@ -18,6 +21,10 @@ pub struct Counters {
     pub packet_panics: Counter,
     /// Packets the kernel dropped before capture (`PACKET_STATISTICS` of the socket).
     pub kernel_drops: Counter,
+    /// Times a capture ring was full, so that the kernel froze its queue (ring capture only).
+    pub queue_freezes: Counter,
+    /// The same per live-capture worker, labelled by interface, worker and method.
+    workers: WorkerFamilies,
     pub dns_queries: Counter,
     pub dns_malformed: Counter,
     pub tls_hellos: Counter,
@@ -59,11 +66,16 @@ pub struct Counters {
 impl Counters {
     /// Registers every counter (shared, not copied) under `zdn_agent_<name>_total`.
     pub fn register(&self, registry: &mut Registry) {
-        let all: [(&str, &str, &Counter); 26] = [
+        let all: [(&str, &str, &Counter); 27] = [
             ("packets", "Packets seen", &self.packets),
             ("packets_undecodable", "Packets that could not be decoded", &self.undecodable),
             ("packets_panicked", "Packets that made the packet path panic (skipped)", &self.packet_panics),
             ("packets_dropped_kernel", "Packets the kernel dropped before capture", &self.kernel_drops),
+            (
+                "capture_queue_freezes",
+                "Times a capture ring was full (the kernel froze its queue)",
+                &self.queue_freezes,
+            ),
             ("dns_queries", "DNS query names inspected", &self.dns_queries),
             ("dns_malformed", "Malformed DNS messages", &self.dns_malformed),
             ("tls_client_hellos", "TLS ClientHellos read", &self.tls_hellos),
@@ -98,6 +110,44 @@ impl Counters {
         for (name, help, counter) in all {
             registry.register(format!("zdn_agent_{name}"), help, counter.clone());
         }
+        let w = &self.workers;
+        let families = [
+            ("capture_worker_packets", "Packets a live-capture worker read", &w.packets),
+            (
+                "capture_worker_dropped_kernel",
+                "Packets the kernel dropped before a worker read them",
+                &w.drops,
+            ),
+            ("capture_worker_queue_freezes", "Times a worker's ring was full", &w.freezes),
+        ];
+        for (name, help, family) in families {
+            registry.register(format!("zdn_agent_{name}"), help, family.clone());
+        }
+    }
+
+    /// The counters of live-capture worker `worker` on `interface`, registered for the
+    /// metrics and the heartbeat.
+    pub fn capture_worker(&self, interface: &str, worker: u32, method: &'static str) -> Arc<WorkerCounters> {
+        let labels = WorkerLabels { interface: interface.to_owned(), worker, method: method.to_owned() };
+        let w = &self.workers;
+        let counters = Arc::new(WorkerCounters {
+            packets: w.packets.get_or_create(&labels).clone(),
+            drops: w.drops.get_or_create(&labels).clone(),
+            freezes: w.freezes.get_or_create(&labels).clone(),
+            labels,
+        });
+        w.all.lock().unwrap_or_else(|p| p.into_inner()).push(counters.clone());
+        counters
+    }
+
+    /// What a worker read since its last report and what the kernel counted for it: added to
+    /// the worker's counters and the totals.
+    pub fn add_capture(&self, worker: &WorkerCounters, packets: u64, drops: u64, freezes: u64) {
+        worker.packets.inc_by(packets);
+        worker.drops.inc_by(drops);
+        worker.freezes.inc_by(freezes);
+        self.kernel_drops.inc_by(drops);
+        self.queue_freezes.inc_by(freezes);
     }
 
     /// Adds what a packet path counted between two readings of its statistics.
@@ -147,11 +197,53 @@ impl Counters {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             packets_seen: self.packets.get(),
             packets_dropped_kernel: self.kernel_drops.get(),
+            capture_workers: self.workers.heartbeat(),
             packets_undecodable: self.undecodable.get(),
             sightings_sent: self.sent.get(),
             sightings_held_back: self.held_back.get(),
             blind_spots,
             ..Default::default()
         }
+    }
+}
+
+/// The labels of one live-capture worker's series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub interface: String,
+    pub worker: u32,
+    pub method: String,
+}
+
+/// One live-capture worker's counters (shared with the metric families).
+#[derive(Debug)]
+pub struct WorkerCounters {
+    pub labels: WorkerLabels,
+    pub packets: Counter,
+    pub drops: Counter,
+    pub freezes: Counter,
+}
+
+#[derive(Debug, Default)]
+struct WorkerFamilies {
+    packets: Family<WorkerLabels, Counter>,
+    drops: Family<WorkerLabels, Counter>,
+    freezes: Family<WorkerLabels, Counter>,
+    all: Mutex<Vec<Arc<WorkerCounters>>>,
+}
+
+impl WorkerFamilies {
+    fn heartbeat(&self) -> Vec<v1::CaptureWorker> {
+        let all = self.all.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter()
+            .map(|w| v1::CaptureWorker {
+                interface: w.labels.interface.clone(),
+                worker: w.labels.worker,
+                method: w.labels.method.clone(),
+                packets: w.packets.get(),
+                kernel_drops: w.drops.get(),
+                queue_freezes: w.freezes.get(),
+            })
+            .collect()
     }
 }

@@ -10,7 +10,7 @@
 
 use crate::alerts::AlertLog;
 use crate::capture::Frame;
-use crate::counters::Counters;
+use crate::counters::{Counters, WorkerCounters};
 use crate::packet_path::{HomeNet, PacketPath, PathStats};
 use crate::ratelimit::RateLimits;
 use crate::sighting::{Aggregator, Sighting};
@@ -107,11 +107,20 @@ impl Pipeline {
         tracing::error!(panics, "a packet made the packet path panic: skipped and counted, its state reset");
     }
 
-    /// The kernel dropped `n` packets before this worker could read them.
-    pub fn kernel_drops(&mut self, n: u64) {
-        if n > 0 {
-            self.shared.counters.kernel_drops.inc_by(n);
-            tracing::warn!(dropped = n, "the kernel dropped packets: the capture worker is too slow");
+    /// A live-capture worker read `packets` since its last report, and the kernel dropped
+    /// `drops` before it could read them (its ring filling up `freezes` times). A drop is
+    /// counted and logged, never silent.
+    pub fn capture_stats(&self, worker: &WorkerCounters, packets: u64, drops: u64, freezes: u64) {
+        self.shared.counters.add_capture(worker, packets, drops, freezes);
+        if drops > 0 || freezes > 0 {
+            let (interface, worker) = (&worker.labels.interface, worker.labels.worker);
+            tracing::warn!(
+                interface,
+                worker,
+                dropped = drops,
+                ring_full = freezes,
+                "the kernel dropped packets: the capture worker is too slow (add capture.workers)"
+            );
         }
     }
 

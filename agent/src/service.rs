@@ -83,10 +83,11 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
     // Capture: open every interface first, so a missing privilege fails the start.
     let mut lives = Vec::new();
     for name in &config.capture.interfaces {
-        lives.extend(LiveCapture::open(name, config.capture.promiscuous, config.capture.workers)?);
+        lives.extend(LiveCapture::open(name, &config.capture, &counters)?);
     }
     if !lives.is_empty() {
-        tracing::info!(interfaces = ?config.capture.interfaces, sockets = lives.len(), "live capture open");
+        let method = config.capture.method.as_str();
+        tracing::info!(interfaces = ?config.capture.interfaces, workers = lives.len(), method, "live capture open");
     }
     let capture_stop = Arc::new(AtomicBool::new(false));
     let window_ms = i64::from(config.sightings.window_seconds) * 1000;

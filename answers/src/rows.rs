@@ -144,15 +144,27 @@ pub fn agent_row(a: &v1::AgentStatus) -> Row {
         "status": if a.stale { "STALE" } else { "ok" },
         "last_heartbeat": format_unix_ms(a.last_heartbeat_unix_ms),
         "version": a.agent_version,
+        "indicator_version": a.indicator_version,
         "indicators": a.indicator_count,
         "packets": a.packets_seen,
         "kernel_drops": a.packets_dropped_kernel,
+        "ring_full": a.capture_workers.iter().map(|w| w.queue_freezes).sum::<u64>(),
+        "capture": capture_summary(&a.capture_workers),
         "sent": a.sightings_sent,
         "queued": a.sightings_queued,
         "held_back": a.sightings_held_back,
         "blind_spots": a.blind_spots.values().sum::<u64>(),
         "rss_mb": a.rss_bytes / (1024 * 1024),
     }))
+}
+
+/// Each capture worker in a word: `eth0/0 ring 1234567 read, 12 dropped`.
+fn capture_summary(workers: &[v1::CaptureWorker]) -> String {
+    let each = workers.iter().map(|w| {
+        let drops = if w.kernel_drops > 0 { format!(", {} dropped", w.kernel_drops) } else { String::new() };
+        format!("{}/{} {} {} read{drops}", w.interface, w.worker, w.method, w.packets)
+    });
+    each.collect::<Vec<_>>().join("; ")
 }
 
 pub fn top_row(t: &v1::TopIndicator) -> Row {

@@ -364,6 +364,8 @@ const FLEET: &[&str] = &[
     "indicators",
     "packets",
     "kernel_drops",
+    "ring_full",
+    "capture",
     "blind_spots",
     "sent",
     "queued",
@@ -379,7 +381,6 @@ pub async fn fleet(State(console): State<AppState>, request: Request) -> PageRes
         .iter()
         .map(|a| {
             let mut row = agent_row(a);
-            row.insert("indicator_version".into(), a.indicator_version.into());
             let spots: Vec<String> = a.blind_spots.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             row.insert("blind_spots".into(), spots.join(", ").into());
             row

@@ -77,7 +77,7 @@ pub(crate) fn top_indicators_sql(since: &str, limit: &str) -> String {
 /// Columns of the agents table, in the order [`AgentRow`] holds them.
 pub(crate) const AGENT_COLUMNS: &str = "participant, agent, last_heartbeat, agent_version, indicator_version,
     indicator_count, packets_seen, packets_dropped_kernel, sightings_sent, blind_spots, cpu_percent, rss_bytes,
-    sightings_queued, sightings_held_back, spool_bytes, uptime_seconds";
+    sightings_queued, sightings_held_back, spool_bytes, uptime_seconds, capture_workers";
 
 /// A heartbeat as stored: counters clamped to the engines' signed 64-bit integers.
 pub(crate) struct AgentRow {
@@ -91,6 +91,8 @@ pub(crate) struct AgentRow {
     pub cpu_percent: f64,
     /// rss_bytes, sightings_queued, sightings_held_back, spool_bytes, uptime_seconds
     pub host: [i64; 5],
+    /// The live-capture workers, as JSON ([`capture_workers_json`]).
+    pub capture_workers: String,
 }
 
 impl AgentRow {
@@ -118,6 +120,7 @@ impl AgentRow {
                 beat.uptime_seconds,
             ]
             .map(clamp),
+            capture_workers: capture_workers_json(&beat.capture_workers),
         }
     }
 
@@ -144,8 +147,41 @@ impl AgentRow {
             sightings_held_back,
             spool_bytes,
             uptime_seconds,
+            capture_workers: capture_workers_from_json(&self.capture_workers),
         }
     }
+}
+
+/// A heartbeat's capture workers as stored: a JSON array of objects named as the message's
+/// fields (the column is read by people too, in `sqlite3` or `psql`).
+fn capture_workers_json(workers: &[v1::CaptureWorker]) -> String {
+    let all: Vec<serde_json::Value> = workers
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "interface": w.interface, "worker": w.worker, "method": w.method,
+                "packets": w.packets, "kernel_drops": w.kernel_drops, "queue_freezes": w.queue_freezes,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(all).to_string()
+}
+
+/// The workers back from [`capture_workers_json`]; what cannot be read is left out.
+fn capture_workers_from_json(text: &str) -> Vec<v1::CaptureWorker> {
+    let all: Vec<serde_json::Value> = serde_json::from_str(text).unwrap_or_default();
+    let number = |w: &serde_json::Value, key: &str| w[key].as_u64().unwrap_or(0);
+    let text = |w: &serde_json::Value, key: &str| w[key].as_str().unwrap_or_default().to_owned();
+    all.iter()
+        .map(|w| v1::CaptureWorker {
+            interface: text(w, "interface"),
+            worker: number(w, "worker") as u32,
+            method: text(w, "method"),
+            packets: number(w, "packets"),
+            kernel_drops: number(w, "kernel_drops"),
+            queue_freezes: number(w, "queue_freezes"),
+        })
+        .collect()
 }
 
 pub(crate) fn kind_wire(kind: &str) -> i32 {

@@ -11,7 +11,7 @@ pub(super) async fn record(pool: &Pool, a: &AgentRow) -> Result<(), StoreError> 
         AGENT_COLUMNS.split(',').map(str::trim).skip(2).map(|c| format!("{c} = excluded.{c}")).collect();
     let sql = format!(
         "INSERT INTO agents ({AGENT_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          ON CONFLICT (participant, agent) DO UPDATE SET {}",
         updates.join(", ")
     );
@@ -38,6 +38,7 @@ pub(super) async fn record(pool: &Pool, a: &AgentRow) -> Result<(), StoreError> 
                 h2,
                 h3,
                 h4,
+                &a.capture_workers,
             ],
         )
         .await?;
@@ -67,6 +68,7 @@ pub(super) async fn statuses(
                 blind_spots: r.get(9),
                 cpu_percent: r.get(10),
                 host: [r.get(11), r.get(12), r.get(13), r.get(14), r.get(15)],
+                capture_workers: r.get(16),
             }
             .into_wire(now_ms, stale_ms)
         })

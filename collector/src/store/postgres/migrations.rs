@@ -208,6 +208,9 @@ DROP TABLE correlations;
 DROP TABLE campaigns;
 DROP TABLE campaign_participants;
 ",
+    r"
+ALTER TABLE agents ADD COLUMN capture_workers TEXT NOT NULL DEFAULT '[]';
+",
 ];
 
 /// Session advisory lock key held while migrating ("zdn" in ASCII).

@@ -215,6 +215,9 @@ DROP TABLE correlations;
 DROP TABLE campaigns;
 DROP TABLE campaign_participants;
 ",
+    r"
+ALTER TABLE agents ADD COLUMN capture_workers TEXT NOT NULL DEFAULT '[]';
+",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -292,7 +292,7 @@ impl Store for SqliteStore {
         self.writer().execute(
             &format!(
                 "INSERT OR REPLACE INTO agents ({AGENT_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ),
             params![
                 a.participant,
@@ -310,7 +310,8 @@ impl Store for SqliteStore {
                 h1,
                 h2,
                 h3,
-                h4
+                h4,
+                a.capture_workers
             ],
         )?;
         Ok(())
@@ -330,6 +331,7 @@ impl Store for SqliteStore {
                 blind_spots: r.get(9)?,
                 cpu_percent: r.get(10)?,
                 host: [r.get(11)?, r.get(12)?, r.get(13)?, r.get(14)?, r.get(15)?],
+                capture_workers: r.get(16)?,
             }
             .into_wire(now_ms, stale_ms))
         })?;
