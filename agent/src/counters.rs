@@ -247,3 +247,33 @@ impl WorkerFamilies {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_capture_worker_is_counted_apart_in_the_heartbeat_and_the_metrics() {
+        let counters = Counters::default();
+        let (first, second) =
+            (counters.capture_worker("eth1", 0, "ring"), counters.capture_worker("eth1", 1, "ring"));
+        counters.add_capture(&first, 100, 3, 1);
+        counters.add_capture(&second, 50, 0, 0);
+        counters.add_capture(&first, 10, 2, 0);
+        let beat = counters.heartbeat();
+        assert_eq!(beat.packets_dropped_kernel, 5, "the total is the workers' sum");
+        let workers: Vec<_> = beat
+            .capture_workers
+            .iter()
+            .map(|w| (w.worker, w.packets, w.kernel_drops, w.queue_freezes))
+            .collect();
+        assert_eq!(workers, [(0, 110, 5, 1), (1, 50, 0, 0)]);
+        let mut registry = Registry::default();
+        counters.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let sample = "zdn_agent_capture_worker_dropped_kernel_total{interface=\"eth1\",worker=\"0\",method=\"ring\"} 5";
+        assert!(text.contains(sample), "{text}");
+        assert!(text.contains("zdn_agent_capture_queue_freezes_total 1"), "{text}");
+    }
+}

@@ -50,6 +50,20 @@ pub(super) fn sightings_page_newest_first_without_gaps(engine: &Engine) {
     assert_eq!(ids, ["s12", "s11", "s10"]);
 }
 
+/// The capture workers of the heartbeat in `heartbeats_and_audit_entries_round_trip`.
+fn beat_workers() -> Vec<v1::CaptureWorker> {
+    (0..2)
+        .map(|worker| v1::CaptureWorker {
+            interface: "eth1".into(),
+            worker,
+            method: "ring".into(),
+            packets: 1_000 + u64::from(worker),
+            kernel_drops: 7,
+            queue_freezes: u64::from(worker),
+        })
+        .collect()
+}
+
 pub(super) fn heartbeats_and_audit_entries_round_trip(engine: &Engine) {
     let store = engine.open();
     let beat = v1::HeartbeatRequest {
@@ -58,6 +72,7 @@ pub(super) fn heartbeats_and_audit_entries_round_trip(engine: &Engine) {
         packets_seen: u64::MAX,
         sightings_held_back: 5,
         blind_spots: [("ech".to_owned(), 3)].into(),
+        capture_workers: beat_workers(),
         ..Default::default()
     };
     store.record_heartbeat("umc", "gw-1", &beat, 1_000).unwrap();
@@ -70,6 +85,7 @@ pub(super) fn heartbeats_and_audit_entries_round_trip(engine: &Engine) {
     assert_eq!((agent.indicator_version, agent.last_heartbeat_unix_ms, agent.stale), (8, 2_000, true));
     assert_eq!((agent.packets_seen, agent.sightings_held_back), (i64::MAX as u64, 5));
     assert_eq!(agent.blind_spots.get("ech"), Some(&3));
+    assert_eq!(agent.capture_workers, beat_workers(), "each capture worker, as the agent reported it");
     assert!(!store.fleet(2_001, 300_000).unwrap()[0].stale);
 
     let who = zdn_transport::Identity {
