@@ -20,7 +20,7 @@ agent="$root/target/release/zdn-agent"
 sender="$root/target/release/examples/frame_sender"
 toml_list() { local out=""; for item in "$@"; do out+="\"$item\","; done; echo "$out"; }
 dir=$(mktemp -d)
-cleanup() { kill "${pid:-0}" 2>/dev/null || true; wait 2>/dev/null || true; ip netns del zdn-bench-a 2>/dev/null || true; ip netns del zdn-bench-b 2>/dev/null || true; rm -rf "$dir"; }
+cleanup() { if [[ -n ${pid:-} ]]; then kill "$pid" 2>/dev/null || true; fi; wait 2>/dev/null || true; ip netns del zdn-bench-a 2>/dev/null || true; ip netns del zdn-bench-b 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 ip netns add zdn-bench-a
 ip netns add zdn-bench-b
