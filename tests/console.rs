@@ -221,6 +221,15 @@ async fn heartbeat(net: &Network, participant: &str, ech: u64) {
         indicator_count: 12,
         packets_seen: 1_000,
         blind_spots: [("encrypted_client_hello".to_owned(), ech)].into(),
+        packets_dropped_kernel: 12,
+        capture_workers: vec![zdn_proto::v1::CaptureWorker {
+            interface: "eth1".into(),
+            worker: 0,
+            method: "ring".into(),
+            packets: 1_000,
+            kernel_drops: 12,
+            queue_freezes: 2,
+        }],
         ..Default::default()
     };
     zdn_agent::heartbeat::send(channel, beat).await.unwrap();
@@ -333,6 +342,7 @@ async fn the_console_in_a_real_browser() {
     let fresh =
         c.find(fantoccini::Locator::Css("#fleet tbody tr:not(.stale)")).await.unwrap().text().await.unwrap();
     assert!(fresh.contains("umc-noord") && fresh.contains("encrypted_client_hello: 3"), "{fresh}");
+    assert!(fresh.contains("eth1/0 ring 1000 read, 12 dropped"), "each capture worker: {fresh}");
     browser.screenshot("fleet").await.unwrap();
     c.goto(&format!("{base}/exports")).await.unwrap();
     browser.wait_for("form.filters").await.unwrap();
