@@ -23,8 +23,8 @@ use crate::config::{CaptureConfig, CaptureMethod};
 use crate::counters::{Counters, WorkerCounters};
 use crate::pipeline::Pipeline;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Longest a worker waits for packets.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -92,14 +92,49 @@ impl LiveCapture {
 
     /// Feeds `pipeline` until `stop` is set, then flushes it.
     pub fn run(self, pipeline: &mut Pipeline, stop: &AtomicBool) -> Result<(), LiveError> {
-        let worker = Worker { interface: self.interface, counters: self.counters, read: 0 };
+        let mut worker = Worker { interface: self.interface, counters: self.counters, read: 0 };
         let result = match self.reader {
-            Reader::Ring(ring) => ring::run(ring, worker, pipeline, stop),
-            Reader::Socket(socket) => socket.run(worker, pipeline, stop),
+            Reader::Ring(mut ring) => drive(&mut ring, &mut worker, pipeline, stop),
+            Reader::Socket(mut socket) => drive(&mut socket, &mut worker, pipeline, stop),
         };
         pipeline.finish();
         result
     }
+}
+
+/// What each capture method does in the loop every worker runs ([`drive`]).
+trait Read {
+    /// Hands what has arrived to `pipeline`, or waits up to [`TICK`] and ticks it; an error is
+    /// the socket's own (the interface went away).
+    fn step(&mut self, worker: &mut Worker, pipeline: &mut Pipeline) -> std::io::Result<()>;
+
+    /// The kernel's counts since the last call: packets dropped, ring freezes.
+    fn kernel_counts(&self) -> (u64, u64);
+}
+
+/// Reads until `stop` is set or the socket fails, with the kernel's counts reported every
+/// [`STATS_EVERY`] and once more at the end.
+fn drive(
+    reader: &mut impl Read,
+    worker: &mut Worker,
+    pipeline: &mut Pipeline,
+    stop: &AtomicBool,
+) -> Result<(), LiveError> {
+    let mut stats_due = Instant::now() + STATS_EVERY;
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        if Instant::now() >= stats_due {
+            worker.report(pipeline, reader.kernel_counts());
+            stats_due += STATS_EVERY;
+        }
+        if let Err(source) = reader.step(worker, pipeline) {
+            break Err(LiveError::Read { interface: worker.interface.clone(), source });
+        }
+    };
+    worker.report(pipeline, reader.kernel_counts());
+    result
 }
 
 /// What a running worker keeps besides its reader: its name and counters.
@@ -111,13 +146,9 @@ struct Worker {
 }
 
 impl Worker {
-    /// Reports packets read and what the kernel counted since the last report.
-    fn report(&mut self, pipeline: &Pipeline, drops: u64, freezes: u64) {
+    /// Reports packets read and what the kernel counted (drops, freezes) since the last report.
+    fn report(&mut self, pipeline: &Pipeline, (drops, freezes): (u64, u64)) {
         pipeline.capture_stats(&self.counters, std::mem::take(&mut self.read), drops, freezes);
-    }
-
-    fn read_error(&self, source: std::io::Error) -> LiveError {
-        LiveError::Read { interface: self.interface.clone(), source }
     }
 }
 

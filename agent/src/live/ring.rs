@@ -1,12 +1,10 @@
 //! Reading an interface through a TPACKET_V3 ring: a block at a time, its packets borrowed in
 //! place and handed to the packet path, the block returned to the kernel when done.
 
-use super::{LiveError, STATS_EVERY, TICK, Worker, now_ns};
+use super::{LiveError, TICK, Worker, now_ns};
 use crate::capture::Frame;
 use crate::config::CaptureConfig;
 use crate::pipeline::Pipeline;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 use zdn_dissect::decode::LinkType;
 use zdn_packet_ring::Ring;
 
@@ -27,43 +25,28 @@ pub(super) fn open(
     })
 }
 
-/// Feeds `pipeline` from `ring` until `stop` is set or the socket fails.
-pub(super) fn run(
-    mut ring: Ring,
-    mut worker: Worker,
-    pipeline: &mut Pipeline,
-    stop: &AtomicBool,
-) -> Result<(), LiveError> {
-    let mut stats_due = Instant::now() + STATS_EVERY;
-    let result = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        if Instant::now() >= stats_due {
-            report(&ring, &mut worker, pipeline);
-            stats_due += STATS_EVERY;
-        }
-        match ring.next_block(TICK) {
-            Ok(Some(block)) => {
+impl super::Read for Ring {
+    fn step(&mut self, worker: &mut Worker, pipeline: &mut Pipeline) -> std::io::Result<()> {
+        match self.next_block(TICK)? {
+            Some(block) => {
                 for packet in block.packets() {
                     worker.read += 1;
-                    pipeline.frame(&Frame {
+                    let frame = Frame {
                         ts_ns: packet.ts_ns,
                         link: Some(LinkType::Ethernet),
                         linktype: 1,
                         data: packet.data,
-                    });
+                    };
+                    pipeline.frame(&frame);
                 }
             }
-            Ok(None) => pipeline.tick(now_ns() / 1_000_000),
-            Err(source) => break Err(worker.read_error(source)),
+            None => pipeline.tick(now_ns() / 1_000_000),
         }
-    };
-    report(&ring, &mut worker, pipeline);
-    result
-}
+        Ok(())
+    }
 
-fn report(ring: &Ring, worker: &mut Worker, pipeline: &Pipeline) {
-    let stats = ring.statistics().unwrap_or_default();
-    worker.report(pipeline, stats.drops, stats.freezes);
+    fn kernel_counts(&self) -> (u64, u64) {
+        let stats = self.statistics().unwrap_or_default();
+        (stats.drops, stats.freezes)
+    }
 }

@@ -4,11 +4,9 @@
 //! The socket is opened here and handed to pnet (`Config::socket_fd`) so that its receive
 //! buffer can be enlarged first and its kernel statistics read.
 
-use super::{LiveError, STATS_EVERY, TICK, Worker, now_ns};
+use super::{LiveError, TICK, Worker, now_ns};
 use crate::capture::Frame;
 use crate::pipeline::Pipeline;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 use zdn_dissect::decode::LinkType;
 
 /// Largest frame read: GRO/GSO hand the socket segments far above the MTU.
@@ -84,45 +82,27 @@ impl Socket {
         };
         if rc == 0 { u64::from(stats.tp_drops) } else { 0 }
     }
+}
 
-    /// Feeds `pipeline` until `stop` is set or the socket fails.
-    pub(super) fn run(
-        mut self,
-        mut worker: Worker,
-        pipeline: &mut Pipeline,
-        stop: &AtomicBool,
-    ) -> Result<(), LiveError> {
-        let mut stats_due = Instant::now() + STATS_EVERY;
-        let result = loop {
-            if stop.load(Ordering::Relaxed) {
-                break Ok(());
+impl super::Read for Socket {
+    fn step(&mut self, worker: &mut Worker, pipeline: &mut Pipeline) -> std::io::Result<()> {
+        let now_ns = now_ns();
+        match self.rx.next() {
+            Ok(data) => {
+                worker.read += 1;
+                pipeline.frame(&Frame { ts_ns: now_ns, link: Some(LinkType::Ethernet), linktype: 1, data });
             }
-            if Instant::now() >= stats_due {
-                worker.report(pipeline, self.kernel_drops(), 0);
-                stats_due += STATS_EVERY;
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+                pipeline.tick(now_ns / 1_000_000)
             }
-            let now_ns = now_ns();
-            match self.rx.next() {
-                Ok(data) => {
-                    worker.read += 1;
-                    pipeline.frame(&Frame {
-                        ts_ns: now_ns,
-                        link: Some(LinkType::Ethernet),
-                        linktype: 1,
-                        data,
-                    });
-                }
-                Err(e)
-                    if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) =>
-                {
-                    pipeline.tick(now_ns / 1_000_000)
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => break Err(worker.read_error(source)),
-            }
-        };
-        worker.report(pipeline, self.kernel_drops(), 0);
-        result
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn kernel_counts(&self) -> (u64, u64) {
+        (self.kernel_drops(), 0)
     }
 }
 
