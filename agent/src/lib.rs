@@ -26,7 +26,7 @@
 //! | --- | --- |
 //! | [`capture`] | frames out of pcap and pcapng files, borrowed, with their link type and time |
 //! | [`captures_read`] | the capture files `run` has read, so a restart does not report them twice |
-//! | [`live`] | frames from network interfaces (AF_PACKET via pnet) |
+//! | [`live`] | frames from network interfaces: a TPACKET_V3 ring (`zdn-packet-ring`) or pnet's socket, workers in a fanout group, the kernel's drops per worker |
 //! | [`packet_path`] | the one path of a frame: decode, defragment, extract, match by direction; its counters |
 //! | [`sighting`] | aggregation of hits into [`sighting::Sighting`]s; the JSON-lines contract |
 //! | [`pseudonym`] | keyed pseudonyms for internal hosts (HMAC-SHA256, local secret) |
@@ -50,8 +50,9 @@
 //! bounded by constants (VLAN tags, IPv6 extension headers, DNS questions and pointers).
 //!
 //! `unsafe` is denied; the five functions that need it (mapping a capture file; opening the
-//! AF_PACKET socket, enlarging its buffer and reading its drop count; a group lookup at
-//! enrolment) each allow it locally and say why.
+//! socket fallback's AF_PACKET socket, enlarging its buffer and reading its drop count; a group
+//! lookup at enrolment) each allow it locally and say why. The ring's own `unsafe` lives in
+//! `zdn-packet-ring`.
 
 #![deny(unsafe_code)]
 
