@@ -3,10 +3,10 @@
 //! reassembly and aggregation then see all of it).
 //!
 //! Two ways to read an interface, chosen by `capture.method`:
-//! - [`ring`] (the default): a TPACKET_V3 memory-mapped ring (`zdn-packet-ring`). The kernel
+//! - `ring` (the default): a TPACKET_V3 memory-mapped ring (`zdn-packet-ring`). The kernel
 //!   hands over blocks of packets; the worker reads them in place, with no system call per
 //!   packet, and the kernel stamps each packet with its arrival time.
-//! - [`socket`]: pnet's AF_PACKET socket, one `recvfrom` (and one copy) per packet, stamped
+//! - `socket`: pnet's AF_PACKET socket, one `recvfrom` (and one copy) per packet, stamped
 //!   with the wall clock when read. The fallback for where the ring cannot be had.
 //!
 //! Either way, the kernel's statistics of the socket (`PACKET_STATISTICS`: packets dropped
