@@ -2,20 +2,23 @@
 //! Common Schema field names (Filebeat, Elastic and most SIEMs map them without a parser),
 //! appended to a JSON-lines file and/or sent to the local syslog socket. They carry the *real*
 //! internal address (`source.ip`): they stay inside the institution; what goes to the
-//! collector carries the pseudonym (`zdn.host_pseudonym`).
+//! collector carries the pseudonym (`zdn.host_pseudonym`). The document itself is [`ecs`].
+
+mod ecs;
 
 use crate::config::AlertConfig;
 use crate::sighting::Sighting;
-use serde_json::json;
+use ecs::Observer;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
-use zdn_timestamps::format_unix_ms;
 
 pub struct AlertLog {
     file: Option<(PathBuf, BufWriter<File>)>,
     syslog: Option<Logger<LoggerBackend, Formatter3164>>,
+    /// This sensor, as every document names it (`observer.*`).
+    observer: Observer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +50,8 @@ impl AlertLog {
                 Some(logger)
             }
         };
-        Ok((file.is_some() || syslog.is_some()).then_some(AlertLog { file, syslog }))
+        let observer = Observer::this_host();
+        Ok((file.is_some() || syslog.is_some()).then_some(AlertLog { file, syslog, observer }))
     }
 
     /// Reopens the file (after log rotation moved it; SIGHUP).
@@ -61,7 +65,7 @@ impl AlertLog {
 
     /// Records one sighting; `held_back` marks those the rate limits kept local.
     pub fn write(&mut self, sighting: &Sighting, held_back: bool) -> std::io::Result<()> {
-        let doc = ecs(sighting, held_back);
+        let doc = ecs::document(sighting, held_back, &self.observer);
         if let Some((_, out)) = &mut self.file {
             serde_json::to_writer(&mut *out, &doc)?;
             out.write_all(b"\n")?;
@@ -88,69 +92,6 @@ fn open_file(path: &Path) -> Result<BufWriter<File>, AlertError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
     let file = options.open(path).map_err(|source| AlertError::File { path: path.into(), source })?;
     Ok(BufWriter::new(file))
-}
-
-/// The ECS document of a sighting.
-fn ecs(s: &Sighting, held_back: bool) -> serde_json::Value {
-    json!({
-        "@timestamp": format_unix_ms(s.first_seen_unix_ms),
-        "event": {
-            "kind": "alert",
-            "category": ["network", "threat"],
-            "type": ["indicator"],
-            "module": "zdn",
-            "dataset": "zdn.sighting",
-            "id": s.id,
-            "start": format_unix_ms(s.first_seen_unix_ms),
-            "end": format_unix_ms(s.last_seen_unix_ms),
-        },
-        "source": { "ip": s.host.to_string() },
-        "destination": { "ip": s.dst_ip, "port": s.dst_port, "domain": s.resolved_name },
-        "network": { "transport": s.proto },
-        "threat": {
-            "indicator": { "type": ecs_indicator_type(s), "name": s.indicator, "id": [s.indicator_id] },
-            "enrichments": [{
-                "matched": { "atomic": s.observed, "type": "indicator_match_rule", "field": ecs_field(s) }
-            }],
-        },
-        "zdn": {
-            "count": s.count,
-            "via": s.via,
-            "host_pseudonym": s.src,
-            "held_back": held_back,
-        },
-    })
-}
-
-/// ECS `threat.indicator.type` (the STIX cyber-observable names).
-fn ecs_indicator_type(s: &Sighting) -> &'static str {
-    use zdn_indicators::Kind;
-    match s.kind {
-        Kind::Ipv4 => "ipv4-addr",
-        Kind::Ipv6 => "ipv6-addr",
-        Kind::Cidr if s.indicator.contains(':') => "ipv6-addr",
-        Kind::Cidr => "ipv4-addr",
-        Kind::IpPort => "network-traffic",
-        Kind::Domain => "domain-name",
-        Kind::Url => "url",
-        // A TLS fingerprint identifies the client software.
-        Kind::Ja3 | Kind::Ja4 => "software",
-    }
-}
-
-/// The ECS field the observed value came from.
-fn ecs_field(s: &Sighting) -> &'static str {
-    use zdn_indicators::Via;
-    match s.via {
-        Via::IpDst => "destination.ip",
-        Via::DnsQuery => "dns.question.name",
-        Via::DnsAnswer => "dns.answers.data",
-        Via::TlsSni | Via::QuicSni => "tls.client.server_name",
-        Via::HttpHost => "url.domain",
-        Via::HttpUrl => "url.full",
-        Via::Ja3 => "tls.client.ja3",
-        Via::Ja4 => "tls.client.ja4",
-    }
 }
 
 #[cfg(test)]
