@@ -1,128 +1,109 @@
 //! The agent's running counters: written by the capture workers and the uplink, read by the
 //! heartbeat, the final log line and the Prometheus endpoint ([`crate::metrics`]).
 //!
-//! Each is a `prometheus-client` counter — an atomic that never goes down — so the hot path
-//! pays one relaxed atomic add and the exposition format is the library's, not ours.
+//! Each is a counter of the `prometheus` crate — an atomic that never goes down — so the hot
+//! path pays one relaxed atomic add. That crate writes the classic Prometheus text format, in
+//! which a counter's `# HELP` and `# TYPE` name the `_total` series itself, so `promtool check
+//! metrics` reads the endpoint cleanly (the OpenMetrics text of `prometheus-client` names the
+//! family without `_total`, which promtool reports as counters without help).
 
 use crate::packet_path::PathStats;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use zdn_proto::v1;
 
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub packets: Counter,
-    pub undecodable: Counter,
+/// Declares [`Counters`]: each field's counter is `zdn_agent_<name>_total` with its help text.
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])* $field:ident: $name:literal, $help:literal; )*) => {
+        #[derive(Debug)]
+        pub struct Counters {
+            $( $(#[doc = $doc])* pub $field: IntCounter, )*
+            /// Packets read, kernel drops and ring freezes per live-capture worker.
+            workers: WorkerFamilies,
+        }
+
+        impl Default for Counters {
+            fn default() -> Self {
+                Counters {
+                    $( $field: counter(concat!("zdn_agent_", $name, "_total"), $help), )*
+                    workers: WorkerFamilies::default(),
+                }
+            }
+        }
+
+        impl Counters {
+            /// Every counter, for registration.
+            fn each(&self) -> Vec<&IntCounter> {
+                vec![$( &self.$field ),*]
+            }
+        }
+    };
+}
+
+counters! {
+    packets: "packets", "Packets seen";
+    undecodable: "packets_undecodable", "Packets that could not be decoded";
     /// Packets that made the packet path panic: skipped, the path's state reset.
-    pub packet_panics: Counter,
+    packet_panics: "packets_panicked", "Packets that made the packet path panic (skipped)";
     /// Packets the kernel dropped before capture (`PACKET_STATISTICS` of the socket).
-    pub kernel_drops: Counter,
+    kernel_drops: "packets_dropped_kernel", "Packets the kernel dropped before capture";
     /// Times a capture ring was full, so that the kernel froze its queue (ring capture only).
-    pub queue_freezes: Counter,
-    /// The same per live-capture worker, labelled by interface, worker and method.
-    workers: WorkerFamilies,
-    pub dns_queries: Counter,
-    pub dns_malformed: Counter,
-    pub tls_hellos: Counter,
-    pub tls_malformed: Counter,
-    pub http_requests: Counter,
-    pub http_malformed: Counter,
+    queue_freezes: "capture_queue_freezes", "Times a capture ring was full (the kernel froze its queue)";
+    dns_queries: "dns_queries", "DNS query names inspected";
+    dns_malformed: "dns_malformed", "Malformed DNS messages";
+    tls_hellos: "tls_client_hellos", "TLS ClientHellos read";
+    tls_malformed: "tls_malformed", "Malformed TLS ClientHellos";
+    http_requests: "http_requests", "HTTP requests read";
+    http_malformed: "http_malformed", "Malformed HTTP requests";
     /// Blind spots: ClientHellos with Encrypted Client Hello, DNS over TLS connections, TLS
     /// to public DNS-over-HTTPS resolvers.
-    pub blind_ech: Counter,
-    pub blind_dot: Counter,
-    pub blind_doh: Counter,
+    blind_ech: "blind_tls_ech", "ClientHellos with Encrypted Client Hello";
+    blind_dot: "blind_dns_over_tls", "DNS over TLS connections";
+    blind_doh: "blind_dns_over_https", "TLS to public DNS-over-HTTPS resolvers";
     /// Bounded state dropped: client streams, fragmented datagrams; QUIC Initials that did
     /// not decrypt.
-    pub streams_dropped: Counter,
-    pub datagrams_dropped: Counter,
-    pub quic_undecryptable: Counter,
-    pub hits: Counter,
+    streams_dropped: "streams_dropped", "Client streams abandoned before their message was read";
+    datagrams_dropped: "datagrams_dropped", "Fragmented datagrams abandoned before reassembly";
+    quic_undecryptable: "quic_undecryptable", "QUIC Initials that did not decrypt";
+    hits: "hits", "Indicator hits";
     /// Sightings written to the spool.
-    pub spooled: Counter,
+    spooled: "sightings_spooled", "Sightings written to the spool";
     /// Sightings the collector acknowledged.
-    pub sent: Counter,
+    sent: "sightings_sent", "Sightings acknowledged by the collector";
     /// Sightings the rate limits held back (in the local alert log, not sent).
-    pub held_back: Counter,
+    held_back: "sightings_held_back", "Sightings held back by rate limits";
+    /// Sightings refused because the spool was at its byte bound.
+    spool_full: "sightings_refused_spool_full", "Sightings refused by a full spool";
     /// Sightings whose observed value (or a short field) exceeded the contract's limit and
     /// was cut to it, marked with `…` (`zdn_proto::limits`).
-    pub truncated: Counter,
-    /// Sightings refused because the spool was at its byte bound.
-    pub spool_full: Counter,
+    truncated: "sightings_truncated", "Sightings with a value cut to the contract's limit";
     /// Sightings lost to a failed spool write (disk full, I/O error).
-    pub spool_failed: Counter,
+    spool_failed: "sightings_spool_failed", "Sightings lost to spool write errors";
     /// Aggregates closed before their window ended because the table was full.
-    pub evicted_early: Counter,
+    evicted_early: "aggregates_evicted_early", "Aggregates closed early (table full)";
     /// Indicator updates refused (bad signature, older, implausible, a delta that did not apply).
-    pub updates_refused: Counter,
+    updates_refused: "indicator_updates_refused", "Indicator updates refused";
     /// Indicator versions installed from a delta rather than a whole set.
-    pub deltas_applied: Counter,
+    deltas_applied: "indicator_deltas_applied", "Indicator versions installed from a delta";
+}
+
+/// A counter named `name` (a constant of this file, so always a valid metric name).
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("metric names here are valid")
 }
 
 impl Counters {
-    /// Registers every counter (shared, not copied) under `zdn_agent_<name>_total`.
-    pub fn register(&self, registry: &mut Registry) {
-        let all: [(&str, &str, &Counter); 27] = [
-            ("packets", "Packets seen", &self.packets),
-            ("packets_undecodable", "Packets that could not be decoded", &self.undecodable),
-            ("packets_panicked", "Packets that made the packet path panic (skipped)", &self.packet_panics),
-            ("packets_dropped_kernel", "Packets the kernel dropped before capture", &self.kernel_drops),
-            (
-                "capture_queue_freezes",
-                "Times a capture ring was full (the kernel froze its queue)",
-                &self.queue_freezes,
-            ),
-            ("dns_queries", "DNS query names inspected", &self.dns_queries),
-            ("dns_malformed", "Malformed DNS messages", &self.dns_malformed),
-            ("tls_client_hellos", "TLS ClientHellos read", &self.tls_hellos),
-            ("tls_malformed", "Malformed TLS ClientHellos", &self.tls_malformed),
-            ("http_requests", "HTTP requests read", &self.http_requests),
-            ("http_malformed", "Malformed HTTP requests", &self.http_malformed),
-            ("blind_tls_ech", "ClientHellos with Encrypted Client Hello", &self.blind_ech),
-            ("blind_dns_over_tls", "DNS over TLS connections", &self.blind_dot),
-            ("blind_dns_over_https", "TLS to public DNS-over-HTTPS resolvers", &self.blind_doh),
-            (
-                "streams_dropped",
-                "Client streams abandoned before their message was read",
-                &self.streams_dropped,
-            ),
-            (
-                "datagrams_dropped",
-                "Fragmented datagrams abandoned before reassembly",
-                &self.datagrams_dropped,
-            ),
-            ("quic_undecryptable", "QUIC Initials that did not decrypt", &self.quic_undecryptable),
-            ("hits", "Indicator hits", &self.hits),
-            ("sightings_spooled", "Sightings written to the spool", &self.spooled),
-            ("sightings_sent", "Sightings acknowledged by the collector", &self.sent),
-            ("sightings_held_back", "Sightings held back by rate limits", &self.held_back),
-            ("sightings_refused_spool_full", "Sightings refused by a full spool", &self.spool_full),
-            ("sightings_truncated", "Sightings with a value cut to the contract's limit", &self.truncated),
-            ("sightings_spool_failed", "Sightings lost to spool write errors", &self.spool_failed),
-            ("aggregates_evicted_early", "Aggregates closed early (table full)", &self.evicted_early),
-            ("indicator_updates_refused", "Indicator updates refused", &self.updates_refused),
-            ("indicator_deltas_applied", "Indicator versions installed from a delta", &self.deltas_applied),
-        ];
-        for (name, help, counter) in all {
-            registry.register(format!("zdn_agent_{name}"), help, counter.clone());
+    /// Registers every counter (shared, not copied) with `registry`.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        for counter in self.each() {
+            registry.register(Box::new(counter.clone()))?;
         }
         let w = &self.workers;
-        let families = [
-            ("capture_worker_packets", "Packets a live-capture worker read", &w.packets),
-            (
-                "capture_worker_dropped_kernel",
-                "Packets the kernel dropped before a worker read them",
-                &w.drops,
-            ),
-            ("capture_worker_queue_freezes", "Times a worker's ring was full", &w.freezes),
-        ];
-        for (name, help, family) in families {
-            registry.register(format!("zdn_agent_{name}"), help, family.clone());
+        for family in [&w.packets, &w.drops, &w.freezes] {
+            registry.register(Box::new(family.clone()))?;
         }
+        Ok(())
     }
 
     /// The counters of live-capture worker `worker` on `interface`, registered for the
@@ -130,10 +111,11 @@ impl Counters {
     pub fn capture_worker(&self, interface: &str, worker: u32, method: &'static str) -> Arc<WorkerCounters> {
         let labels = WorkerLabels { interface: interface.to_owned(), worker, method: method.to_owned() };
         let w = &self.workers;
+        let values = [interface, &worker.to_string(), method];
         let counters = Arc::new(WorkerCounters {
-            packets: w.packets.get_or_create(&labels).clone(),
-            drops: w.drops.get_or_create(&labels).clone(),
-            freezes: w.freezes.get_or_create(&labels).clone(),
+            packets: w.packets.with_label_values(&values),
+            drops: w.drops.with_label_values(&values),
+            freezes: w.freezes.with_label_values(&values),
             labels,
         });
         w.all.lock().unwrap_or_else(|p| p.into_inner()).push(counters.clone());
@@ -208,7 +190,7 @@ impl Counters {
 }
 
 /// The labels of one live-capture worker's series.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerLabels {
     pub interface: String,
     pub worker: u32,
@@ -219,17 +201,35 @@ pub struct WorkerLabels {
 #[derive(Debug)]
 pub struct WorkerCounters {
     pub labels: WorkerLabels,
-    pub packets: Counter,
-    pub drops: Counter,
-    pub freezes: Counter,
+    pub packets: IntCounter,
+    pub drops: IntCounter,
+    pub freezes: IntCounter,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct WorkerFamilies {
-    packets: Family<WorkerLabels, Counter>,
-    drops: Family<WorkerLabels, Counter>,
-    freezes: Family<WorkerLabels, Counter>,
+    packets: IntCounterVec,
+    drops: IntCounterVec,
+    freezes: IntCounterVec,
     all: Mutex<Vec<Arc<WorkerCounters>>>,
+}
+
+impl Default for WorkerFamilies {
+    fn default() -> Self {
+        let family = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["interface", "worker", "method"])
+                .expect("metric names here are valid")
+        };
+        WorkerFamilies {
+            packets: family("zdn_agent_capture_worker_packets_total", "Packets a live-capture worker read"),
+            drops: family(
+                "zdn_agent_capture_worker_dropped_kernel_total",
+                "Packets the kernel dropped before a worker read them",
+            ),
+            freezes: family("zdn_agent_capture_worker_queue_freezes_total", "Times a worker's ring was full"),
+            all: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl WorkerFamilies {
@@ -268,11 +268,10 @@ mod tests {
             .map(|w| (w.worker, w.packets, w.kernel_drops, w.queue_freezes))
             .collect();
         assert_eq!(workers, [(0, 110, 5, 1), (1, 50, 0, 0)]);
-        let mut registry = Registry::default();
-        counters.register(&mut registry);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        let sample = "zdn_agent_capture_worker_dropped_kernel_total{interface=\"eth1\",worker=\"0\",method=\"ring\"} 5";
+        let registry = Registry::new();
+        counters.register(&registry).unwrap();
+        let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        let sample = "zdn_agent_capture_worker_dropped_kernel_total{interface=\"eth1\",method=\"ring\",worker=\"0\"} 5";
         assert!(text.contains(sample), "{text}");
         assert!(text.contains("zdn_agent_capture_queue_freezes_total 1"), "{text}");
     }

@@ -1,15 +1,14 @@
 //! Prometheus metrics over HTTP (`GET /metrics`), when `metrics.listen` is set: the counters
 //! plus gauges read at scrape time (spool depth, indicator set). Served with hyper's HTTP/1
-//! server, which the gRPC stack already brings; text exposition by `prometheus-client`.
+//! server, which the gRPC stack already brings; the classic text exposition format, written
+//! by the `prometheus` crate (see [`crate::counters`] for why that format).
 
 use crate::pipeline::Shared;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,31 +17,27 @@ use tokio::sync::watch;
 /// The registry and the gauges refreshed before each scrape.
 struct Exposition {
     registry: Registry,
-    spool_queued: Gauge,
-    spool_bytes: Gauge,
-    set_version: Gauge,
-    set_size: Gauge,
+    spool_queued: IntGauge,
+    spool_bytes: IntGauge,
+    set_version: IntGauge,
+    set_size: IntGauge,
     shared: Arc<Shared>,
 }
 
 impl Exposition {
     fn new(shared: Arc<Shared>) -> Exposition {
-        let mut registry = Registry::default();
-        shared.counters.register(&mut registry);
-        let gauge = |registry: &mut Registry, name: &str, help: &str| {
-            let g = Gauge::default();
-            registry.register(format!("zdn_agent_{name}"), help, g.clone());
+        let registry = Registry::new();
+        shared.counters.register(&registry).expect("each metric is registered once");
+        let gauge = |registry: &Registry, name: &str, help: &str| {
+            let g = IntGauge::new(format!("zdn_agent_{name}"), help).expect("metric names here are valid");
+            registry.register(Box::new(g.clone())).expect("each metric is registered once");
             g
         };
         Exposition {
-            spool_queued: gauge(&mut registry, "spool_sightings", "Sightings waiting for an acknowledgement"),
-            spool_bytes: gauge(&mut registry, "spool_bytes", "Bytes of sightings in the spool"),
-            set_version: gauge(
-                &mut registry,
-                "indicator_set_version",
-                "Version of the collector's set in use",
-            ),
-            set_size: gauge(&mut registry, "indicator_set_indicators", "Indicators in the live set"),
+            spool_queued: gauge(&registry, "spool_sightings", "Sightings waiting for an acknowledgement"),
+            spool_bytes: gauge(&registry, "spool_bytes", "Bytes of sightings in the spool"),
+            set_version: gauge(&registry, "indicator_set_version", "Version of the collector's set in use"),
+            set_size: gauge(&registry, "indicator_set_indicators", "Indicators in the live set"),
             registry,
             shared,
         }
@@ -54,9 +49,10 @@ impl Exposition {
         self.spool_bytes.set(to_i64(self.shared.spool.bytes()));
         self.set_version.set(to_i64(self.shared.set_version.load(Relaxed)));
         self.set_size.set(to_i64(self.shared.set.load().len() as u64));
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String does not fail");
-        out
+        let mut out = Vec::new();
+        // Writing into a Vec does not fail; metric families here are all well-formed.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -66,7 +62,12 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("metrics.listen {addr}: {e} (is another process using the port?)"),
+        )
+    })?;
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "metrics served beyond localhost");
     }
@@ -107,7 +108,7 @@ fn respond(exposition: &Exposition, request: &Request<hyper::body::Incoming>) ->
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        hyper::header::HeaderValue::from_static(prometheus::TEXT_FORMAT),
     );
     response
 }

@@ -455,7 +455,7 @@ fn packets_a_full_ring_could_not_hold_are_counted_as_dropped() {
     let value = |metrics: &[(String, u64)], name: &str| {
         metrics.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
     };
-    let worker = "{interface=\"zdn0\",worker=\"0\",method=\"ring\"}";
+    let worker = "{interface=\"zdn0\",method=\"ring\",worker=\"0\"}";
     let deadline = Instant::now() + Duration::from_secs(20);
     let metrics = loop {
         let metrics = metrics_in(&ns);

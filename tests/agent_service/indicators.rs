@@ -103,6 +103,7 @@ async fn metrics_count_the_traffic_and_sighup_reloads_local_lists() {
     let mut agent = Agent::start(&config, site.path("agent.log"));
     agent.wait_log("capture files read", LONG);
     let body = scrape(metrics_port);
+    assert_promtool_accepts("metrics_count_the_traffic_and_sighup_reloads_local_lists", &body);
     assert_eq!(metric(&body, "zdn_agent_packets_total"), 30);
     assert_eq!(metric(&body, "zdn_agent_hits_total"), 30);
     assert_eq!(metric(&body, "zdn_agent_sightings_spooled_total"), 20, "10 first hits + 10 repeats");

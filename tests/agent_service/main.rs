@@ -259,6 +259,8 @@ fn text_column(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
 const LONG: Duration = Duration::from_secs(60);
 
 /// `GET /metrics` over a plain TCP connection; the body.
+/// The body of `GET /metrics` on `port`, after checking it is served as the classic text
+/// format its content says it is.
 fn scrape(port: u16) -> String {
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -266,7 +268,30 @@ fn scrape(port: u16) -> String {
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
-    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(!body.contains("# EOF"), "no OpenMetrics marker in the classic format");
+    body.to_owned()
+}
+
+/// Prometheus's own linter (`promtool check metrics`, Debian package `prometheus`) finds
+/// nothing wrong with `body`. Without promtool: a loud skip, or a failure where
+/// `ZDN_REQUIRE_PROMTOOL=1` (`.ci/run`).
+fn assert_promtool_accepts(test: &str, body: &str) {
+    use std::io::Write;
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut promtool) = spawned else {
+        return zdn_loud_skip::skip(test, "promtool (apt-get install prometheus)", "ZDN_REQUIRE_PROMTOOL");
+    };
+    promtool.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}");
 }
 
 fn metric(body: &str, name: &str) -> u64 {
