@@ -46,6 +46,9 @@
 //! agents_days = 90                      # agents without a heartbeat for this long
 //! interval_minutes = 60                 # how often the purge runs
 //!
+//! [metrics]
+//! listen = ""                           # Prometheus /metrics (plain HTTP), e.g. "127.0.0.1:9478"; empty: off
+//!
 //! [console]                             # the analysts' web console (HTTPS)
 //! enabled = true
 //! listen = "127.0.0.1:7444"             # its own port: browsers need no client certificate
@@ -84,6 +87,28 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub retention: crate::retention::RetentionConfig,
     pub console: ConsoleConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub listen: String,
+}
+
+impl MetricsConfig {
+    /// The address to serve metrics on, if enabled.
+    pub fn addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        let addr = self
+            .listen
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("metrics.listen {:?}: {e}", self.listen)))?;
+        Ok(Some(addr))
+    }
 }
 
 /// The web console (see `console`).
@@ -175,6 +200,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             retention: crate::retention::RetentionConfig::default(),
             console: ConsoleConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -203,6 +229,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        self.metrics.addr()?;
         if self.correlation.min_participants < 2 {
             return invalid("correlation.min_participants must be at least 2");
         }

@@ -41,6 +41,7 @@ pub mod console;
 pub mod correlation;
 pub mod export;
 pub mod http;
+pub mod metrics;
 pub mod pki;
 pub mod readiness;
 pub mod retention;

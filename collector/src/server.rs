@@ -26,6 +26,8 @@ pub struct RunningCollector {
     pub addr: SocketAddr,
     /// The web console's address, when it is enabled.
     pub console: Option<SocketAddr>,
+    /// The metrics endpoint's address, when `metrics.listen` is set.
+    pub metrics: Option<SocketAddr>,
     pub stats: Arc<ListenerStats>,
     /// What the alert sinks did; `None` when no sink is configured.
     pub alerts: Option<Arc<crate::alerts::AlertStats>>,
@@ -179,6 +181,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         events_from_store,
         publishing: publishing.clone(),
         shutdown: stop_signal.clone(),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     };
 
     crate::retention::start(shared.store.clone(), shared.config.retention, stop_signal.clone());
@@ -227,9 +230,23 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         ),
         None => None,
     };
+    let metrics = match shared.config.metrics.addr()? {
+        Some(addr) => Some(crate::metrics::serve(addr, shared.clone(), stop_signal.clone()).await?),
+        None => None,
+    };
     let conns = incoming(listener, security, stats.clone());
     let task =
         tokio::spawn(router.serve_with_incoming_shutdown(conns, crate::shutdown::stopping(stop_signal)));
     tracing::info!(%addr, "collector listening");
-    Ok(RunningCollector { addr, console, stats, alerts: alert_stats, publishing, tls, shutdown, task })
+    Ok(RunningCollector {
+        addr,
+        console,
+        metrics,
+        stats,
+        alerts: alert_stats,
+        publishing,
+        tls,
+        shutdown,
+        task,
+    })
 }

@@ -10,6 +10,7 @@
 
 mod delivery;
 mod indicators;
+mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

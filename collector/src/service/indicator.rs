@@ -79,6 +79,11 @@ impl Published {
 
     /// The event or campaign `value` (an indicator of `kind`, canonical, as a sighting names
     /// it) belongs to in this version, if it is published and its source gives one.
+    /// Indicators in the set.
+    pub fn indicator_count(&self) -> usize {
+        self.set.len()
+    }
+
     pub fn campaign_of(&self, kind: Kind, value: &str) -> Option<&str> {
         let event = self.meta_of(kind, value)?.event.as_str();
         (!event.is_empty()).then_some(event)

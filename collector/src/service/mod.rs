@@ -35,6 +35,8 @@ pub struct Shared {
     /// Becomes `true` when the collector stops; long-lived streams end then, so a graceful
     /// shutdown does not wait for clients that never hang up.
     pub shutdown: watch::Receiver<bool>,
+    /// What the services count for `/metrics` (counted whether or not it is served).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Runs blocking store work off the async threads; a store failure becomes `UNAVAILABLE` (the

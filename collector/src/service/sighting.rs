@@ -114,6 +114,7 @@ async fn ingest(
     let (participant, agent) = (peer.identity.participant.clone(), peer.identity.name.clone());
     // The published version now: it names each indicator's campaign.
     let published = shared.publishing.subscribe().borrow().clone();
+    let metrics = shared.metrics.clone();
     let (ingested, rejected, reject_reason) = blocking(move || {
         let mut valid = Vec::with_capacity(batch.sightings.len());
         let mut reasons = Vec::new();
@@ -126,10 +127,16 @@ async fn ingest(
                 Err(reason) => reasons.push(reason),
             }
         }
+        let timer = metrics.store_ingest_seconds.start_timer();
         let ingested = store.ingest(&participant, &agent, &valid, now_ms())?;
+        timer.observe_duration();
         Ok((ingested, reasons.len() as u32, reasons.into_iter().next().unwrap_or_default()))
     })
     .await?;
+    let m = &shared.metrics;
+    m.sightings_stored.inc_by(u64::from(ingested.stored));
+    m.sightings_duplicate.inc_by(u64::from(ingested.duplicates));
+    m.sightings_rejected.inc_by(u64::from(rejected));
     if rejected > 0 {
         tracing::warn!(agent = %peer.identity, rejected, reason = %reject_reason, "rejected malformed sightings");
     }
