@@ -387,7 +387,7 @@ pub fn describe(e: &anyhow::Error) -> String {
             status.message()
         ),
         Some(status) => format!("collector answered {:?}: {}", status.code(), status.message()),
-        None => format!("{e:#}"),
+        None => zdn_telemetry::error_text(e.as_ref()),
     }
 }
 

@@ -80,7 +80,7 @@ impl RunningCollector {
         match self.reload_revocation_lists().await {
             Ok(revoked) => tracing::info!(revoked, "SIGHUP: revocation lists reloaded"),
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "SIGHUP: revocation lists not reloaded; the lists in force stay")
+                tracing::error!(error = %zdn_telemetry::error_text(e.as_ref()), "SIGHUP: revocation lists not reloaded; the lists in force stay")
             }
         }
         match self.republish_indicators().await {

@@ -143,7 +143,7 @@ async fn main() -> std::process::ExitCode {
     match run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zdn-collector: {e:#}");
+            eprintln!("zdn-collector: {}", zdn_telemetry::error_text(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

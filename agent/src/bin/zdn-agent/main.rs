@@ -46,7 +46,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zdn-agent: {e:#}");
+            eprintln!("zdn-agent: {}", zdn_telemetry::error_text(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
