@@ -13,6 +13,7 @@ command -v lintian >/dev/null || missing+=(lintian)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v adduser >/dev/null || missing+=(adduser)
 command -v help2man >/dev/null || missing+=(help2man)
+command -v logrotate >/dev/null || missing+=(logrotate)
 if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; fi
 
 rm -f target/debian/*.deb
@@ -62,10 +63,14 @@ test "$(stat -c '%a %U' /var/lib/zdn-collector)" = "700 zdn-collector"
 # The analysts' client is a client only: no capture, no store.
 ! ldd /usr/bin/zdn | grep -qE 'pcap|sqlite|pq'
 ! strings /usr/bin/zdn | grep -qE 'SQLite format 3|rusqlite|pnet_datalink|tokio_postgres'
+# The operators' guide beside each service, and the alert log's rotation (checked by logrotate).
+test -s /usr/share/doc/zdn-agent/OPERATING.md && test -s /usr/share/doc/zdn-collector/OPERATING.md
+rotation=$(logrotate --debug /etc/logrotate.d/zdn-agent 2>&1)
+grep -q "rotating pattern: /var/log/zdn-agent/" <<<"$rotation" && ! grep -q "unknown option" <<<"$rotation"
 for page in zdn-agent zdn-collector zdn; do zcat "/usr/share/man/man1/$page.1.gz" | grep -q '^\.SH DESCRIPTION'; done
 
 echo "--- purge"
 dpkg --purge zdn-agent zdn-collector zdn-client
-test ! -e /usr/bin/zdn-agent && test ! -e /usr/bin/zdn && test ! -e /etc/zdn/agent.toml && test ! -e /lib/systemd/system/zdn-collector.service
+test ! -e /usr/bin/zdn-agent && test ! -e /usr/bin/zdn && test ! -e /etc/zdn/agent.toml && test ! -e /etc/logrotate.d/zdn-agent && test ! -e /lib/systemd/system/zdn-collector.service
 test -d /var/lib/zdn-collector # kept on purge: database, PKI, publishing key
 echo "packages: built, lint-clean, installed, verified, purged"

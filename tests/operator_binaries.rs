@@ -96,11 +96,12 @@ async fn operator_workflow_with_the_real_binaries() {
     let iocs = dir.path().join("iocs.txt");
     std::fs::write(&iocs, "evil.example\n203.0.113.66\n").unwrap();
     let config = dir.path().join("collector.toml");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(
         &config,
         format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nidentity = {:?}\nindicators = [{:?}]\npublish_key = {:?}\n\
-             [console]\nlisten = \"127.0.0.1:0\"\n",
+             [console]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
             dir.path().join("data"),
             pki.join("collector"),
             iocs,
@@ -109,6 +110,9 @@ async fn operator_workflow_with_the_real_binaries() {
     )
     .unwrap();
     let checked = ok(collector(&["check-config", "--config", config.to_str().unwrap()]));
+    // The key to pin on agents, as `pki init` printed it.
+    let key = ok(collector(&["pki", "show-publish-key", "--config", config.to_str().unwrap()]));
+    assert!(key.trim().len() == 64 && initialised.contains(key.trim()), "{key} not in: {initialised}");
     assert!(checked.contains("2 indicators") && checked.contains("configuration OK"), "{checked}");
     std::fs::write(dir.path().join("typo.toml"), "listen = 7443\n").unwrap();
     let typo = collector(&["check-config", "--config", dir.path().join("typo.toml").to_str().unwrap()]);
@@ -129,6 +133,10 @@ async fn operator_workflow_with_the_real_binaries() {
         notified[1].starts_with(&format!("READY=1\nSTATUS=serving on {addr}, indicator set version ")),
         "{notified:?}"
     );
+
+    // The health check a container runs: the port answers, and /metrics (which reads the store).
+    let probed = ok(collector(&["probe", "--config", config.to_str().unwrap(), "--listen", &addr]));
+    assert!(probed.contains("answered 200"), "{probed}");
 
     let zdn = Command::new(workspace_binary("zdn-client", "zdn"))
         .args(["--collector", &url, "--identity", analyst.trim(), "fleet", "--format", "json"])
@@ -192,6 +200,12 @@ async fn operator_workflow_with_the_real_binaries() {
     assert!(matches!(ended, Ok(None) | Err(_)), "sync stream still open: {ended:?}");
     let mut served = child;
     let status = tokio::task::spawn_blocking(move || (served.0.wait().unwrap(), served)).await.unwrap();
+    let down = collector(&["probe", "--config", config.to_str().unwrap(), "--listen", &addr]);
+    let said = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        !down.status.success() && said.contains(&format!("listen {addr}")),
+        "a stopped collector: {said}"
+    );
     assert!(status.0.success(), "collector exited with {}", status.0);
     let log = status.1.1.lock().unwrap().join("\n");
     assert!(!log.contains("calls still running"), "graceful stop had to cut calls off:\n{log}");

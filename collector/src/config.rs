@@ -427,4 +427,18 @@ mod tests {
         let packaged = Config::load(&path).unwrap();
         assert_eq!(format!("{packaged:?}"), format!("{:?}", Config::default()));
     }
+
+    #[test]
+    fn the_container_configurations_are_valid_and_reachable_from_outside() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/container");
+        for file in ["image.toml", "collector.toml"] {
+            let config = Config::load(&dir.join(file)).unwrap();
+            assert!(
+                config.listen.ip().is_unspecified() && config.console.listen.ip().is_unspecified(),
+                "{file}"
+            );
+            let metrics = config.metrics.addr().unwrap().expect("the health check needs /metrics");
+            assert!(metrics.ip().is_loopback(), "{file}: /metrics stays inside the container");
+        }
+    }
 }

@@ -43,6 +43,7 @@ pub mod export;
 pub mod http;
 pub mod metrics;
 pub mod pki;
+pub mod probe;
 pub mod readiness;
 pub mod retention;
 pub mod server;

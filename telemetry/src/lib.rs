@@ -21,7 +21,8 @@ pub enum LogFormat {
 pub fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZDN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let colours =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colours)
@@ -83,13 +84,20 @@ mod tests {
         let told = Wrapper { says_cause: true, source: missing() };
         assert_eq!(error_text(&told), "cannot read /etc/zdn/x.toml: No such file or directory (os error 2)");
         let untold = Wrapper { says_cause: false, source: missing() };
-        assert_eq!(error_text(&untold), "cannot read /etc/zdn/x.toml: No such file or directory (os error 2)");
+        assert_eq!(
+            error_text(&untold),
+            "cannot read /etc/zdn/x.toml: No such file or directory (os error 2)"
+        );
         // anyhow's context chain, as the binaries hold it.
         let chained = anyhow::Error::new(told).context("loading the configuration");
         assert_eq!(
             error_text(chained.as_ref()),
             "loading the configuration: cannot read /etc/zdn/x.toml: No such file or directory (os error 2)"
         );
-        assert_eq!(format!("{chained:#}").matches("os error 2").count(), 2, "what the binaries printed before");
+        assert_eq!(
+            format!("{chained:#}").matches("os error 2").count(),
+            2,
+            "what the binaries printed before"
+        );
     }
 }

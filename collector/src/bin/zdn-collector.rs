@@ -45,6 +45,14 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Check that a running collector answers: its gRPC port accepts connections and, with
+    /// metrics.listen set, /metrics answers (which reads the store). Exits non-zero if not.
+    ///
+    /// Example (a container's health check): zdn-collector probe --config /etc/zdn/collector.toml
+    Probe {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Certificate authority for agents, analysts and the collector itself.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -118,6 +126,14 @@ enum PkiCommand {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Print the public half of the indicator publishing key, as agents pin it
+    /// (`indicators.pinned_key` in agent.toml).
+    ///
+    /// Example: zdn-collector pki show-publish-key --config /etc/zdn/collector.toml
+    ShowPublishKey {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 fn load_config(args: &ConfigArgs) -> Result<Config> {
@@ -186,6 +202,21 @@ async fn run(command: Command) -> Result<()> {
                 println!("{}", if verbose { built.details() } else { built.summary() });
             }
             println!("configuration OK: listen {}, data in {}", config.listen, config.data_dir.display());
+            Ok(())
+        }
+        Command::Probe { config } => {
+            println!("{}", zdn_collector::probe::probe(&load_config(&config)?).await?);
+            Ok(())
+        }
+        Command::Pki(PkiCommand::ShowPublishKey { config }) => {
+            let config = load_config(&config)?;
+            match config.existing_publisher()? {
+                Some(publisher) => println!("{}", publisher.public_hex()),
+                None => anyhow::bail!(
+                    "no indicator publishing key at {} yet: `pki init` makes one (or the first start, with neither identity nor publish_key set)",
+                    config.publish_key_path().display()
+                ),
+            }
             Ok(())
         }
         Command::Pki(PkiCommand::Init { dir, san }) => {
