@@ -65,6 +65,45 @@ fn serve(config: &Path) -> (Served, String) {
     panic!("collector exited without listening");
 }
 
+/// The services the collector's reflection lists, asked in each protocol version.
+async fn reflected_services(
+    channel: tonic::transport::Channel,
+) -> std::collections::HashMap<&'static str, Vec<String>> {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let ask_v1 = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let answer = client.server_reflection_info(tokio_stream::iter([ask_v1])).await.unwrap().into_inner();
+    let v1_names = match first(answer).await.and_then(|r| r.message_response) {
+        Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("v1 reflection: {other:?}"),
+    };
+    let ask_alpha = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let answer = client.server_reflection_info(tokio_stream::iter([ask_alpha])).await.unwrap().into_inner();
+    let alpha_names = match first(answer).await.and_then(|r| r.message_response) {
+        Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("v1alpha reflection: {other:?}"),
+    };
+    std::collections::HashMap::from([("v1", v1_names), ("v1alpha", alpha_names)])
+}
+
+/// The first message of a response stream.
+async fn first<T>(mut stream: tonic::Streaming<T>) -> Option<T> {
+    stream.message().await.unwrap()
+}
+
 #[tokio::test]
 async fn operator_workflow_with_the_real_binaries() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,6 +172,16 @@ async fn operator_workflow_with_the_real_binaries() {
         notified[1].starts_with(&format!("READY=1\nSTATUS=serving on {addr}, indicator set version ")),
         "{notified:?}"
     );
+
+    // Reflection answers in both versions, so old and new gRPC tools can list the services.
+    let analyst_channel =
+        zdn_transport::client::connect(&url, Some(&Bundle::load(Path::new(analyst.trim())).unwrap()))
+            .await
+            .unwrap();
+    let services = reflected_services(analyst_channel).await;
+    for version in ["v1", "v1alpha"] {
+        assert!(services[version].iter().any(|s| s == "zdn.v1.AnalystService"), "{version}: {services:?}");
+    }
 
     // The health check a container runs: the port answers, and /metrics (which reads the store).
     let probed = ok(collector(&["probe", "--config", config.to_str().unwrap(), "--listen", &addr]));

@@ -193,13 +193,18 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
     health_reporter.set_serving::<AnalystServiceServer<Analyst>>().await;
     health_reporter.set_serving::<FleetServiceServer<Fleet>>().await;
     health_reporter.set_serving::<IndicatorServiceServer<Indicators>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(zdn_proto::DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions: v1 for current grpcurl and Postman, v1alpha for the older
+    // ones (and tools built on them), which know no other.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(zdn_proto::DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
 
     let grpc = tonic::service::Routes::new(health)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             SightingServiceServer::new(Ingest { shared: shared.clone() })
                 .max_decoding_message_size(max_message),
