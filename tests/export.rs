@@ -1,5 +1,5 @@
-//! Exports: a STIX 2.1 bundle that OASIS's validator accepts, MISP sightings that carry false
-//! positives as type 1, CSV — each under the caller's view.
+//! Exports: a STIX 2.1 bundle that OASIS's validator accepts, MISP sightings that PyMISP's
+//! model reads and that carry false positives as type 1, CSV — each under the caller's view.
 
 use serde_json::Value;
 use std::process::Command;
@@ -21,6 +21,32 @@ fn validate_stix(path: &std::path::Path) -> Option<(bool, String)> {
             None
         }
     }
+}
+
+/// Reads every entry of a MISP export with PyMISP's own `MISPSighting` model, as
+/// `PyMISP.add_sighting` would send it: each must carry the attribute's `uuid` or a `value`,
+/// and come back out unchanged. `None` when PyMISP is not installed here (CI installs it and
+/// sets `ZDN_REQUIRE_PYMISP=1`).
+fn check_with_pymisp(path: &std::path::Path) -> Option<(bool, String)> {
+    const CHECK: &str = r#"
+import json, sys
+from pymisp import MISPSighting
+for entry in json.load(open(sys.argv[1])):
+    sighting = MISPSighting()
+    sighting.from_dict(**entry)
+    back = sighting.to_dict()
+    assert ("uuid" in back) != ("value" in back), f"uuid or value, not both: {back}"
+    assert back["type"] in ("0", "1") and back["timestamp"].isdigit(), back
+    assert {k: str(v) for k, v in back.items()} == {k: str(v) for k, v in entry.items()}, (entry, back)
+print("ok")
+"#;
+    let out = Command::new("python3").args(["-c", CHECK]).arg(path).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if text.contains("No module named 'pymisp'") {
+        zdn_loud_skip::skip("MISP sightings check", "PyMISP (pip install pymisp)", "ZDN_REQUIRE_PYMISP");
+        return None;
+    }
+    Some((out.status.success(), text))
 }
 
 #[tokio::test]
@@ -72,7 +98,12 @@ async fn exports_validate_and_follow_the_callers_view() {
     for entry in misp {
         let expected = if entry["value"] == fp { "1" } else { "0" };
         assert_eq!(entry["type"], expected, "{entry}");
-        assert!(entry["source"].as_str().unwrap().starts_with("ZDN/"));
+        assert_eq!(entry["source"], "ZDN", "the institution is not named to the MISP community");
+    }
+    let file = net.dir.path().join("export.misp.json");
+    std::fs::write(&file, serde_json::to_string(misp).unwrap()).unwrap();
+    if let Some((valid, report)) = check_with_pymisp(&file) {
+        assert!(valid, "PyMISP's MISPSighting refused the export:\n{report}");
     }
     let one = net.zdn(Some(&analyst), &["export", "csv", "--indicator", "203.0.113.66"]).await.unwrap();
     let expected = net.zdn_json(&analyst, &["sightings", "--indicator", "203.0.113.66"]).await.unwrap();

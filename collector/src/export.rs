@@ -1,14 +1,20 @@
 //! Sightings out, in the formats other tools import: STIX 2.1 bundles of Sighting objects,
 //! MISP sightings, and CSV.
 //!
-//! - **STIX 2.1**: one `indicator` per distinct indicator (its STIX pattern), one `identity`
-//!   per institution and one for the CERT (the producer), and one `sighting` per stored
-//!   sighting (`sighting_of_ref` the indicator, `where_sighted_refs` the institution, first/last
-//!   seen, count). Ids are UUIDv5 under a ZDN namespace, so exporting the same sighting twice
-//!   gives the same object and importers de-duplicate. Checked with OASIS's `stix2-validator`
-//!   in CI.
-//! - **MISP**: the sightings array MISP's `/sightings/add` takes: `value`, `type` (`"0"` seen,
-//!   `"1"` false positive: the indicator was marked as one), `source`, `timestamp`.
+//! - **STIX 2.1**: one `identity` per institution and one for the CERT (the producer), one
+//!   `sighting` per stored sighting (`where_sighted_refs` the institution, first/last seen,
+//!   count), and `sighting_of_ref` the indicator: the source's own STIX id when the indicator
+//!   came from a STIX source (so the sighting joins the indicator the importer already holds),
+//!   otherwise an `indicator` object of ours with its STIX pattern. Our ids are UUIDv5 under a
+//!   ZDN namespace, so exporting the same sighting twice gives the same object and importers
+//!   de-duplicate. Checked with OASIS's `stix2-validator` in CI.
+//! - **MISP**: an array whose every element is the body of one `POST /sightings/add` call,
+//!   as PyMISP's `MISPSighting` reads it: `uuid`, the *attribute's* UUID, when the indicator
+//!   came from a MISP feed (MISP reads `uuid` as the attribute to sight, so nothing else may
+//!   go there), otherwise `value` (MISP sights every attribute with that value); `type` (`"0"`
+//!   seen, `"1"` false positive: the indicator was marked as one), `timestamp`, and `source`
+//!   `"ZDN"`: the institution is not named, as MISP's `Sightings_anonymise` shows sightings
+//!   under the organisation that pushed them, the CERT's.
 //! - **CSV**: the rows of `zdn sightings --format csv`.
 //!
 //! The caller's view applies before any of this: a participant analyst exports only its own
@@ -111,10 +117,16 @@ fn stix(sightings: &[v1::StoredSighting], producer: &str, now_ms: i64) -> Value 
     for stored in sightings {
         let Some(s) = &stored.sighting else { continue };
         let kind = kind_from_wire(s.kind).unwrap_or(Kind::Domain);
-        let indicator_ref = id("indicator", &format!("{}:{}", kind.as_str(), s.indicator));
-        indicators
-            .entry(indicator_ref.clone())
-            .or_insert_with(|| (kind, s.indicator.clone(), s.first_seen_unix_ms));
+        let indicator_ref = match stix_indicator_id(&s.indicator_id) {
+            Some(source_id) => source_id.to_owned(),
+            None => {
+                let ours = id("indicator", &format!("{}:{}", kind.as_str(), s.indicator));
+                indicators
+                    .entry(ours.clone())
+                    .or_insert_with(|| (kind, s.indicator.clone(), s.first_seen_unix_ms));
+                ours
+            }
+        };
         participants.insert(stored.participant.clone());
         let count = s.count.clamp(1, 999_999_999);
         sighting_objects.push(json!({
@@ -152,19 +164,33 @@ fn stix(sightings: &[v1::StoredSighting], producer: &str, now_ms: i64) -> Value 
     json!({ "type": "bundle", "id": format!("bundle--{}", Uuid::new_v5(&NAMESPACE, now.as_bytes())), "objects": objects })
 }
 
+/// The source's STIX id of an indicator (`indicator--<uuid>`), if it came from STIX.
+fn stix_indicator_id(indicator_id: &str) -> Option<&str> {
+    let uuid = indicator_id.strip_prefix("indicator--")?;
+    Uuid::parse_str(uuid).is_ok().then_some(indicator_id)
+}
+
+/// The MISP attribute UUID of an indicator (a bare UUID), if it came from MISP.
+fn misp_attribute_uuid(indicator_id: &str) -> Option<Uuid> {
+    Uuid::try_parse(indicator_id).ok()
+}
+
 fn misp(sightings: &[v1::StoredSighting], false_positives: &BTreeSet<String>) -> Value {
     let entries: Vec<Value> = sightings
         .iter()
         .filter_map(|stored| {
             let s = stored.sighting.as_ref()?;
             let kind = if false_positives.contains(&s.indicator) { "1" } else { "0" };
-            Some(json!({
-                "value": s.indicator,
+            let mut entry = json!({
                 "type": kind,
-                "source": format!("ZDN/{}", stored.participant),
+                "source": "ZDN",
                 "timestamp": (s.last_seen_unix_ms / 1000).to_string(),
-                "uuid": Uuid::new_v5(&NAMESPACE, format!("misp:{}", s.id).as_bytes()).to_string(),
-            }))
+            });
+            match misp_attribute_uuid(&s.indicator_id) {
+                Some(attribute) => entry["uuid"] = attribute.to_string().into(),
+                None => entry["value"] = s.indicator.clone().into(),
+            }
+            Some(entry)
         })
         .collect();
     Value::Array(entries)
@@ -274,6 +300,32 @@ mod tests {
     }
 
     #[test]
+    fn sightings_of_source_indicators_name_the_sources_ids() {
+        let attribute = "5f0c3a2e-1b7d-4c1a-9d2e-0a1b2c3d4e5f";
+        let stix_id = "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f";
+        let mut from_misp = stored("s1", "umc", "evil.example", Kind::Domain);
+        from_misp.sighting.as_mut().unwrap().indicator_id = attribute.into();
+        let mut from_stix = stored("s2", "umc", "bad.example", Kind::Domain);
+        from_stix.sighting.as_mut().unwrap().indicator_id = stix_id.into();
+        let listed = stored("s3", "umc", "plain.example", Kind::Domain);
+        let sightings = [from_misp, from_stix, listed];
+        let doc = misp(&sightings, &BTreeSet::new());
+        assert_eq!((doc[0]["uuid"].as_str(), doc[0].get("value")), (Some(attribute), None));
+        assert_eq!((doc[1]["value"].as_str(), doc[1].get("uuid")), (Some("bad.example"), None));
+        let bundle = stix(&sightings, "z-cert", 1);
+        let objects = bundle["objects"].as_array().unwrap();
+        let refs: Vec<&str> = objects
+            .iter()
+            .filter(|o| o["type"] == "sighting")
+            .map(|o| o["sighting_of_ref"].as_str().unwrap())
+            .collect();
+        assert_eq!(refs[1], stix_id, "the source's STIX indicator, not one of ours");
+        let ours: Vec<&Value> = objects.iter().filter(|o| o["type"] == "indicator").collect();
+        assert_eq!(ours.len(), 2, "indicator objects only for those without a STIX id");
+        assert!(ours.iter().all(|o| o["name"] != "bad.example"));
+    }
+
+    #[test]
     fn misp_marks_false_positives_as_type_1() {
         let sightings = [
             stored("s1", "umc", "evil.example", Kind::Domain),
@@ -284,9 +336,11 @@ mod tests {
         assert_eq!(doc[0]["type"], "0");
         assert_eq!(doc[1]["type"], "1");
         assert_eq!(
-            (doc[0]["source"].as_str(), doc[0]["timestamp"].as_str()),
-            (Some("ZDN/umc"), Some("1768467720"))
+            (doc[0]["source"].as_str(), doc[0]["timestamp"].as_str(), doc[0]["value"].as_str()),
+            (Some("ZDN"), Some("1768467720"), Some("evil.example")),
+            "by value, the institution not named"
         );
+        assert!(doc[0].get("uuid").is_none(), "no uuid but an attribute's: MISP reads it as one");
         let text = String::from_utf8(document(Format::Csv, &sightings, &fp, "z-cert", 0)).unwrap();
         assert!(text.starts_with("participant,agent,indicator,") && text.lines().count() == 3, "{text}");
     }
