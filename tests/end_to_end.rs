@@ -178,7 +178,11 @@ async fn fleet_shows_heartbeats_and_watch_streams_openings() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let printed = tokio::time::timeout(std::time::Duration::from_secs(10), cli_watch).await.unwrap().unwrap();
-    assert!(printed.contains("\"change\": \"opened\"") && printed.contains("watch-"), "{printed}");
+    let event: serde_json::Value = serde_json::from_str(printed.trim_end()).expect("one JSON line");
+    assert!(
+        event["change"] == "opened" && event["indicator"].as_str().unwrap().starts_with("watch-"),
+        "{printed}"
+    );
 
     let bundle = net.issue("ggz-oost", Role::Agent, "gw-9");
     let channel =

@@ -92,9 +92,9 @@ async fn a_false_positive_is_withdrawn_closed_and_stays_closed() {
     assert_eq!(marked[0]["correlations_closed"], 1);
     let v2 = marked[0]["published_version"].as_u64().unwrap();
     assert!(v2 > v1);
-    let heard: Value =
-        serde_json::from_str(&tokio::time::timeout(Duration::from_secs(10), watcher).await.unwrap().unwrap())
-            .unwrap();
+    let printed = tokio::time::timeout(Duration::from_secs(10), watcher).await.unwrap().unwrap();
+    // JSON lines: one event per line.
+    let heard: Vec<Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(
         (heard[0]["change"].as_str(), heard[0]["indicator"].as_str()),
         (Some("closed_false_positive"), Some(FP))

@@ -54,8 +54,11 @@ async fn two_instances_on_one_postgres_give_the_answers_of_one() {
     }
 
     let heard = tokio::time::timeout(std::time::Duration::from_secs(20), watcher).await.unwrap().unwrap();
-    let mut heard: Vec<String> =
-        heard.lines().filter(|l| l.trim_start().starts_with("\"indicator\"")).map(str::to_owned).collect();
+    // JSON lines: one event per line, each with its indicator.
+    let mut heard: Vec<String> = heard
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["indicator"].to_string())
+        .collect();
     heard.sort();
     assert_eq!(heard.len(), 2, "both openings reached the other instance's watcher: {heard:?}");
     assert_ne!(heard[0], heard[1], "each once: {heard:?}");

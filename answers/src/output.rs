@@ -1,4 +1,6 @@
-//! Rows out: an aligned table for people, JSON (an array) and CSV for programs.
+//! Rows out: an aligned table for people, JSON (an array) and CSV for programs; and
+//! [`Stream`] for rows that arrive one at a time (`zdn watch`): JSON lines, CSV and a table
+//! each with one header.
 //!
 //! Every command turns its results into [`Row`]s (ordered JSON objects), so the three formats
 //! show the same fields in the same order and no command formats by hand.
@@ -34,6 +36,62 @@ pub fn write(out: &mut dyn Write, format: Format, rows: &[Row]) -> anyhow::Resul
         Format::Table => table(out, rows)?,
     }
     Ok(())
+}
+
+/// Rows written as they come, for a stream that never ends: JSON lines (one compact object per
+/// row, what `jq` and log shippers read), CSV with one header, or a table whose header and
+/// column widths come from the first row (a later, longer value widens only its own line).
+pub struct Stream {
+    format: Format,
+    widths: Option<Vec<usize>>,
+    csv_header: bool,
+}
+
+impl Stream {
+    pub fn new(format: Format) -> Stream {
+        Stream { format, widths: None, csv_header: false }
+    }
+
+    /// Writes `row` (and, before the first, the header).
+    pub fn write(&mut self, out: &mut dyn Write, row: &Row) -> anyhow::Result<()> {
+        match self.format {
+            Format::Json => {
+                serde_json::to_writer(&mut *out, row)?;
+                writeln!(out)?;
+            }
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(&mut *out);
+                if !std::mem::replace(&mut self.csv_header, true) {
+                    w.write_record(row.keys())?;
+                }
+                w.write_record(row.values().map(|v| spreadsheet_safe(cell(v))))?;
+                w.flush()?;
+            }
+            Format::Table => {
+                let cells: Vec<String> = row.values().map(cell).collect();
+                let widths = self.widths.get_or_insert_with(|| {
+                    let widths: Vec<usize> =
+                        row.keys().zip(&cells).map(|(k, c)| k.len().max(c.chars().count())).collect();
+                    let header: Vec<String> = row.keys().map(|k| k.to_uppercase()).collect();
+                    let _ = writeln!(out, "{}", padded(&header, &widths));
+                    widths
+                });
+                writeln!(out, "{}", padded(&cells, widths))?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+/// `values` left-aligned in `widths`, two spaces apart, without trailing blanks.
+fn padded(values: &[String], widths: &[usize]) -> String {
+    let cells: Vec<String> = values
+        .iter()
+        .zip(widths.iter().chain(std::iter::repeat(&0)))
+        .map(|(v, w)| format!("{v:<w$}"))
+        .collect();
+    cells.join("  ").trim_end().to_owned()
 }
 
 /// A value as one cell: strings bare, arrays comma-joined, null empty.
@@ -109,6 +167,29 @@ mod tests {
         let mut empty = Vec::new();
         write(&mut empty, Format::Table, &[]).unwrap();
         assert_eq!(empty, b"(none)\n");
+    }
+
+    #[test]
+    fn a_stream_has_one_header_and_json_lines() {
+        let stream = |format| {
+            let mut out = Vec::new();
+            let mut stream = Stream::new(format);
+            for row in rows() {
+                stream.write(&mut out, &row).unwrap();
+            }
+            String::from_utf8(out).unwrap()
+        };
+        let lines = stream(Format::Json);
+        let parsed: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(parsed.len(), 2, "one JSON object per line: {lines}");
+        assert_eq!(parsed[1]["indicator"], "x,\"y\"");
+        assert_eq!(stream(Format::Csv), render(Format::Csv), "the same CSV as a whole answer: one header");
+        let table = stream(Format::Table);
+        assert_eq!(table.matches("INDICATOR").count(), 1, "{table}");
+        assert_eq!(
+            table,
+            "INDICATOR     PARTICIPANTS  N\nevil.example  a,b           2\nx,\"y\"         3\n"
+        );
     }
 
     #[test]

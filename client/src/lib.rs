@@ -101,7 +101,10 @@ pub enum Command {
     /// Manage the published indicators (CERT analysts and admins).
     #[command(subcommand)]
     Indicators(IndicatorsCommand),
-    /// Print correlations as they open and escalate.
+    /// Print correlations as they open and escalate: JSON lines with --format json, one
+    /// header for csv and table.
+    ///
+    /// Example: zdn watch --format json | jq -r 'select(.change == "opened") | .indicator'
     Watch {
         /// Stop after this many events.
         #[arg(long)]
@@ -358,11 +361,10 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
         }
         Command::Watch { count } => {
             let mut events = client.watch_correlations(v1::WatchCorrelationsRequest {}).await?.into_inner();
-            let mut seen = 0;
+            let (mut seen, mut stream) = (0, output::Stream::new(cli.format));
             while count.is_none_or(|c| seen < c) {
                 let Some(event) = events.message().await? else { break };
-                output::write(out, cli.format, &[event_row(&event)])?;
-                out.flush()?;
+                stream.write(out, &event_row(&event))?;
                 seen += 1;
             }
             return Ok(());
