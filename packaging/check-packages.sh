@@ -12,7 +12,6 @@ missing=()
 command -v lintian >/dev/null || missing+=(lintian)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v adduser >/dev/null || missing+=(adduser)
-command -v help2man >/dev/null || missing+=(help2man)
 command -v logrotate >/dev/null || missing+=(logrotate)
 if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; fi
 
@@ -29,15 +28,15 @@ case $profile in
 esac
 # Without debug line tables: `cargo deb --strip` removes them anyway, so they only cost time.
 CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --profile "$profile" --locked -p zdn-agent -p zdn-collector -p zdn-client
-# Manual pages from each program's --help (help2man), so they never disagree with it.
-mkdir -p target/man
-man_page() { # binary, one-line description
-  help2man --no-info --version-string="$("$bin_dir/$1" --version | awk '{print $2}')" \
-    --name "$2" "$bin_dir/$1" | gzip -9n > "target/man/$1.1.gz"
-}
-man_page zdn-agent "ZDN sensor agent: decode traffic, match indicators, report sightings"
-man_page zdn-collector "ZDN collector: authenticate agents, store and correlate sightings"
-man_page zdn "query a ZDN collector: correlations, sightings, indicators, fleet, exports"
+# A manual page per program and subcommand, and bash completions, each written by the program
+# from the clap definitions its --help comes from, so they never disagree with it.
+rm -rf target/man target/completions
+for bin in zdn-agent zdn-collector zdn; do
+  mkdir -p "target/man/$bin" target/completions
+  "$bin_dir/$bin" man-pages "target/man/$bin"
+  gzip -9n "target/man/$bin"/*.1
+  "$bin_dir/$bin" completions bash > "target/completions/$bin"
+done
 cargo deb --locked --no-build --strip --profile "$profile" -p zdn-agent
 cargo deb --locked --no-build --strip --profile "$profile" -p zdn-collector
 cargo deb --locked --no-build --strip --profile "$profile" -p zdn-client
@@ -67,7 +66,10 @@ test "$(stat -c '%a %U' /var/lib/zdn-collector)" = "700 zdn-collector"
 test -s /usr/share/doc/zdn-agent/OPERATING.md && test -s /usr/share/doc/zdn-collector/OPERATING.md
 rotation=$(logrotate --debug /etc/logrotate.d/zdn-agent 2>&1)
 grep -q "rotating pattern: /var/log/zdn-agent/" <<<"$rotation" && ! grep -q "unknown option" <<<"$rotation"
-for page in zdn-agent zdn-collector zdn; do zcat "/usr/share/man/man1/$page.1.gz" | grep -q '^\.SH DESCRIPTION'; done
+for page in zdn-agent zdn-agent-run zdn-collector zdn-collector-pki-show-publish-key zdn zdn-watch; do
+  zcat "/usr/share/man/man1/$page.1.gz" | grep -q '^\.SH NAME'
+done
+for bin in zdn-agent zdn-collector zdn; do grep -q "complete -F" "/usr/share/bash-completion/completions/$bin"; done
 
 echo "--- purge"
 dpkg --purge zdn-agent zdn-collector zdn-client

@@ -61,6 +61,13 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    ///
+    /// Example: zdn completions bash > /etc/bash_completion.d/zdn
+    Completions { shell: clap_complete::Shell },
+    /// Write a manual page for the program and one for each subcommand into DIR (packaging).
+    #[command(hide = true)]
+    ManPages { dir: std::path::PathBuf },
     /// Indicators seen at several institutions, most recently changed first.
     Correlations(CorrelationsArgs),
     /// Stored sightings, newest first.
@@ -218,9 +225,29 @@ pub struct SightingsArgs {
 
 /// Runs a parsed command line, writing results to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
+    // The program's own documentation needs no collector.
+    match &cli.command {
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "zdn",
+                &mut script,
+            );
+            return Ok(out.write_all(&script)?);
+        }
+        Command::ManPages { dir } => {
+            return Ok(clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)?);
+        }
+        _ => {}
+    }
     let channel = connect(&cli.collector, cli.identity.as_deref()).await?;
     let mut client = AnalystServiceClient::new(channel);
     let rows = match cli.command {
+        // Written above, before connecting.
+        Command::Completions { .. } | Command::ManPages { .. } => return Ok(()),
         Command::Correlations(a) => {
             let kind = match a.kind.as_deref() {
                 None => 0,

@@ -1,7 +1,7 @@
 //! `zdn-collector`: serve the collector, or manage its PKI. See `zdn-collector --help`.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use zdn_collector::config::Config;
@@ -27,6 +27,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    ///
+    /// Example: zdn-collector completions bash > /etc/bash_completion.d/zdn-collector
+    Completions { shell: clap_complete::Shell },
+    /// Write a manual page for the program and one for each subcommand into DIR (packaging).
+    #[command(hide = true)]
+    ManPages { dir: std::path::PathBuf },
     /// Serve the gRPC API until SIGINT/SIGTERM.
     ///
     /// Example: zdn-collector serve --config /etc/zdn/collector.toml
@@ -167,6 +174,13 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> Result<()> {
     match command {
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "zdn-collector", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(Into::into)
+        }
+        Command::ManPages { dir } => clap_mangen::generate_to(Cli::command(), &dir).map_err(Into::into),
         Command::Serve { config, insecure_dev } => {
             let config = load_config(&config)?;
             server::start(config, insecure_dev).await?.serve_until_signal().await

@@ -24,6 +24,13 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    ///
+    /// Example: zdn-agent completions bash > /etc/bash_completion.d/zdn-agent
+    Completions { shell: clap_complete::Shell },
+    /// Write a manual page for the program and one for each subcommand into DIR (packaging).
+    #[command(hide = true)]
+    ManPages { dir: std::path::PathBuf },
     /// Run the sensor: capture, match, spool and send sightings, follow the collector's
     /// indicator set. SIGHUP reloads local lists and reopens the alert log; SIGTERM stops
     /// after flushing open sightings into the spool.

@@ -26,6 +26,20 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     zdn_telemetry::init_logging(cli.log_format, "info");
     let result = match cli.command {
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <cli::Cli as clap::CommandFactory>::command(),
+                "zdn-agent",
+                &mut script,
+            );
+            std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(Into::into)
+        }
+        Command::ManPages { dir } => {
+            clap_mangen::generate_to(<cli::Cli as clap::CommandFactory>::command(), &dir).map_err(Into::into)
+        }
         Command::Run { config } => run(&config),
         Command::Enrol { bundle, identity, group, no_group, force } => {
             enrol(&bundle, &identity, (!no_group).then_some(group.as_str()), force)
