@@ -64,34 +64,58 @@ pub enum Command {
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     ///
     /// Example: zdn completions bash > /etc/bash_completion.d/zdn
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
     /// Write a manual page for the program and one for each subcommand into DIR (packaging).
     #[command(hide = true)]
     ManPages { dir: std::path::PathBuf },
     /// Indicators seen at several institutions, most recently changed first.
+    ///
+    /// Example: zdn correlations --since 24h --kind domain
     Correlations(CorrelationsArgs),
     /// Stored sightings, newest first.
+    ///
+    /// Example: zdn sightings --indicator evil.example --since 7d --format csv
     Sightings(SightingsArgs),
     /// One indicator: who saw it, when, how often, through which mechanisms.
-    Indicator { value: String },
-    /// Agents, their last heartbeat and counters; stale agents may be down.
+    ///
+    /// Example: zdn indicator evil.example
+    Indicator {
+        /// The indicator as sightings and correlations name it.
+        value: String,
+    },
+    /// Agents, their last heartbeat and counters (indicator version, kernel drops, ring
+    /// freezes, each capture worker); stale agents may be down.
+    ///
+    /// Example: zdn fleet --format json
     Fleet,
     /// The indicators seen at the most institutions, then with the most sightings.
+    ///
+    /// Example: zdn top --since 7d --limit 10
     Top {
         /// Only what was seen since: RFC 3339 time, or an age like 24h, 7d.
         #[arg(long)]
         since: Option<String>,
+        /// At most this many indicators.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
     /// Hosts that hit several indicators of one campaign: likely compromised.
+    ///
+    /// Example: zdn hosts --participant umc-noord
     Hosts {
+        /// Only this institution's hosts (participant id).
         #[arg(long)]
         participant: Option<String>,
+        /// At most this many hosts.
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
     /// The audit log: who asked what, when (admin certificates only).
+    ///
+    /// Example: zdn audit --since 24h
     Audit {
         /// Only entries since this time (RFC 3339) or age (`2h`, `7d`).
         #[arg(long)]
@@ -101,6 +125,8 @@ pub enum Command {
         limit: u32,
     },
     /// Export sightings for other tools: a STIX 2.1 bundle, MISP sightings or CSV.
+    ///
+    /// Example: zdn export stix --since 7d > sightings.stix.json
     Export(ExportArgs),
     /// Admin operations (admin certificates only): privacy exports and erasure, console tokens.
     #[command(subcommand)]
@@ -127,6 +153,7 @@ pub struct ExportArgs {
     /// Only this indicator (e.g. one correlation's).
     #[arg(long)]
     indicator: Option<String>,
+    /// Only this institution's sightings (participant id).
     #[arg(long)]
     participant: Option<String>,
     /// Only sightings last seen since: RFC 3339 time, or an age like 30m, 24h, 7d.
@@ -140,12 +167,18 @@ pub struct ExportArgs {
 #[derive(Subcommand)]
 pub enum AdminCommand {
     /// Everything held about a participant, as one JSON document (subject access).
+    ///
+    /// Example: zdn admin export --participant umc-noord > umc-noord.json
     Export {
+        /// The institution (participant id).
         #[arg(long)]
         participant: String,
     },
     /// Erase what is held about a participant: all of it, or one pseudonymised host's sightings.
+    ///
+    /// Example: zdn admin erase --participant umc-noord --host h-1a2b3c4d5e6f7081 --yes
     Erase {
+        /// The institution (participant id).
         #[arg(long)]
         participant: String,
         /// Only this host's sightings (its pseudonym, as sightings show it in `src`).
@@ -165,6 +198,8 @@ pub enum IndicatorsCommand {
     /// Add (or replace) an indicator source on the collector (admins): a file or a directory
     /// (a MISP feed) in any supported format. It is checked against the collector's
     /// allowlists, every rejected entry is reported, and a new set is published at once.
+    ///
+    /// Example: zdn indicators import ./misp-feed/ --name misp-community
     Import {
         /// The file or directory to import.
         path: PathBuf,
@@ -178,6 +213,8 @@ pub enum IndicatorsCommand {
     },
     /// Mark an indicator as a false positive: it is withdrawn from the published set at once
     /// (agents stop reporting it after their next sync) and its correlations are closed.
+    ///
+    /// Example: zdn indicators false-positive cdn.vendor.example --reason "shared CDN"
     FalsePositive {
         /// The indicator as sightings and correlations name it.
         value: String,
@@ -192,11 +229,13 @@ pub struct CorrelationsArgs {
     /// Only correlations changed since: RFC 3339 time, or an age like 30m, 24h, 7d.
     #[arg(long)]
     since: Option<String>,
+    /// Only correlations of at least this many institutions (0: the collector's threshold).
     #[arg(long, default_value_t = 0)]
     min_participants: u32,
     /// Only indicators of this kind (domain, ipv4, ipv6, cidr, ip_port, url, ja3, ja4).
     #[arg(long)]
     kind: Option<String>,
+    /// At most this many correlations.
     #[arg(long, default_value_t = 100)]
     limit: u32,
     /// Only indicators of this campaign (event, family).
@@ -209,13 +248,16 @@ pub struct CorrelationsArgs {
 
 #[derive(Args)]
 pub struct SightingsArgs {
+    /// Only sightings of this indicator.
     #[arg(long)]
     indicator: Option<String>,
+    /// Only this institution's sightings (participant id).
     #[arg(long)]
     participant: Option<String>,
     /// Only sightings last seen since: RFC 3339 time, or an age like 30m, 24h, 7d.
     #[arg(long)]
     since: Option<String>,
+    /// At most this many sightings per page.
     #[arg(long, default_value_t = 100)]
     limit: u32,
     /// Continue after a previous page (printed on stderr when there is more).
@@ -435,4 +477,14 @@ pub async fn connect(url: &str, identity: Option<&std::path::Path>) -> Result<Ch
 /// `--since` and `--until`: an RFC 3339 time, or an age (`30m`, `24h`, `7d`) before now.
 fn parse_since(text: &str) -> Result<i64> {
     zdn_timestamps::parse_time_or_age(text, zdn_timestamps::now_ms()).context("--since/--until")
+}
+
+#[cfg(test)]
+mod help_tests {
+    /// Every subcommand says what it does and shows an example; every option says what it is.
+    #[test]
+    fn every_command_has_an_example_and_every_option_a_description() {
+        let gaps = zdn_telemetry::undocumented(&<super::Cli as clap::CommandFactory>::command());
+        assert!(gaps.is_empty(), "without help:\n{}", gaps.join("\n"));
+    }
 }

@@ -11,6 +11,8 @@ use zdn_timestamps::format_unix_ms;
 #[derive(Subcommand)]
 pub enum TokenCommand {
     /// Issue a token for one analyst; it is printed once (the collector keeps only its hash).
+    ///
+    /// Example: zdn admin token issue --participant z-cert --name "Ann Analyst" --ttl-hours 12
     Issue {
         /// The analyst's institution: the CERT's own id sees everything, others their own.
         #[arg(long)]
@@ -26,8 +28,15 @@ pub enum TokenCommand {
         ttl_hours: u32,
     },
     /// Revoke a token (and end every session signed in with it) or one session.
-    Revoke { id: String },
+    ///
+    /// Example: zdn admin token revoke t-0190a1b2
+    Revoke {
+        /// The token's or session's id, as `zdn admin token list` shows it.
+        id: String,
+    },
     /// Tokens and sessions, newest first, without their secrets.
+    ///
+    /// Example: zdn admin token list --format json
     List,
 }
 

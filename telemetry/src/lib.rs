@@ -4,7 +4,8 @@
 //! journald-friendly text or JSON lines (`--log-format`), filtered by `ZDN_LOG` (`tracing`
 //! env-filter syntax, e.g. `ZDN_LOG=debug` or `ZDN_LOG=zdn_collector=debug`); colours only
 //! when stderr is a terminal and `NO_COLOR` is not set, so a log file holds no escape codes.
-//! And how a failure reads: [`error_text`], each cause once.
+//! And how a failure reads: [`error_text`], each cause once; how a program explains itself:
+//! [`undocumented`] finds what its `--help` leaves out.
 
 #![forbid(unsafe_code)]
 
@@ -53,6 +54,32 @@ pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// What `cmd`'s help leaves unexplained, one line each: an option or argument without a
+/// description, a command that runs something (no subcommands of its own) without an
+/// `Example:` in its help. Each program's tests assert this is empty.
+pub fn undocumented(cmd: &clap::Command) -> Vec<String> {
+    let mut gaps = Vec::new();
+    walk(cmd, cmd.get_name(), &mut gaps);
+    gaps
+}
+
+fn walk(cmd: &clap::Command, path: &str, gaps: &mut Vec<String>) {
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let id = arg.get_id().as_str();
+        if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+            gaps.push(format!("{path}: {id} has no description"));
+        }
+    }
+    let runs_something = cmd.get_subcommands().next().is_none();
+    let help = cmd.get_long_about().or(cmd.get_about()).map(ToString::to_string).unwrap_or_default();
+    if runs_something && !help.contains("Example") {
+        gaps.push(format!("{path}: no example"));
+    }
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        walk(sub, &format!("{path} {}", sub.get_name()), gaps);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +103,20 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.source)
         }
+    }
+
+    #[test]
+    fn a_command_without_descriptions_or_examples_is_found_out() {
+        let cmd = clap::Command::new("zdn-x")
+            .subcommand(
+                clap::Command::new("run")
+                    .about("Run.\n\nExample: zdn-x run")
+                    .arg(clap::Arg::new("config").long("config").help("The file")),
+            )
+            .subcommand(
+                clap::Command::new("check").about("Check").arg(clap::Arg::new("quiet").long("quiet")),
+            );
+        assert_eq!(undocumented(&cmd), ["zdn-x check: quiet has no description", "zdn-x check: no example"]);
     }
 
     #[test]

@@ -27,7 +27,10 @@ pub enum Command {
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     ///
     /// Example: zdn-agent completions bash > /etc/bash_completion.d/zdn-agent
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
     /// Write a manual page for the program and one for each subcommand into DIR (packaging).
     #[command(hide = true)]
     ManPages { dir: std::path::PathBuf },
@@ -38,6 +41,7 @@ pub enum Command {
     /// Example: zdn-agent run --config /etc/zdn/agent.toml
     #[command(verbatim_doc_comment)]
     Run {
+        /// The agent's configuration (packaging/agent.toml documents every key).
         #[arg(long, default_value = "/etc/zdn/agent.toml")]
         config: PathBuf,
     },
@@ -48,6 +52,7 @@ pub enum Command {
     /// Example: zdn-agent enrol --bundle gw-1-bundle.pem
     #[command(verbatim_doc_comment)]
     Enrol {
+        /// The credential bundle `zdn-collector pki issue` wrote for this agent.
         #[arg(long)]
         bundle: PathBuf,
         /// Identity directory to write (cert.pem, key.pem, ca.pem).
@@ -68,6 +73,7 @@ pub enum Command {
     /// Example: zdn-agent check-config --config /etc/zdn/agent.toml
     #[command(verbatim_doc_comment)]
     CheckConfig {
+        /// The configuration to check.
         #[arg(long, default_value = "/etc/zdn/agent.toml")]
         config: PathBuf,
     },
@@ -88,6 +94,7 @@ pub enum Command {
         /// Capture file (pcap or pcapng); repeat for several.
         #[arg(long = "pcap", required = true)]
         pcaps: Vec<PathBuf>,
+        /// text (one observation per line) or jsonl (one JSON object per line).
         #[arg(long, value_enum, default_value = "text")]
         format: ObserveFormat,
     },
@@ -123,8 +130,10 @@ pub enum Command {
     ///     --pinned-key 3b6a… --installed /var/lib/zdn-agent/indicators.zdn
     #[command(verbatim_doc_comment)]
     SyncIndicators {
+        /// The collector, https://HOST:PORT.
         #[arg(long)]
         collector: String,
+        /// This agent's credential directory (cert.pem, key.pem, ca.pem).
         #[arg(long)]
         identity: PathBuf,
         #[command(flatten)]
@@ -136,7 +145,9 @@ pub enum Command {
     /// Example: zdn-agent resolve h-3f9a1c2b7d4e5f60 --secret-file /var/lib/zdn-agent/pseudonym.key --home-net 10.0.0.0/16
     #[command(verbatim_doc_comment)]
     Resolve {
+        /// The pseudonym as a sighting shows it (h-…).
         pseudonym: String,
+        /// The agent's pseudonym secret (state_dir/pseudonym.key).
         #[arg(long)]
         secret_file: PathBuf,
         /// Networks to search (CIDR, comma-separated or repeated), at most 2^24 addresses.
@@ -150,6 +161,7 @@ pub enum Command {
     /// Example: zdn-agent install-indicators --set iocs-v42.zdn --pinned-key 3b6a… --installed /var/lib/zdn-agent/indicators.zdn
     #[command(verbatim_doc_comment)]
     InstallIndicators {
+        /// The signed set to install (from `compile-indicators --sign-key` or the collector).
         #[arg(long)]
         set: PathBuf,
         #[command(flatten)]
@@ -280,5 +292,15 @@ mod tests {
             parse_list_policy("amazon-aws=hide").unwrap_err().contains("specific, suppress, flag or off")
         );
         assert!(parse_policy("quiet").is_err());
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    /// Every subcommand says what it does and shows an example; every option says what it is.
+    #[test]
+    fn every_command_has_an_example_and_every_option_a_description() {
+        let gaps = zdn_telemetry::undocumented(&<super::Cli as clap::CommandFactory>::command());
+        assert!(gaps.is_empty(), "without help:\n{}", gaps.join("\n"));
     }
 }
