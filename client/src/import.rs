@@ -55,7 +55,7 @@ async fn send(
     messages: mpsc::Sender<v1::ImportIndicatorsRequest>,
     failed: oneshot::Sender<anyhow::Error>,
 ) {
-    let mut progress = Progress { total, sent: 0, shown: 0 };
+    let progress = progress_bar(total);
     let mut message = v1::ImportIndicatorsRequest { name, force, files: Vec::new() };
     let mut filled = 0;
     for file in files {
@@ -83,7 +83,7 @@ async fn send(
                 if messages.send(std::mem::replace(&mut message, next)).await.is_err() {
                     return;
                 }
-                progress.add(filled as u64);
+                progress.inc(filled as u64);
                 filled = 0;
             }
             if n == 0 {
@@ -91,7 +91,8 @@ async fn send(
             }
         }
     }
-    progress.add(filled as u64);
+    progress.inc(filled as u64);
+    progress.finish_and_clear();
     let _ = messages.send(message).await;
     eprintln!("import: all sent; the collector checks it against its warninglists and publishes");
 }
@@ -107,22 +108,15 @@ async fn fail(
     messages.closed().await;
 }
 
-/// Progress on stderr, every tenth of the import.
-struct Progress {
-    total: u64,
-    sent: u64,
-    shown: u64,
-}
-
-impl Progress {
-    fn add(&mut self, bytes: u64) {
-        self.sent += bytes;
-        let tenth = self.sent * 10 / self.total.max(1);
-        if tenth > self.shown && self.sent < self.total {
-            self.shown = tenth;
-            eprintln!("import: {} of {} sent ({}%)", megabytes(self.sent), megabytes(self.total), tenth * 10);
-        }
-    }
+/// A progress bar of the bytes sent, drawn on stderr when it is a terminal; elsewhere (a
+/// pipe, a log, CI) indicatif draws nothing, so logs hold no bar.
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    let style =
+        indicatif::ProgressStyle::with_template("import {bar:40} {binary_bytes}/{binary_total_bytes} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
 }
 
 fn megabytes(bytes: u64) -> String {
