@@ -8,8 +8,6 @@
 //! the classic text format by the `prometheus` crate, which `promtool check metrics` reads
 //! cleanly (the agent's endpoint does the same, see the agent's `counters`).
 
-use crate::service::Shared;
-use crate::service::publishing::Publishing;
 use crate::store::Store;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
@@ -92,7 +90,7 @@ impl Metrics {
     }
 
     /// The exposition: gauges read now, then every metric in the classic text format.
-    fn render(&self, store: &dyn Store, stale_ms: i64, publishing: &Publishing) -> String {
+    fn render(&self, store: &dyn Store, stale_ms: i64, (version, indicators): (u64, usize)) -> String {
         match store.fleet(zdn_timestamps::now_ms(), stale_ms) {
             Ok(agents) => {
                 self.agents.set(agents.len() as i64);
@@ -100,9 +98,8 @@ impl Metrics {
             }
             Err(e) => tracing::warn!(error = %e, "metrics: the fleet could not be read"),
         }
-        let published = publishing.subscribe().borrow().clone();
-        self.set_version.set(i64::try_from(published.version).unwrap_or(i64::MAX));
-        self.set_indicators.set(published.indicator_count() as i64);
+        self.set_version.set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.set_indicators.set(indicators as i64);
         let mut out = Vec::new();
         // Writing into a Vec does not fail; the metric families here are well-formed.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -132,12 +129,28 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` on `addr` until `stop`; binding fails the start, naming the setting.
-pub async fn serve(
+/// What the endpoint reads when scraped, besides the counters.
+pub struct Sources<P> {
+    pub store: Arc<dyn Store>,
+    /// `stale_after_seconds` in milliseconds.
+    pub stale_ms: i64,
+    /// The published set now: its version and number of indicators.
+    pub published: P,
+    /// The correlation events to count.
+    pub events: broadcast::Receiver<v1::CorrelationEvent>,
+}
+
+/// Serves `/metrics` of `metrics` on `addr` until `stop`; binding fails the start, naming the
+/// setting.
+pub async fn serve<P>(
     addr: SocketAddr,
-    shared: Shared,
+    metrics: Arc<Metrics>,
+    sources: Sources<P>,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<SocketAddr> {
+) -> anyhow::Result<SocketAddr>
+where
+    P: Fn() -> (u64, usize) + Clone + Send + Sync + 'static,
+{
     use axum::routing::get;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -146,17 +159,15 @@ pub async fn serve(
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "metrics served beyond localhost");
     }
-    shared.metrics.clone().count_events(shared.events.subscribe(), stop.clone());
-    let state = shared.clone();
+    metrics.clone().count_events(sources.events, stop.clone());
+    let (store, stale_ms, published) = (sources.store, sources.stale_ms, sources.published);
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
-            let shared = state.clone();
+            let (metrics, store, published) = (metrics.clone(), store.clone(), published.clone());
             async move {
-                let stale_ms =
-                    i64::try_from(shared.config.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
                 let body = tokio::task::spawn_blocking(move || {
-                    shared.metrics.render(shared.store.as_ref(), stale_ms, &shared.publishing)
+                    metrics.render(store.as_ref(), stale_ms, published())
                 })
                 .await
                 .unwrap_or_default();

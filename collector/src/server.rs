@@ -236,7 +236,20 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         None => None,
     };
     let metrics = match shared.config.metrics.addr()? {
-        Some(addr) => Some(crate::metrics::serve(addr, shared.clone(), stop_signal.clone()).await?),
+        Some(addr) => {
+            let published = shared.publishing.subscribe();
+            let sources = crate::metrics::Sources {
+                store: shared.store.clone(),
+                stale_ms: i64::try_from(shared.config.stale_after_seconds.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
+                published: move || {
+                    let now = published.borrow();
+                    (now.version, now.indicator_count())
+                },
+                events: shared.events.subscribe(),
+            };
+            Some(crate::metrics::serve(addr, shared.metrics.clone(), sources, stop_signal.clone()).await?)
+        }
         None => None,
     };
     let conns = incoming(listener, security, stats.clone());
