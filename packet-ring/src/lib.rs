@@ -28,8 +28,9 @@
 //! so what remains here is small. Every `unsafe` block says why it is sound; parsing a block
 //! is safe code over a byte slice, bounds-checked against what the kernel wrote.
 //!
-//! Privilege: opening the socket needs CAP_NET_RAW, nothing more (the ring is the socket's own
-//! memory; promiscuous mode through `PACKET_ADD_MEMBERSHIP` needs no other capability).
+//! Privilege: opening the socket and its ring needs CAP_NET_RAW, nothing more (the ring is the
+//! socket's own memory; tested as `nobody` holding only that capability). Promiscuous mode is
+//! asked for with `PACKET_ADD_MEMBERSHIP`; we have not tested it without CAP_NET_ADMIN.
 
 #![deny(unsafe_code)]
 
