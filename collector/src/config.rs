@@ -49,6 +49,16 @@
 //! [metrics]
 //! listen = ""                           # Prometheus /metrics (plain HTTP), e.g. "127.0.0.1:9478"; empty: off
 //!
+//! [[taxii.sources]]                     # a TAXII 2.1 collection as an indicator source (any number)
+//! name = "partner-cti"                  # names it in logs and <data_dir>/taxii/<name>/
+//! collection = "https://…/api1/collections/<id>/"
+//! username = ""                         # basic authentication, with password_file
+//! password_file = ""
+//! token_file = ""                       # or a bearer token
+//! ca = ""                               # extra CA (PEM) for the server's certificate
+//! poll_minutes = 60                     # how often to ask for what was added
+//! page_size = 1000                      # objects asked for per page
+//!
 //! [console]                             # the analysts' web console (HTTPS)
 //! enabled = true
 //! listen = "127.0.0.1:7444"             # its own port: browsers need no client certificate
@@ -88,6 +98,14 @@ pub struct Config {
     pub retention: crate::retention::RetentionConfig,
     pub console: ConsoleConfig,
     pub metrics: MetricsConfig,
+    pub taxii: TaxiiConfig,
+}
+
+/// `[taxii]`: TAXII 2.1 collections polled as indicator sources (see `taxii::source`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaxiiConfig {
+    pub sources: Vec<crate::taxii::source::SourceConfig>,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -201,6 +219,7 @@ impl Default for Config {
             retention: crate::retention::RetentionConfig::default(),
             console: ConsoleConfig::default(),
             metrics: MetricsConfig::default(),
+            taxii: TaxiiConfig::default(),
         }
     }
 }
@@ -257,6 +276,13 @@ impl Config {
             return invalid("console.session_hours must be 1 to 168");
         }
         self.store_location()?;
+        let mut names = std::collections::BTreeSet::new();
+        for source in &self.taxii.sources {
+            source.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if !names.insert(&source.name) {
+                return Err(ConfigError::Invalid(format!("taxii source {:?} is named twice", source.name)));
+            }
+        }
         zdn_transport::identity::validate_participant(&self.cert_participant)
             .map_err(|e| ConfigError::Invalid(format!("cert_participant: {e}")))
     }
@@ -286,6 +312,7 @@ impl Config {
             allowlists: self.allowlists.clone(),
             policies: self.warninglist_policy.clone(),
             imports: self.data_dir.join("imports"),
+            taxii: crate::taxii::source::bundle_paths(&self.taxii.sources, &self.data_dir),
         }
     }
 

@@ -30,7 +30,7 @@ use zdn_timestamps::format_unix_ms;
 
 /// `created`/`modified` of identity objects: an institution's identity never changes, so it
 /// has one version, the same in every export.
-const IDENTITY_VERSION: &str = "2026-01-01T00:00:00.000Z";
+pub(crate) const IDENTITY_VERSION: &str = "2026-01-01T00:00:00.000Z";
 
 /// Namespace of the UUIDv5 ids of exported STIX objects.
 const NAMESPACE: Uuid = Uuid::from_u128(0x5a44_4e00_7a64_6e2d_8000_0000_0000_0001);
@@ -76,7 +76,7 @@ pub fn document(
     }
 }
 
-fn id(kind: &str, name: &str) -> String {
+pub(crate) fn id(kind: &str, name: &str) -> String {
     format!("{kind}--{}", Uuid::new_v5(&NAMESPACE, format!("{kind}:{name}").as_bytes()))
 }
 
@@ -103,7 +103,7 @@ pub fn pattern(kind: Kind, value: &str) -> Option<String> {
     })
 }
 
-fn stix(sightings: &[v1::StoredSighting], producer: &str, now_ms: i64) -> Value {
+pub(crate) fn stix(sightings: &[v1::StoredSighting], producer: &str, now_ms: i64) -> Value {
     let now = format_unix_ms(now_ms);
     let producer_ref = id("identity", producer);
     let mut objects = vec![json!({
@@ -165,7 +165,7 @@ fn stix(sightings: &[v1::StoredSighting], producer: &str, now_ms: i64) -> Value 
 }
 
 /// The source's STIX id of an indicator (`indicator--<uuid>`), if it came from STIX.
-fn stix_indicator_id(indicator_id: &str) -> Option<&str> {
+pub(crate) fn stix_indicator_id(indicator_id: &str) -> Option<&str> {
     let uuid = indicator_id.strip_prefix("indicator--")?;
     Uuid::parse_str(uuid).is_ok().then_some(indicator_id)
 }

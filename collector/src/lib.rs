@@ -51,4 +51,5 @@ pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod sweep;
+pub mod taxii;
 pub mod tls;

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub sightings_rejected: IntCounter,
     /// Seconds the store took to commit one batch.
     pub store_ingest_seconds: Histogram,
+    pub taxii_polls: IntCounter,
+    pub taxii_polls_failed: IntCounter,
     correlation_events: IntCounterVec,
     agents: IntGauge,
     agents_stale: IntGauge,
@@ -80,6 +82,8 @@ impl Metrics {
             sightings_duplicate: counter("sightings_duplicate", "Sightings received again (already stored)"),
             sightings_rejected: counter("sightings_rejected", "Malformed sightings refused"),
             store_ingest_seconds,
+            taxii_polls: counter("taxii_polls", "Complete polls of TAXII sources"),
+            taxii_polls_failed: counter("taxii_polls_failed", "Polls of TAXII sources that failed (tried again later)"),
             correlation_events,
             agents: gauge("agents", "Agents that sent a heartbeat"),
             agents_stale: gauge("agents_stale", "Agents without a heartbeat for stale_after_seconds"),

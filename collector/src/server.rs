@@ -186,6 +186,14 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
 
     crate::retention::start(shared.store.clone(), shared.config.retention, stop_signal.clone());
     crate::sweep::start(shared.store.clone(), shared.events.clone(), !events_from_store, stop_signal.clone());
+    let taxii_sources = shared
+        .config
+        .taxii
+        .sources
+        .iter()
+        .map(|c| crate::taxii::source::Source::new(c, &shared.config.data_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::taxii::poll::start(taxii_sources, publishing.clone(), shared.metrics.clone(), stop_signal.clone());
     let alert_stats = crate::alerts::start(&shared.config.alerts, &shared.events, stop_signal.clone())
         .context("starting the alert sinks")?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -225,7 +233,8 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         );
     // The HTTP/JSON API shares the port and the TLS identity check (see `http`); HTTP/1.1 is
     // accepted for it, gRPC stays on HTTP/2.
-    let api = crate::http::router(Arc::new(Analyst { shared: shared.clone() }));
+    let api = crate::http::router(Arc::new(Analyst { shared: shared.clone() }))
+        .merge(crate::taxii::api::router(Arc::new(Analyst { shared: shared.clone() })));
     let routes = tonic::service::Routes::from(grpc.into_axum_router().merge(api));
     let router = tonic::transport::Server::builder().accept_http1(true).add_routes(routes);
     let console = match console_tls {

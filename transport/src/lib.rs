@@ -10,6 +10,7 @@
 //! | [`revocation`] | revocation lists, each checked to be a CRL issued and signed by our CA (a wrong file fails closed) |
 //! | [`server`] | the collector's listener: TLS handshakes off the accept loop, peer identity attached to every request |
 //! | [`client`] | a tonic [`Channel`](tonic::transport::Channel) to the collector over mTLS |
+//! | [`outbound`] | TLS towards services outside ZDN (webhooks, TAXII, MISP): system roots plus an operator's CA |
 //!
 //! Why our own rustls setup instead of tonic's `tls` feature: we need TLS 1.3 only, revocation
 //! lists (rustls' `WebPkiClientVerifier` takes CRLs), and the identity parsed once per
@@ -20,6 +21,7 @@
 pub mod bundle;
 pub mod client;
 pub mod identity;
+pub mod outbound;
 pub mod revocation;
 pub mod server;
 

@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use zdn_backoff::Backoff;
+use zdn_transport::outbound::OutboundTlsError;
 
 /// How long one POST may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,22 +68,11 @@ impl Webhook {
             }
             path => Some(read_secret(Path::new(path))?),
         };
-        let mut roots = rustls::RootCertStore::empty();
-        // Unreadable system certificates are skipped: webhook_ca may be all that is needed.
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        if !config.webhook_ca.is_empty() {
-            let ca_error = |reason: String| WebhookError::Ca { path: config.webhook_ca.clone(), reason };
-            let pem = std::fs::read(&config.webhook_ca).map_err(|e| ca_error(e.to_string()))?;
-            for cert in
-                <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem)
-            {
-                roots.add(cert.map_err(|e| ca_error(e.to_string()))?).map_err(|e| ca_error(e.to_string()))?;
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(zdn_transport::crypto_provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let ca = (!config.webhook_ca.is_empty()).then(|| Path::new(&config.webhook_ca));
+        let tls = zdn_transport::outbound::client_config(ca).map_err(|e| match e {
+            OutboundTlsError::Ca { reason, .. } => WebhookError::Ca { path: config.webhook_ca.clone(), reason },
+            OutboundTlsError::Tls(e) => WebhookError::Tls(e),
+        })?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

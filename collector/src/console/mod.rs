@@ -103,6 +103,9 @@ pub fn router(console: AppState) -> Router {
         .with_state(console.clone())
         .merge(crate::http::router(Arc::new(Analyst { shared: console.shared.clone() })))
         .layer(middleware::from_fn_with_state(console.clone(), require_session));
+    // TAXII clients hold no session: each request carries its credentials (see `taxii::auth`).
+    let taxii = crate::taxii::api::router(Arc::new(Analyst { shared: console.shared.clone() }))
+        .layer(middleware::from_fn_with_state(console.clone(), crate::taxii::auth::require_credentials));
     Router::new()
         .route("/login", get(login_page).post(login_with_token))
         .route("/login/certificate", post(login_with_certificate))
@@ -116,6 +119,7 @@ pub fn router(console: AppState) -> Router {
         )
         .with_state(console)
         .merge(signed_in)
+        .merge(taxii)
         .layer(middleware::from_fn(security_headers))
 }
 

@@ -124,6 +124,38 @@ impl SignInError {
     }
 }
 
+/// The active issued token `token`, checked as a sign-in checks it (kind, not revoked or
+/// expired, admin only for the CERT).
+pub async fn issued_token(
+    store: &Arc<dyn Store>,
+    token: &str,
+    cert_participant: &str,
+) -> Result<v1::ConsoleToken, SignInError> {
+    let (s, h) = (store.clone(), hash(token.trim()));
+    let record = blocking(move || s.console_token(&h)).await?.ok_or(SignInError::Unknown)?;
+    if record.kind != KIND_TOKEN {
+        return Err(SignInError::Unknown);
+    }
+    if !active(&record, now_ms()) {
+        return Err(SignInError::Inactive(record.id));
+    }
+    // Tokens made before admin became the CERT's role only: refused, not downgraded.
+    if record.role == Role::Admin.as_str() && record.participant != cert_participant {
+        return Err(SignInError::Role(format!("token {} ({} admin)", record.id, record.participant)));
+    }
+    Ok(record)
+}
+
+/// The identity an issued token carries (the name marks it as a token's).
+pub fn token_identity(record: &v1::ConsoleToken) -> Option<Identity> {
+    let role = Role::parse(&record.role).filter(|r| *r != Role::Agent)?;
+    Some(Identity {
+        participant: record.participant.clone(),
+        role,
+        name: format!("{} (token {})", record.name, record.id),
+    })
+}
+
 /// Signs in with an issued token: a new session under the token's identity, ending when
 /// the token does or after `hours`, whichever is first.
 pub async fn with_token(
@@ -132,19 +164,8 @@ pub async fn with_token(
     hours: u32,
     cert_participant: &str,
 ) -> Result<(String, v1::ConsoleToken), SignInError> {
-    let (s, h) = (store.clone(), hash(token.trim()));
-    let record = blocking(move || s.console_token(&h)).await?.ok_or(SignInError::Unknown)?;
+    let record = issued_token(store, token, cert_participant).await?;
     let now = now_ms();
-    if record.kind != KIND_TOKEN {
-        return Err(SignInError::Unknown);
-    }
-    if !active(&record, now) {
-        return Err(SignInError::Inactive(record.id));
-    }
-    // Tokens made before admin became the CERT's role only: refused, not downgraded.
-    if record.role == Role::Admin.as_str() && record.participant != cert_participant {
-        return Err(SignInError::Role(format!("token {} ({} admin)", record.id, record.participant)));
-    }
     let session = v1::ConsoleToken {
         id: new_id(),
         kind: KIND_SESSION.into(),

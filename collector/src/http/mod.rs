@@ -100,7 +100,7 @@ impl IntoResponse for ApiError {
 type ApiResult = Result<Json<Value>, ApiError>;
 
 /// The gRPC request for `message`, carrying the HTTP caller's verified identity.
-fn grpc<T>(request: &Request, message: T) -> tonic::Request<T> {
+pub(crate) fn grpc<T>(request: &Request, message: T) -> tonic::Request<T> {
     let mut grpc = tonic::Request::new(message);
     if let Some(peer) = request.extensions().get::<Peer>() {
         grpc.extensions_mut().insert(peer.clone());

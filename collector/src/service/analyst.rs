@@ -21,7 +21,7 @@ pub struct Analyst {
 }
 
 const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
+pub(super) const MAX_LIMIT: u32 = 1000;
 
 fn limit(requested: u32) -> u32 {
     match requested {
@@ -39,7 +39,27 @@ fn non_zero(ms: i64) -> Option<i64> {
 }
 
 /// Most sightings one export holds; narrow the time range for more.
-const MAX_EXPORT: usize = 100_000;
+pub(super) const MAX_EXPORT: usize = 100_000;
+
+/// Every sighting `filter` matches, page by page, newest first; `None` if more than `max`.
+pub(super) fn every_sighting(
+    store: &dyn crate::store::Store,
+    mut filter: SightingFilter<'_>,
+    max: usize,
+) -> Result<Option<Vec<v1::StoredSighting>>, crate::store::StoreError> {
+    let mut all = Vec::new();
+    loop {
+        let (page, next) = store.sightings(&filter)?;
+        all.extend(page);
+        if all.len() > max {
+            return Ok(None);
+        }
+        match next {
+            Some(n) => filter.before_row = Some(n),
+            None => return Ok(Some(all)),
+        }
+    }
+}
 
 /// Largest piece of an exported document in one message.
 const EXPORT_CHUNK: usize = 1 << 20;
@@ -275,26 +295,15 @@ impl AnalystService for Analyst {
         };
         let (store, producer) = (self.shared.store.clone(), self.shared.config.cert_participant.clone());
         let (document, count) = blocking(move || {
-            let mut all = Vec::new();
-            let mut before_row = None;
-            loop {
-                let (page, next) = store.sightings(&SightingFilter {
-                    indicator: non_empty(&r.indicator),
-                    participant: participant.as_deref(),
-                    since_ms: non_zero(r.since_unix_ms),
-                    until_ms: non_zero(r.until_unix_ms),
-                    before_row,
-                    limit: MAX_LIMIT,
-                })?;
-                all.extend(page);
-                if all.len() > MAX_EXPORT {
-                    return Ok(None);
-                }
-                match next {
-                    Some(n) => before_row = Some(n),
-                    None => break,
-                }
-            }
+            let filter = SightingFilter {
+                indicator: non_empty(&r.indicator),
+                participant: participant.as_deref(),
+                since_ms: non_zero(r.since_unix_ms),
+                until_ms: non_zero(r.until_unix_ms),
+                before_row: None,
+                limit: MAX_LIMIT,
+            };
+            let Some(all) = every_sighting(store.as_ref(), filter, MAX_EXPORT)? else { return Ok(None) };
             let false_positives = store.false_positives()?.into_iter().collect();
             let document = export::document(format, &all, &false_positives, &producer, now_ms());
             Ok(Some((document, all.len() as u32)))
@@ -320,23 +329,15 @@ impl AnalystService for Analyst {
         let stale_ms =
             i64::try_from(self.shared.config.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
         let (document, count) = blocking(move || {
-            let mut sightings = Vec::new();
-            let mut before_row = None;
-            loop {
-                let (page, next) = store.sightings(&SightingFilter {
-                    indicator: None,
-                    participant: Some(&participant),
-                    since_ms: None,
-                    until_ms: None,
-                    before_row,
-                    limit: MAX_LIMIT,
-                })?;
-                sightings.extend(page);
-                match next {
-                    Some(n) => before_row = Some(n),
-                    None => break,
-                }
-            }
+            let filter = SightingFilter {
+                indicator: None,
+                participant: Some(&participant),
+                since_ms: None,
+                until_ms: None,
+                before_row: None,
+                limit: MAX_LIMIT,
+            };
+            let sightings = every_sighting(store.as_ref(), filter, usize::MAX)?.unwrap_or_default();
             let timelines = store.timelines_of(&participant)?;
             let mut agents = store.fleet(now_ms(), stale_ms)?;
             agents.retain(|a| a.participant == participant);

@@ -8,9 +8,9 @@
 
 use crate::access::authorise_agent;
 use futures::{Stream, StreamExt};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use zdn_indicators::set::delta::{Change, diff_sources};
@@ -31,12 +31,56 @@ pub struct Published {
     set: IndicatorSet,
     /// The steps from earlier versions to this one (see `delta`), oldest first.
     deltas: Vec<Arc<v1::IndicatorUpdate>>,
+    /// When each indicator was added, worked out once when first asked (see [`AddedTimes`]).
+    added: OnceLock<AddedTimes>,
+}
+
+/// When each indicator of a version was added, as far as the remembered steps tell: the
+/// version (its publishing time) of the last step that added it, else the time of the version
+/// the steps start from. A collector that restarts starts with no steps: everything then
+/// counts as added at the first version it publishes.
+#[derive(Debug)]
+pub struct AddedTimes {
+    base_ms: i64,
+    by_indicator: HashMap<(Kind, String), i64>,
+}
+
+impl AddedTimes {
+    fn of_chain(version: u64, chain: &[Arc<v1::IndicatorUpdate>]) -> AddedTimes {
+        let ms = |version: u64| i64::try_from(version).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+        let base = chain.first().map_or(version, |step| step.base_version);
+        let mut by_indicator = HashMap::new();
+        for step in chain {
+            for added in &step.added {
+                if let Ok(kind) = zdn_proto::kind_from_wire(added.kind) {
+                    by_indicator.insert((kind, added.value.clone()), ms(step.version));
+                }
+            }
+        }
+        AddedTimes { base_ms: ms(base), by_indicator }
+    }
+
+    /// When the indicator `found` was added (Unix milliseconds).
+    pub fn of(&self, found: &zdn_indicators::set::Match<'_>) -> i64 {
+        if self.by_indicator.is_empty() {
+            return self.base_ms;
+        }
+        let key = (found.kind(), found.value().into_owned());
+        self.by_indicator.get(&key).copied().unwrap_or(self.base_ms)
+    }
 }
 
 impl Published {
     pub fn new(version: u64, set: IndicatorSet, publisher: &Publisher) -> Published {
         let signed = if set.is_empty() { Vec::new() } else { publisher.sign(&set, version) };
-        Published { version, key_id: publisher.public_hex(), signed, set, deltas: Vec::new() }
+        Published {
+            version,
+            key_id: publisher.public_hex(),
+            signed,
+            set,
+            deltas: Vec::new(),
+            added: OnceLock::new(),
+        }
     }
 
     /// The version after this one, holding what the screened `sources` hold: the change
@@ -82,6 +126,16 @@ impl Published {
     /// Indicators in the set.
     pub fn indicator_count(&self) -> usize {
         self.set.len()
+    }
+
+    /// The set itself.
+    pub fn set(&self) -> &IndicatorSet {
+        &self.set
+    }
+
+    /// When each indicator in this version was added.
+    pub fn added_times(&self) -> &AddedTimes {
+        self.added.get_or_init(|| AddedTimes::of_chain(self.version, &self.deltas))
     }
 
     pub fn campaign_of(&self, kind: Kind, value: &str) -> Option<&str> {

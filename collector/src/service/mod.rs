@@ -10,6 +10,7 @@ pub mod indicator;
 pub mod ingest_limit;
 pub mod publishing;
 pub mod sighting;
+pub mod taxii;
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};

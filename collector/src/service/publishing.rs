@@ -25,6 +25,9 @@ pub struct Sources {
     /// Sources imported with `zdn indicators import`: one directory per import, holding the
     /// file or directory that was imported (see `super::import`).
     pub imports: PathBuf,
+    /// The bundles the TAXII sources keep (see `crate::taxii::source`); published once they
+    /// exist.
+    pub taxii: Vec<PathBuf>,
 }
 
 impl Sources {
@@ -52,7 +55,8 @@ impl Sources {
         Ok(screened)
     }
 
-    /// The configured sources, then each import (the one entry of each import's directory).
+    /// The configured sources, then each import (the one entry of each import's directory),
+    /// then the TAXII sources' bundles that exist.
     fn paths(&self) -> Vec<PathBuf> {
         let mut all = self.indicators.clone();
         let mut imported: Vec<PathBuf> = std::fs::read_dir(&self.imports)
@@ -66,6 +70,7 @@ impl Sources {
             .collect();
         imported.sort();
         all.extend(imported);
+        all.extend(self.taxii.iter().filter(|p| p.exists()).cloned());
         all
     }
 }
@@ -162,6 +167,11 @@ impl Publishing {
 
     pub fn version(&self) -> u64 {
         self.current.borrow().version
+    }
+
+    /// The version published now.
+    pub fn current(&self) -> Arc<Published> {
+        self.current.borrow().clone()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
