@@ -3,25 +3,8 @@
 
 use serde_json::Value;
 use std::process::Command;
-use zdn_integration_tests::{CERT, Network};
+use zdn_integration_tests::{CERT, Network, validate_stix};
 use zdn_transport::Role;
-
-/// Runs OASIS's `stix2_validator` on `path`; `None` when it is not installed here (CI installs
-/// it and sets `ZDN_REQUIRE_STIX_VALIDATOR=1`, which makes its absence a failure).
-fn validate_stix(path: &std::path::Path) -> Option<(bool, String)> {
-    match Command::new("stix2_validator").args(["--strict-types", "--no-cache"]).arg(path).output() {
-        Ok(out) => {
-            let text =
-                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-            Some((out.status.success(), text))
-        }
-        Err(_) => {
-            let needs = "stix2_validator (pip install stix2-validator)";
-            zdn_loud_skip::skip("STIX validation", needs, "ZDN_REQUIRE_STIX_VALIDATOR");
-            None
-        }
-    }
-}
 
 /// Reads every entry of a MISP export with PyMISP's own `MISPSighting` model, as
 /// `PyMISP.add_sighting` would send it: each must carry the attribute's `uuid` or a `value`,

@@ -449,6 +449,23 @@ mod tests {
     }
 
     #[test]
+    fn taxii_sources_are_read_and_checked_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let source =
+            "[[taxii.sources]]\nname = \"cti\"\ncollection = \"https://t.example/api1/collections/x/\"\n";
+        std::fs::write(&path, source).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!((config.taxii.sources[0].poll_minutes, config.taxii.sources[0].page_size), (60, 1000));
+        std::fs::write(&path, format!("{source}{source}")).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("\"cti\" is named twice"), "{err}");
+        std::fs::write(&path, source.replace("https://t.example", "t.example")).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("taxii source \"cti\"") && err.contains("http://"), "{err}");
+    }
+
+    #[test]
     fn the_packaged_reference_file_states_the_real_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/collector.toml");
         let packaged = Config::load(&path).unwrap();

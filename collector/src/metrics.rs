@@ -83,7 +83,10 @@ impl Metrics {
             sightings_rejected: counter("sightings_rejected", "Malformed sightings refused"),
             store_ingest_seconds,
             taxii_polls: counter("taxii_polls", "Complete polls of TAXII sources"),
-            taxii_polls_failed: counter("taxii_polls_failed", "Polls of TAXII sources that failed (tried again later)"),
+            taxii_polls_failed: counter(
+                "taxii_polls_failed",
+                "Polls of TAXII sources that failed (tried again later)",
+            ),
             correlation_events,
             agents: gauge("agents", "Agents that sent a heartbeat"),
             agents_stale: gauge("agents_stale", "Agents without a heartbeat for stale_after_seconds"),

@@ -70,7 +70,9 @@ impl Webhook {
         };
         let ca = (!config.webhook_ca.is_empty()).then(|| Path::new(&config.webhook_ca));
         let tls = zdn_transport::outbound::client_config(ca).map_err(|e| match e {
-            OutboundTlsError::Ca { reason, .. } => WebhookError::Ca { path: config.webhook_ca.clone(), reason },
+            OutboundTlsError::Ca { reason, .. } => {
+                WebhookError::Ca { path: config.webhook_ca.clone(), reason }
+            }
             OutboundTlsError::Tls(e) => WebhookError::Tls(e),
         })?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()

@@ -40,6 +40,10 @@ impl Analyst {
             every_sighting(store.as_ref(), filter, MAX_EXPORT)
         })
         .await?
-        .ok_or_else(|| Status::out_of_range(format!("more than {MAX_EXPORT} sightings: use zdn export with a time range")))
+        .ok_or_else(|| {
+            Status::out_of_range(format!(
+                "more than {MAX_EXPORT} sightings: use zdn export with a time range"
+            ))
+        })
     }
 }

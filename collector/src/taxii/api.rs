@@ -26,12 +26,12 @@ use crate::export;
 use crate::service::analyst::Analyst;
 use crate::service::indicator::Published;
 use crate::service::taxii::TaxiiRead;
+use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BinaryHeap;
@@ -125,7 +125,9 @@ impl IntoResponse for TaxiiError {
         });
         let mut response = taxii(self.status, &body);
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ZDN TAXII\""));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ZDN TAXII\""));
         }
         response
     }
@@ -265,7 +267,8 @@ impl Filter {
                     .ok_or_else(|| bad(format!("next {token:?}: not a token this server gave")))?,
             ),
         };
-        let list = |v: Option<String>| v.map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>());
+        let list =
+            |v: Option<String>| v.map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>());
         let no_spec_version_held = q.spec_version.is_some_and(|v| !v.split(',').any(|s| s.trim() == "2.1"));
         Ok(Filter { added_after, limit, next, types: list(q.types), ids: list(q.ids), no_spec_version_held })
     }
@@ -378,8 +381,10 @@ async fn versions(
     request: Request,
 ) -> Answer {
     let page = one_object(&analyst, read_of(&request), &id, &object).await?;
-    let versions: Vec<Value> = page.objects.iter().map(|(a, o)| manifest_record(*a, o)["version"].clone()).collect();
-    Ok((page.headers(), taxii(StatusCode::OK, &json!({ "more": false, "versions": versions }))).into_response())
+    let versions: Vec<Value> =
+        page.objects.iter().map(|(a, o)| manifest_record(*a, o)["version"].clone()).collect();
+    Ok((page.headers(), taxii(StatusCode::OK, &json!({ "more": false, "versions": versions })))
+        .into_response())
 }
 
 async fn one_object(
@@ -453,7 +458,7 @@ fn indicator_page(published: &Published, filter: &Filter) -> Result<Page, TaxiiE
             wanted.next();
         }
     }
-    objects.sort_by(|a, b| a.0.cmp(&b.0));
+    objects.sort_by_key(|(added, _)| *added);
     Ok(Page { objects, next })
 }
 
@@ -494,7 +499,9 @@ fn indicator_object(found: &Match<'_>, added: i64) -> Value {
     }
     let tlp = meta.tlp.to_ascii_lowercase();
     let tlp = tlp.trim_start_matches("tlp:");
-    if let Some((_, marking)) = TLP_MARKINGS.iter().find(|(name, _)| *name == tlp || (tlp == "clear" && *name == "white")) {
+    if let Some((_, marking)) =
+        TLP_MARKINGS.iter().find(|(name, _)| *name == tlp || (tlp == "clear" && *name == "white"))
+    {
         object["object_marking_refs"] = json!([marking]);
     }
     object
@@ -573,7 +580,12 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_refused_by_name() {
-        for (query, expected) in [("limit=0", "limit"), ("limit=x", "limit"), ("added_after=soon", "added_after"), ("next=zzz", "next")] {
+        for (query, expected) in [
+            ("limit=0", "limit"),
+            ("limit=x", "limit"),
+            ("added_after=soon", "added_after"),
+            ("next=zzz", "next"),
+        ] {
             let error = Filter::from_query(serde_urlencoded::from_str(query).unwrap()).err().unwrap();
             assert_eq!(error.status, StatusCode::BAD_REQUEST);
             assert!(error.description.contains(expected), "{query}: {error:?}");

@@ -22,9 +22,14 @@ use zdn_transport::server::Peer;
 use super::api::TaxiiError;
 
 /// Lets a request through with the caller's [`Peer`], or answers 401 (429 when throttled).
-pub async fn require_credentials(State(console): State<Arc<Console>>, mut request: Request, next: Next) -> Response {
+pub async fn require_credentials(
+    State(console): State<Arc<Console>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(connection) = request.extensions().get::<Connection>().cloned() else {
-        return TaxiiError::new(StatusCode::INTERNAL_SERVER_ERROR, "error", "no connection information").into_response();
+        return TaxiiError::new(StatusCode::INTERNAL_SERVER_ERROR, "error", "no connection information")
+            .into_response();
     };
     let cert = &console.shared.config.cert_participant;
     let identity = match presented_token(request.headers()) {
@@ -33,7 +38,12 @@ pub async fn require_credentials(State(console): State<Arc<Console>>, mut reques
             Err(e) => {
                 tracing::warn!(peer = %connection.addr, error = %e, "taxii: token refused");
                 if console.sign_in_limit.admit(connection.addr.ip()).is_err() {
-                    return TaxiiError::new(StatusCode::TOO_MANY_REQUESTS, "too many requests", "too many refused tokens; wait a minute").into_response();
+                    return TaxiiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many requests",
+                        "too many refused tokens; wait a minute",
+                    )
+                    .into_response();
                 }
                 None
             }
@@ -41,10 +51,15 @@ pub async fn require_credentials(State(console): State<Arc<Console>>, mut reques
         None => connection.certificate.as_deref().filter(|i| i.role != Role::Agent).cloned(),
     };
     let Some(identity) = identity else {
-        let why = "a console token (bearer, or the password of basic authentication) or an analyst certificate";
+        let why =
+            "a console token (bearer, or the password of basic authentication) or an analyst certificate";
         return TaxiiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response();
     };
-    request.extensions_mut().insert(Peer { addr: connection.addr, identity: Arc::new(identity), insecure: false });
+    request.extensions_mut().insert(Peer {
+        addr: connection.addr,
+        identity: Arc::new(identity),
+        insecure: false,
+    });
     next.run(request).await
 }
 

@@ -99,7 +99,8 @@ impl SourceConfig {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
             _ => return fail("collection must be an http:// or https:// URL of a TAXII 2.1 collection"),
         }
-        if !self.token_file.is_empty() && !(self.username.is_empty() && self.password_file.is_empty()) {
+        let basic = !self.username.is_empty() || !self.password_file.is_empty();
+        if !self.token_file.is_empty() && basic {
             return fail("give either username and password_file or token_file, not both");
         }
         if self.username.is_empty() != self.password_file.is_empty() {
@@ -200,10 +201,10 @@ impl Source {
         loop {
             let page = self.page(cursor.as_deref(), next.as_deref()).await?;
             polled.pages += 1;
-            if let Some(last) = page.date_added_last {
-                if newest_added.as_deref().is_none_or(|n| last.as_str() > n) {
-                    newest_added = Some(last);
-                }
+            if let Some(last) = page.date_added_last
+                && newest_added.as_deref().is_none_or(|n| last.as_str() > n)
+            {
+                newest_added = Some(last);
             }
             received.extend(page.objects.into_iter().filter(|o| o["type"] == "indicator"));
             if received.len() > MAX_OBJECTS {
@@ -230,10 +231,10 @@ impl Source {
                 self.write(BUNDLE, &bundle(self.objects_url.as_str(), objects))?;
             }
         }
-        if newest_added != cursor {
-            if let Some(added) = &newest_added {
-                self.write(CURSOR, &json!({ "added_after": added }))?;
-            }
+        if newest_added != cursor
+            && let Some(added) = &newest_added
+        {
+            self.write(CURSOR, &json!({ "added_after": added }))?;
         }
         Ok(polled)
     }
@@ -256,7 +257,8 @@ impl Source {
             Auth::Basic { username, password } => request.basic_auth(username, Some(password)),
             Auth::Bearer(token) => request.bearer_auth(token),
         };
-        let fail = |reason: String| SourceError::Poll { name: self.name.clone(), url: url.to_string(), reason };
+        let fail =
+            |reason: String| SourceError::Poll { name: self.name.clone(), url: url.to_string(), reason };
         let mut response = request.send().await.map_err(|e| fail(zdn_telemetry::error_text(&e)))?;
         let status = response.status();
         let date_added_last = response
@@ -319,7 +321,8 @@ impl Source {
             reason: e.to_string(),
         };
         std::fs::create_dir_all(&self.directory).map_err(fail)?;
-        let mut temp = tempfile::Builder::new().prefix(".incoming").tempfile_in(&self.directory).map_err(fail)?;
+        let mut temp =
+            tempfile::Builder::new().prefix(".incoming").tempfile_in(&self.directory).map_err(fail)?;
         serde_json::to_writer(&mut temp, value).map_err(|e| fail(e.into()))?;
         temp.as_file().sync_all().map_err(fail)?;
         temp.persist(&path).map_err(|e| fail(e.error))?;
@@ -349,10 +352,10 @@ struct Envelope {
 fn keep_newest(objects: &mut BTreeMap<String, Value>, object: Value) -> bool {
     let Some(id) = object.get("id").and_then(Value::as_str).map(str::to_owned) else { return false };
     let modified = |o: &Value| o.get("modified").and_then(Value::as_str).map(str::to_owned);
-    if let Some(kept) = objects.get(&id) {
-        if kept == &object || modified(kept) > modified(&object) {
-            return false;
-        }
+    if let Some(kept) = objects.get(&id)
+        && (kept == &object || modified(kept) > modified(&object))
+    {
+        return false;
     }
     objects.insert(id, object);
     true
@@ -362,7 +365,10 @@ fn keep_newest(objects: &mut BTreeMap<String, Value>, object: Value) -> bool {
 fn bundle(collection: &str, objects: BTreeMap<String, Value>) -> Value {
     let mut bundle = Map::new();
     bundle.insert("type".into(), "bundle".into());
-    bundle.insert("id".into(), format!("bundle--{}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, collection.as_bytes())).into());
+    bundle.insert(
+        "id".into(),
+        format!("bundle--{}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, collection.as_bytes())).into(),
+    );
     bundle.insert("objects".into(), objects.into_values().collect());
     Value::Object(bundle)
 }
