@@ -17,6 +17,17 @@ pub enum Format {
     Csv,
 }
 
+impl Format {
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Json => "json",
+            Format::Csv => "csv",
+        }
+    }
+}
+
 pub fn write(out: &mut dyn Write, format: Format, rows: &[Row]) -> anyhow::Result<()> {
     match format {
         Format::Json => {

@@ -12,13 +12,17 @@
 //! | module | job |
 //! | --- | --- |
 //! | this file | the command line (clap), one request per command, rows out |
+//! | [`export`] | `zdn export`: the document to stdout, or with `--post` to MISP |
+//! | [`misp`] | MISP's `/sightings/add`, one request per sighting: API key, retries, refusals reported |
 //! | [`import`] | `zdn indicators import`: a file or directory streamed in pieces, with progress |
 //! | [`tokens`] | `zdn admin token`: console sign-in tokens |
 //! | `main.rs` | the binary: logging, exit codes, one line per error |
 
 #![forbid(unsafe_code)]
 
+pub mod export;
 pub mod import;
+pub mod misp;
 pub mod tokens;
 
 use anyhow::{Context, Result, bail};
@@ -52,9 +56,9 @@ pub struct Cli {
     /// Your credential directory (cert.pem, key.pem, ca.pem) from `zdn-collector pki issue`.
     #[arg(long, env = "ZDN_IDENTITY", global = true)]
     pub identity: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table", global = true)]
-    pub format: Format,
+    /// Output format [default: table].
+    #[arg(long, value_enum, global = true)]
+    pub format: Option<Format>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -124,10 +128,13 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
-    /// Export sightings for other tools: a STIX 2.1 bundle, MISP sightings or CSV.
+    /// Export sightings for other tools: a STIX 2.1 bundle, MISP sightings or CSV; or send
+    /// the MISP sightings to a MISP instance.
     ///
     /// Example: zdn export stix --since 7d > sightings.stix.json
-    Export(ExportArgs),
+    ///
+    /// Example: zdn export misp --since 24h --post https://misp.example --misp-key-file ~/.misp-key
+    Export(export::ExportArgs),
     /// Admin operations (admin certificates only): privacy exports and erasure, console tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -143,25 +150,6 @@ pub enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
-}
-
-#[derive(Args)]
-pub struct ExportArgs {
-    /// stix (a STIX 2.1 bundle of Sighting objects), misp (MISP sightings) or csv.
-    #[arg(value_name = "FORMAT", value_parser = ["stix", "misp", "csv"])]
-    document: String,
-    /// Only this indicator (e.g. one correlation's).
-    #[arg(long)]
-    indicator: Option<String>,
-    /// Only this institution's sightings (participant id).
-    #[arg(long)]
-    participant: Option<String>,
-    /// Only sightings last seen since: RFC 3339 time, or an age like 30m, 24h, 7d.
-    #[arg(long)]
-    since: Option<String>,
-    /// Only sightings first seen until: RFC 3339 time, or an age.
-    #[arg(long)]
-    until: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -267,6 +255,7 @@ pub struct SightingsArgs {
 
 /// Runs a parsed command line, writing results to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
+    let format = cli.format.unwrap_or(Format::Table);
     // The program's own documentation needs no collector.
     match &cli.command {
         Command::Completions { shell } => {
@@ -348,29 +337,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
                 client.list_audit(v1::ListAuditRequest { since_unix_ms, limit }).await?.into_inner();
             response.entries.iter().map(audit_row).collect()
         }
-        Command::Export(a) => {
-            use v1::export_sightings_request::Format as Wire;
-            let format = match a.document.as_str() {
-                "stix" => Wire::Stix,
-                "misp" => Wire::Misp,
-                _ => Wire::Csv,
-            };
-            let request = v1::ExportSightingsRequest {
-                format: format as i32,
-                indicator: a.indicator.unwrap_or_default(),
-                participant: a.participant.unwrap_or_default(),
-                since_unix_ms: a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0),
-                until_unix_ms: a.until.as_deref().map(parse_since).transpose()?.unwrap_or(0),
-            };
-            let mut chunks = client.export_sightings(request).await?.into_inner();
-            while let Some(chunk) = chunks.message().await? {
-                if !chunk.media_type.is_empty() {
-                    eprintln!("{} sightings ({})", chunk.sightings, chunk.media_type);
-                }
-                out.write_all(&chunk.data)?;
-            }
-            return Ok(out.flush()?);
-        }
+        Command::Export(a) => return export::run(&mut client, a, cli.format, out).await,
         Command::Admin(AdminCommand::Export { participant }) => {
             let mut chunks =
                 client.export_participant(v1::ExportParticipantRequest { participant }).await?.into_inner();
@@ -430,7 +397,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
         }
         Command::Watch { count } => {
             let mut events = client.watch_correlations(v1::WatchCorrelationsRequest {}).await?.into_inner();
-            let (mut seen, mut stream) = (0, output::Stream::new(cli.format));
+            let (mut seen, mut stream) = (0, output::Stream::new(format));
             while count.is_none_or(|c| seen < c) {
                 let Some(event) = events.message().await? else { break };
                 stream.write(out, &event_row(&event))?;
@@ -439,7 +406,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             return Ok(());
         }
     };
-    output::write(out, cli.format, &rows)
+    output::write(out, format, &rows)
 }
 
 /// The default name of an import: its file stem, lowercased, other characters as '-'.
@@ -475,7 +442,7 @@ pub async fn connect(url: &str, identity: Option<&std::path::Path>) -> Result<Ch
 }
 
 /// `--since` and `--until`: an RFC 3339 time, or an age (`30m`, `24h`, `7d`) before now.
-fn parse_since(text: &str) -> Result<i64> {
+pub(crate) fn parse_since(text: &str) -> Result<i64> {
     zdn_timestamps::parse_time_or_age(text, zdn_timestamps::now_ms()).context("--since/--until")
 }
 
