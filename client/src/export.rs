@@ -74,7 +74,7 @@ pub async fn run(
     client: &mut AnalystServiceClient<Channel>,
     args: ExportArgs,
     format: Option<Format>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<()> {
     let wire = document(&args, format)?;
     let target = match (&args.post, &args.misp_key_file) {
