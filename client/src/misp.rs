@@ -10,7 +10,6 @@
 //! export does not wait on one round trip per sighting.
 
 use anyhow::{Context, Result, bail};
-use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::Path;
@@ -83,14 +82,18 @@ impl Target {
 
     /// Sends every entry; stops early only when MISP refuses the key.
     pub async fn send(&self, entries: &[Value]) -> Result<Report> {
-        let mut outcomes = futures::stream::iter(entries).map(|e| self.send_one(e)).buffered(CONCURRENCY);
         let mut report = Report::default();
-        while let Some(outcome) = outcomes.next().await {
-            match outcome {
-                Outcome::Sent => report.sent += 1,
-                Outcome::Refused(why) => report.refused.push(why),
-                Outcome::Failed(why) => report.failed.push(why),
-                Outcome::BadKey(why) => bail!("{}: the API key was refused: {why}", self.sightings_add),
+        for batch in entries.chunks(CONCURRENCY) {
+            // Collected first: a lazy iterator of borrowing futures held across the await
+            // would keep the whole run from being `Send`.
+            let sends: Vec<_> = batch.iter().map(|e| self.send_one(e)).collect();
+            for outcome in futures::future::join_all(sends).await {
+                match outcome {
+                    Outcome::Sent => report.sent += 1,
+                    Outcome::Refused(why) => report.refused.push(why),
+                    Outcome::Failed(why) => report.failed.push(why),
+                    Outcome::BadKey(why) => bail!("{}: the API key was refused: {why}", self.sightings_add),
+                }
             }
         }
         Ok(report)
