@@ -28,7 +28,18 @@ impl Format {
     }
 }
 
+/// `rows` in `format`, tables as wide as their values need.
 pub fn write(out: &mut dyn Write, format: Format, rows: &[Row]) -> anyhow::Result<()> {
+    write_fitted(out, format, rows, None)
+}
+
+/// [`write`], with tables fitted into `width` columns (a terminal's; `None`: no limit).
+pub fn write_fitted(
+    out: &mut dyn Write,
+    format: Format,
+    rows: &[Row],
+    width: Option<u16>,
+) -> anyhow::Result<()> {
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, rows)?;
@@ -44,7 +55,7 @@ pub fn write(out: &mut dyn Write, format: Format, rows: &[Row]) -> anyhow::Resul
             }
             w.flush()?;
         }
-        Format::Table => table(out, rows)?,
+        Format::Table => table(out, rows, width)?,
     }
     Ok(())
 }
@@ -122,26 +133,37 @@ fn spreadsheet_safe(cell: String) -> String {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{cell}") } else { cell }
 }
 
-fn table(out: &mut dyn Write, rows: &[Row]) -> std::io::Result<()> {
+/// `rows` as a table: columns as wide as their widest value, two spaces apart; with `width`,
+/// no line longer than it — comfy-table narrows the widest columns first and a value cut
+/// short ends in "…" (`zdn --wide` prints every value whole).
+fn table(out: &mut dyn Write, rows: &[Row], width: Option<u16>) -> std::io::Result<()> {
+    use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, Table, Width, presets};
     let Some(first) = rows.first() else {
         return writeln!(out, "(none)");
     };
-    let headers: Vec<&String> = first.keys().collect();
-    let cells: Vec<Vec<String>> = rows.iter().map(|r| r.values().map(cell).collect()).collect();
-    let widths: Vec<usize> = headers
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            cells.iter().map(|c| c.get(i).map_or(0, |s| s.chars().count())).max().unwrap_or(0).max(h.len())
-        })
-        .collect();
-    let line = |out: &mut dyn Write, values: &mut dyn Iterator<Item = &str>| {
-        let padded: Vec<String> = values.zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
-        writeln!(out, "{}", padded.join("  ").trim_end())
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING).set_truncation_indicator("…");
+    match width {
+        Some(w) => table.set_content_arrangement(ContentArrangement::Dynamic).set_width(w),
+        None => table.set_content_arrangement(ContentArrangement::Disabled),
     };
-    line(out, &mut headers.iter().map(|h| h.to_uppercase()).collect::<Vec<_>>().iter().map(String::as_str))?;
-    for row in &cells {
-        line(out, &mut row.iter().map(String::as_str))?;
+    table.set_header(first.keys().map(|k| k.to_uppercase()));
+    for row in rows {
+        let mut cells = comfy_table::Row::from(row.values().map(cell));
+        cells.max_height(1);
+        table.add_row(cells);
+    }
+    let last = first.len().saturating_sub(1);
+    for ((i, column), name) in table.column_iter_mut().enumerate().zip(first.keys()) {
+        let gap = if i == last { 0 } else { 2 };
+        column.set_padding((0, gap)).set_cell_alignment(CellAlignment::Left);
+        // Headers are not cut (the boundary counts the padding): values are, and `--wide`
+        // shows them whole.
+        let header = u16::try_from(name.chars().count()).unwrap_or(u16::MAX).saturating_add(gap);
+        column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(header)));
+    }
+    for line in table.lines() {
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
 }
@@ -178,6 +200,31 @@ mod tests {
         let mut empty = Vec::new();
         write(&mut empty, Format::Table, &[]).unwrap();
         assert_eq!(empty, b"(none)\n");
+    }
+
+    #[test]
+    fn tables_fit_a_width_by_cutting_the_widest_values() {
+        let long = "h-55da4db8f828d2d3a91c0e7b6f4c2a19e8d7b6a5";
+        let rows: Vec<Row> = (0..5)
+            .map(|i| {
+                let observed = format!("{i}.a-very-long-subdomain-name.of.updates.evil-cdn.example");
+                json!({"participant": "umc-noord", "host": long, "observed": observed, "n": i})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            })
+            .collect();
+        let mut wide = Vec::new();
+        write(&mut wide, Format::Table, &rows).unwrap();
+        let wide = String::from_utf8(wide).unwrap();
+        assert!(wide.contains(long) && wide.lines().any(|l| l.chars().count() > 100), "{wide}");
+        let mut fitted = Vec::new();
+        write_fitted(&mut fitted, Format::Table, &rows, Some(80)).unwrap();
+        let fitted = String::from_utf8(fitted).unwrap();
+        assert_eq!(fitted.lines().count(), 6, "one line per row, none wrapped: {fitted}");
+        assert!(fitted.lines().all(|l| l.chars().count() <= 80), "{fitted}");
+        assert!(fitted.contains('…') && fitted.contains("umc-noord"), "{fitted}");
+        assert!(fitted.starts_with("PARTICIPANT  HOST"), "{fitted}");
     }
 
     #[test]

@@ -37,6 +37,33 @@ fn kind_name(kind: i32) -> &'static str {
     kind_from_wire(kind).map_or("unknown", Kind::as_str)
 }
 
+/// The columns a table shows of each answer unless `zdn --wide` asks for all of them (JSON
+/// and CSV always carry all): what an analyst scans first, few enough to fit a terminal.
+pub mod brief {
+    pub const CORRELATION: &[&str] =
+        &["indicator", "kind", "wave", "status", "participant_count", "last_seen", "sightings", "campaign"];
+    pub const SIGHTING: &[&str] =
+        &["participant", "indicator", "via", "observed", "last_seen", "count", "src"];
+    pub const AGENT: &[&str] = &[
+        "participant",
+        "agent",
+        "status",
+        "last_heartbeat",
+        "indicator_version",
+        "kernel_drops",
+        "sent",
+        "queued",
+    ];
+    pub const AUDIT: &[&str] = &["at", "participant", "name", "action", "detail"];
+}
+
+/// `rows` with only the `columns` they have, in the rows' own order.
+pub fn only(rows: Vec<Row>, columns: &[&str]) -> Vec<Row> {
+    rows.into_iter()
+        .map(|row| row.into_iter().filter(|(k, _)| columns.contains(&k.as_str())).collect())
+        .collect()
+}
+
 pub fn to_row(value: Value) -> Row {
     match value {
         Value::Object(map) => map,

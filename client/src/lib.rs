@@ -59,6 +59,10 @@ pub struct Cli {
     /// Output format [default: table].
     #[arg(long, value_enum, global = true)]
     pub format: Option<Format>,
+    /// Tables print every value whole, however wide the terminal (by default a table on a
+    /// terminal fits its width, long values cut short with "…").
+    #[arg(long, global = true)]
+    pub wide: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -276,6 +280,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
     }
     let channel = connect(&cli.collector, cli.identity.as_deref()).await?;
     let mut client = AnalystServiceClient::new(channel);
+    let brief = brief_columns(&cli.command).filter(|_| format == Format::Table && !cli.wide);
     let rows = match cli.command {
         // Written above, before connecting.
         Command::Completions { .. } | Command::ManPages { .. } => return Ok(()),
@@ -406,7 +411,34 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             return Ok(());
         }
     };
-    output::write(out, format, &rows)
+    let rows = match brief {
+        Some(columns) => zdn_answers::rows::only(rows, columns),
+        None => rows,
+    };
+    output::write_fitted(out, format, &rows, table_width(cli.wide))
+}
+
+/// The columns a table of this command's answer shows without `--wide`; `None`: all.
+fn brief_columns(command: &Command) -> Option<&'static [&'static str]> {
+    use zdn_answers::rows::brief;
+    match command {
+        Command::Correlations(_) => Some(brief::CORRELATION),
+        Command::Sightings(_) => Some(brief::SIGHTING),
+        Command::Fleet => Some(brief::AGENT),
+        Command::Audit { .. } => Some(brief::AUDIT),
+        _ => None,
+    }
+}
+
+/// The width a table must fit: the terminal's, unless `--wide` or stdout is not a terminal
+/// (a file or a pipe gets every value whole).
+fn table_width(wide: bool) -> Option<u16> {
+    use std::io::IsTerminal;
+    let stdout = std::io::stdout();
+    if wide || !stdout.is_terminal() {
+        return None;
+    }
+    terminal_size::terminal_size_of(&stdout).map(|(terminal_size::Width(w), _)| w)
 }
 
 /// The default name of an import: its file stem, lowercased, other characters as '-'.
