@@ -437,6 +437,10 @@ mod tests {
             ("[retention]\nsightings_day = 3\n", "unknown field `sightings_day`"),
             ("[console]\nsession_hours = 0\n", "console.session_hours must be 1 to 168"),
             ("[console]\nlisten = \"localhost\"\n", "invalid socket address"),
+            (
+                "[metrics]\nlisten = \"localhost:9478\"\n",
+                "metrics.listen \"localhost:9478\": invalid socket address",
+            ),
             ("[correlation]\nclose_after_days = 0\n", "correlation.close_after_days must be at least 1"),
             ("[correlation]\nwindow_hours = 48\nclose_after_days = 1\n", "at least the window"),
             ("[correlation]\nmax_age_days = 0\n", "correlation.max_age_days must be at least 1"),

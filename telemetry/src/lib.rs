@@ -5,9 +5,14 @@
 //! env-filter syntax, e.g. `ZDN_LOG=debug` or `ZDN_LOG=zdn_collector=debug`); colours only
 //! when stderr is a terminal and `NO_COLOR` is not set, so a log file holds no escape codes.
 //! And how a failure reads: [`error_text`], each cause once; how a program explains itself:
-//! [`undocumented`] finds what its `--help` leaves out.
+//! [`undocumented`] finds what its `--help` leaves out; and long work shows a [`spinner`] on
+//! a terminal.
 
 #![forbid(unsafe_code)]
+
+mod progress;
+
+pub use progress::{Spinner, spinner};
 
 /// The `--log-format` option of every ZDN binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

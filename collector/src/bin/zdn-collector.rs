@@ -226,7 +226,13 @@ async fn run(command: Command) -> Result<()> {
                     paths: &config.allowlists,
                     policies: &config.warninglist_policy,
                 };
+                let progress = zdn_telemetry::spinner(format!(
+                    "loading {} indicator source(s) and {} warninglist(s)",
+                    config.indicators.len(),
+                    config.allowlists.len()
+                ));
                 let built = zdn_indicators::build_set(&config.indicators, allowlists, None)?;
+                drop(progress);
                 println!("{}", if verbose { built.details() } else { built.summary() });
             }
             println!("configuration OK: listen {}, data in {}", config.listen, config.data_dir.display());

@@ -228,6 +228,11 @@ impl IndicatorArgs {
             lists: self.list_policies.iter().cloned().collect(),
         };
         let allowlists = zdn_indicators::Allowlists { paths: &self.allowlists, policies: &policies };
+        let _progress = zdn_telemetry::spinner(format!(
+            "loading {} indicator source(s) and {} allowlist(s)",
+            self.indicators.len(),
+            self.allowlists.len()
+        ));
         Ok(zdn_indicators::build_set(&self.indicators, allowlists, self.pinned_key.as_ref())?)
     }
 
