@@ -21,18 +21,8 @@ pub struct ExportArgs {
     /// --format csv.
     #[arg(value_name = "FORMAT", value_parser = ["stix", "misp", "csv"])]
     document: Option<String>,
-    /// Only this indicator (e.g. one correlation's).
-    #[arg(long)]
-    indicator: Option<String>,
-    /// Only this institution's sightings (participant id).
-    #[arg(long)]
-    participant: Option<String>,
-    /// Only sightings last seen since: RFC 3339 time, or an age like 30m, 24h, 7d.
-    #[arg(long)]
-    since: Option<String>,
-    /// Only sightings first seen until: RFC 3339 time, or an age.
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    filter: crate::SightingFilterArgs,
     /// Send the MISP sightings to this MISP instance (https://misp.example) instead of
     /// printing them; prints what was sent, refused and failed.
     #[arg(long, value_name = "URL", requires = "misp_key_file")]
@@ -81,12 +71,13 @@ pub async fn run(
         (Some(url), Some(key)) => Some(misp::Target::new(url, key, args.misp_ca.as_deref(), args.attempts)?),
         _ => None,
     };
+    let (indicator, participant, since_unix_ms, until_unix_ms) = args.filter.request_fields()?;
     let request = v1::ExportSightingsRequest {
         format: wire as i32,
-        indicator: args.indicator.unwrap_or_default(),
-        participant: args.participant.unwrap_or_default(),
-        since_unix_ms: args.since.as_deref().map(crate::parse_since).transpose()?.unwrap_or(0),
-        until_unix_ms: args.until.as_deref().map(crate::parse_since).transpose()?.unwrap_or(0),
+        indicator,
+        participant,
+        since_unix_ms,
+        until_unix_ms,
     };
     let mut chunks = client.export_sightings(request).await?.into_inner();
     let mut document = Vec::new();

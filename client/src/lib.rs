@@ -238,9 +238,10 @@ pub struct CorrelationsArgs {
     campaigns: bool,
 }
 
+/// Which sightings: the filters `zdn sightings` and `zdn export` share.
 #[derive(Args)]
-pub struct SightingsArgs {
-    /// Only sightings of this indicator.
+pub struct SightingFilterArgs {
+    /// Only sightings of this indicator (e.g. one correlation's).
     #[arg(long)]
     indicator: Option<String>,
     /// Only this institution's sightings (participant id).
@@ -249,6 +250,28 @@ pub struct SightingsArgs {
     /// Only sightings last seen since: RFC 3339 time, or an age like 30m, 24h, 7d.
     #[arg(long)]
     since: Option<String>,
+    /// Only sightings first seen until: RFC 3339 time, or an age.
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl SightingFilterArgs {
+    /// (indicator, participant, since, until) as a request carries them (0: unbounded).
+    pub(crate) fn request_fields(self) -> Result<(String, String, i64, i64)> {
+        let time = |t: Option<String>| t.as_deref().map(parse_since).transpose().map(|t| t.unwrap_or(0));
+        Ok((
+            self.indicator.unwrap_or_default(),
+            self.participant.unwrap_or_default(),
+            time(self.since)?,
+            time(self.until)?,
+        ))
+    }
+}
+
+#[derive(Args)]
+pub struct SightingsArgs {
+    #[command(flatten)]
+    filter: SightingFilterArgs,
     /// At most this many sightings per page.
     #[arg(long, default_value_t = 100)]
     limit: u32,
@@ -304,11 +327,12 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             response.correlations.iter().map(correlation_row).collect()
         }
         Command::Sightings(a) => {
+            let (indicator, participant, since_unix_ms, until_unix_ms) = a.filter.request_fields()?;
             let request = v1::ListSightingsRequest {
-                indicator: a.indicator.unwrap_or_default(),
-                participant: a.participant.unwrap_or_default(),
-                since_unix_ms: a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0),
-                until_unix_ms: 0,
+                indicator,
+                participant,
+                since_unix_ms,
+                until_unix_ms,
                 page_size: a.limit,
                 page_token: a.page_token.unwrap_or_default(),
             };

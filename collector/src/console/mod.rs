@@ -25,12 +25,14 @@
 //! | --- | --- |
 //! | [`listener`] | TLS (client certificate optional), one hyper connection per task |
 //! | [`session`] | tokens, sessions, cookies' secrets, CSRF tokens |
+//! | [`client_credentials`] | API clients without a session (TAXII): a console token as bearer or basic password, or a certificate, per request |
 //! | [`sign_in_limit`] | sign-in attempts per client address |
 //! | [`pages`] | the board, sightings, fleet, exports and audit pages |
 //! | [`indicator`] | the indicator page: its incident (members in join order), timeline chart, false-positive button |
 //! | [`campaign`] | the campaign page: its incidents (waves), its indicators, its likely compromised hosts |
 
 pub mod campaign;
+pub mod client_credentials;
 pub mod indicator;
 pub mod listener;
 pub mod pages;
@@ -103,9 +105,9 @@ pub fn router(console: AppState) -> Router {
         .with_state(console.clone())
         .merge(crate::http::router(Arc::new(Analyst { shared: console.shared.clone() })))
         .layer(middleware::from_fn_with_state(console.clone(), require_session));
-    // TAXII clients hold no session: each request carries its credentials (see `taxii::auth`).
+    // TAXII clients hold no session: each request carries its credentials.
     let taxii = crate::taxii::api::router(Arc::new(Analyst { shared: console.shared.clone() }))
-        .layer(middleware::from_fn_with_state(console.clone(), crate::taxii::auth::require_credentials));
+        .layer(middleware::from_fn_with_state(console.clone(), client_credentials::require_credentials));
     Router::new()
         .route("/login", get(login_page).post(login_with_token))
         .route("/login/certificate", post(login_with_certificate))

@@ -19,7 +19,7 @@
 //!
 //! Served on the gRPC port (identity from the client certificate, like the HTTP API) and on
 //! the console port, where a client without a certificate sends a console token as a bearer
-//! token or as the password of HTTP basic authentication (see `super::auth`).
+//! token or as the password of HTTP basic authentication (see `crate::console::client_credentials`).
 
 use crate::access::View;
 use crate::export;
@@ -307,12 +307,14 @@ impl Page {
         headers
     }
 
-    fn envelope(&self, objects: Vec<Value>) -> Value {
+    /// The envelope of this page, each object as `record` writes it, with the TAXII headers.
+    fn answer(&self, record: fn(i64, &Value) -> Value) -> Response {
+        let objects: Vec<Value> = self.objects.iter().map(|(added, o)| record(*added, o)).collect();
         let mut body = json!({ "more": self.next.is_some(), "objects": objects });
         if let Some(next) = &self.next {
             body["next"] = next.clone().into();
         }
-        body
+        (self.headers(), taxii(StatusCode::OK, &body)).into_response()
     }
 }
 
@@ -341,8 +343,7 @@ async fn objects(
     request: Request,
 ) -> Answer {
     let page = page_of(&analyst, read_of(&request), &id, &Filter::from_query(q)?).await?;
-    let objects = page.objects.iter().map(|(_, o)| o.clone()).collect();
-    Ok((page.headers(), taxii(StatusCode::OK, &page.envelope(objects))).into_response())
+    Ok(page.answer(|_, object| object.clone()))
 }
 
 async fn manifest(
@@ -352,8 +353,7 @@ async fn manifest(
     request: Request,
 ) -> Answer {
     let page = page_of(&analyst, read_of(&request), &id, &Filter::from_query(q)?).await?;
-    let records = page.objects.iter().map(|(added, o)| manifest_record(*added, o)).collect();
-    Ok((page.headers(), taxii(StatusCode::OK, &page.envelope(records))).into_response())
+    Ok(page.answer(manifest_record))
 }
 
 fn manifest_record(added: i64, object: &Value) -> Value {
@@ -371,8 +371,7 @@ async fn object(
     request: Request,
 ) -> Answer {
     let page = one_object(&analyst, read_of(&request), &id, &object).await?;
-    let objects = page.objects.iter().map(|(_, o)| o.clone()).collect();
-    Ok((page.headers(), taxii(StatusCode::OK, &page.envelope(objects))).into_response())
+    Ok(page.answer(|_, object| object.clone()))
 }
 
 async fn versions(

@@ -1,4 +1,4 @@
-//! Who a TAXII client on the console port is. TAXII clients cannot hold a console session, so
+//! Who an API client (the TAXII API root, `crate::taxii::api`) on the console port is. TAXII clients cannot hold a console session, so
 //! each request proves itself: a console token (`zdn admin token issue`) as a bearer token
 //! (`Authorization: Bearer zdnc_…`) or as the password of HTTP basic authentication (any user
 //! name: TAXII 2.1 requires servers to offer basic authentication and most clients speak
@@ -8,8 +8,8 @@
 //!
 //! On the gRPC port none of this runs: the mTLS identity is already on every request.
 
-use crate::console::listener::Connection;
-use crate::console::{Console, session};
+use super::listener::Connection;
+use super::{Console, session};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use zdn_transport::Role;
 use zdn_transport::server::Peer;
 
-use super::api::TaxiiError;
+use crate::taxii::api::TaxiiError;
 
 /// Lets a request through with the caller's [`Peer`], or answers 401 (429 when throttled).
 pub async fn require_credentials(
