@@ -83,6 +83,16 @@ async fn exports_validate_and_follow_the_callers_view() {
         assert_eq!(entry["type"], expected, "{entry}");
         assert_eq!(entry["source"], "ZDN", "the institution is not named to the MISP community");
     }
+    let named: Value = serde_json::from_str(
+        &net.zdn(Some(&analyst), &["export", "misp", "--name-institutions"]).await.unwrap(),
+    )
+    .unwrap();
+    let sources: std::collections::BTreeSet<&str> =
+        named.as_array().unwrap().iter().map(|e| e["source"].as_str().unwrap()).collect();
+    assert_eq!(
+        sources.into_iter().collect::<Vec<_>>(),
+        ["ZDN/ggz-oost", "ZDN/umc-noord", "ZDN/ziekenhuis-zuid"]
+    );
     let file = net.dir.path().join("export.misp.json");
     std::fs::write(&file, serde_json::to_string(misp).unwrap()).unwrap();
     if let Some((valid, report)) = check_with_pymisp(&file) {

@@ -23,6 +23,10 @@ pub struct ExportArgs {
     document: Option<String>,
     #[command(flatten)]
     filter: crate::SightingFilterArgs,
+    /// MISP: name the institution in each sighting's source ("ZDN/<participant>"); by default
+    /// MISP shows them as the CERT's, naming none.
+    #[arg(long)]
+    name_institutions: bool,
     /// Send the MISP sightings to this MISP instance (https://misp.example) instead of
     /// printing them; prints what was sent, refused and failed.
     #[arg(long, value_name = "URL", requires = "misp_key_file")]
@@ -78,6 +82,7 @@ pub async fn run(
         participant,
         since_unix_ms,
         until_unix_ms,
+        name_institutions: args.name_institutions,
     };
     let mut chunks = client.export_sightings(request).await?.into_inner();
     let mut document = Vec::new();

@@ -14,7 +14,8 @@
 //!   go there), otherwise `value` (MISP sights every attribute with that value); `type` (`"0"`
 //!   seen, `"1"` false positive: the indicator was marked as one), `timestamp`, and `source`
 //!   `"ZDN"`: the institution is not named, as MISP's `Sightings_anonymise` shows sightings
-//!   under the organisation that pushed them, the CERT's.
+//!   under the organisation that pushed them, the CERT's (`name_institutions` makes it
+//!   `"ZDN/<participant>"`, for a MISP only the CERT reads).
 //! - **CSV**: the rows of `zdn sightings --format csv`.
 //!
 //! The caller's view applies before any of this: a participant analyst exports only its own
@@ -52,23 +53,32 @@ impl Format {
     }
 }
 
-/// The document of `sightings` in `format`; `false_positives` are the indicators marked as
-/// such, `producer` the CERT's participant id, `now_ms` the export time.
+/// What an export names, beyond the sightings themselves.
+pub struct Naming<'a> {
+    /// The indicators marked as false positives.
+    pub false_positives: &'a BTreeSet<String>,
+    /// The CERT's participant id (the STIX producer).
+    pub producer: &'a str,
+    /// MISP: the institution in each sighting's `source`.
+    pub institutions: bool,
+}
+
+/// The document of `sightings` in `format`, at `now_ms`.
 pub fn document(
     format: Format,
     sightings: &[v1::StoredSighting],
-    false_positives: &BTreeSet<String>,
-    producer: &str,
+    naming: &Naming<'_>,
     now_ms: i64,
 ) -> Vec<u8> {
     match format {
         Format::Stix => {
-            let mut bytes = serde_json::to_vec_pretty(&stix(sightings, producer, now_ms)).expect("JSON");
+            let mut bytes =
+                serde_json::to_vec_pretty(&stix(sightings, naming.producer, now_ms)).expect("JSON");
             bytes.push(b'\n');
             bytes
         }
         Format::Misp => {
-            let mut bytes = serde_json::to_vec_pretty(&misp(sightings, false_positives)).expect("JSON");
+            let mut bytes = serde_json::to_vec_pretty(&misp(sightings, naming)).expect("JSON");
             bytes.push(b'\n');
             bytes
         }
@@ -175,15 +185,17 @@ fn misp_attribute_uuid(indicator_id: &str) -> Option<Uuid> {
     Uuid::try_parse(indicator_id).ok()
 }
 
-fn misp(sightings: &[v1::StoredSighting], false_positives: &BTreeSet<String>) -> Value {
+fn misp(sightings: &[v1::StoredSighting], naming: &Naming<'_>) -> Value {
     let entries: Vec<Value> = sightings
         .iter()
         .filter_map(|stored| {
             let s = stored.sighting.as_ref()?;
-            let kind = if false_positives.contains(&s.indicator) { "1" } else { "0" };
+            let kind = if naming.false_positives.contains(&s.indicator) { "1" } else { "0" };
+            let source =
+                if naming.institutions { format!("ZDN/{}", stored.participant) } else { "ZDN".to_owned() };
             let mut entry = json!({
                 "type": kind,
-                "source": "ZDN",
+                "source": source,
                 "timestamp": (s.last_seen_unix_ms / 1000).to_string(),
             });
             match misp_attribute_uuid(&s.indicator_id) {
@@ -309,7 +321,9 @@ mod tests {
         from_stix.sighting.as_mut().unwrap().indicator_id = stix_id.into();
         let listed = stored("s3", "umc", "plain.example", Kind::Domain);
         let sightings = [from_misp, from_stix, listed];
-        let doc = misp(&sightings, &BTreeSet::new());
+        let none = BTreeSet::new();
+        let doc =
+            misp(&sightings, &Naming { false_positives: &none, producer: "z-cert", institutions: false });
         assert_eq!((doc[0]["uuid"].as_str(), doc[0].get("value")), (Some(attribute), None));
         assert_eq!((doc[1]["value"].as_str(), doc[1].get("uuid")), (Some("bad.example"), None));
         let bundle = stix(&sightings, "z-cert", 1);
@@ -332,7 +346,8 @@ mod tests {
             stored("s2", "umc", "cdn.example", Kind::Domain),
         ];
         let fp = BTreeSet::from(["cdn.example".to_owned()]);
-        let doc = misp(&sightings, &fp);
+        let naming = Naming { false_positives: &fp, producer: "z-cert", institutions: false };
+        let doc = misp(&sightings, &naming);
         assert_eq!(doc[0]["type"], "0");
         assert_eq!(doc[1]["type"], "1");
         assert_eq!(
@@ -341,7 +356,7 @@ mod tests {
             "by value, the institution not named"
         );
         assert!(doc[0].get("uuid").is_none(), "no uuid but an attribute's: MISP reads it as one");
-        let text = String::from_utf8(document(Format::Csv, &sightings, &fp, "z-cert", 0)).unwrap();
+        let text = String::from_utf8(document(Format::Csv, &sightings, &naming, 0)).unwrap();
         assert!(text.starts_with("participant,agent,indicator,") && text.lines().count() == 3, "{text}");
     }
 }

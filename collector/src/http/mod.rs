@@ -314,6 +314,8 @@ struct ExportQuery {
     participant: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    #[serde(default)]
+    name_institutions: bool,
 }
 
 /// A download: the whole document, named for its format.
@@ -340,6 +342,7 @@ async fn export(
         participant: q.participant.unwrap_or_default(),
         since_unix_ms: time(q.since.as_deref())?,
         until_unix_ms: time(q.until.as_deref())?,
+        name_institutions: q.name_institutions,
     };
     let mut chunks = analyst.export_sightings(grpc(&request, message)).await?.into_inner();
     let (mut media_type, mut body) = (String::new(), Vec::new());

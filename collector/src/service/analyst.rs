@@ -305,7 +305,12 @@ impl AnalystService for Analyst {
             };
             let Some(all) = every_sighting(store.as_ref(), filter, MAX_EXPORT)? else { return Ok(None) };
             let false_positives = store.false_positives()?.into_iter().collect();
-            let document = export::document(format, &all, &false_positives, &producer, now_ms());
+            let naming = export::Naming {
+                false_positives: &false_positives,
+                producer: &producer,
+                institutions: r.name_institutions,
+            };
+            let document = export::document(format, &all, &naming, now_ms());
             Ok(Some((document, all.len() as u32)))
         })
         .await?
