@@ -65,8 +65,17 @@ fn capture_as_nobody(method: &str) {
     }
     let args = ["run", "--config", config.to_str().unwrap()];
 
-    // Without the capability: refused at start, saying what is missing.
-    let out = ns.as_nobody(&["--inh-caps=-all", "--bounding-set=-all"], &agent, &args).output().unwrap();
+    // Without the capability: refused at start, saying what is missing. The copy may still be
+    // held open for writing by a child another test forked while it was written (ETXTBSY
+    // until that child execs): try again briefly.
+    let mut out = ns.as_nobody(&["--inh-caps=-all", "--bounding-set=-all"], &agent, &args).output().unwrap();
+    for _ in 0..20 {
+        if !String::from_utf8_lossy(&out.stderr).contains("Text file busy") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        out = ns.as_nobody(&["--inh-caps=-all", "--bounding-set=-all"], &agent, &args).output().unwrap();
+    }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("CAP_NET_RAW"), "{stderr}");
 
