@@ -34,6 +34,7 @@ fn sighting(id: &str, at: i64, count: u64) -> Sighting {
         dst_port: 53,
         proto: "udp".into(),
         resolved_name: String::new(),
+        retro: false,
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
     }
 }

@@ -23,6 +23,7 @@ fn sighting(i: u64) -> v1::Sighting {
         proto: "udp".into(),
         indicator_id: "maltrail:evil-cdn".into(),
         resolved_name: String::new(),
+        retro: false,
     }
 }
 

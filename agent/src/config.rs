@@ -75,6 +75,7 @@ pub struct AgentConfig {
     pub spool: SpoolConfig,
     pub alerts: AlertConfig,
     pub metrics: MetricsConfig,
+    pub history: HistoryConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -185,6 +186,22 @@ pub struct RateLimitConfig {
     pub overall_per_second: u32,
 }
 
+/// `[history]`: the private destination history that retro-hunts search (see `crate::history`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Days of history kept; 0 turns the history off (nothing recorded, what was kept deleted).
+    pub retention_days: u32,
+    /// The history's size on disk at most; the oldest hours go first.
+    pub max_mb: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig { retention_days: 14, max_mb: 1024 }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
@@ -228,6 +245,7 @@ impl Default for AgentConfig {
             spool: SpoolConfig::default(),
             alerts: AlertConfig::default(),
             metrics: MetricsConfig::default(),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -289,6 +307,10 @@ impl AgentConfig {
         if self.capture.interfaces.is_empty() && self.capture.pcap.is_empty() {
             return invalid("nothing to capture: set capture.interfaces or capture.pcap".into());
         }
+        if self.history.retention_days > 366 || (self.history.retention_days > 0 && self.history.max_mb == 0)
+        {
+            return invalid("history.retention_days must be 0 (off) to 366, with history.max_mb >= 1".into());
+        }
         if !(1..=64).contains(&self.capture.workers) {
             return invalid("capture.workers must be between 1 and 64".into());
         }
@@ -346,6 +368,11 @@ impl AgentConfig {
 
     pub fn secret_path(&self) -> PathBuf {
         self.state_dir.join("pseudonym.key")
+    }
+
+    /// Where the destination history's hourly buckets live.
+    pub fn history_dir(&self) -> PathBuf {
+        self.state_dir.join("history")
     }
 
     pub fn spool_path(&self) -> PathBuf {

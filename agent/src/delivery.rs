@@ -237,7 +237,15 @@ impl Session<'_> {
                     })
                     .collect();
                 let batch = v1::SightingBatch { sequence, sightings };
-                tx.send(batch).await.map_err(|_| SessionError::Closed)?;
+                if tx.send(batch).await.is_err() {
+                    // The request half is gone when the collector already answered the stream
+                    // with an error (a rate refusal, say): that answer, not "closed", says what
+                    // to do next (wait on this connection, or connect afresh).
+                    return Err(match acks.message().await {
+                        Err(status) => SessionError::Status(status),
+                        Ok(_) => SessionError::Closed,
+                    });
+                }
                 in_flight.push_back((sequence, seqs));
             }
             if stopping && in_flight.is_empty() {

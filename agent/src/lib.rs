@@ -29,6 +29,7 @@
 //! | [`live`] | frames from network interfaces: a TPACKET_V3 ring (`zdn-packet-ring`) or pnet's socket, workers in a fanout group, the kernel's drops per worker |
 //! | [`packet_path`] | the one path of a frame: decode, defragment, extract, match by direction; its counters |
 //! | [`sighting`] | aggregation of hits into [`sighting::Sighting`]s; the JSON-lines contract |
+//! | [`history`] | the destination history's tap on the packet path, and retro-hunts of newly published indicators |
 //! | [`pseudonym`] | keyed pseudonyms for internal hosts (HMAC-SHA256, local secret) |
 //! | [`observe`] | every observable of capture files, for `zdn-agent observe` |
 //! | [`replay`] | capture files through the packet path and aggregation, for `zdn-agent replay` |
@@ -64,6 +65,7 @@ pub mod counters;
 pub mod delivery;
 pub mod enrol;
 pub mod heartbeat;
+pub mod history;
 pub mod live;
 pub mod liveset;
 pub mod metrics;

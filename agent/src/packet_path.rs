@@ -102,9 +102,29 @@ impl PacketPath {
         home: &HomeNet,
         hit: impl FnMut(Hit<'s>),
     ) {
-        if let Some(packet) = self.decode(frame) {
-            self.inspect_decoded(&packet, frame.ts_ns / 1_000_000, set, home, hit);
-        }
+        self.inspect_recording(frame, set, home, hit, &mut |_| {});
+    }
+
+    /// [`PacketPath::inspect`], also telling `record` every destination an internal host
+    /// contacted (what would be matched, matched or not: the destination history's input).
+    pub fn inspect_recording<'s>(
+        &mut self,
+        frame: &Frame<'_>,
+        set: &'s IndicatorSet,
+        home: &HomeNet,
+        mut hit: impl FnMut(Hit<'s>),
+        record: &mut dyn FnMut(Contacted<'_>),
+    ) {
+        let Some(packet) = self.decode(frame) else { return };
+        let now_ms = frame.ts_ns / 1_000_000;
+        let mut hits = 0;
+        self.whole(&packet, now_ms, |extractor, packet| {
+            matches(extractor, set, home, packet, now_ms, record, &mut |h| {
+                hits += 1;
+                hit(h);
+            });
+        });
+        self.stats.hits += hits;
     }
 
     /// [`PacketPath::inspect`] of a packet already decoded (a fragment is reassembled first).
@@ -119,7 +139,7 @@ impl PacketPath {
     ) {
         let mut hits = 0;
         self.whole(packet, now_ms, |extractor, packet| {
-            matches(extractor, set, home, packet, now_ms, &mut |h| {
+            matches(extractor, set, home, packet, now_ms, &mut |_| {}, &mut |h| {
                 hits += 1;
                 hit(h);
             });
@@ -168,6 +188,14 @@ impl PacketPath {
     }
 }
 
+/// A destination an internal host contacted, as the packet path judged it.
+#[derive(Debug, Clone, Copy)]
+pub struct Contacted<'a> {
+    pub via: Via,
+    pub value: Value<'a>,
+    pub host: IpAddr,
+}
+
 /// The hits of one whole packet: each observation judged by its own direction.
 fn matches<'s>(
     extractor: &mut Extractor,
@@ -175,6 +203,7 @@ fn matches<'s>(
     home: &HomeNet,
     packet: &Decoded<'_>,
     now_ms: i64,
+    record: &mut dyn FnMut(Contacted<'_>),
     hit: &mut impl FnMut(Hit<'s>),
 ) {
     let proto = packet.transport.proto_name();
@@ -194,6 +223,7 @@ fn matches<'s>(
         if !matches!(via, Via::DnsQuery | Via::DnsAnswer) && !external {
             return;
         }
+        record(Contacted { via, value, host });
         let found = match (via, value) {
             (_, Value::IpPort(ip, port)) => set.match_ip_port(ip, port),
             (_, Value::Ip(ip)) => set.match_ip(ip),

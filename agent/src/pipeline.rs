@@ -11,6 +11,7 @@
 use crate::alerts::AlertLog;
 use crate::capture::Frame;
 use crate::counters::{Counters, WorkerCounters};
+use crate::history::Tap;
 use crate::packet_path::{HomeNet, PacketPath, PathStats};
 use crate::ratelimit::RateLimits;
 use crate::sighting::{Aggregator, Sighting};
@@ -54,6 +55,8 @@ pub struct Pipeline {
     pending_since: Option<Instant>,
     /// `aggregator.evicted_early` as last added to the shared counter.
     evictions_counted: u64,
+    /// This worker's recording into the destination history, when it is on.
+    history: Option<Tap>,
 }
 
 impl Pipeline {
@@ -67,7 +70,14 @@ impl Pipeline {
             pending: Vec::new(),
             pending_since: None,
             evictions_counted: 0,
+            history: None,
         }
+    }
+
+    /// Records what the internal hosts contact into the destination history too.
+    pub fn with_history(mut self, tap: Tap) -> Pipeline {
+        self.history = Some(tap);
+        self
     }
 
     /// One captured frame.
@@ -75,8 +85,13 @@ impl Pipeline {
         let ts_ms = frame.ts_ns / 1_000_000;
         self.aggregator.advance(ts_ms);
         let set = self.shared.set.load();
-        self.inspect_guarded(|path, aggregator, home| {
-            path.inspect(frame, &set, home, |hit| aggregator.add(hit, ts_ms));
+        self.inspect_guarded(|path, aggregator, home, history| {
+            let mut record = |contacted: crate::packet_path::Contacted<'_>| {
+                if let Some(tap) = history.as_mut() {
+                    tap.record(contacted, ts_ms);
+                }
+            };
+            path.inspect_recording(frame, &set, home, |hit| aggregator.add(hit, ts_ms), &mut record);
         });
         // The packet path's counters reach the shared ones in batches, not per packet.
         self.since_report += 1;
@@ -89,9 +104,13 @@ impl Pipeline {
     /// Runs one packet's `inspect`. A packet that makes the packet path panic is skipped and
     /// counted, not fatal (no input is known to: the parsers are fuzzed; this is the net under
     /// them).
-    fn inspect_guarded(&mut self, inspect: impl FnOnce(&mut PacketPath, &mut Aggregator, &HomeNet)) {
+    fn inspect_guarded(
+        &mut self,
+        inspect: impl FnOnce(&mut PacketPath, &mut Aggregator, &HomeNet, &mut Option<Tap>),
+    ) {
         let (path, aggregator, home) = (&mut self.path, &mut self.aggregator, &self.shared.home);
-        if std::panic::catch_unwind(AssertUnwindSafe(|| inspect(path, aggregator, home))).is_err() {
+        let history = &mut self.history;
+        if std::panic::catch_unwind(AssertUnwindSafe(|| inspect(path, aggregator, home, history))).is_err() {
             self.packet_panicked();
         }
     }
@@ -144,6 +163,9 @@ impl Pipeline {
 
     /// End of input or shutdown: everything open is emitted and spooled.
     pub fn finish(&mut self) {
+        if let Some(tap) = &mut self.history {
+            tap.snapshot();
+        }
         self.aggregator.flush();
         self.report_stats();
         self.collect(true);
@@ -232,13 +254,13 @@ mod tests {
         });
         let aggregator = Aggregator::new(60_000, 1_000, Pseudonymiser::ephemeral());
         let mut pipeline = Pipeline::new(shared, aggregator);
-        pipeline.inspect_guarded(|_, _, _| panic!("a parser bug"));
-        pipeline.inspect_guarded(|_, _, _| panic!("another"));
+        pipeline.inspect_guarded(|_, _, _, _| panic!("a parser bug"));
+        pipeline.inspect_guarded(|_, _, _, _| panic!("another"));
         assert_eq!(counters.packet_panics.get(), 2);
         assert_eq!(counters.heartbeat().blind_spots["packet_panics"], 2, "the collector hears of it");
         // The worker goes on: the next packet is inspected as usual.
         let mut ran = false;
-        pipeline.inspect_guarded(|_, _, _| ran = true);
+        pipeline.inspect_guarded(|_, _, _, _| ran = true);
         assert!(ran && counters.packet_panics.get() == 2);
     }
 }

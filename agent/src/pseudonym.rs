@@ -67,12 +67,31 @@ impl Pseudonymiser {
         if self.share_addresses {
             return host.to_string();
         }
+        Self::pseudonym_text(self.pseudonym_bits(host))
+    }
+
+    /// The pseudonym of `host` as a number (what the destination history stores; it never
+    /// holds an address, even when the participant shares them).
+    pub fn pseudonym_bits(&self, host: IpAddr) -> u64 {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
         match host.to_canonical() {
             IpAddr::V4(v4) => mac.update(&v4.octets()),
             IpAddr::V6(v6) => mac.update(&v6.octets()),
         }
-        format!("h-{}", hex::encode(&mac.finalize().into_bytes()[..8]))
+        u64::from_be_bytes(mac.finalize().into_bytes()[..8].try_into().expect("8 bytes"))
+    }
+
+    /// The pseudonym `h-<16 hex>` of [`Pseudonymiser::pseudonym_bits`].
+    pub fn pseudonym_text(bits: u64) -> String {
+        format!("h-{bits:016x}")
+    }
+
+    /// The destination history's key: derived from the same secret (one secret to guard, to
+    /// rotate and to destroy), under its own label so neither key tells anything of the other.
+    pub fn history_key(&self) -> [u8; 16] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(b"zdn destination history v1");
+        mac.finalize().into_bytes()[..16].try_into().expect("16 bytes")
     }
 
     /// The internal address behind `pseudonym`, searched among the addresses of `networks`

@@ -22,6 +22,7 @@ use crate::alerts::AlertLog;
 use crate::config::AgentConfig;
 use crate::counters::Counters;
 use crate::delivery::{self, Uplink};
+use crate::history::{Tap, hunt_added};
 use crate::live::LiveCapture;
 use crate::liveset::SetSources;
 use crate::pipeline::{Pipeline, Shared};
@@ -35,6 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
+use zdn_destination_history::History;
 
 /// What the process tells a running agent.
 pub struct Controls {
@@ -89,13 +91,20 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
         let method = config.capture.method.as_str();
         tracing::info!(interfaces = ?config.capture.interfaces, workers = lives.len(), method, "live capture open");
     }
+    let history = open_history(&config, &pseudonyms)?;
     let capture_stop = Arc::new(AtomicBool::new(false));
     let window_ms = i64::from(config.sightings.window_seconds) * 1000;
-    let new_pipeline = || {
-        Pipeline::new(
+    let mut next_worker = 0;
+    let mut new_pipeline = || {
+        let pipeline = Pipeline::new(
             shared.clone(),
             Aggregator::new(window_ms, config.sightings.max_open, pseudonyms.clone()),
-        )
+        );
+        next_worker += 1;
+        match &history {
+            Some(h) => pipeline.with_history(Tap::new(h.clone(), pseudonyms.clone(), next_worker)),
+            None => pipeline,
+        }
     };
     // A live capture worker that ends on its own (an error, a panic outside a packet) leaves
     // the agent blind: it is reported here and the agent exits non-zero, so systemd restarts
@@ -187,7 +196,14 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
             }
             changed = installed_rx.changed() => {
                 if changed.is_ok() {
+                    let before = shared.set.load_full();
                     swap_set(&shared, &sources).await;
+                    if let Some(h) = &history {
+                        let after = shared.set.load_full();
+                        let days = config.history.retention_days;
+                        tokio::task::block_in_place(|| hunt_added(h, &before, &after, &shared.spool, days));
+                        shared.spooled.notify_one();
+                    }
                 }
             }
             Some(new) = controls.reload.recv() => {
@@ -202,7 +218,12 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
                 }
                 swap_set(&shared, &sources).await;
             }
-            _ = prune.tick() => shared.limits.prune(),
+            _ = prune.tick() => {
+                shared.limits.prune();
+                if let Some(h) = &history {
+                    expire_history(h);
+                }
+            }
         }
     }
 
@@ -229,6 +250,40 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
             "live capture stopped ({failure}): exiting so the service manager restarts the agent"
         )),
         None => Ok(()),
+    }
+}
+
+/// The destination history, when `history.retention_days` is not 0; with 0, what an earlier
+/// run kept is deleted.
+fn open_history(config: &AgentConfig, pseudonyms: &Pseudonymiser) -> Result<Option<Arc<History>>> {
+    let keyer = zdn_destination_history::Keyer::new(pseudonyms.history_key());
+    let (days, max_bytes) = (config.history.retention_days, config.history.max_mb.saturating_mul(1 << 20));
+    let history = History::open(&config.history_dir(), keyer, days, max_bytes)?;
+    expire_history(&history);
+    if days == 0 {
+        tracing::info!("destination history off (history.retention_days = 0): nothing is recorded");
+        return Ok(None);
+    }
+    tracing::info!(
+        days,
+        max_mb = config.history.max_mb,
+        "destination history on: keyed hashes of contacted destinations, for retro-hunts"
+    );
+    Ok(Some(Arc::new(history)))
+}
+
+fn expire_history(history: &History) {
+    match history.expire(zdn_timestamps::now_ms()) {
+        Ok(stats) if stats.evicted > 0 => {
+            tracing::info!(
+                evicted = stats.evicted,
+                kept = stats.buckets,
+                bytes = stats.bytes,
+                "destination history: old hours deleted"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "destination history: expiry failed"),
     }
 }
 

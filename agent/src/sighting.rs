@@ -41,6 +41,9 @@ pub struct Sighting {
     /// For an address sighting: the DNS name the host had resolved to the address.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub resolved_name: String,
+    /// Found by a retro-hunt in the destination history (see `crate::history`), not live.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retro: bool,
     /// The internal host's real address, for the participant's own alert log. It never
     /// leaves the agent: it is not serialised and not in [`Sighting::to_proto`].
     #[serde(skip)]
@@ -68,6 +71,7 @@ impl Sighting {
             proto: self.proto.clone(),
             indicator_id: self.indicator_id.clone(),
             resolved_name: self.resolved_name.clone(),
+            retro: self.retro,
         }
     }
 }
@@ -144,6 +148,7 @@ impl Aggregator {
             proto: hit.proto.to_owned(),
             host: hit.host,
             resolved_name: hit.resolved_name.unwrap_or_default(),
+            retro: false,
         };
         self.ready.push(sighting.clone());
         self.open.insert(key, Open { first: sighting, repeats: 0, repeat_first_ms: 0, repeat_last_ms: 0 });

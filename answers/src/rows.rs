@@ -141,6 +141,7 @@ pub fn sighting_row(s: &v1::StoredSighting) -> Row {
         "dst_ip": w.dst_ip,
         "dst_port": w.dst_port,
         "proto": w.proto,
+        "retro": w.retro,
         "id": w.id,
     }))
 }

@@ -35,6 +35,8 @@ const JA3: u8 = b'3';
 const JA4: u8 = b'4';
 /// A prefix: the tag is this plus the prefix length.
 const PREFIX: u8 = b'/';
+/// Anything else the owner of the key needs a keyed hash of (never recorded).
+const LABEL: u8 = b'#';
 
 /// What the packet path saw, as the history records it.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +89,11 @@ impl Keyer {
             h.write(part);
         }
         h.finish()
+    }
+
+    /// A keyed hash of `text` that no recorded key can equal (for ids derived from the secret).
+    pub fn of_label(&self, text: &str, salt: u8) -> Key {
+        self.key(LABEL, &[&[salt], text.as_bytes()])
     }
 
     /// The keys `observed` records, each once, into `out`.

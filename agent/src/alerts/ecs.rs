@@ -219,6 +219,7 @@ mod tests {
                     dst_port,
                     proto: proto.into(),
                     resolved_name: resolved_name.into(),
+                    retro: false,
                     host: "10.1.2.3".parse().unwrap(),
                 });
             }

@@ -24,12 +24,13 @@ pub(crate) struct SightingRow {
     pub proto: String,
     pub received: i64,
     pub resolved_name: String,
+    pub retro: bool,
 }
 
 /// Columns of [`SightingRow`], in its order, for both engines' queries.
 pub(crate) const SIGHTING_COLUMNS: &str =
     "id, participant, agent, indicator, kind, via, observed, indicator_id,
-    first_seen, last_seen, count, src, dst_ip, dst_port, proto, received, resolved_name";
+    first_seen, last_seen, count, src, dst_ip, dst_port, proto, received, resolved_name, retro";
 
 impl SightingRow {
     pub fn into_wire(self) -> (i64, v1::StoredSighting) {
@@ -48,6 +49,7 @@ impl SightingRow {
             dst_port: self.dst_port,
             proto: self.proto,
             resolved_name: self.resolved_name,
+            retro: self.retro,
         };
         let stored = v1::StoredSighting {
             sighting: Some(sighting),

@@ -103,6 +103,7 @@ async fn insert_sightings(
         column(|s| s.wire.proto.clone()),
         column(|s| s.wire.resolved_name.clone()),
     );
+    let retros: Vec<bool> = batch.iter().map(|s| s.wire.retro).collect();
     let (firsts, lasts, counts) = (
         number(|s| s.wire.first_seen_unix_ms),
         number(|s| s.wire.last_seen_unix_ms),
@@ -114,12 +115,12 @@ async fn insert_sightings(
             &format!(
                 "INSERT INTO sightings ({SIGHTING_COLUMNS})
                  SELECT id, $1, $2, indicator, kind, via, observed, indicator_id, first_seen, last_seen, count,
-                        src, dst_ip, dst_port, proto, $3, resolved_name
+                        src, dst_ip, dst_port, proto, $3, resolved_name, retro
                  FROM unnest($4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[],
                              $11::BIGINT[], $12::BIGINT[], $13::TEXT[], $14::TEXT[], $15::INTEGER[], $16::TEXT[],
-                             $17::TEXT[])
+                             $17::TEXT[], $18::BOOLEAN[])
                    AS i(id, indicator, kind, via, observed, indicator_id, first_seen, last_seen, count, src, dst_ip,
-                        dst_port, proto, resolved_name)
+                        dst_port, proto, resolved_name, retro)
                  ON CONFLICT (id) DO NOTHING
                  RETURNING id"
             ),
@@ -141,6 +142,7 @@ async fn insert_sightings(
                 &ports,
                 &protos,
                 &names,
+                &retros,
             ],
         )
         .await?;

@@ -211,6 +211,9 @@ DROP TABLE campaign_participants;
     r"
 ALTER TABLE agents ADD COLUMN capture_workers TEXT NOT NULL DEFAULT '[]';
 ",
+    r"
+ALTER TABLE sightings ADD COLUMN retro BOOLEAN NOT NULL DEFAULT FALSE;
+",
 ];
 
 /// Session advisory lock key held while migrating ("zdn" in ASCII).

@@ -185,6 +185,7 @@ impl Store for PostgresStore {
                         proto: r.get(15),
                         received: r.get(16),
                         resolved_name: r.get(17),
+                        retro: r.get(18),
                     }
                     .into_wire()
                 })

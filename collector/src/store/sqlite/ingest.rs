@@ -28,7 +28,7 @@ pub(super) fn ingest(
     {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT OR IGNORE INTO sightings ({SIGHTING_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         ))?;
         for s in batch {
             let w = s.wire;
@@ -50,7 +50,8 @@ pub(super) fn ingest(
                 w.dst_port,
                 w.proto,
                 now_ms,
-                w.resolved_name
+                w.resolved_name,
+                w.retro
             ])?;
             if inserted == 0 {
                 out.duplicates += 1;

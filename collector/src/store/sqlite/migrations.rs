@@ -218,6 +218,9 @@ DROP TABLE campaign_participants;
     r"
 ALTER TABLE agents ADD COLUMN capture_workers TEXT NOT NULL DEFAULT '[]';
 ",
+    r"
+ALTER TABLE sightings ADD COLUMN retro INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -239,6 +239,7 @@ impl Store for SqliteStore {
                 proto: r.get(15)?,
                 received: r.get(16)?,
                 resolved_name: r.get(17)?,
+                retro: r.get(18)?,
             }
             .into_wire())
         })?;
