@@ -11,6 +11,7 @@
 mod delivery;
 mod indicators;
 mod metrics;
+mod retro;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
