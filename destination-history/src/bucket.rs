@@ -12,6 +12,29 @@
 use crate::keys::Key;
 use std::collections::HashMap;
 
+/// The maps' hasher: their keys are already keyed hashes (uniform 64-bit values) or host
+/// pseudonyms (HMAC outputs), so they are used as they are instead of hashed again.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type PrehashedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<Prehashed>>;
+
 /// Hosts kept per entry at most; more are counted (the entry's count still grows).
 pub const MAX_HOSTS: usize = 8;
 
@@ -47,8 +70,8 @@ struct Open {
 #[derive(Debug, Default)]
 pub struct Bucket {
     pub hour: i64,
-    entries: HashMap<Key, Open>,
-    host_index: HashMap<u64, u32>,
+    entries: PrehashedMap<Open>,
+    host_index: PrehashedMap<u32>,
     hosts: Vec<u64>,
     /// Hosts not kept because an entry already held [`MAX_HOSTS`].
     pub hosts_dropped: u64,
