@@ -188,6 +188,56 @@ pub fn hunt_added(
     }
 }
 
+/// An analyst's hunt, as the agent answers it: refused unless signed by the pinned key; else
+/// the indicator looked up back to the request's `since` (what the history holds of it), its
+/// retro sightings queued, and the request written to the agent's log — the participant sees
+/// what was asked of its history.
+pub fn answer_hunt(
+    history: Option<&History>,
+    pinned: &zdn_indicators::signing::VerifyingKey,
+    hunt: &zdn_proto::v1::HuntRequest,
+    spool: &crate::spool::Spool,
+) -> zdn_proto::v1::HuntAnswer {
+    let mut answer = zdn_proto::v1::HuntAnswer { hunt_id: hunt.id.clone(), ..Default::default() };
+    if !zdn_proto::hunt::verify(pinned, hunt) {
+        tracing::warn!(hunt = %hunt.id, "hunt request refused: not signed by the pinned publishing key");
+        answer.not_searched = "refused: not signed by the pinned publishing key".into();
+        return answer;
+    }
+    let indicator = hunt.indicator.clone().map(zdn_proto::indicator_from_wire);
+    let Some(Ok(indicator)) = indicator else {
+        answer.not_searched = "no indicator this agent knows".into();
+        return answer;
+    };
+    tracing::warn!(
+        hunt = %hunt.id,
+        indicator = %indicator.value,
+        kind = indicator.kind.as_str(),
+        since = %zdn_timestamps::format_unix_ms(hunt.since_unix_ms),
+        requested_by = %hunt.requested_by,
+        "the CERT asked for a retro-hunt in the destination history"
+    );
+    let Some(history) = history else {
+        answer.not_searched = "history off (history.retention_days = 0)".into();
+        return answer;
+    };
+    match retro_hunt(history, &IndicatorSet::new(vec![indicator]), hunt.since_unix_ms) {
+        Ok(hunted) => {
+            let wire: Vec<_> = hunted.sightings.iter().map(Sighting::to_proto).collect();
+            spool.push(&wire);
+            answer.sightings = u32::try_from(hunted.sightings.len()).unwrap_or(u32::MAX);
+            answer.hours_searched = u32::try_from(hunted.buckets).unwrap_or(u32::MAX);
+            if hunted.unhuntable > 0 {
+                answer.not_searched =
+                    "the indicator is too wide to look up (a network wider than 256 prefixes)".into();
+            }
+            tracing::info!(hunt = %hunt.id, found = hunted.sightings.len(), hours = hunted.buckets, "retro-hunt answered");
+        }
+        Err(e) => answer.not_searched = format!("the history could not be read: {e}"),
+    }
+    answer
+}
+
 /// The history lookup of an indicator as the live matcher means it.
 fn probe_of(kind: Kind, value: &str, exact_only: bool) -> Option<Probe> {
     Some(match kind {
@@ -211,4 +261,54 @@ fn retro_id(history: &History, value: &str, kind: Kind, host: u64, hour: i64) ->
     let text = format!("retro|{}|{value}|{host:016x}|{hour}", kind.as_str());
     let keyer = history.keyer();
     format!("r-{:016x}{:016x}", keyer.of_label(&text, 0), keyer.of_label(&text, 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zdn_indicators::signing::{Publisher, parse_public_key};
+    use zdn_proto::v1;
+
+    #[test]
+    fn a_hunt_is_answered_only_when_signed_by_the_pinned_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = Publisher::load_or_create(&dir.path().join("publish.key")).unwrap();
+        let pinned = parse_public_key(&publisher.public_hex()).unwrap();
+        let pseudonyms = Pseudonymiser::ephemeral();
+        let keyer = zdn_destination_history::Keyer::new(pseudonyms.history_key());
+        let history = Arc::new(History::open(&dir.path().join("history"), keyer, 14, u64::MAX).unwrap());
+        let now = zdn_timestamps::now_ms();
+        let mut tap = Tap::new(history.clone(), pseudonyms, 0);
+        let host: IpAddr = "10.0.0.7".parse().unwrap();
+        tap.record(
+            Contacted { via: Via::DnsQuery, value: Value::Name("c2.evil.example"), host },
+            now - 3_600_000,
+        );
+        tap.snapshot();
+        let spool = crate::spool::Spool::open(&dir.path().join("spool.sqlite"), 1 << 20).unwrap();
+        let mut hunt = v1::HuntRequest {
+            id: "h1".into(),
+            indicator: Some(v1::Indicator {
+                kind: v1::IndicatorKind::from(Kind::Domain) as i32,
+                value: "evil.example".into(),
+                ..Default::default()
+            }),
+            since_unix_ms: now - 86_400_000,
+            issued_unix_ms: now,
+            requested_by: "ann".into(),
+            signature: Vec::new(),
+        };
+        let unsigned = answer_hunt(Some(&history), &pinned, &hunt, &spool);
+        assert!(unsigned.not_searched.starts_with("refused"), "{unsigned:?}");
+        zdn_proto::hunt::sign(&publisher, &mut hunt);
+        let mut tampered = hunt.clone();
+        tampered.since_unix_ms -= 86_400_000;
+        assert!(answer_hunt(Some(&history), &pinned, &tampered, &spool).not_searched.starts_with("refused"));
+        assert!(spool.is_empty(), "nothing searched, nothing queued");
+        let answered = answer_hunt(Some(&history), &pinned, &hunt, &spool);
+        assert_eq!((answered.sightings, answered.not_searched.as_str()), (1, ""), "{answered:?}");
+        assert_eq!(spool.len(), 1);
+        let off = answer_hunt(None, &pinned, &hunt, &spool);
+        assert!(off.not_searched.contains("history off"), "{off:?}");
+    }
 }

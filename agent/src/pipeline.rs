@@ -42,6 +42,8 @@ pub struct Shared {
     pub counters: Arc<Counters>,
     /// Woken when sightings were spooled, so the uplink sends them at once.
     pub spooled: Arc<tokio::sync::Notify>,
+    /// Answers to analysts' hunts not yet delivered in a heartbeat.
+    pub hunt_answers: Mutex<Vec<zdn_proto::v1::HuntAnswer>>,
 }
 
 pub struct Pipeline {
@@ -251,6 +253,7 @@ mod tests {
             alerts: None,
             counters: counters.clone(),
             spooled: Arc::new(tokio::sync::Notify::new()),
+            hunt_answers: Mutex::new(Vec::new()),
         });
         let aggregator = Aggregator::new(60_000, 1_000, Pseudonymiser::ephemeral());
         let mut pipeline = Pipeline::new(shared, aggregator);

@@ -80,6 +80,7 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
         alerts,
         counters: counters.clone(),
         spooled: Arc::new(tokio::sync::Notify::new()),
+        hunt_answers: Mutex::new(Vec::new()),
     });
 
     // Capture: open every interface first, so a missing privilege fails the start.
@@ -157,6 +158,7 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
 
     // Uplink: delivery, heartbeats, indicator subscription.
     let (installed_tx, mut installed_rx) = watch::channel(live.version);
+    let (hunt_tx, mut hunt_rx) = mpsc::unbounded_channel::<zdn_proto::v1::HuntRequest>();
     let mut tasks = tokio::task::JoinSet::new();
     if config.collector.url.is_empty() {
         tracing::warn!("no collector.url: sightings are kept in the spool");
@@ -180,7 +182,8 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
         if let (true, Some(pinned)) = (config.indicators.sync, pinned) {
             let installed = config.installed_set_path();
             let stop = tasks_stop.clone();
-            tasks.spawn(crate::sync::follow(uplink, pinned, installed, counters.clone(), installed_tx, stop));
+            let received = crate::sync::Received { installed_version: installed_tx, hunts: hunt_tx };
+            tasks.spawn(crate::sync::follow(uplink, pinned, installed, counters.clone(), received, stop));
         }
     }
 
@@ -217,6 +220,15 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
                     tracing::error!(error = %e, "cannot reopen the alert log");
                 }
                 swap_set(&shared, &sources).await;
+            }
+            Some(hunt) = hunt_rx.recv() => {
+                if let Some(pinned) = &pinned {
+                    let answer = tokio::task::block_in_place(|| {
+                        crate::history::answer_hunt(history.as_deref(), pinned, &hunt, &shared.spool)
+                    });
+                    shared.hunt_answers.lock().unwrap_or_else(|p| p.into_inner()).push(answer);
+                    shared.spooled.notify_one();
+                }
             }
             _ = prune.tick() => {
                 shared.limits.prune();
@@ -348,15 +360,23 @@ async fn heartbeats(
         beat.indicator_count = shared.set.load().len() as u64;
         beat.sightings_queued = shared.spool.len();
         beat.spool_bytes = shared.spool.bytes();
+        // Hunt answers ride on heartbeats until one carrying them was delivered.
+        beat.hunt_answers = shared.hunt_answers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let answered = beat.hunt_answers.len();
         let send = async {
             if channel.is_none() {
                 channel = uplink.connect().await.ok();
             }
-            if let Some(ch) = channel.clone()
-                && let Err(e) = crate::heartbeat::send(ch, beat).await
-            {
-                tracing::debug!(error = %e, "heartbeat not delivered");
-                channel = None;
+            if let Some(ch) = channel.clone() {
+                match crate::heartbeat::send(ch, beat).await {
+                    Ok(_) => {
+                        drop(shared.hunt_answers.lock().unwrap_or_else(|p| p.into_inner()).drain(..answered))
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "heartbeat not delivered");
+                        channel = None;
+                    }
+                }
             }
         };
         if last {

@@ -173,29 +173,29 @@ async fn sync_once(
     }
 }
 
-/// Follows the collector's published set until `stop` turns true. Each installed version is
-/// sent on `installed_version`.
+/// Where a subscription hands on what it received.
+pub struct Received {
+    /// Each version installed.
+    pub installed_version: watch::Sender<u64>,
+    /// Analysts' hunt requests, as they came (the service checks their signatures).
+    pub hunts: tokio::sync::mpsc::UnboundedSender<v1::HuntRequest>,
+}
+
+/// Follows the collector's published set until `stop` turns true.
 pub async fn follow(
     uplink: Arc<Uplink>,
     pinned: VerifyingKey,
     installed: std::path::PathBuf,
     counters: Arc<Counters>,
-    installed_version: watch::Sender<u64>,
+    received: Received,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(1), uplink.reconnect_max);
     // After a delta failed to apply, the next subscription asks for whole sets.
     let mut full = false;
     while !*stop.borrow() {
-        let session = follow_session(
-            &uplink,
-            &pinned,
-            &installed,
-            &counters,
-            &installed_version,
-            &mut backoff,
-            &mut full,
-        );
+        let session =
+            follow_session(&uplink, &pinned, &installed, &counters, &received, &mut backoff, &mut full);
         let error = tokio::select! {
             e = session => e,
             _ = stop.changed() => return,
@@ -216,7 +216,7 @@ async fn follow_session(
     pinned: &VerifyingKey,
     installed: &Path,
     counters: &Counters,
-    installed_version: &watch::Sender<u64>,
+    received: &Received,
     backoff: &mut Backoff,
     full: &mut bool,
 ) -> anyhow::Error {
@@ -239,6 +239,10 @@ async fn follow_session(
             Ok(None) => return anyhow::anyhow!("the collector ended the indicator stream"),
             Err(status) => return SyncError::Broken(status).into(),
         };
+        if let Some(hunt) = update.hunt {
+            let _ = received.hunts.send(hunt);
+            continue;
+        }
         let (delta, version) = (update.base_version != 0, update.version);
         match receive(update, &mut set, pinned, installed, false).await {
             Ok(None) => {}
@@ -249,7 +253,7 @@ async fn follow_session(
                     *full = false;
                 }
                 tracing::info!(version, delta, indicators = new.len(), "installed a new indicator set");
-                installed_version.send_replace(version);
+                received.installed_version.send_replace(version);
             }
             Err(e @ (SyncError::Delta(_) | SyncError::Malformed(_))) => {
                 counters.updates_refused.inc_by(1);

@@ -83,6 +83,7 @@ fn live_replay_and_observe_count_the_same_frames_the_same() {
         alerts: None,
         counters: counters.clone(),
         spooled: Arc::new(tokio::sync::Notify::new()),
+        hunt_answers: std::sync::Mutex::new(Vec::new()),
     });
     let mut live = Pipeline::new(shared, aggregator());
     for pcap in &pcaps {

@@ -14,6 +14,7 @@
 //! | this file | the command line (clap), one request per command, rows out |
 //! | [`export`] | `zdn export`: the document to stdout, or with `--post` to MISP |
 //! | [`misp`] | MISP's `/sightings/add`, one request per sighting: API key, retries, refusals reported |
+//! | [`hunt`] | `zdn hunt`: an indicator looked up in every agent's destination history, with the coverage |
 //! | [`import`] | `zdn indicators import`: a file or directory streamed in pieces, with progress |
 //! | [`tokens`] | `zdn admin token`: console sign-in tokens |
 //! | `main.rs` | the binary: logging, exit codes, one line per error |
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod export;
+pub mod hunt;
 pub mod import;
 pub mod misp;
 pub mod tokens;
@@ -139,6 +141,11 @@ pub enum Command {
     ///
     /// Example: zdn export misp --since 24h --post https://misp.example --misp-key-file ~/.misp-key
     Export(export::ExportArgs),
+    /// Asks every agent to look an indicator up in its destination history (the past 14 days
+    /// by default) and shows who answered, with how many retro sightings (CERT analysts).
+    ///
+    /// Example: zdn hunt c2.evil.example --days 7
+    Hunt(hunt::HuntArgs),
     /// Admin operations (admin certificates only): privacy exports and erasure, console tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -367,6 +374,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             response.entries.iter().map(audit_row).collect()
         }
         Command::Export(a) => return export::run(&mut client, a, cli.format, out).await,
+        Command::Hunt(a) => hunt::run(&mut client, a).await?,
         Command::Admin(AdminCommand::Export { participant }) => {
             let mut chunks =
                 client.export_participant(v1::ExportParticipantRequest { participant }).await?.into_inner();

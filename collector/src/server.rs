@@ -182,6 +182,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         publishing: publishing.clone(),
         shutdown: stop_signal.clone(),
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        hunts: Arc::new(crate::service::hunt::Hunts::default()),
     };
 
     crate::retention::start(shared.store.clone(), shared.config.retention, stop_signal.clone());
@@ -227,6 +228,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
         .add_service(
             IndicatorServiceServer::new(Indicators {
                 published: publishing.subscribe(),
+                hunts: shared.hunts.subscribe(),
                 shutdown: stop_signal.clone(),
             })
             .max_decoding_message_size(max_message),

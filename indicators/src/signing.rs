@@ -147,6 +147,12 @@ impl Publisher {
         hex::encode(self.key.verifying_key().as_bytes())
     }
 
+    /// Signs `message` for `context` (a label naming what it is, so a signature over one kind
+    /// of message is never valid as another's: a set's signature cannot pass as a hunt's).
+    pub fn sign_message(&self, context: &[u8], message: &[u8]) -> [u8; 64] {
+        self.key.sign(&[context, b"\x00", message].concat()).to_bytes()
+    }
+
     /// Compiles and signs `set` as `version`.
     pub fn sign(&self, set: &IndicatorSet, version: u64) -> Vec<u8> {
         let body = compiled::encode(set, version);
@@ -158,6 +164,13 @@ impl Publisher {
         out.extend_from_slice(&body);
         out
     }
+}
+
+/// Whether `signature` is the pinned key's over `message` for `context` (see
+/// [`Publisher::sign_message`]).
+pub fn verify_message(pinned: &VerifyingKey, context: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(signature) = Signature::from_slice(signature) else { return false };
+    pinned.verify(&[context, b"\x00", message].concat(), &signature).is_ok()
 }
 
 /// The signature in a signed envelope, which a delta carries so the agent can rebuild the

@@ -4,12 +4,14 @@
 //! - [`DESCRIPTOR_SET`]: the encoded file descriptors, for gRPC server reflection.
 //! - `convert`: conversions between the wire enums and the shared indicator model
 //!   ([`zdn_indicators::Kind`], [`zdn_indicators::Via`]), so neither side hand-maps them.
+//! - [`hunt`]: what an analyst's retro-hunt request's signature covers; signing and checking it.
 //! - [`limits`]: the size limits of a sighting, and how the agent fits what it reports into them.
 //! - [`RETRY_AFTER`]: the one piece of the contract that lives in metadata, not in messages.
 
 #![forbid(unsafe_code)]
 
 mod convert;
+pub mod hunt;
 pub mod limits;
 
 pub use convert::{UnknownEnum, indicator_from_wire, indicator_to_wire, kind_from_wire, via_from_wire};

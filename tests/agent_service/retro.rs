@@ -111,7 +111,64 @@ async fn indicators_published_later_find_past_contacts_in_the_agents_history() {
         assert!(started.elapsed() < Duration::from_secs(30), "no retroactive incident");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let stored = rows.len();
+    // Every agent heartbeating (a hunt asks the agents that are not stale).
+    let started = Instant::now();
+    while conn.query_row("SELECT COUNT(*) FROM agents", [], |r| r.get::<_, i64>(0)).unwrap() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the agents did not heartbeat");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An analyst's hunt for a name not published: every agent answers in its heartbeat, the one
+    // that contacted it with retro sightings, the one without a history saying so.
+    let analyst = zdn_collector::pki::issue(
+        &site.path("pki"),
+        &zdn_collector::pki::Request::new("z-cert", Role::Analyst, Some("ann")),
+    )
+    .unwrap();
+    let argv = [
+        "zdn",
+        "--collector",
+        &format!("https://localhost:{}", site.port),
+        "--identity",
+        analyst.to_str().unwrap(),
+        "--format",
+        "json",
+        "hunt",
+        "cdn.updates.evil-cdn.example",
+        "--wait",
+        "30",
+    ];
+    let cli = <zdn_client::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+    let mut out = Vec::new();
+    zdn_client::run(cli, &mut out).await.unwrap();
+    let answers: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let by_participant =
+        |p: &str| answers.as_array().unwrap().iter().find(|a| a["participant"] == p).cloned();
+    assert_eq!(answers.as_array().unwrap().len(), 3, "every agent answered: {answers}");
+    assert!(by_participant("umc-noord").unwrap()["sightings"].as_u64().unwrap() >= 1, "{answers}");
+    assert_eq!(by_participant("ggz-oost").unwrap()["sightings"], 0, "checked, nothing: {answers}");
+    assert!(
+        by_participant("ziekenhuis-zuid").unwrap()["not_searched"].as_str().unwrap().contains("history off")
+    );
+    assert!(
+        agents[0].log().contains("the CERT asked for a retro-hunt"),
+        "the participant's log shows the hunt"
+    );
+    let started = Instant::now();
+    let stored = loop {
+        let hunted: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sightings WHERE indicator = 'cdn.updates.evil-cdn.example' AND retro",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if hunted > 0 {
+            break conn.query_row("SELECT COUNT(*) FROM sightings", [], |r| r.get::<_, i64>(0)).unwrap()
+                as usize;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the hunt's sightings did not arrive");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     for running in agents {
         assert!(running.stop().success());
     }

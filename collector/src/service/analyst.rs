@@ -415,4 +415,18 @@ impl AnalystService for Analyst {
     ) -> Result<Response<v1::ListConsoleTokensResponse>, Status> {
         self.list_tokens(request).await
     }
+
+    async fn start_hunt(
+        &self,
+        request: Request<v1::StartHuntRequest>,
+    ) -> Result<Response<v1::HuntStatus>, Status> {
+        self.start_hunt_call(request).await
+    }
+
+    async fn get_hunt(
+        &self,
+        request: Request<v1::GetHuntRequest>,
+    ) -> Result<Response<v1::HuntStatus>, Status> {
+        self.get_hunt_call(request).await
+    }
 }

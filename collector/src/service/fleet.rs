@@ -30,6 +30,10 @@ impl FleetService for Fleet {
         }
         let store = self.shared.store.clone();
         let now = now_ms();
+        if beat.hunt_answers.len() > 64 {
+            return Err(Status::invalid_argument("heartbeat fields exceed their limits"));
+        }
+        self.shared.hunts.answered(&peer.identity.participant, &peer.identity.name, &beat.hunt_answers, now);
         blocking(move || store.record_heartbeat(&peer.identity.participant, &peer.identity.name, &beat, now))
             .await?;
         Ok(Response::new(v1::HeartbeatResponse {

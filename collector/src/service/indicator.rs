@@ -190,6 +190,8 @@ impl Published {
 
 pub struct Indicators {
     pub published: watch::Receiver<Arc<Published>>,
+    /// Analysts' active retro-hunts: each goes to every agent once per stream.
+    pub hunts: watch::Receiver<Arc<Vec<v1::HuntRequest>>>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -200,6 +202,9 @@ struct Subscription {
     /// The agent asked for whole sets only.
     full: bool,
     pending: VecDeque<v1::IndicatorUpdate>,
+    hunts: watch::Receiver<Arc<Vec<v1::HuntRequest>>>,
+    /// Hunts already sent on this stream.
+    hunts_sent: std::collections::HashSet<String>,
 }
 
 impl Subscription {
@@ -217,7 +222,20 @@ impl Subscription {
                 self.has = current.version;
                 continue;
             }
-            self.published.changed().await.ok()?;
+            let hunts = self.hunts.borrow_and_update().clone();
+            for hunt in hunts.iter() {
+                if self.hunts_sent.insert(hunt.id.clone()) {
+                    self.pending
+                        .push_back(v1::IndicatorUpdate { hunt: Some(hunt.clone()), ..Default::default() });
+                }
+            }
+            if !self.pending.is_empty() {
+                continue;
+            }
+            tokio::select! {
+                changed = self.published.changed() => changed.ok()?,
+                changed = self.hunts.changed() => changed.ok()?,
+            }
         }
     }
 }
@@ -234,6 +252,8 @@ impl IndicatorService for Indicators {
             has: r.current_version,
             full: r.full,
             pending: VecDeque::new(),
+            hunts: self.hunts.clone(),
+            hunts_sent: std::collections::HashSet::new(),
         };
         // Open until the collector stops: every version published meanwhile is pushed on it.
         let stream = futures::stream::unfold(subscription, Subscription::next)

@@ -5,6 +5,7 @@ pub mod analyst;
 mod console_tokens;
 mod delta;
 pub mod fleet;
+pub mod hunt;
 pub mod import;
 pub mod indicator;
 pub mod ingest_limit;
@@ -38,6 +39,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// What the services count for `/metrics` (counted whether or not it is served).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Analysts' retro-hunts and their answers.
+    pub hunts: Arc<hunt::Hunts>,
 }
 
 /// Runs blocking store work off the async threads; a store failure becomes `UNAVAILABLE` (the

@@ -169,6 +169,11 @@ impl Publishing {
         self.current.borrow().version
     }
 
+    /// Signs an analyst's hunt request with the publishing key (the key agents pin).
+    pub fn sign_hunt(&self, hunt: &mut zdn_proto::v1::HuntRequest) {
+        zdn_proto::hunt::sign(&self.publisher, hunt);
+    }
+
     /// The version published now.
     pub fn current(&self) -> Arc<Published> {
         self.current.borrow().clone()
