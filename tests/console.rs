@@ -189,7 +189,10 @@ async fn sessions_csrf_and_revocation_hold_over_https() {
         statuses.push(attempt.status);
     }
     assert_eq!(statuses.first(), Some(&401));
-    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // The bucket refills one attempt every 2 s, so on a slow machine an attempt between
+    // refusals may get through again: what matters is that the flood is refused.
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(refused >= 5, "throttled: {statuses:?}");
 }
 
 /// A sighting of `indicator` (a URL) by a host of the demo site's participant.
