@@ -310,7 +310,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
     }
     let channel = connect(&cli.collector, cli.identity.as_deref()).await?;
     let mut client = AnalystServiceClient::new(channel);
-    let brief = brief_columns(&cli.command).filter(|_| format == Format::Table && !cli.wide);
+    // On a terminal a table shows the brief columns, fitted; a pipe or a file gets them all.
+    let width = table_width(cli.wide);
+    let brief = brief_columns(&cli.command).filter(|_| format == Format::Table && width.is_some());
     let rows = match cli.command {
         // Written above, before connecting.
         Command::Completions { .. } | Command::ManPages { .. } => return Ok(()),
@@ -447,7 +449,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
         Some(columns) => zdn_answers::rows::only(rows, columns),
         None => rows,
     };
-    output::write_fitted(out, format, &rows, table_width(cli.wide))
+    output::write_fitted(out, format, &rows, width)
 }
 
 /// The columns a table of this command's answer shows without `--wide`; `None`: all.
