@@ -3,7 +3,8 @@
 //! Maltrail trails loaded, on real frames from Suricata's verification captures: a SYN, a DNS
 //! query, a TLS ClientHello, a QUIC Initial (decrypted), an HTTP request, an HTTP/2
 //! cleartext request (preface and headers in one segment), a bulk TCP segment,
-//! and a mix of every Ethernet frame of the suite.
+//! and a mix of every Ethernet frame of the suite; and that mix again with the destination
+//! history recording every contact.
 //!
 //! `cargo bench -p zdn-agent --bench packets` (numbers in docs/BENCHMARKS.md)
 
@@ -147,6 +148,32 @@ fn packets(c: &mut Criterion) {
             |path| {
                 for (i, frame) in mix.iter().enumerate() {
                     path.inspect(&ethernet(frame, i as i64 * 1_000_000), &set, &home, |_| {});
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+
+    // The same mix with the destination history on (issue 18): every contact also recorded
+    // into the hour's bucket, as a live capture worker does.
+    let dir = tempfile::tempdir().unwrap();
+    let pseudonyms = zdn_agent::pseudonym::Pseudonymiser::ephemeral();
+    let keyer = zdn_destination_history::Keyer::new(pseudonyms.history_key());
+    let history =
+        std::sync::Arc::new(zdn_destination_history::History::open(dir.path(), keyer, 14, u64::MAX).unwrap());
+    let mut tap = zdn_agent::history::Tap::new(history, pseudonyms, 0);
+    let mut g = c.benchmark_group("per packet, 1.85M indicators, destination history on");
+    g.throughput(Throughput::Elements(mix.len() as u64));
+    g.bench_function(format!("mixed ({} suite frames)", mix.len()), |b| {
+        b.iter_batched_ref(
+            PacketPath::default,
+            |path| {
+                for (i, frame) in mix.iter().enumerate() {
+                    let ts = i as i64 * 1_000_000;
+                    path.inspect_recording(&ethernet(frame, ts), &set, &home, |_| {}, &mut |c| {
+                        tap.record(c, ts / 1_000_000)
+                    });
                 }
             },
             BatchSize::PerIteration,

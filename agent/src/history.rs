@@ -159,6 +159,7 @@ pub fn hunt_added(
     new: &IndicatorSet,
     spool: &crate::spool::Spool,
     retention_days: u32,
+    counters: &crate::counters::Counters,
 ) {
     let added: Vec<zdn_indicators::Indicator> =
         new.iter().filter(|m| !old.contains(m.kind(), &m.value())).map(|m| m.to_indicator()).collect();
@@ -171,6 +172,8 @@ pub fn hunt_added(
         Ok(hunted) => {
             let wire: Vec<_> = hunted.sightings.iter().map(Sighting::to_proto).collect();
             let pushed = spool.push(&wire);
+            counters.retro_sightings.inc_by(pushed.queued);
+            counters.history_unreadable.inc_by(hunted.unreadable);
             tracing::info!(
                 indicators = hunted.indicators,
                 unhuntable = hunted.unhuntable,
@@ -197,11 +200,13 @@ pub fn answer_hunt(
     pinned: &zdn_indicators::signing::VerifyingKey,
     hunt: &zdn_proto::v1::HuntRequest,
     spool: &crate::spool::Spool,
+    counters: &crate::counters::Counters,
 ) -> zdn_proto::v1::HuntAnswer {
     let mut answer = zdn_proto::v1::HuntAnswer { hunt_id: hunt.id.clone(), ..Default::default() };
     if !zdn_proto::hunt::verify(pinned, hunt) {
         tracing::warn!(hunt = %hunt.id, "hunt request refused: not signed by the pinned publishing key");
         answer.not_searched = "refused: not signed by the pinned publishing key".into();
+        counters.hunts_refused.inc();
         return answer;
     }
     let indicator = hunt.indicator.clone().map(zdn_proto::indicator_from_wire);
@@ -217,6 +222,7 @@ pub fn answer_hunt(
         requested_by = %hunt.requested_by,
         "the CERT asked for a retro-hunt in the destination history"
     );
+    counters.hunts_answered.inc();
     let Some(history) = history else {
         answer.not_searched = "history off (history.retention_days = 0)".into();
         return answer;
@@ -224,7 +230,8 @@ pub fn answer_hunt(
     match retro_hunt(history, &IndicatorSet::new(vec![indicator]), hunt.since_unix_ms) {
         Ok(hunted) => {
             let wire: Vec<_> = hunted.sightings.iter().map(Sighting::to_proto).collect();
-            spool.push(&wire);
+            counters.retro_sightings.inc_by(spool.push(&wire).queued);
+            counters.history_unreadable.inc_by(hunted.unreadable);
             answer.sightings = u32::try_from(hunted.sightings.len()).unwrap_or(u32::MAX);
             answer.hours_searched = u32::try_from(hunted.buckets).unwrap_or(u32::MAX);
             if hunted.unhuntable > 0 {
@@ -286,6 +293,7 @@ mod tests {
         );
         tap.snapshot();
         let spool = crate::spool::Spool::open(&dir.path().join("spool.sqlite"), 1 << 20).unwrap();
+        let counters = crate::counters::Counters::default();
         let mut hunt = v1::HuntRequest {
             id: "h1".into(),
             indicator: Some(v1::Indicator {
@@ -298,17 +306,25 @@ mod tests {
             requested_by: "ann".into(),
             signature: Vec::new(),
         };
-        let unsigned = answer_hunt(Some(&history), &pinned, &hunt, &spool);
+        let unsigned = answer_hunt(Some(&history), &pinned, &hunt, &spool, &counters);
         assert!(unsigned.not_searched.starts_with("refused"), "{unsigned:?}");
         zdn_proto::hunt::sign(&publisher, &mut hunt);
         let mut tampered = hunt.clone();
         tampered.since_unix_ms -= 86_400_000;
-        assert!(answer_hunt(Some(&history), &pinned, &tampered, &spool).not_searched.starts_with("refused"));
+        assert!(
+            answer_hunt(Some(&history), &pinned, &tampered, &spool, &counters)
+                .not_searched
+                .starts_with("refused")
+        );
         assert!(spool.is_empty(), "nothing searched, nothing queued");
-        let answered = answer_hunt(Some(&history), &pinned, &hunt, &spool);
+        let answered = answer_hunt(Some(&history), &pinned, &hunt, &spool, &counters);
         assert_eq!((answered.sightings, answered.not_searched.as_str()), (1, ""), "{answered:?}");
         assert_eq!(spool.len(), 1);
-        let off = answer_hunt(None, &pinned, &hunt, &spool);
+        let off = answer_hunt(None, &pinned, &hunt, &spool, &counters);
         assert!(off.not_searched.contains("history off"), "{off:?}");
+        assert_eq!(
+            (counters.hunts_refused.get(), counters.hunts_answered.get(), counters.retro_sightings.get()),
+            (2, 2, 1)
+        );
     }
 }

@@ -92,7 +92,7 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
         let method = config.capture.method.as_str();
         tracing::info!(interfaces = ?config.capture.interfaces, workers = lives.len(), method, "live capture open");
     }
-    let history = open_history(&config, &pseudonyms)?;
+    let history = open_history(&config, &pseudonyms, &counters)?;
     let capture_stop = Arc::new(AtomicBool::new(false));
     let window_ms = i64::from(config.sightings.window_seconds) * 1000;
     let mut next_worker = 0;
@@ -204,7 +204,7 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
                     if let Some(h) = &history {
                         let after = shared.set.load_full();
                         let days = config.history.retention_days;
-                        tokio::task::block_in_place(|| hunt_added(h, &before, &after, &shared.spool, days));
+                        tokio::task::block_in_place(|| hunt_added(h, &before, &after, &shared.spool, days, &counters));
                         shared.spooled.notify_one();
                     }
                 }
@@ -224,7 +224,7 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
             Some(hunt) = hunt_rx.recv() => {
                 if let Some(pinned) = &pinned {
                     let answer = tokio::task::block_in_place(|| {
-                        crate::history::answer_hunt(history.as_deref(), pinned, &hunt, &shared.spool)
+                        crate::history::answer_hunt(history.as_deref(), pinned, &hunt, &shared.spool, &counters)
                     });
                     shared.hunt_answers.lock().unwrap_or_else(|p| p.into_inner()).push(answer);
                     shared.spooled.notify_one();
@@ -233,7 +233,7 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
             _ = prune.tick() => {
                 shared.limits.prune();
                 if let Some(h) = &history {
-                    expire_history(h);
+                    expire_history(h, &counters);
                 }
             }
         }
@@ -267,11 +267,15 @@ pub async fn run(config: AgentConfig, mut controls: Controls) -> Result<()> {
 
 /// The destination history, when `history.retention_days` is not 0; with 0, what an earlier
 /// run kept is deleted.
-fn open_history(config: &AgentConfig, pseudonyms: &Pseudonymiser) -> Result<Option<Arc<History>>> {
+fn open_history(
+    config: &AgentConfig,
+    pseudonyms: &Pseudonymiser,
+    counters: &Counters,
+) -> Result<Option<Arc<History>>> {
     let keyer = zdn_destination_history::Keyer::new(pseudonyms.history_key());
     let (days, max_bytes) = (config.history.retention_days, config.history.max_mb.saturating_mul(1 << 20));
     let history = History::open(&config.history_dir(), keyer, days, max_bytes)?;
-    expire_history(&history);
+    expire_history(&history, counters);
     if days == 0 {
         tracing::info!("destination history off (history.retention_days = 0): nothing is recorded");
         return Ok(None);
@@ -284,9 +288,10 @@ fn open_history(config: &AgentConfig, pseudonyms: &Pseudonymiser) -> Result<Opti
     Ok(Some(Arc::new(history)))
 }
 
-fn expire_history(history: &History) {
+fn expire_history(history: &History, counters: &Counters) {
     match history.expire(zdn_timestamps::now_ms()) {
         Ok(stats) if stats.evicted > 0 => {
+            counters.history_evicted.inc_by(stats.evicted);
             tracing::info!(
                 evicted = stats.evicted,
                 kept = stats.buckets,
