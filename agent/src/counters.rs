@@ -72,8 +72,8 @@ counters! {
     retro_sightings: "retro_sightings", "Retro sightings found in the destination history and queued";
     hunts_answered: "hunts_answered", "Analysts' retro-hunts answered";
     hunts_refused: "hunts_refused", "Hunt requests refused (not signed by the pinned publishing key)";
-    history_evicted: "history_hours_evicted", "Hours of destination history deleted for age or size";
-    history_unreadable: "history_hours_unreadable", "Hours of destination history a hunt skipped (checksum failed)";
+    history_evicted: "history_buckets_evicted", "Hourly buckets of destination history deleted for age or size";
+    history_unreadable: "history_buckets_unreadable", "Hourly buckets of destination history a hunt skipped (checksum failed)";
     /// Sightings written to the spool.
     spooled: "sightings_spooled", "Sightings written to the spool";
     /// Sightings the collector acknowledged.
