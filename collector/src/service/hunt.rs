@@ -41,6 +41,12 @@ impl Default for Hunts {
     }
 }
 
+/// Whether `hunt` still goes to agents at `now` (it is withdrawn from streams a day after it was
+/// issued, even when no later hunt refreshed the list).
+pub fn is_active(hunt: &v1::HuntRequest, now: i64) -> bool {
+    now - hunt.issued_unix_ms < ACTIVE_MS
+}
+
 impl Hunts {
     /// The active hunts, for a sync stream.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Vec<v1::HuntRequest>>> {
@@ -57,11 +63,8 @@ impl Hunts {
         }
         hunts.insert(request.id.clone(), Hunt { request, asked, answers: BTreeMap::new() });
         let now = now_ms();
-        let mut active: Vec<v1::HuntRequest> = hunts
-            .values()
-            .filter(|h| now - h.request.issued_unix_ms < ACTIVE_MS)
-            .map(|h| h.request.clone())
-            .collect();
+        let mut active: Vec<v1::HuntRequest> =
+            hunts.values().filter(|h| is_active(&h.request, now)).map(|h| h.request.clone()).collect();
         active.sort_by_key(|h| h.issued_unix_ms);
         self.active.send_replace(Arc::new(active));
     }
@@ -171,4 +174,36 @@ fn rand_suffix() -> u16 {
     let mut bytes = [0u8; 2];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
     u16::from_be_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: &str, issued: i64) -> v1::HuntRequest {
+        v1::HuntRequest { id: id.into(), issued_unix_ms: issued, ..Default::default() }
+    }
+
+    #[test]
+    fn answers_make_the_coverage_and_old_hunts_leave_the_streams() {
+        let hunts = Hunts::default();
+        let now = now_ms();
+        hunts.start(request("old", now - ACTIVE_MS - 1), 2);
+        hunts.start(request("new", now), 3);
+        let active = hunts.subscribe().borrow().clone();
+        assert_eq!(active.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["new"]);
+        let answer = |sightings| v1::HuntAnswer { hunt_id: "new".into(), sightings, ..Default::default() };
+        hunts.answered("umc", "gw-1", &[answer(2)], now);
+        hunts.answered("umc", "gw-1", &[answer(2)], now + 1);
+        hunts.answered(
+            "ggz",
+            "gw-1",
+            &[answer(0), v1::HuntAnswer { hunt_id: "unknown".into(), ..Default::default() }],
+            now,
+        );
+        let status = hunts.status("new").unwrap();
+        assert_eq!((status.agents_asked, status.answers.len()), (3, 2), "an agent counts once");
+        assert_eq!(status.answers.iter().map(|a| a.sightings).sum::<u32>(), 2);
+        assert!(hunts.status("unknown").is_none());
+    }
 }

@@ -223,7 +223,8 @@ impl Subscription {
                 continue;
             }
             let hunts = self.hunts.borrow_and_update().clone();
-            for hunt in hunts.iter() {
+            let now = zdn_timestamps::now_ms();
+            for hunt in hunts.iter().filter(|h| super::hunt::is_active(h, now)) {
                 if self.hunts_sent.insert(hunt.id.clone()) {
                     self.pending
                         .push_back(v1::IndicatorUpdate { hunt: Some(hunt.clone()), ..Default::default() });
