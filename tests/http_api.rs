@@ -199,3 +199,34 @@ async fn correlations_stream_as_server_sent_events() {
     opened.sort();
     assert_eq!(opened, ["203.0.113.66", "updates.evil-cdn.example"]);
 }
+
+#[tokio::test]
+async fn hunts_start_and_report_coverage_over_http_for_the_certs_analysts_only() {
+    let net = Network::start().await.unwrap();
+    let analyst = net.issue(CERT, Role::Analyst, "ann");
+    let umc = net.issue("umc-noord", Role::Analyst, "uma");
+    let post = ["-X", "POST"];
+    let started =
+        get(&net, Some(&analyst), "/api/v1/hunt?indicator=c2.evil.example&days=7", &post).await.unwrap();
+    assert_eq!(started.status, 200, "{}", started.body);
+    assert_eq!(
+        (started.body["indicator"].as_str(), started.body["kind"].as_str()),
+        (Some("c2.evil.example"), Some("domain"))
+    );
+    assert_eq!(started.body["agents_asked"], 0, "no agent heartbeats here");
+    let id = started.body["id"].as_str().unwrap();
+    let status = get(&net, Some(&analyst), &format!("/api/v1/hunt?id={id}"), &[]).await.unwrap();
+    assert_eq!((status.status, status.body["id"].as_str()), (200, Some(id)));
+    assert_eq!(status.body["answers"], serde_json::json!([]));
+    let refused = get(&net, Some(&umc), "/api/v1/hunt?indicator=c2.evil.example", &post).await.unwrap();
+    assert_eq!(refused.status, 403, "participants' analysts do not hunt: {}", refused.body);
+    let bad = get(&net, Some(&analyst), "/api/v1/hunt?indicator=not%20an%20indicator", &post).await.unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let long =
+        get(&net, Some(&analyst), "/api/v1/hunt?indicator=c2.evil.example&days=400", &post).await.unwrap();
+    assert_eq!(long.status, 400, "{}", long.body);
+    let unknown = get(&net, Some(&analyst), "/api/v1/hunt?id=hunt-nope", &[]).await.unwrap();
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let audit = net.zdn_json(&net.issue(CERT, Role::Admin, "root"), &["audit"]).await.unwrap().to_string();
+    assert!(audit.contains("start_hunt") && audit.contains("refused:start_hunt"), "{audit}");
+}

@@ -22,6 +22,7 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use zdn_answers::rows::to_row;
 use zdn_answers::rows::{
     agent_row, audit_row, change_name, correlation_row, event_row, host_row, indicator_rows, member_rows,
     sighting_row, top_row,
@@ -45,6 +46,7 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/export",
     "/api/v1/hosts",
     "/api/v1/top",
+    "/api/v1/hunt",
 ];
 
 pub fn router(analyst: Arc<Analyst>) -> Router {
@@ -59,6 +61,7 @@ pub fn router(analyst: Arc<Analyst>) -> Router {
         .route(ROUTES[7], get(export))
         .route(ROUTES[8], get(hosts))
         .route(ROUTES[9], get(top))
+        .route(ROUTES[10], get(hunt_status).post(start_hunt))
         .with_state(analyst)
 }
 
@@ -304,6 +307,64 @@ async fn hosts(
         v1::ListSuspectHostsRequest { participant: q.participant.unwrap_or_default(), limit: q.limit };
     let answer = analyst.list_suspect_hosts(grpc(&request, message)).await?.into_inner();
     Ok(Json(json!({ "hosts": answer.hosts.iter().map(host_row).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartHuntQuery {
+    indicator: String,
+    #[serde(default)]
+    days: u32,
+}
+
+/// Starts an analyst's retro-hunt (see `service::hunt`): every agent is asked.
+async fn start_hunt(
+    State(analyst): State<Arc<Analyst>>,
+    query: Result<Query<StartHuntQuery>, QueryRejection>,
+    request: Request,
+) -> ApiResult {
+    let Query(q) = query?;
+    let message = v1::StartHuntRequest { indicator: q.indicator, days: q.days };
+    let status = analyst.start_hunt(grpc(&request, message)).await?.into_inner();
+    Ok(Json(hunt_json(&status)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HuntQuery {
+    id: String,
+}
+
+/// A hunt's coverage so far.
+async fn hunt_status(
+    State(analyst): State<Arc<Analyst>>,
+    query: Result<Query<HuntQuery>, QueryRejection>,
+    request: Request,
+) -> ApiResult {
+    let Query(q) = query?;
+    let status = analyst.get_hunt(grpc(&request, v1::GetHuntRequest { id: q.id })).await?.into_inner();
+    Ok(Json(hunt_json(&status)))
+}
+
+fn hunt_json(s: &v1::HuntStatus) -> Value {
+    let answers: Vec<Value> = s
+        .answers
+        .iter()
+        .map(|a| {
+            Value::Object(to_row(json!({
+                "participant": a.participant, "agent": a.agent, "sightings": a.sightings,
+                "hours_searched": a.hours_searched, "not_searched": a.not_searched,
+                "answered": zdn_timestamps::format_unix_ms(a.answered_unix_ms),
+            })))
+        })
+        .collect();
+    json!({
+        "id": s.id, "indicator": s.indicator, "kind": s.kind,
+        "since": zdn_timestamps::format_unix_ms(s.since_unix_ms),
+        "issued": zdn_timestamps::format_unix_ms(s.issued_unix_ms),
+        "requested_by": s.requested_by, "agents_asked": s.agents_asked,
+        "agents_answered": answers.len(), "answers": answers,
+    })
 }
 
 #[derive(Deserialize)]
