@@ -230,3 +230,20 @@ async fn hunts_start_and_report_coverage_over_http_for_the_certs_analysts_only()
     let audit = net.zdn_json(&net.issue(CERT, Role::Admin, "root"), &["audit"]).await.unwrap().to_string();
     assert!(audit.contains("start_hunt") && audit.contains("refused:start_hunt"), "{audit}");
 }
+
+#[tokio::test]
+async fn a_heartbeat_over_its_limits_is_refused_by_what_is_too_long() {
+    let net = Network::start().await.unwrap();
+    let bundle = zdn_transport::Bundle::load(&net.issue("umc-noord", Role::Agent, "gw-1")).unwrap();
+    let channel = zdn_transport::client::connect(&net.url, Some(&bundle)).await.unwrap();
+    let mut client = zdn_proto::v1::fleet_service_client::FleetServiceClient::new(channel);
+    let answers = vec![zdn_proto::v1::HuntAnswer::default(); 65];
+    let beat = zdn_proto::v1::HeartbeatRequest { hunt_answers: answers, ..Default::default() };
+    let refused = client.heartbeat(beat).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("64 hunt answers"), "{}", refused.message());
+    let long = zdn_proto::v1::HeartbeatRequest { agent_version: "v".repeat(65), ..Default::default() };
+    assert!(client.heartbeat(long).await.unwrap_err().message().contains("agent_version 64 bytes"));
+    let fine = zdn_proto::v1::HeartbeatRequest { agent_version: "1.0".into(), ..Default::default() };
+    client.heartbeat(fine).await.unwrap();
+}

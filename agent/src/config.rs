@@ -417,6 +417,9 @@ mod tests {
             ("[capture]\npcap=[\"x\"]\n[metrics]\nlisten=\"localhost\"\n", "metrics.listen"),
             ("[capture]\npcap=[\"x\"]\n[spool]\nmax_bytes=1000\n", "spool.max_bytes"),
             ("[capture]\npcap=[\"x\"]\n[rate_limit]\noverall_per_second=0\n", "rate_limit"),
+            ("[capture]\npcap=[\"x\"]\n[history]\nretention_days=400\n", "history.retention_days"),
+            ("[capture]\npcap=[\"x\"]\n[history]\nmax_mb=0\n", "history.max_mb >= 1"),
+            ("[capture]\npcap=[\"x\"]\n[history]\ndays=3\n", "unknown field `days`"),
         ] {
             std::fs::write(&path, text).unwrap();
             let err = AgentConfig::load(&path).unwrap_err().to_string();

@@ -209,6 +209,12 @@ pub fn answer_hunt(
         counters.hunts_refused.inc();
         return answer;
     }
+    if !zdn_proto::hunt::is_active(hunt, zdn_timestamps::now_ms()) {
+        tracing::warn!(hunt = %hunt.id, issued = %zdn_timestamps::format_unix_ms(hunt.issued_unix_ms), "hunt request refused: issued more than a day ago (or in the future)");
+        answer.not_searched = "refused: issued more than a day ago".into();
+        counters.hunts_refused.inc();
+        return answer;
+    }
     let indicator = hunt.indicator.clone().map(zdn_proto::indicator_from_wire);
     let Some(Ok(indicator)) = indicator else {
         answer.not_searched = "no indicator this agent knows".into();
@@ -320,11 +326,16 @@ mod tests {
         let answered = answer_hunt(Some(&history), &pinned, &hunt, &spool, &counters);
         assert_eq!((answered.sightings, answered.not_searched.as_str()), (1, ""), "{answered:?}");
         assert_eq!(spool.len(), 1);
+        let mut replayed = hunt.clone();
+        replayed.issued_unix_ms = now - 2 * 86_400_000;
+        zdn_proto::hunt::sign(&publisher, &mut replayed);
+        let old = answer_hunt(Some(&history), &pinned, &replayed, &spool, &counters);
+        assert!(old.not_searched.contains("more than a day ago"), "a signed but old request: {old:?}");
         let off = answer_hunt(None, &pinned, &hunt, &spool, &counters);
         assert!(off.not_searched.contains("history off"), "{off:?}");
         assert_eq!(
             (counters.hunts_refused.get(), counters.hunts_answered.get(), counters.retro_sightings.get()),
-            (2, 2, 1)
+            (3, 2, 1)
         );
     }
 }

@@ -146,6 +146,18 @@ pub fn sighting_row(s: &v1::StoredSighting) -> Row {
     }))
 }
 
+/// One agent's answer to a retro-hunt.
+pub fn hunt_answer_row(a: &v1::HuntAgentAnswer) -> Row {
+    to_row(json!({
+        "participant": a.participant,
+        "agent": a.agent,
+        "sightings": a.sightings,
+        "hours_searched": a.hours_searched,
+        "not_searched": a.not_searched,
+        "answered": format_unix_ms(a.answered_unix_ms),
+    }))
+}
+
 pub fn indicator_rows(d: &v1::IndicatorDetail) -> Vec<Row> {
     d.participants
         .iter()

@@ -5,10 +5,9 @@
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::json;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-use zdn_answers::rows::{Row, to_row};
+use zdn_answers::rows::{Row, hunt_answer_row};
 use zdn_proto::v1::{self, analyst_service_client::AnalystServiceClient};
 
 #[derive(Args)]
@@ -51,16 +50,5 @@ pub async fn run(client: &mut AnalystServiceClient<Channel>, args: HuntArgs) -> 
         status.agents_asked,
         status.indicator
     );
-    Ok(status.answers.iter().map(answer_row).collect())
-}
-
-fn answer_row(a: &v1::HuntAgentAnswer) -> Row {
-    to_row(json!({
-        "participant": a.participant,
-        "agent": a.agent,
-        "sightings": a.sightings,
-        "hours_searched": a.hours_searched,
-        "not_searched": a.not_searched,
-        "answered": zdn_timestamps::format_unix_ms(a.answered_unix_ms),
-    }))
+    Ok(status.answers.iter().map(hunt_answer_row).collect())
 }

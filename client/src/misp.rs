@@ -167,6 +167,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bad_target_is_refused_by_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, empty) = (dir.path().join("key"), dir.path().join("empty"));
+        std::fs::write(&key, "k\n").unwrap();
+        std::fs::write(&empty, "\n").unwrap();
+        let error = |url: &str, file: &Path| Target::new(url, file, None, 1).err().map(|e| format!("{e:#}"));
+        assert!(error("ftp://misp.example", &key).unwrap().contains("expected the http(s) URL"));
+        assert!(error("not a url", &key).unwrap().contains("--post"));
+        assert!(error("https://misp.example", &empty).unwrap().contains("is empty"));
+        assert!(
+            error("https://misp.example", &dir.path().join("absent")).unwrap().contains("--misp-key-file")
+        );
+        assert!(error("https://misp.example/", &key).is_none());
+    }
+
+    #[test]
     fn misp_answers_are_sorted_into_sent_refused_retried_and_bad_key() {
         let ok = r#"{"name": "1 sighting successfully added.", "message": "1 sighting successfully added.", "url": "/sightings/add"}"#;
         assert!(matches!(judge(StatusCode::OK, ok), Judged::Sent));

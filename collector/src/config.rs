@@ -287,6 +287,11 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(format!("cert_participant: {e}")))
     }
 
+    /// `stale_after_seconds` in milliseconds, as the fleet view compares heartbeat times.
+    pub fn stale_after_ms(&self) -> i64 {
+        i64::try_from(self.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
     pub fn identity_dir(&self) -> PathBuf {
         self.identity.clone().unwrap_or_else(|| self.data_dir.join("pki").join("collector"))
     }

@@ -251,8 +251,7 @@ pub async fn start(config: Config, insecure_dev: bool) -> Result<RunningCollecto
             let published = shared.publishing.subscribe();
             let sources = crate::metrics::Sources {
                 store: shared.store.clone(),
-                stale_ms: i64::try_from(shared.config.stale_after_seconds.saturating_mul(1000))
-                    .unwrap_or(i64::MAX),
+                stale_ms: shared.config.stale_after_ms(),
                 published: move || {
                     let now = published.borrow();
                     (now.version, now.indicator_count())

@@ -6,6 +6,20 @@
 use crate::v1;
 use zdn_indicators::signing::{Publisher, VerifyingKey, verify_message};
 
+/// A hunt is carried to agents, and honoured by them, this long after it was issued: a
+/// collector stops sending it then, and an agent refuses an older one (a signed request
+/// replayed later asks nothing).
+pub const ACTIVE_MS: i64 = 24 * 3_600_000;
+
+/// How far ahead of an agent's clock a hunt may be issued (clocks differ a little).
+const CLOCK_SKEW_MS: i64 = 10 * 60_000;
+
+/// Whether `hunt` is still to be carried and answered at `now`.
+pub fn is_active(hunt: &v1::HuntRequest, now: i64) -> bool {
+    let age = now - hunt.issued_unix_ms;
+    age > -CLOCK_SKEW_MS && age < ACTIVE_MS
+}
+
 /// The signature's context: a hunt's signature is never valid for anything else.
 const CONTEXT: &[u8] = b"zdn hunt request v1";
 
@@ -66,5 +80,6 @@ mod tests {
         let mut foreign = h.clone();
         sign(&other, &mut foreign);
         assert!(!verify(&pinned, &foreign), "another key");
+        assert!(is_active(&h, 2) && !is_active(&h, 2 + ACTIVE_MS) && !is_active(&h, 2 - CLOCK_SKEW_MS));
     }
 }

@@ -22,10 +22,9 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use zdn_answers::rows::to_row;
 use zdn_answers::rows::{
-    agent_row, audit_row, change_name, correlation_row, event_row, host_row, indicator_rows, member_rows,
-    sighting_row, top_row,
+    agent_row, audit_row, change_name, correlation_row, event_row, host_row, hunt_answer_row, indicator_rows,
+    member_rows, sighting_row, top_row,
 };
 use zdn_indicators::Kind;
 use zdn_proto::v1::{self, analyst_service_server::AnalystService};
@@ -347,17 +346,7 @@ async fn hunt_status(
 }
 
 fn hunt_json(s: &v1::HuntStatus) -> Value {
-    let answers: Vec<Value> = s
-        .answers
-        .iter()
-        .map(|a| {
-            Value::Object(to_row(json!({
-                "participant": a.participant, "agent": a.agent, "sightings": a.sightings,
-                "hours_searched": a.hours_searched, "not_searched": a.not_searched,
-                "answered": zdn_timestamps::format_unix_ms(a.answered_unix_ms),
-            })))
-        })
-        .collect();
+    let answers: Vec<Value> = s.answers.iter().map(|a| Value::Object(hunt_answer_row(a))).collect();
     json!({
         "id": s.id, "indicator": s.indicator, "kind": s.kind,
         "since": zdn_timestamps::format_unix_ms(s.since_unix_ms),

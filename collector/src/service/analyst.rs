@@ -164,8 +164,7 @@ impl AnalystService for Analyst {
     ) -> Result<Response<v1::FleetStatusResponse>, Status> {
         let view = self.view(&request, "fleet_status").await?;
         let store = self.shared.store.clone();
-        let stale_ms =
-            i64::try_from(self.shared.config.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let stale_ms = self.shared.config.stale_after_ms();
         let mut agents = blocking(move || store.fleet(now_ms(), stale_ms)).await?;
         if let View::Own(me) = &view {
             agents.retain(|a| &a.participant == me);
@@ -331,8 +330,7 @@ impl AnalystService for Analyst {
         zdn_transport::identity::validate_participant(&participant)
             .map_err(|e| Status::invalid_argument(format!("participant: {e}")))?;
         let store = self.shared.store.clone();
-        let stale_ms =
-            i64::try_from(self.shared.config.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let stale_ms = self.shared.config.stale_after_ms();
         let (document, count) = blocking(move || {
             let filter = SightingFilter {
                 indicator: None,

@@ -25,14 +25,13 @@ impl FleetService for Fleet {
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let peer = authorise_agent(&request)?;
         let beat = request.into_inner();
-        if beat.agent_version.len() > 64 || beat.blind_spots.len() > 32 {
-            return Err(Status::invalid_argument("heartbeat fields exceed their limits"));
+        if beat.agent_version.len() > 64 || beat.blind_spots.len() > 32 || beat.hunt_answers.len() > 64 {
+            return Err(Status::invalid_argument(
+                "heartbeat fields exceed their limits (agent_version 64 bytes, 32 blind spots, 64 hunt answers)",
+            ));
         }
         let store = self.shared.store.clone();
         let now = now_ms();
-        if beat.hunt_answers.len() > 64 {
-            return Err(Status::invalid_argument("heartbeat fields exceed their limits"));
-        }
         self.shared.hunts.answered(&peer.identity.participant, &peer.identity.name, &beat.hunt_answers, now);
         blocking(move || store.record_heartbeat(&peer.identity.participant, &peer.identity.name, &beat, now))
             .await?;

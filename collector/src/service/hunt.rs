@@ -1,5 +1,5 @@
 //! Analysts' retro-hunts: `StartHunt` signs a request with the publishing key, every agent's
-//! sync stream carries it (also to agents that connect later, while it is active), agents
+//! sync stream carries it (also to agents that connect later, for `zdn_proto::hunt::ACTIVE_MS`), agents
 //! answer in their heartbeats, and `GetHunt` shows the coverage ("27 of 30 agents answered,
 //! 2 hits"). The retro sightings themselves arrive like any sighting.
 //!
@@ -17,8 +17,6 @@ use zdn_indicators::Kind;
 use zdn_proto::v1;
 use zdn_timestamps::now_ms;
 
-/// A hunt stays on the sync streams this long (agents that come back within it still answer).
-const ACTIVE_MS: i64 = 24 * 3_600_000;
 /// Hunts remembered at most (the oldest is forgotten first).
 const MAX_HUNTS: usize = 64;
 const DEFAULT_DAYS: u32 = 14;
@@ -41,12 +39,6 @@ impl Default for Hunts {
     }
 }
 
-/// Whether `hunt` still goes to agents at `now` (it is withdrawn from streams a day after it was
-/// issued, even when no later hunt refreshed the list).
-pub fn is_active(hunt: &v1::HuntRequest, now: i64) -> bool {
-    now - hunt.issued_unix_ms < ACTIVE_MS
-}
-
 impl Hunts {
     /// The active hunts, for a sync stream.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Vec<v1::HuntRequest>>> {
@@ -63,8 +55,11 @@ impl Hunts {
         }
         hunts.insert(request.id.clone(), Hunt { request, asked, answers: BTreeMap::new() });
         let now = now_ms();
-        let mut active: Vec<v1::HuntRequest> =
-            hunts.values().filter(|h| is_active(&h.request, now)).map(|h| h.request.clone()).collect();
+        let mut active: Vec<v1::HuntRequest> = hunts
+            .values()
+            .filter(|h| zdn_proto::hunt::is_active(&h.request, now))
+            .map(|h| h.request.clone())
+            .collect();
         active.sort_by_key(|h| h.issued_unix_ms);
         self.active.send_replace(Arc::new(active));
     }
@@ -145,7 +140,7 @@ impl Analyst {
             signature: Vec::new(),
         };
         self.shared.publishing.sign_hunt(&mut hunt);
-        let (store, stale_ms) = (self.shared.store.clone(), self.stale_ms());
+        let (store, stale_ms) = (self.shared.store.clone(), self.shared.config.stale_after_ms());
         let agents = blocking(move || store.fleet(now, stale_ms)).await?;
         let asked = agents.iter().filter(|a| !a.stale).count() as u32;
         tracing::info!(hunt = %hunt.id, indicator = %indicator.value, days, asked, by = %peer.identity, "hunt started");
@@ -163,10 +158,6 @@ impl Analyst {
         self.shared.hunts.status(&id).map(Response::new).ok_or_else(|| {
             Status::not_found(format!("no hunt {id:?} on this collector (hunts last until it restarts)"))
         })
-    }
-
-    fn stale_ms(&self) -> i64 {
-        i64::try_from(self.shared.config.stale_after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 }
 
@@ -188,7 +179,7 @@ mod tests {
     fn answers_make_the_coverage_and_old_hunts_leave_the_streams() {
         let hunts = Hunts::default();
         let now = now_ms();
-        hunts.start(request("old", now - ACTIVE_MS - 1), 2);
+        hunts.start(request("old", now - zdn_proto::hunt::ACTIVE_MS - 1), 2);
         hunts.start(request("new", now), 3);
         let active = hunts.subscribe().borrow().clone();
         assert_eq!(active.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["new"]);

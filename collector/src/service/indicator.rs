@@ -224,7 +224,7 @@ impl Subscription {
             }
             let hunts = self.hunts.borrow_and_update().clone();
             let now = zdn_timestamps::now_ms();
-            for hunt in hunts.iter().filter(|h| super::hunt::is_active(h, now)) {
+            for hunt in hunts.iter().filter(|h| zdn_proto::hunt::is_active(h, now)) {
                 if self.hunts_sent.insert(hunt.id.clone()) {
                     self.pending
                         .push_back(v1::IndicatorUpdate { hunt: Some(hunt.clone()), ..Default::default() });

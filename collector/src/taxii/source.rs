@@ -421,6 +421,43 @@ mod tests {
         config("cti", ok).validate().unwrap();
     }
 
+    /// A server that answers every request with `status` and `body`.
+    async fn answering(status: &'static str, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = tcp.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/taxii+json;version=2.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/api1/collections/c1/")
+    }
+
+    #[tokio::test]
+    async fn a_bad_answer_fails_the_poll_by_name_and_keeps_nothing() {
+        let cases = [
+            ("200 OK", "this is not json", "not a TAXII envelope"),
+            ("200 OK", r#"{"more": true, "objects": []}"#, "gives no `next`"),
+            ("401 Unauthorized", r#"{"title": "no"}"#, "401"),
+            ("500 Internal Server Error", "oops", "500"),
+        ];
+        for (status, body, expected) in cases {
+            let data = tempfile::tempdir().unwrap();
+            let source =
+                Source::new(&config("partner", &answering(status, body).await), data.path()).unwrap();
+            let error = source.poll().await.unwrap_err().to_string();
+            assert!(error.contains("taxii source partner") && error.contains(expected), "{body}: {error}");
+            assert!(!data.path().join("taxii/partner").exists(), "nothing kept after: {error}");
+        }
+    }
+
     #[test]
     fn the_newest_version_of_an_object_is_kept() {
         let mut objects = BTreeMap::new();
