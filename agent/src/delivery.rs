@@ -241,10 +241,15 @@ impl Session<'_> {
                     // The request half is gone when the collector already answered the stream
                     // with an error (a rate refusal, say): that answer, not "closed", says what
                     // to do next (wait on this connection, or connect afresh).
-                    return Err(match acks.message().await {
-                        Err(status) => SessionError::Status(status),
-                        Ok(_) => SessionError::Closed,
-                    });
+                    // Acknowledgements still before that answer are passed over: their rows
+                    // stay in the spool and go again (ids make that harmless).
+                    loop {
+                        match acks.message().await {
+                            Ok(Some(_)) => continue,
+                            Ok(None) => return Err(SessionError::Closed),
+                            Err(status) => return Err(SessionError::Status(status)),
+                        }
+                    }
                 }
                 in_flight.push_back((sequence, seqs));
             }
